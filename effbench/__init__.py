@@ -1,0 +1,14 @@
+"""effbench: what an LLM efficiency technique really costs and saves, accuracy and resources in one run."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from effbench.errors import EffbenchError
+from effbench.hookspecs import hookimpl
+from effbench.types import Measurement, Metric, Probe, RunContext, Technique
+
+try:
+    __version__ = version("effbench")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["EffbenchError", "Measurement", "Metric", "Probe", "RunContext", "Technique", "__version__", "hookimpl"]

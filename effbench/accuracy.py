@@ -1,0 +1,90 @@
+"""Task accuracy through lm-evaluation-harness, on the already-modified model object."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from effbench.errors import EffbenchError
+
+
+@cache
+def task_manager(task_dirs: tuple[str, ...]) -> Any:
+    """lm-eval's task index including effbench's and plugins' task directories (built once per process)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(task_dirs) or None)
+
+
+def known_tasks(payload: dict[str, Any], emit: Any = None) -> list[str]:
+    """Every task and group name lm-eval knows (a worker target: the forkserver has the index built)."""
+    return sorted(task_manager(tuple(payload["task_dirs"])).all_tasks)
+
+
+def check_tasks(tasks: list[str], task_dirs: tuple[str, ...], known: set[str]) -> None:
+    """Fail before any run starts when a task or group name is unknown, listing the local ones."""
+    import difflib
+
+    unknown = [t for t in tasks if t not in known]
+    if not unknown:
+        return
+    local = sorted(name for d in task_dirs for name in _names_in(Path(d)))
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=3)
+        hints.append(f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    raise EffbenchError(
+        f"unknown task {', '.join(hints)}; bundled and plugin tasks: {', '.join(local)}; "
+        f"any of lm-eval's {len(known)} tasks and groups also works (`lm-eval ls tasks`)"
+    )
+
+
+def _names_in(folder: Path) -> list[str]:
+    """Task and group names declared by the YAML files of a task directory."""
+    import yaml
+
+    names = []
+    for path in folder.glob("*.yaml"):
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("task", "group") and value.strip():
+                names.append(yaml.safe_load(value))
+    return names
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    tasks: list[str],
+    *,
+    task_dirs: tuple[str, ...],
+    limit: int | None,
+    batch_size: int,
+    bootstrap_iters: int,
+) -> dict[str, dict[str, Any]]:
+    """Run lm-eval on the model object; return per-task results, each with its sample count ``n``.
+
+    No response cache is used: lm-eval's cache is not keyed by model, so sharing one across
+    techniques would silently reuse another model's answers.
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    output = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=tasks,
+        task_manager=task_manager(task_dirs),
+        limit=limit,
+        bootstrap_iters=bootstrap_iters,
+        use_cache=None,
+        log_samples=False,
+    )
+    results = {}
+    for task, values in output["results"].items():
+        if task not in output.get("n-samples", {}):
+            continue  # a group's row: its member tasks carry the figures
+        counts = output["n-samples"][task]
+        results[task] = {**values, "n": counts.get("effective", counts.get("original"))}
+    return results

@@ -1,0 +1,116 @@
+"""Suite configuration: YAML or flags, validated by pydantic, with errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from effbench.errors import EffbenchError
+
+DEFAULT_TECHNIQUES = ("baseline", "dtype:dtype=bf16", "prune-magnitude:sparsity=0.5")
+
+
+class TechniqueSpec(BaseModel):
+    """One technique with its parameters; written ``name`` or ``name:key=value,...`` for short."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_short(cls, value: Any) -> Any:
+        return parse_technique(value) if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        """How the technique is shown in tables: ``name(k=v, ...)``."""
+        if not self.params:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in sorted(self.params.items()))})"
+
+
+def parse_technique(text: str) -> dict[str, Any]:
+    """Parse ``name:key=value,key=value`` (values read as YAML scalars) into a TechniqueSpec dict."""
+    name, _, rest = text.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"technique {text!r}: expected key=value, got {item!r}")
+        params[key.strip()] = yaml.safe_load(raw)
+    return {"name": name.strip(), "params": params}
+
+
+class Workload(BaseModel):
+    """The generation workload measured for speed, memory and energy (greedy, forced length)."""
+
+    model_config = ConfigDict(extra="forbid")
+    requests: int = Field(12, ge=1, description="measured generation requests")
+    prompt_tokens: int = Field(32, ge=1, description="tokens per prompt")
+    max_new_tokens: int = Field(32, ge=1, description="tokens generated per request (forced)")
+    warmup: int = Field(2, ge=0, description="unmeasured requests first")
+
+
+class Suite(BaseModel):
+    """Everything that defines a sweep; fields that change results are part of each run's identity."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "default"
+    models: list[str] = Field(default_factory=lambda: ["zoo:micro-m"], min_length=1)
+    revision: str | None = None
+    techniques: list[TechniqueSpec] = Field(
+        default_factory=lambda: [TechniqueSpec.model_validate(t) for t in DEFAULT_TECHNIQUES], min_length=1
+    )
+    tasks: list[str] = Field(default_factory=lambda: ["micro_world"], min_length=1)
+    limit: int | None = Field(None, ge=1, description="documents per task (None: all)")
+    batch_size: int = Field(64, ge=1)
+    bootstrap_iters: int = Field(1000, ge=0)
+    timeout: float = Field(900.0, gt=0, description="seconds per run before it is stopped")
+    output: Path = Path("effbench-results")
+    workload: Workload = Field(default_factory=Workload)
+    country: str = Field("USA", description="ISO 3166 alpha-3 code for the CO2 intensity of the grid")
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _baseline_first(self) -> Suite:
+        """Every comparison needs the baseline: add it when the suite leaves it out."""
+        if not any(t.name == "baseline" for t in self.techniques):
+            self.techniques.insert(0, TechniqueSpec(name="baseline"))
+        return self
+
+
+def _explain(err: pydantic.ValidationError, source: str) -> EffbenchError:
+    lines = [f"{source}: invalid suite"]
+    for e in err.errors():
+        where = ".".join(map(str, e["loc"])) or "(top level)"
+        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {where}: {msg}")
+    return EffbenchError("\n".join(lines))
+
+
+def load_suite(path: Path | None = None, **overrides: Any) -> Suite:
+    """Read a suite YAML (or the default suite) and apply command-line overrides on top."""
+    data: dict[str, Any] = {}
+    source = "default suite"
+    if path is not None:
+        source = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise EffbenchError(f"suite file {path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise EffbenchError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise EffbenchError(f"{path}: a suite is a mapping of fields, got {type(data).__name__}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Suite.model_validate(data)
+    except (pydantic.ValidationError, ValueError) as err:
+        if isinstance(err, pydantic.ValidationError):
+            raise _explain(err, source) from None
+        raise EffbenchError(f"{source}: {err}") from None

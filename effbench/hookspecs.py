@@ -1,0 +1,36 @@
+"""The hooks effbench calls on plugins; each is documented in docs/plugins.md (a test enforces it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from effbench.types import Metric, Probe, Technique
+
+PROJECT = "effbench"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_techniques(register: Callable[[Technique], None]) -> None:
+    """Register techniques: call ``register(technique)`` once per Technique instance."""
+
+
+@hookspec
+def register_metrics(register: Callable[[Metric], None]) -> None:
+    """Register metrics: call ``register(metric)`` once per Metric instance."""
+
+
+@hookspec
+def register_probes(register: Callable[[Probe], None]) -> None:
+    """Register hardware probes: call ``register(probe)`` once per Probe instance."""
+
+
+@hookspec
+def register_tasks(register: Callable[[str | Path], None]) -> None:
+    """Register extra lm-eval task directories: call ``register(path)`` once per directory."""

@@ -1,0 +1,223 @@
+"""The synthetic "micro world": skills a tiny model can learn and efficiency techniques visibly affect.
+
+Every skill has one unambiguous line format, so skills do not fight each other:
+
+- ``copy``:   ``copy qwert > qwert``            sequence copying (attention to earlier positions)
+- ``add``:    ``add 35+86=301``                 two-digit addition, digits least-significant first
+- ``recall``: ``recall b=7 k=3 q=1 m=5 ? k=3``  key-value recall over the context (induction)
+- ``text``:   sentences of a small probabilistic grammar with subject-verb agreement
+
+The training corpus and the held-out task documents come from different seeds, and the
+training generator drops any document that is also a held-out document, so evaluation
+never measures memorisation of the test set.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+DIGITS = "0123456789"
+PUNCTUATION = " .=+?>\n"
+ALPHABET = LETTERS + DIGITS + PUNCTUATION
+
+TRAIN_SEED = 1234
+TASK_SEED = 98765
+RECALL_PAIRS = 4
+
+NOUNS = [
+    ("dog", "dogs"),
+    ("cat", "cats"),
+    ("bird", "birds"),
+    ("fox", "foxes"),
+    ("girl", "girls"),
+    ("boy", "boys"),
+    ("king", "kings"),
+    ("tree", "trees"),
+    ("fish", "fishes"),
+    ("horse", "horses"),
+    ("frog", "frogs"),
+    ("wolf", "wolves"),
+]
+ADJECTIVES = ["old", "small", "red", "big", "happy", "green", "quiet", "fast", "sad", "wild"]
+PREPOSITIONS = ["near", "behind", "with", "under", "beside"]
+VERBS = [
+    ("runs", "run"),
+    ("sleeps", "sleep"),
+    ("sings", "sing"),
+    ("jumps", "jump"),
+    ("eats", "eat"),
+    ("swims", "swim"),
+    ("waits", "wait"),
+    ("plays", "play"),
+]
+ADVERBS = ["today", "again", "slowly", "often", "here", "now"]
+
+
+@dataclass(frozen=True)
+class AgreementItem:
+    """A sentence prefix whose next word must agree in number with the head noun."""
+
+    prefix: str
+    correct: str
+    wrong: str
+    rest: str
+
+
+def _letters(rng: random.Random, low: int, high: int) -> str:
+    return "".join(rng.choice(LETTERS) for _ in range(rng.randint(low, high)))
+
+
+def _lsb(number: int, width: int) -> str:
+    """Write a number with its least-significant digit first, zero-padded to width."""
+    return str(number).zfill(width)[::-1]
+
+
+def copy_doc(rng: random.Random) -> tuple[str, str]:
+    """Return (prompt, answer) for the copy skill."""
+    word = _letters(rng, 5, 8)
+    return f"copy {word} > ", word
+
+
+def add_doc(rng: random.Random) -> tuple[str, str]:
+    """Return (prompt, answer) for two-digit addition written least-significant digit first."""
+    a, b = rng.randint(0, 99), rng.randint(0, 99)
+    return f"add {_lsb(a, 2)}+{_lsb(b, 2)}=", _lsb(a + b, 3)
+
+
+def recall_doc(rng: random.Random, pairs: int = RECALL_PAIRS) -> tuple[str, str]:
+    """Return (prompt, answer) for recalling the digit bound to a key earlier in the line."""
+    keys = rng.sample(LETTERS, pairs)
+    values = [rng.choice(DIGITS) for _ in keys]
+    bindings = " ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+    probe = rng.randrange(pairs)
+    return f"recall {bindings} ? {keys[probe]}=", values[probe]
+
+
+def _noun_phrase(rng: random.Random, plural: bool, adjective_p: float) -> str:
+    noun = NOUNS[rng.randrange(len(NOUNS))][int(plural)]
+    determiner = "the" if plural or rng.random() < 0.6 else "a"
+    if rng.random() < adjective_p:
+        return f"{determiner} {rng.choice(ADJECTIVES)} {noun}"
+    return f"{determiner} {noun}"
+
+
+def agreement_item(rng: random.Random, attractor_p: float = 0.6) -> AgreementItem:
+    """A subject (optionally with a prepositional attractor noun) followed by its verb."""
+    plural = rng.random() < 0.5
+    subject = _noun_phrase(rng, plural, adjective_p=0.5)
+    if rng.random() < attractor_p:
+        attractor = _noun_phrase(rng, rng.random() < 0.5, adjective_p=0.3)
+        subject = f"{subject} {rng.choice(PREPOSITIONS)} {attractor}"
+    singular_verb, plural_verb = VERBS[rng.randrange(len(VERBS))]
+    correct, wrong = (plural_verb, singular_verb) if plural else (singular_verb, plural_verb)
+    rest = f" {rng.choice(ADVERBS)} ." if rng.random() < 0.5 else " ."
+    return AgreementItem(prefix=subject, correct=correct, wrong=wrong, rest=rest)
+
+
+def sentence(rng: random.Random) -> str:
+    """One grammatical sentence of the micro-world grammar."""
+    item = agreement_item(rng, attractor_p=0.4)
+    return f"{item.prefix} {item.correct}{item.rest}"
+
+
+def paragraph(rng: random.Random, sentences: tuple[int, int] = (2, 4)) -> str:
+    """A few sentences: the documents the perplexity task scores."""
+    return " ".join(sentence(rng) for _ in range(rng.randint(*sentences)))
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Held-out task documents, as the full strings that must never be trained on."""
+
+    docs: frozenset[str]
+    clauses: frozenset[str]  # "subject verb" of agreement items, whatever follows the verb
+
+
+def task_documents(n: int = 500, seed: int = TASK_SEED) -> tuple[dict[str, list[dict]], HeldOut]:
+    """Generate the held-out documents of every bundled task, plus the set to exclude from training."""
+    rng = random.Random(seed)
+    tasks: dict[str, list[dict]] = {}
+    held_docs: set[str] = set()
+    held_clauses: set[str] = set()
+
+    def unique(make, key):
+        seen: set[str] = set()
+        while len(seen) < n:
+            item = make(rng)
+            if key(item) not in seen:
+                seen.add(key(item))
+                yield item
+
+    for name, make in (("copy", copy_doc), ("add", add_doc)):
+        rows = []
+        for prompt, answer in unique(make, lambda pa: pa[0]):
+            rows.append({"prompt": prompt, "answer": answer})
+            held_docs.add(prompt + answer)
+        tasks[name] = rows
+
+    rows = []
+    for prompt, answer in unique(recall_doc, lambda pa: pa[0]):
+        rows.append({"prompt": prompt, "choices": list(DIGITS), "label": DIGITS.index(answer)})
+        held_docs.add(prompt + answer)
+    tasks["recall"] = rows
+
+    rows = []
+    items = unique(lambda r: agreement_item(r, attractor_p=1.0), lambda it: it.prefix)
+    for item in items:
+        label = rng.randrange(2)
+        choices = [item.wrong, item.correct] if label else [item.correct, item.wrong]
+        rows.append({"prompt": item.prefix, "choices": choices, "label": label})
+        held_clauses.add(f"{item.prefix} {item.correct}")
+    tasks["agree"] = rows
+
+    rows = []
+    for text in unique(paragraph, lambda p: p):
+        rows.append({"text": text})
+        held_docs.add(text)
+    tasks["text"] = rows
+    return tasks, HeldOut(frozenset(held_docs), frozenset(held_clauses))
+
+
+# Training mixture: copying forms the induction circuit that recall then reuses, so both get
+# a large share; addition is slow to learn; the grammar needs less.
+MIXTURE = {"recall": 0.30, "add": 0.25, "copy": 0.25, "text": 0.20}
+
+
+def _training_doc(rng: random.Random, skill: str) -> str:
+    if skill == "text":
+        return paragraph(rng, sentences=(1, 4))
+    make = {"recall": recall_doc, "add": add_doc, "copy": copy_doc}[skill]
+    if skill == "recall":
+        prompt, answer = recall_doc(rng, pairs=rng.randint(2, 6))
+    else:
+        prompt, answer = make(rng)
+    return prompt + answer
+
+
+def training_documents(count: int, held_out: HeldOut, seed: int = TRAIN_SEED) -> Iterator[str]:
+    """Yield training documents (one line each, no newline), never a held-out one."""
+    rng = random.Random(seed)
+    skills, weights = zip(*MIXTURE.items(), strict=True)
+    produced = 0
+    while produced < count:
+        skill = rng.choices(skills, weights)[0]
+        doc = _training_doc(rng, skill)
+        if doc in held_out.docs or (skill == "text" and any(c in held_out.clauses for c in clauses(doc))):
+            continue
+        produced += 1
+        yield doc
+
+
+def clauses(text: str) -> list[str]:
+    """The "subject verb" part of every sentence of a paragraph (adverb and full stop removed)."""
+    out = []
+    for part in text.split(" ."):
+        words = part.split()
+        if words and words[-1] in ADVERBS:
+            words = words[:-1]
+        if words:
+            out.append(" ".join(words))
+    return out

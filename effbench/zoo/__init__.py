@@ -1,0 +1,47 @@
+"""Bundled reference micro-models, addressable as ``zoo:NAME`` wherever a model id is accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from effbench.errors import EffbenchError
+
+PREFIX = "zoo:"
+MODELS_DIR = Path(__file__).parent / "models"
+WEIGHTS = "model.safetensors"
+
+
+def available() -> list[str]:
+    """Names of the bundled models (directories holding a config)."""
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def resolve(model_id: str) -> str:
+    """Turn ``zoo:NAME`` into its local directory; Hub ids and paths pass through unchanged."""
+    if not model_id.startswith(PREFIX):
+        return model_id
+    name = model_id[len(PREFIX) :]
+    if name not in available():
+        raise EffbenchError(f"unknown zoo model {model_id!r}; available: {', '.join(PREFIX + n for n in available())}")
+    return str(MODELS_DIR / name)
+
+
+def load(model_id: str, *, revision: str | None = None, trust_remote_code: bool = False, **kwargs: Any):
+    """Load (model, tokenizer) with safetensors only, turning broken files into a clear error."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    location = resolve(model_id)
+    local = Path(location)
+    if local.is_dir() and not any(local.glob("*.safetensors")):
+        raise EffbenchError(f"model {model_id!r}: no safetensors weights in {local} (expected {WEIGHTS})")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, revision=revision, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
+        )
+    except (SafetensorError, OSError, ValueError) as err:
+        raise EffbenchError(f"model {model_id!r} could not be loaded from {location}: {err}") from err
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,47 @@
+"""Shared fixtures: nothing reaches the network, and helpers to run the real CLI and fake plugins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600, cwd: Path | None = None):
+    """Run the installed ``effbench`` command line in a subprocess and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "effbench.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def make_plugin_dist(root: Path, dist: str, entry_name: str, module: str, source: str) -> Path:
+    """Create an importable distribution (dist-info with an ``effbench`` entry point) under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[effbench]\n{entry_name} = {module}\n")
+    return root
+
+
+@pytest.fixture
+def plugin_path(tmp_path):
+    """A directory to put fake plugin distributions in; returns an env with it on PYTHONPATH."""
+    root = tmp_path / "site"
+    root.mkdir()
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    return root, env

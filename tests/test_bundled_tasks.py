@@ -1,0 +1,62 @@
+"""lm-eval runs every bundled task offline on the reference models, and the models are good enough."""
+
+import pytest
+
+from effbench import accuracy, zoo
+from effbench.plugins import registry
+from effbench.tasks import CHANCE, GROUP, PRIMARY_METRIC, TASK_NAMES
+
+
+@pytest.fixture(scope="module")
+def results():
+    task_dirs = tuple(str(d) for d in registry().task_dirs)
+    out = {}
+    for name in ("micro-m", "micro-s"):
+        model, tokenizer = zoo.load(f"zoo:{name}")
+        out[name] = accuracy.evaluate(
+            model, tokenizer, [GROUP], task_dirs=task_dirs, limit=None, batch_size=64, bootstrap_iters=1000
+        )
+    return out
+
+
+def test_group_runs_every_task_with_every_output_type(results):
+    m = results["micro-m"]
+    assert set(m) == set(TASK_NAMES)
+    for task in TASK_NAMES:
+        assert m[task]["n"] == 500
+    assert {"acc,none", "acc_norm,none"} <= set(m["micro_recall"]) and {"acc,none", "acc_norm,none"} <= set(
+        m["micro_agree"]
+    )
+    assert "exact_match,none" in m["micro_copy"] and "exact_match,none" in m["micro_add"]
+    assert {"word_perplexity,none", "bits_per_byte,none"} <= set(m["micro_text"])
+
+
+def test_every_accuracy_has_a_standard_error(results):
+    for task, metric in PRIMARY_METRIC.items():
+        if task in CHANCE:
+            stderr = results["micro-m"][task][f"{metric}_stderr,none"]
+            assert isinstance(stderr, float) and stderr >= 0
+
+
+def test_micro_m_is_at_least_halfway_from_chance_to_perfect(results):
+    for task, chance in CHANCE.items():
+        score = results["micro-m"][task][f"{PRIMARY_METRIC[task]},none"]
+        assert score >= chance + (1 - chance) / 2, (task, score)
+
+
+def test_micro_s_is_measurably_worse_on_at_least_two_tasks(results):
+    worse = []
+    for task in CHANCE:
+        key = PRIMARY_METRIC[task]
+        m, s = results["micro-m"][task], results["micro-s"][task]
+        margin = m[f"{key}_stderr,none"] + s[f"{key}_stderr,none"]
+        if m[f"{key},none"] - s[f"{key},none"] > margin:
+            worse.append(task)
+    assert len(worse) >= 2, worse
+
+
+def test_perplexity_orders_the_models(results):
+    assert (
+        results["micro-m"]["micro_text"]["word_perplexity,none"]
+        < results["micro-s"]["micro_text"]["word_perplexity,none"]
+    )

@@ -1,0 +1,202 @@
+"""`effbench evaluate` end to end: table and report files, failure containment, resume after kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import datasets
+import pytest
+
+from effbench.store import ResultsStore
+from tests.conftest import make_plugin_dist, run_cli
+
+CRASHING = """
+import os, time
+from effbench import Technique, hookimpl
+
+class Raises(Technique):
+    name = "crash-raise"
+    stage = "inference"
+    resources = ("computation",)
+    def apply(self, model, tokenizer):
+        raise RuntimeError("this technique is broken on purpose")
+
+class Aborts(Technique):
+    name = "crash-abort"
+    stage = "inference"
+    resources = ("computation",)
+    def apply(self, model, tokenizer):
+        os.abort()
+
+class Sleeps(Technique):
+    name = "crash-sleep"
+    stage = "inference"
+    resources = ("computation",)
+    def apply(self, model, tokenizer):
+        time.sleep(600)
+        return model
+
+@hookimpl
+def register_techniques(register):
+    for t in (Raises(), Aborts(), Sleeps()):
+        register(t)
+"""
+
+QUICK = ["--task", "micro_copy", "--task", "micro_recall", "--limit", "8"]
+
+
+def _runs(store_dir):
+    return {r["technique"] + r["technique_params"]: r for r in ResultsStore(store_dir).read("runs").to_pylist()}
+
+
+def test_default_techniques_end_to_end(tmp_path):
+    out = tmp_path / "results"
+    result = run_cli("evaluate", "--output", str(out), "--limit", "20")
+    assert result.returncode == 0, result.stderr
+    for text in ("baseline", "dtype(dtype=bf16)", "prune-magnitude(sparsity=0.5)", "Compression", "Speed-up"):
+        assert text in result.stdout
+    runs = _runs(out)
+    assert {r["status"] for r in runs.values()} == {"ok"}
+    assert {r["technique"] for r in runs.values()} == {"baseline", "dtype", "prune-magnitude"}
+    for name in ("report.md", "report.tex", "report.csv"):
+        assert (out / name).stat().st_size > 0
+    markdown = (out / "report.md").read_text()
+    assert "| prune-magnitude(sparsity=0.5) |" in markdown
+    assert "energy: estimated (codecarbon" in markdown or "energy: measured (codecarbon" in markdown
+    measurements = ResultsStore(out).read("measurements").to_pylist()
+    metrics = {m["metric"] for m in measurements}
+    for metric in (
+        "acc",
+        "exact_match",
+        "word_perplexity",
+        "parameters",
+        "parameters_nonzero",
+        "weight_bytes",
+        "latency",
+        "throughput",
+        "peak_memory",
+        "energy",
+        "energy_per_token",
+        "co2",
+    ):
+        assert metric in metrics, metric
+    bf16 = next(r for r in runs.values() if r["technique"] == "dtype")
+    sizes = {m["run_id"]: m["value"] for m in measurements if m["metric"] == "weight_bytes"}
+    base = next(r for r in runs.values() if r["technique"] == "baseline")
+    assert sizes[bf16["run_id"]] == pytest.approx(sizes[base["run_id"]] / 2, rel=0.01)
+    pruned = next(r for r in runs.values() if r["technique"] == "prune-magnitude")
+    nonzero = {m["run_id"]: m["value"] for m in measurements if m["metric"] == "parameters_nonzero"}
+    assert nonzero[pruned["run_id"]] < 0.75 * nonzero[base["run_id"]]
+    for m in measurements:
+        if m["metric"] in ("acc", "exact_match"):
+            assert m["stderr"] is not None and m["n"] == 20
+
+    # rerunning the same command skips every stored run
+    again = run_cli("evaluate", "--output", str(out), "--limit", "20")
+    assert again.returncode == 0
+    assert "3 already stored" in again.stdout
+    assert _runs(out) == runs
+
+
+def test_failing_runs_become_failed_rows_and_the_sweep_goes_on(tmp_path, plugin_path):
+    root, env = plugin_path
+    make_plugin_dist(root, "crash-dist", "crash", "crash_plugin", CRASHING)
+    out = tmp_path / "results"
+    result = run_cli(
+        "evaluate",
+        "--output",
+        str(out),
+        *QUICK,
+        "--timeout",
+        "40",
+        "--technique",
+        "crash-raise",
+        "--technique",
+        "crash-abort",
+        "--technique",
+        "crash-sleep",
+        "--technique",
+        "prune-magnitude:sparsity=0.2",
+        env=env,
+    )
+    assert result.returncode == 1
+    runs = _runs(out)
+    assert runs["crash-raise{}"]["status"] == "failed"
+    assert "RuntimeError: this technique is broken on purpose" in runs["crash-raise{}"]["error"]
+    assert "SIGABRT" in runs["crash-abort{}"]["error"]
+    assert "timed out after 40 s" in runs["crash-sleep{}"]["error"]
+    assert runs["baseline{}"]["status"] == "ok"
+    assert runs['prune-magnitude{"sparsity": 0.2}']["status"] == "ok"
+    assert "failed: RuntimeError" in (out / "report.md").read_text()
+    log = (out / "logs" / f"{runs['crash-raise{}']['run_id']}.log").read_text()
+    assert "Traceback" in log
+
+
+def test_kill_minus_9_then_rerun_stores_every_run_exactly_once(tmp_path):
+    out = tmp_path / "results"
+    args = [
+        sys.executable,
+        "-m",
+        "effbench.cli",
+        "evaluate",
+        "--output",
+        str(out),
+        *QUICK,
+        "--technique",
+        "prune-magnitude:sparsity=0.1",
+        "--technique",
+        "prune-magnitude:sparsity=0.3",
+        "--technique",
+        "prune-magnitude:sparsity=0.6",
+    ]
+    sweep = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(ResultsStore(out).files("runs")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep, its forkserver and its worker
+    sweep.wait()
+    stored_before = _runs(out)
+    assert 2 <= len(stored_before) < 4
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    store = ResultsStore(out)
+    runs = store.read("runs").to_pylist()
+    assert len(runs) == 4 and len({r["run_id"] for r in runs}) == 4
+    for key, row in stored_before.items():  # finished runs were not run again
+        assert _runs(out)[key]["started_at"] == row["started_at"]
+    per_run = {}
+    for m in store.read("measurements").to_pylist():
+        per_run.setdefault(m["run_id"], []).append((m["task"], m["metric"]))
+    assert set(per_run) == {r["run_id"] for r in runs}
+    for pairs in per_run.values():
+        assert len(pairs) == len(set(pairs))  # no duplicated measurement
+
+
+def test_store_tables_round_trip_through_datasets(tmp_path):
+    out = tmp_path / "results"
+    assert run_cli("evaluate", "--output", str(out), *QUICK, "--technique", "baseline").returncode == 0
+    store = ResultsStore(out)
+    for table in ("runs", "measurements"):
+        loaded = datasets.load_dataset("parquet", data_files=str(out / table / "*.parquet"), split="train")
+        assert loaded.to_list() == store.read(table).to_pylist()
+    run = store.read("runs").to_pylist()[0]
+    assert json.loads(run["hardware"])["cpu"]["logical_cores"] >= 1
+    assert json.loads(run["versions"])["lm_eval"]
+
+
+def test_bad_input_exits_with_a_clear_message(tmp_path):
+    result = run_cli("evaluate", "--output", str(tmp_path), "--technique", "nope")
+    assert result.returncode == 2
+    assert "unknown technique 'nope'; valid techniques:" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("evaluate", "--output", str(tmp_path), "--model", "zoo:micro-x")
+    assert result.returncode == 2 and "available: zoo:micro-m, zoo:micro-s" in result.stderr
+
+
+def test_version_and_probe():
+    assert run_cli("--version").stdout.startswith("effbench ")
+    probe = json.loads(run_cli("probe").stdout)
+    assert probe["fingerprint"] and {"cpu", "memory", "os", "versions"} <= set(probe["probes"])
