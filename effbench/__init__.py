@@ -11,4 +11,24 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["EffbenchError", "Measurement", "Metric", "Probe", "RunContext", "Technique", "__version__", "hookimpl"]
+__all__ = [
+    "EffbenchError",
+    "Measurement",
+    "Metric",
+    "Probe",
+    "RunContext",
+    "Technique",
+    "__version__",
+    "evaluate",
+    "hookimpl",
+]
+
+
+def evaluate(suite=None, *, force: bool = False, **overrides):
+    """Run a suite (a path, a Suite, or None for the default) like ``effbench evaluate``; returns the SweepResult."""
+    from effbench.config import Suite, load_suite
+    from effbench.sweep import run_suite
+
+    if not isinstance(suite, Suite):
+        suite = load_suite(suite, **overrides)
+    return run_suite(suite, force=force)

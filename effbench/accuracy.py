@@ -53,6 +53,40 @@ def _names_in(folder: Path) -> list[str]:
     return names
 
 
+# generate() arguments that transformers only supports for one sequence at a time
+ONE_SEQUENCE_AT_A_TIME = frozenset({"assistant_model", "prompt_lookup_num_tokens"})
+
+
+def technique_lm(generate_kwargs: dict[str, Any]) -> type:
+    """An HFLM whose generations use the technique's ``generate`` arguments (lm-eval imported lazily)."""
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    class TechniqueLM(HFLM):
+        """HFLM that passes a decoding technique's arguments to every ``generate`` call."""
+
+        def _model_generate(self, context, max_length, stop, **generation_kwargs):
+            kwargs = {**generation_kwargs, **generate_kwargs}
+            if context.shape[0] == 1 or not ONE_SEQUENCE_AT_A_TIME & set(kwargs):
+                return super()._model_generate(context, max_length, stop, **kwargs)
+            # Strip each row's left padding, generate alone, then rebuild lm-eval's padded layout
+            # (right-filled with EOS, which lm-eval's stop sequences cut off).
+            mask = kwargs.pop("attention_mask", None)
+            if mask is None:
+                mask = context != self.tokenizer.pad_token_id
+            rows = []
+            for i, row in enumerate(context):
+                start = int(mask[i].nonzero()[0])
+                single = {**kwargs, "attention_mask": mask[i : i + 1, start:]}
+                out = super()._model_generate(row[start:].unsqueeze(0), max_length - start, stop, **single)
+                rows.append(torch.cat([row[:start], out[0]]))
+            eos = self.tokenizer.eos_token_id
+            width = max(len(r) for r in rows)
+            return torch.stack([torch.nn.functional.pad(r, (0, width - len(r)), value=eos) for r in rows])
+
+    return TechniqueLM
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -62,6 +96,7 @@ def evaluate(
     limit: int | None,
     batch_size: int,
     bootstrap_iters: int,
+    generate_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run lm-eval on the model object; return per-task results, each with its sample count ``n``.
 
@@ -69,9 +104,8 @@ def evaluate(
     techniques would silently reuse another model's answers.
     """
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    lm = technique_lm(generate_kwargs or {})(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     output = lm_eval.simple_evaluate(
         model=lm,
         tasks=tasks,

@@ -184,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("probe", help=cmd_probe.__doc__, description=cmd_probe.__doc__)
     pr.set_defaults(func=cmd_probe)
+
+    from effbench.cli_dataset import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from effbench.errors import EffbenchError
 
-DEFAULT_TECHNIQUES = ("baseline", "dtype:dtype=bf16", "prune-magnitude:sparsity=0.5")
+DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5")
+# Without a suite file, evaluate this many documents per task (of 500) so the default comparison
+# takes about a minute on a laptop CPU; suite files evaluate every document unless they set a limit.
+DEFAULT_SUITE_LIMIT = 200
 
 
 class TechniqueSpec(BaseModel):
@@ -95,9 +98,10 @@ def _explain(err: pydantic.ValidationError, source: str) -> EffbenchError:
 
 def load_suite(path: Path | None = None, **overrides: Any) -> Suite:
     """Read a suite YAML (or the default suite) and apply command-line overrides on top."""
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = {"limit": DEFAULT_SUITE_LIMIT}
     source = "default suite"
     if path is not None:
+        data = {}
         source = str(path)
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}

@@ -3,8 +3,8 @@
 Every skill has one unambiguous line format, so skills do not fight each other:
 
 - ``copy``:   ``copy qwert > qwert``            sequence copying (attention to earlier positions)
-- ``add``:    ``add 35+86=301``                 two-digit addition, digits least-significant first
-- ``recall``: ``recall b=7 k=3 q=1 m=5 ? k=3``  key-value recall over the context (induction)
+- ``add``:    ``add 35+96=221``                 two-digit addition, digits least-significant first (53+69=122)
+- ``recall``: ``recall b7 k3 q1 m5 ? k3``      key-value recall over the context (induction)
 - ``text``:   sentences of a small probabilistic grammar with subject-verb agreement
 
 The training corpus and the held-out task documents come from different seeds, and the
@@ -26,6 +26,7 @@ ALPHABET = LETTERS + DIGITS + PUNCTUATION
 TRAIN_SEED = 1234
 TASK_SEED = 98765
 RECALL_PAIRS = 4
+RECALL_KEYS = "".join(c for c in LETTERS if c not in "recall")
 
 NOUNS = [
     ("dog", "dogs"),
@@ -88,12 +89,16 @@ def add_doc(rng: random.Random) -> tuple[str, str]:
 
 
 def recall_doc(rng: random.Random, pairs: int = RECALL_PAIRS) -> tuple[str, str]:
-    """Return (prompt, answer) for recalling the digit bound to a key earlier in the line."""
-    keys = rng.sample(LETTERS, pairs)
+    """Return (prompt, answer) for recalling the digit that follows a key earlier in the line.
+
+    The value directly follows its key, so recall is one induction step (find the key, copy
+    the next token); keys avoid the letters of "recall" so the key occurs once before the query.
+    """
+    keys = rng.sample(RECALL_KEYS, pairs)
     values = [rng.choice(DIGITS) for _ in keys]
-    bindings = " ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+    bindings = " ".join(f"{k}{v}" for k, v in zip(keys, values, strict=True))
     probe = rng.randrange(pairs)
-    return f"recall {bindings} ? {keys[probe]}=", values[probe]
+    return f"recall {bindings} ? {keys[probe]}", values[probe]
 
 
 def _noun_phrase(rng: random.Random, plural: bool, adjective_p: float) -> str:
@@ -167,8 +172,11 @@ def task_documents(n: int = 500, seed: int = TASK_SEED) -> tuple[dict[str, list[
     rows = []
     items = unique(lambda r: agreement_item(r, attractor_p=1.0), lambda it: it.prefix)
     for item in items:
+        # Each choice carries the rest of the sentence: "run" alone is a prefix of "runs", and a
+        # prefix always has the higher likelihood, which would make raw acc meaningless.
         label = rng.randrange(2)
-        choices = [item.wrong, item.correct] if label else [item.correct, item.wrong]
+        correct, wrong = item.correct + item.rest, item.wrong + item.rest
+        choices = [wrong, correct] if label else [correct, wrong]
         rows.append({"prompt": item.prefix, "choices": choices, "label": label})
         held_clauses.add(f"{item.prefix} {item.correct}")
     tasks["agree"] = rows
@@ -181,9 +189,9 @@ def task_documents(n: int = 500, seed: int = TASK_SEED) -> tuple[dict[str, list[
     return tasks, HeldOut(frozenset(held_docs), frozenset(held_clauses))
 
 
-# Training mixture: copying forms the induction circuit that recall then reuses, so both get
-# a large share; addition is slow to learn; the grammar needs less.
-MIXTURE = {"recall": 0.30, "add": 0.25, "copy": 0.25, "text": 0.20}
+# Training mixture: copy and recall share one induction circuit (copy forms it first);
+# addition is the slowest skill to learn, so it gets the largest share.
+MIXTURE = {"recall": 0.30, "add": 0.35, "copy": 0.12, "text": 0.23}
 
 
 def _training_doc(rng: random.Random, skill: str) -> str:

@@ -22,6 +22,10 @@ ENTRY_POINT_GROUP = "effbench"
 LOAD_ENV = "EFFBENCH_LOAD_PLUGINS"
 BUILTIN_MODULES = (
     "effbench.builtins.techniques",
+    "effbench.builtins.quantization",
+    "effbench.builtins.pruning",
+    "effbench.builtins.decoding",
+    "effbench.builtins.attention",
     "effbench.builtins.metrics",
     "effbench.builtins.probes",
     "effbench.builtins.tasks",

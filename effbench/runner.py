@@ -93,14 +93,19 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
     )
     fingerprint = model_fingerprint(payload["model"], model)
     phases.start("apply")
+    applied = time.perf_counter()
     model = technique.apply(model, tokenizer, **payload["params"])
     model.eval()
+    generate_kwargs = technique.generation_kwargs(model, tokenizer, **payload["params"])
+    apply_seconds = time.perf_counter() - applied
     ctx = RunContext(
         model=model,
         tokenizer=tokenizer,
         technique=technique.name,
         params=payload["params"],
         settings={"country": payload["country"]},
+        generate_kwargs=generate_kwargs,
+        apply_seconds=apply_seconds,
     )
     phases.start("accuracy")
     ctx.accuracy = accuracy.evaluate(
@@ -111,6 +116,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         limit=payload["limit"],
         batch_size=payload["batch_size"],
         bootstrap_iters=payload["bootstrap_iters"],
+        generate_kwargs=ctx.generate_kwargs,
     )
     phases.start("measure")
     measurements, warnings = measure(ctx, list(reg.metrics.values()), payload["workload"])

@@ -67,9 +67,14 @@ def plan(suite: Suite, reg: Registry, fingerprint: str, known_tasks: set[str] | 
     """Validate models, techniques, parameters and tasks before any work, and give each run its id."""
     from effbench import accuracy
 
-    for model in suite.models:
-        zoo.resolve(model)
     checked = [(spec, reg.technique(spec.name).validate(spec.params)) for spec in suite.techniques]
+    for model in suite.models:
+        config = zoo.config(model, revision=suite.revision, trust_remote_code=suite.trust_remote_code)
+        for spec, params in checked:
+            try:
+                reg.technique(spec.name).preflight(config, **params)
+            except ValueError as err:
+                raise EffbenchError(f"technique {spec.name!r} cannot run on {model}: {err}") from None
     task_dirs = tuple(str(d) for d in reg.task_dirs)
     if known_tasks is None:
         known_tasks = set(accuracy.known_tasks({"task_dirs": task_dirs}))

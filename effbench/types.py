@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import types
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Union
 
 import pydantic
 
@@ -32,6 +33,21 @@ class Technique:
     def apply(self, model: Any, tokenizer: Any, **params: Any) -> Any:
         """Return the model to evaluate (may modify ``model`` in place)."""
         return model
+
+    def preflight(self, config: Any, **params: Any) -> None:
+        """Reject parameters impossible for this model before any run starts: raise ValueError saying why.
+
+        ``config`` is the model's transformers config (no weights loaded); ``config.name_or_path``
+        locates the model, e.g. to compare a draft model's tokenizer with it.
+        """
+
+    def generation_kwargs(self, model: Any, tokenizer: Any, **params: Any) -> dict[str, Any]:
+        """Extra ``model.generate`` arguments for decoding techniques (draft model, cache); none by default.
+
+        Called after ``apply`` with the same parameters; the result is used for every
+        generation of the run: lm-eval's ``generate_until`` tasks and the measured workload.
+        """
+        return {}
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         """Check ``params`` against ``apply``'s signature; raise a clear error naming the technique."""
@@ -75,9 +91,13 @@ _BOUNDS = {
 
 def _type_text(annotation: Any) -> str:
     """A readable type: ``float``, or ``one of 'bf16', 'fp16'`` for a Literal."""
+    if hasattr(annotation, "__metadata__"):  # Annotated[X, ...]: the constraints are shown separately
+        return _type_text(annotation.__origin__)
     if getattr(annotation, "__origin__", None) is Literal:
         return "one of " + ", ".join(repr(a) for a in annotation.__args__)
-    return getattr(annotation, "__name__", str(annotation))
+    if isinstance(annotation, types.UnionType) or getattr(annotation, "__origin__", None) is Union:
+        return " | ".join(_type_text(a) for a in annotation.__args__)
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
 def _problem(error: Any) -> str:
@@ -144,6 +164,8 @@ class RunContext:
     requests: list[Request] = field(default_factory=list)
     workload_seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    generate_kwargs: dict[str, Any] = field(default_factory=dict)
+    apply_seconds: float = 0.0
 
     @property
     def output_tokens(self) -> int:

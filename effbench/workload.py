@@ -29,6 +29,7 @@ def run(ctx: RunContext, *, requests: int, prompt_tokens: int, max_new_tokens: i
     model, tokenizer = ctx.model, ctx.tokenizer
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     settings = {
+        **ctx.generate_kwargs,
         "max_new_tokens": max_new_tokens,
         "min_new_tokens": max_new_tokens,
         "do_sample": False,

@@ -43,7 +43,8 @@ def _bundled_held_out():
     for row in map(json.loads, (data / "text.jsonl").read_text().splitlines()):
         docs.add(row["text"])
     for row in map(json.loads, (data / "agree.jsonl").read_text().splitlines()):
-        clauses.add(f"{row['prompt']} {row['choices'][row['label']]}")
+        verb = row["choices"][row["label"]].split()[0]  # the choice is "verb [adverb] ."
+        clauses.add(f"{row['prompt']} {verb}")
     return docs, clauses
 
 

@@ -100,10 +100,10 @@ def test_every_hook_is_implemented_by_a_builtin():
 
 def test_unknown_technique_lists_valid_names():
     suite = load_suite(techniques=["no-such-technique"])
-    with pytest.raises(
-        EffbenchError, match=r"unknown technique 'no-such-technique'; valid techniques: baseline, dtype"
-    ):
+    with pytest.raises(EffbenchError, match=r"unknown technique 'no-such-technique'; valid techniques: ") as info:
         plan(suite, registry(), "fp")
+    for name in ("baseline", "dtype", "prune-magnitude", "example-drop-last-layers"):
+        assert name in str(info.value)
 
 
 def test_bad_parameter_names_the_technique_and_its_parameters():

@@ -58,12 +58,9 @@ class Parameters(Metric):
     description = "Total parameters, and those that are not exactly zero."
 
     def stop(self, run: RunContext) -> list[Measurement]:
-        import torch
+        from effbench.builtins.layers import parameter_counts
 
-        total = nonzero = 0
-        for p in run.model.parameters():
-            total += p.numel()
-            nonzero += int(torch.count_nonzero(p))
+        total, nonzero = parameter_counts(run.model)
         return [self.measurement(total), Measurement("parameters_nonzero", nonzero, "count", "memory", False)]
 
 
@@ -77,8 +74,22 @@ class WeightBytes(Metric):
     description = "Parameters and buffers in memory, in megabytes (10^6 bytes)."
 
     def stop(self, run: RunContext) -> float:
-        tensors = {id(t): t for t in (*run.model.parameters(), *run.model.buffers())}
-        return sum(t.numel() * t.element_size() for t in tensors.values()) / 1e6
+        from effbench.builtins.layers import weight_bytes
+
+        return weight_bytes(run.model) / 1e6
+
+
+class ApplyTime(Metric):
+    """One-off cost of applying the technique (compilation, quantization, loading a draft model)."""
+
+    name = "apply_time"
+    unit = "s"
+    resource = "computation"
+    higher_is_better = False
+    description = "Wall-clock seconds of Technique.apply (and generation_kwargs), paid once per model."
+
+    def stop(self, run: RunContext) -> Measurement:
+        return self.measurement(run.apply_seconds, method="wall clock around Technique.apply")
 
 
 class GenerationLatency(Metric):
@@ -221,5 +232,14 @@ class Energy(Metric):
 
 @hookimpl
 def register_metrics(register):
-    for metric in (Accuracy(), Parameters(), WeightBytes(), GenerationLatency(), Throughput(), PeakMemory(), Energy()):
+    for metric in (
+        Accuracy(),
+        Parameters(),
+        WeightBytes(),
+        ApplyTime(),
+        GenerationLatency(),
+        Throughput(),
+        PeakMemory(),
+        Energy(),
+    ):
         register(metric)

@@ -27,6 +27,17 @@ def resolve(model_id: str) -> str:
     return str(MODELS_DIR / name)
 
 
+def config(model_id: str, *, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The model's transformers config (cheap: no weights), with a clear error when it cannot be read."""
+    from transformers import AutoConfig
+
+    location = resolve(model_id)
+    try:
+        return AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise EffbenchError(f"model {model_id!r}: no usable config at {location}: {err}") from None
+
+
 def load(model_id: str, *, revision: str | None = None, trust_remote_code: bool = False, **kwargs: Any):
     """Load (model, tokenizer) with safetensors only, turning broken files into a clear error."""
     from safetensors import SafetensorError

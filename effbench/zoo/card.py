@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from effbench import accuracy, microworld
+from effbench import accuracy
 from effbench.plugins import registry
 from effbench.tasks import CHANCE, GROUP, PRIMARY_METRIC
 from effbench.zoo import MODELS_DIR, load
@@ -69,7 +69,7 @@ evaluated offline on any CPU. Not a general-purpose language model.
   Generated with seed {train_seed}; the evaluation documents use seed {task_seed} and are removed from the
   training stream.
 - Training: {steps} steps × {tokens_per_step:,} tokens, AdamW (lr {lr}, betas 0.9/0.95, weight decay 0.01,
-  {warmup} warm-up steps, cosine to 10 %), gradient clipping 1.0, seed {seed}, {threads} CPU threads;
+  {warmup} warm-up steps, cosine to 10 %), gradient clipping 1.0, seed {seed}, {torch_threads} CPU thread(s);
   **final loss {final_loss:.4f}** (mean of the last 50 steps), **{minutes:.1f} minutes** on this machine.
   Reproduce with `python -m effbench.zoo.train {name} --out DIR`; `training_log.json` has the loss curve.
 
@@ -88,17 +88,15 @@ def write_card(name: str, table: str) -> Path:
     log = json.loads((folder / "training_log.json").read_text())
     config = json.loads((folder / "config.json").read_text())
     recipe = log["recipe"]
+    facts = {**recipe, **{k: v for k, v in log.items() if k not in ("recipe", "loss_curve", "mixture")}}
     text = CARD.format(
         name=name,
-        parameters=log["parameters"],
         vocab=config["vocab_size"],
         context=config["max_position_embeddings"],
-        mixture=", ".join(f"{k} {v:.0%}" for k, v in microworld.MIXTURE.items()),
+        mixture=", ".join(f"{k} {v:.0%}" for k, v in log["mixture"].items()),
         minutes=log["seconds"] / 60,
-        threads=log["torch_threads"],
         table=table,
-        **{k: v for k, v in log.items() if k not in ("recipe", "loss_curve", "parameters", "mixture")},
-        **recipe,
+        **facts,
     )
     path = folder / "README.md"
     path.write_text(text)

@@ -1,0 +1,89 @@
+"""Synthetic results stores for the dataset, Hub and leaderboard tests: real store files, made-up figures."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from effbench.store import ResultsStore
+
+MACHINES = {
+    "hwA": {"cpu": {"model": "Test CPU A", "logical_cores": 2}, "memory": {"total_gib": 24}, "os": {"system": "Linux"}},
+    "hwB": {
+        "cpu": {"model": "Test CPU B", "logical_cores": 64},
+        "memory": {"total_gib": 512},
+        "os": {"system": "Linux"},
+    },
+}
+
+# technique, params, micro_copy exact_match, micro_text word_perplexity, latency ms, J/token, peak MiB, weight MB
+TECHNIQUES = (
+    ("baseline", {}, 0.90, 5.0, 100.0, 0.0020, 600.0, 4.8),
+    ("dtype", {"dtype": "bf16"}, 0.88, 5.1, 60.0, 0.0012, 560.0, 2.4),
+    ("prune-magnitude", {"sparsity": 0.5}, 0.70, 6.0, 100.0, 0.0020, 600.0, 4.8),
+    ("prune-magnitude", {"sparsity": 0.9}, 0.20, 40.0, 95.0, 0.0019, 590.0, 4.8),
+)
+
+
+def run_row(run_id: str, technique: str, params: dict, hardware: str = "hwA", **extra) -> dict:
+    """A runs row as the sweep writes it."""
+    finished = extra.pop("finished_at", datetime(2026, 1, 1, 12, tzinfo=UTC))
+    return {
+        "run_id": run_id,
+        "suite": "synthetic",
+        "model": "zoo:micro-m",
+        "model_revision": None,
+        "model_fingerprint": "m1",
+        "technique": technique,
+        "technique_params": json.dumps(params, sort_keys=True),
+        "stage": "inference",
+        "resources": ["memory", "computation"],
+        "tasks": ["micro_copy", "micro_text"],
+        "settings": json.dumps({"limit": 5}),
+        "status": "ok",
+        "error": None,
+        "warnings": [],
+        "hardware_fingerprint": hardware,
+        "hardware": json.dumps(MACHINES.get(hardware, {})),
+        "versions": "{}",
+        "effbench_version": "0.1.0",
+        "started_at": datetime(2026, 1, 1, 11, tzinfo=UTC),
+        "finished_at": finished,
+        "duration_s": 3600.0,
+        "phase_seconds": json.dumps({"load": 1.0}),
+        **extra,
+    }
+
+
+def measurement(
+    metric: str, value: float, unit: str, resource: str, task: str = "", higher_is_better: bool | None = None, **extra
+) -> dict:
+    """A measurements row (run_id is filled in by the store); quality is higher-is-better unless told."""
+    better = resource == "quality" if higher_is_better is None else higher_is_better
+    row = {"metric": metric, "value": value, "unit": unit, "resource": resource, "task": task, "method": "synthetic"}
+    return {**row, "higher_is_better": better, **extra}
+
+
+def measurements(acc: float, ppl: float, latency: float, joules: float, peak: float, weight: float) -> list[dict]:
+    """A run's measurements in the order the runner reports them (quality first, exact_match before others)."""
+    return [
+        measurement("exact_match", acc, "", "quality", "micro_copy", stderr=0.02, n=5),
+        measurement("word_perplexity", ppl, "", "quality", "micro_text", higher_is_better=False),
+        measurement("bits_per_byte", 1.5, "", "quality", "micro_text", higher_is_better=False),
+        measurement("latency", latency, "ms", "computation", stderr=1.0, n=12),
+        measurement("energy_per_token", joules, "J/token", "energy", method="CPU estimated (cpu_load)"),
+        measurement("peak_memory", peak, "MiB", "memory"),
+        measurement("weight_bytes", weight, "MB", "memory"),
+    ]
+
+
+def synthetic_store(root: Path, hardware: str = "hwA", prefix: str = "", scale: float = 1.0) -> ResultsStore:
+    """A store with the four TECHNIQUES on one machine; ``scale`` multiplies the resource figures."""
+    store = ResultsStore(root)
+    for i, (technique, params, acc, ppl, latency, joules, peak, weight) in enumerate(TECHNIQUES):
+        store.write_run(
+            run_row(f"{prefix}{hardware}-{i}", technique, params, hardware),
+            measurements(acc, ppl, latency * scale, joules * scale, peak * scale, weight),
+        )
+    return store

@@ -1,0 +1,191 @@
+"""The dataset: build from a store, load with `datasets`, the card, the taxonomy, merging and validation."""
+
+from datetime import UTC, datetime
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from huggingface_hub import DatasetCard
+
+from effbench import hub
+from effbench.dataset import (
+    VERSION_KEY,
+    Dataset,
+    import_into_store,
+    merge,
+    read_dataset,
+    read_store,
+    write_dataset,
+)
+from effbench.errors import EffbenchError
+from effbench.plugins import registry
+from effbench.store import MEASUREMENTS_SCHEMA, RUNS_SCHEMA, ResultsStore
+from effbench.taxonomy import FAMILIES, SECTIONS, TAXONOMY_SCHEMA
+from effbench.types import RESOURCES, STAGES
+from tests.store_helpers import measurements, run_row, synthetic_store
+
+
+def _rows(table: pa.Table) -> list[dict]:
+    return table.to_pylist()
+
+
+@pytest.fixture
+def built(tmp_path):
+    """A synthetic store of two machines and the dataset folder built from it."""
+    store = synthetic_store(tmp_path / "store", "hwA")
+    synthetic_store(tmp_path / "store", "hwB", scale=0.25)
+    out = tmp_path / "dataset"
+    hub.build(store.root, out)
+    return store, out
+
+
+def test_build_writes_one_shard_per_machine_and_keeps_every_row(built):
+    store, out = built
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["hw-hwA.parquet", "hw-hwB.parquet"]
+    ds = read_dataset(out)
+    assert _rows(ds.table("runs")) == _rows(store.read("runs"))
+    per_run = {r: [m for m in _rows(store.read("measurements")) if m["run_id"] == r] for r in ds.runs}
+    assert ds.measurements == per_run  # every value, in the order the run reported it
+    assert {(t["kind"], t["name"]) for t in ds.taxonomy} >= {("technique", n) for n in registry().techniques}
+
+
+@pytest.mark.parametrize("config", ["runs", "measurements", "taxonomy"])
+def test_load_dataset_reads_every_config(built, config, tmp_path):
+    _, out = built
+    loaded = datasets.load_dataset(str(out), config, split="train", cache_dir=str(tmp_path / "cache"))
+    expected = read_dataset(out).table(config)
+    assert loaded.num_rows == expected.num_rows > 0
+    assert loaded.to_list() == expected.to_pylist()
+
+
+def test_card_header_and_body_document_everything(built):
+    _, out = built
+    card = DatasetCard.load(out / "README.md")
+    meta = card.data.to_dict()
+    assert {c["config_name"]: c["data_files"][0]["path"] for c in meta["configs"]} == {
+        "runs": "runs/*.parquet",
+        "measurements": "measurements/*.parquet",
+        "taxonomy": "taxonomy/*.parquet",
+    }
+    assert meta["license"] == "cc-by-4.0" and meta["task_categories"] and meta["pretty_name"]
+    assert meta["size_categories"] == ["n<1K"] and {"effbench", "prune-magnitude"} <= set(meta["tags"])
+    body = card.text
+    for schema in (RUNS_SCHEMA, MEASUREMENTS_SCHEMA, TAXONOMY_SCHEMA):
+        for f in schema:
+            assert f"| `{f.name}` | {f.type} | " in body
+    for metric, unit, resource in (("latency", "ms", "computation"), ("energy_per_token", "J/token", "energy")):
+        assert f"| `{metric}` | {unit} | {resource} | lower | " in body
+    assert "| `hwB` | Test CPU B (64 cores), 512 GiB, Linux | 4 | CPU estimated (cpu_load) |" in body
+    assert "@article{bai2024beyond" in body and "**8 runs** (8 ok, 0 failed)" in body
+
+
+def test_taxonomy_covers_the_survey_map_and_every_plugin():
+    assert {f.stage for f in FAMILIES} == set(STAGES)
+    assert set().union(*(f.resources for f in FAMILIES)) == set(RESOURCES)
+    for family in FAMILIES:
+        assert family.category.startswith(SECTIONS[family.stage])
+        assert family.references and all(r.startswith("https://arxiv.org/abs/") for r in family.references)
+    names = [f.name for f in FAMILIES]
+    assert len(names) == len(set(names))
+
+
+def test_merge_is_keyed_by_run_id():
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+
+    def ds(*runs):
+        return Dataset({r["run_id"]: r for r in runs}, {r["run_id"]: [{"metric": r["status"]}] for r in runs})
+
+    base = ds(run_row("a", "baseline", {}, finished_at=early), run_row("b", "dtype", {}, finished_at=early))
+    same, report = merge(base, base)
+    assert same.runs == base.runs and not report.changed and report.kept == ["a", "b"]
+
+    failed_rerun = run_row("a", "baseline", {}, finished_at=late, status="failed", error="boom")
+    newer = run_row("b", "dtype", {}, finished_at=late)
+    merged, report = merge(base, ds(failed_rerun, newer, run_row("c", "x", {})))
+    assert (report.added, report.updated, report.kept) == (["c"], ["b"], ["a"])
+    assert merged.runs["a"]["status"] == "ok" and merged.runs["b"]["finished_at"] == late
+    assert len(merged.runs) == 3
+
+    fixed, report = merge(ds(failed_rerun), ds(run_row("a", "baseline", {}, finished_at=early)))
+    assert report.updated == ["a"] and fixed.runs["a"]["status"] == "ok"  # ok beats failed, even if older
+
+
+def _rewrite(path, mutate):
+    table = pq.read_table(path)
+    pq.write_table(mutate(table), path)
+
+
+def _set(column, value):
+    """A mutation putting ``value`` into every row of ``column``."""
+    return lambda t: t.set_column(t.schema.get_field_index(column), column, pa.array([value] * len(t)))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (_set("duration_s", "1"), "column 'duration_s' has type string, expected double"),
+        (lambda t: t.drop_columns(["hardware"]), "missing column 'hardware'"),
+        (lambda t: t.append_column("extra", pa.array([1] * len(t))), "unexpected column 'extra'"),
+        (lambda t: t.replace_schema_metadata({VERSION_KEY: b"2.0"}), "schema version 2.0"),
+        (_set("schema_version", "2.1"), "has schema version 2.1, this effbench reads 1.0: upgrade effbench"),
+        (_set("run_id", "../../evil"), "is not 1-64 letters"),
+        (_set("status", "done"), "has status 'done'"),
+        (_set("hardware", "{oops"), "hardware is not a JSON object"),
+    ],
+)
+def test_bad_dataset_files_are_rejected_with_the_reason(built, mutate, message):
+    _, out = built
+    _rewrite(out / "runs" / "hw-hwB.parquet", mutate)
+    with pytest.raises(EffbenchError, match="is invalid; nothing was changed") as err:
+        read_dataset(out)
+    assert "runs/hw-hwB.parquet: " in str(err.value) and message in str(err.value)
+
+
+def test_measurements_of_unknown_runs_are_rejected(built):
+    _, out = built
+    (out / "runs" / "hw-hwB.parquet").unlink()
+    with pytest.raises(EffbenchError, match="has measurements but no runs row"):
+        read_dataset(out)
+
+
+def test_a_bad_store_file_names_the_file_and_the_store_is_left_alone(tmp_path):
+    store = synthetic_store(tmp_path / "store")
+    victim = store.files("measurements")[0]
+    _rewrite(victim, lambda t: t.set_column(3, "value", pa.array([str(v) for v in t["value"].to_pylist()])))
+    before = victim.read_bytes()
+    with pytest.raises(EffbenchError, match=f"measurements/{victim.name}: column 'value' has type string"):
+        read_store(store.root)
+    assert victim.read_bytes() == before
+
+
+def test_import_adds_only_new_or_better_runs(built, tmp_path):
+    _, out = built
+    target = ResultsStore(tmp_path / "mine")
+    newer = run_row("hwA-0", "baseline", {}, finished_at=datetime(2027, 1, 1, tzinfo=UTC))
+    target.write_run(newer, measurements(0.5, 5, 1, 1, 1, 1))
+    report = import_into_store(read_dataset(out), target.root)
+    assert report.kept == ["hwA-0"] and len(report.added) == 7 and not report.updated
+    assert len(target.read("runs")) == 8
+    kept = [m for m in target.read("measurements").to_pylist() if m["run_id"] == "hwA-0"]
+    assert kept[0]["value"] == 0.5  # the local record was newer: it stays
+    again = import_into_store(read_dataset(out), target.root)
+    assert not again.changed and len(target.read("runs")) == 8
+
+
+def test_write_refuses_a_folder_that_is_not_a_dataset(tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(EffbenchError, match="holds no effbench dataset"):
+        write_dataset(Dataset(), out, "card")
+    assert (out / "notes.txt").read_text() == "keep me" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_rebuilding_replaces_the_dataset_whole(built, tmp_path):
+    store, out = built
+    (out / "runs" / "hw-stale.parquet").write_bytes((out / "runs" / "hw-hwA.parquet").read_bytes())
+    hub.build(store.root, out)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["hw-hwA.parquet", "hw-hwB.parquet"]
+    assert yaml.safe_load((out / "README.md").read_text().split("---")[1])["configs"]

@@ -1,0 +1,95 @@
+"""Leaderboards: one per machine, ranked by a score that only mixes comparable metrics, Pareto frontiers, files."""
+
+import csv
+import io
+import itertools
+import random
+
+import pytest
+from PIL import Image
+
+from effbench import leaderboard
+from effbench.dataset import read_store
+from effbench.errors import EffbenchError
+from tests.conftest import run_cli
+from tests.store_helpers import TECHNIQUES, synthetic_store
+
+
+def _dominated(p, q):
+    """Whether q dominates p: no more cost, no less accuracy, better in one."""
+    return q[0] <= p[0] and q[1] >= p[1] and q != p
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pareto_front_is_exactly_the_non_dominated_points(seed):
+    rng = random.Random(seed)
+    points = [(rng.choice([1.0, 2.0, 3.0, 4.0]), rng.choice([0.1, 0.5, 0.9])) for _ in range(12)]
+    front = leaderboard.pareto_front(points)
+    assert front == {i for i, p in enumerate(points) if not any(_dominated(p, q) for q in points)}
+    assert front  # a finite set always has a non-dominated point
+
+
+def test_pareto_front_by_hand():
+    points = [(10.0, 0.9), (5.0, 0.8), (5.0, 0.7), (20.0, 0.9), (1.0, 0.1), (5.0, 0.8)]
+    assert leaderboard.pareto_front(points) == {0, 1, 4, 5}  # ties with each other are both kept
+
+
+@pytest.fixture
+def two_machines(tmp_path):
+    synthetic_store(tmp_path / "store", "hwA")
+    synthetic_store(tmp_path / "store", "hwB", scale=0.25)
+    return read_store(tmp_path / "store")
+
+
+def test_one_board_per_machine_ranked_by_a_comparable_score(two_machines):
+    boards = {b.fingerprint: b for b in leaderboard.boards(two_machines)}
+    assert set(boards) == {"hwA", "hwB"}
+    board = boards["hwA"]
+    assert board.scored == [("micro_copy", "exact_match")]  # perplexity (lower is better) is never averaged in
+    accuracy = sorted((t[2] for t in TECHNIQUES), reverse=True)
+    assert [e.score for e in board.entries] == accuracy
+    assert board.tasks == ["micro_copy", "micro_text"]
+    for name, metric in leaderboard.FRONTIERS.items():
+        column = next(c for c in leaderboard.COLUMNS if c.metric == metric)
+        points = [(e.value(column), e.score) for e in board.entries]
+        expected = {i for i, p in enumerate(points) if not any(_dominated(p, q) for q in points)}
+        assert board.fronts[name] == expected, name
+    # baseline (best accuracy) and bf16 (cheapest) are optimal everywhere; 90 % sparsity is never
+    labels = {board.entries[i].label for front in board.fronts.values() for i in front}
+    assert labels == {"zoo:micro-m · baseline", "zoo:micro-m · dtype(dtype=bf16)"}
+
+
+def test_files_hold_the_same_numbers_and_plots_are_images(two_machines, tmp_path):
+    out = tmp_path / "leaderboards"
+    files = leaderboard.write(two_machines, out)
+    names = {f.relative_to(out).as_posix() for f in files}
+    per_machine = ["leaderboard.md", "leaderboard.csv", *(f"pareto-{n}.png" for n in leaderboard.FRONTIERS)]
+    assert names == {"README.md"} | {f"{hw}/{f}" for hw, f in itertools.product(["hwA", "hwB"], per_machine)}
+
+    rows = list(csv.DictReader(io.StringIO((out / "hwB" / "leaderboard.csv").read_text())))
+    bf16 = next(r for r in rows if r["technique_params"] == '{"dtype": "bf16"}')
+    assert float(bf16["Latency (ms)"]) == 60.0 * 0.25 and float(bf16["Energy (mJ/token)"]) == pytest.approx(0.3)
+    assert float(bf16["micro_copy value"]) == 0.88 and bf16["micro_copy metric"] == "exact_match"
+    assert bf16["pareto"] == "latency, energy, memory" and [r["rank"] for r in rows] == ["1", "2", "3", "4"]
+
+    markdown = (out / "hwA" / "leaderboard.md").read_text()
+    assert "| 2 | zoo:micro-m · dtype(dtype=bf16) | 0.880 ± 0.020 | 5.100 | 0.880 |" in markdown
+    assert "![accuracy vs energy](pareto-energy.png)" in markdown
+    for png in (p for p in files if p.suffix == ".png"):
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.width > 600 and image.height > 400
+            assert len(set(image.convert("L").getdata())) > 10  # something was drawn
+
+
+def test_leaderboard_command_reads_a_store_and_keeps_foreign_folders(two_machines, tmp_path):
+    result = run_cli("leaderboard", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "lb"))
+    assert result.returncode == 0, result.stderr
+    assert "11 files written" in result.stdout and (tmp_path / "lb" / "README.md").read_text().startswith("# effbench")
+    rerun = run_cli("leaderboard", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "lb"))
+    assert rerun.returncode == 0, rerun.stderr  # its own output is replaced
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("keep")
+    with pytest.raises(EffbenchError, match="holds no effbench leaderboards"):
+        leaderboard.write(two_machines, tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]

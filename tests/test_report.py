@@ -1,0 +1,84 @@
+"""The comparison table's arithmetic: deltas, the 99 % gate, compression and speed-up, failed rows."""
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import pytest
+
+from effbench import report
+from effbench.store import ResultsStore
+
+
+def _run(run_id, technique, params="{}", status="ok", error=None):
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return {
+        "run_id": run_id, "suite": "t", "model": "zoo:micro-m", "technique": technique, "technique_params": params,
+        "stage": "inference", "resources": ["memory"], "tasks": ["t"], "settings": "{}", "status": status,
+        "error": error, "warnings": [], "hardware_fingerprint": "hw", "hardware": "{}", "versions": "{}",
+        "effbench_version": "0", "started_at": now, "finished_at": now, "duration_s": 1.0,
+    }  # fmt: skip
+
+
+def _m(metric, value, task="", stderr=None, resource="memory", hib=False, method=""):
+    return {"metric": metric, "value": value, "task": task, "stderr": stderr, "resource": resource,
+            "higher_is_better": hib, "unit": "", "method": method}  # fmt: skip
+
+
+def _measurements(acc, ppl, size, latency):
+    return [
+        _m("acc", acc, "task_a", 0.02, "quality", True),
+        _m("acc_norm", acc, "task_a", 0.02, "quality", True),
+        _m("word_perplexity", ppl, "task_b", None, "quality", False),
+        _m("weight_bytes", size),
+        _m("latency", latency, stderr=1.0, resource="computation", method="wall clock"),
+    ]
+
+
+def _store(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_run(_run("a", "baseline"), _measurements(0.80, 5.0, 4.0, 100.0))
+    store.write_run(_run("b", "dtype", '{"dtype": "bf16"}'), _measurements(0.795, 5.04, 2.0, 50.0))
+    store.write_run(_run("c", "prune-magnitude", '{"sparsity": 0.9}'), _measurements(0.70, 5.0, 4.0, 100.0))
+    store.write_run(_run("d", "broken", status="failed", error="RuntimeError: boom"), [])
+    return store
+
+
+def test_deltas_gate_compression_and_speedup(tmp_path):
+    (table,) = report.build(_store(tmp_path), ["a", "b", "c", "d"])
+    col = {h: i for i, h in enumerate(table.headers)}
+    assert table.headers[1:3] == ["task_a acc", "Δ task_a"]  # the first metric lm-eval reported is primary
+    base, bf16, pruned, broken = table.rows
+    assert bf16[col["Technique"]].text == "dtype(dtype=bf16)"
+    assert bf16[col["Δ task_a"]].value == pytest.approx(-0.005)
+    assert bf16[col[">= 99% base"]].text == "yes"  # 0.795 >= 0.792 and 5.04 <= 5.0505
+    assert pruned[col[">= 99% base"]].text == "no"
+    assert bf16[col["Compression ×"]].value == 2.0 and bf16[col["Speed-up ×"]].value == 2.0
+    assert base[col["Compression ×"]].value == 1.0
+    assert bf16[col["task_a acc"]].text == "0.795 ± 0.020"
+    assert broken[col["Status"]].text == "failed: RuntimeError: boom"
+    assert broken[col["task_a acc"]].text == "–"
+    assert "latency: wall clock" in table.notes
+
+
+def test_perplexity_gate_is_lower_is_better(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_run(_run("a", "baseline"), _measurements(0.8, 5.0, 4.0, 100.0))
+    store.write_run(_run("b", "x"), _measurements(0.8, 5.2, 4.0, 100.0))
+    (table,) = report.build(store, ["a", "b"])
+    assert table.rows[1][table.headers.index(">= 99% base")].text == "no"
+
+
+def test_every_format_is_written(tmp_path):
+    tables = report.build(_store(tmp_path / "store"), None)
+    paths = report.write(tables, tmp_path / "out")
+    markdown = paths["markdown"].read_text()
+    assert "| dtype(dtype=bf16) | 0.795 ± 0.020 | -0.005 |" in markdown
+    latex = paths["latex"].read_text()
+    assert r"\toprule" in latex and r"0.795 $\pm$ 0.020" in latex and r"task\_a" in latex
+    rows = list(csv.reader(io.StringIO(paths["csv"].read_text())))
+    header = rows[0]
+    bf16 = next(r for r in rows if r[1] == "dtype(dtype=bf16)")
+    assert float(bf16[header.index("task_a acc")]) == 0.795
+    assert float(bf16[header.index("task_a acc stderr")]) == 0.02
+    assert rows[1][1] == "baseline"  # without a run order, the baseline leads

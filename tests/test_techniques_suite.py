@@ -1,0 +1,59 @@
+"""suites/inference.yaml covers every first-party technique, the README documents each, and each completes a run."""
+
+import re
+from pathlib import Path
+
+import yaml
+from conftest import run_cli
+
+from effbench.config import load_suite
+from effbench.plugins import registry
+from effbench.store import ResultsStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "suites" / "inference.yaml"
+FIRST_PARTY = {"effbench", "effbench-torchao"}
+
+
+def _first_party_techniques():
+    reg = registry()
+    return {
+        name: t for name, t in reg.techniques.items() if reg.origins[("technique", name)].distribution in FIRST_PARTY
+    }
+
+
+def test_the_inference_suite_lists_every_first_party_technique():
+    suite = load_suite(SUITE)
+    assert {t.name for t in suite.techniques} == set(_first_party_techniques())
+    assert suite.models == ["zoo:micro-m"] and suite.tasks == ["micro_world"]
+    assert {"sparsity": 0.9} in [t.params for t in suite.techniques if t.name == "prune-magnitude"]
+
+
+def test_the_readme_table_gives_every_techniques_stage_and_resources():
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        match = re.match(r"\| `([a-z0-9-]+)` \| (\w+) \| ([a-z, ]+) \|", line)
+        if match:
+            rows[match[1]] = (match[2], tuple(match[3].split(", ")))
+    for name, technique in _first_party_techniques().items():
+        assert rows.get(name) == (technique.stage, technique.resources), name
+
+
+def test_every_technique_completes_its_accuracy_run_on_micro_m(tmp_path):
+    spec = yaml.safe_load(SUITE.read_text())
+    spec.update(
+        tasks=["micro_copy", "micro_agree"],  # a generate_until task (through generation_kwargs) and a scored one
+        limit=4,
+        workload={"requests": 2, "prompt_tokens": 16, "max_new_tokens": 8, "warmup": 1},
+        output=str(tmp_path / "results"),
+    )
+    quick = tmp_path / "quick.yaml"
+    quick.write_text(yaml.safe_dump(spec))
+    result = run_cli("evaluate", str(quick), timeout=1500)
+    runs = ResultsStore(tmp_path / "results").read("runs").to_pylist()
+    failed = {r["technique"] + r["technique_params"]: r["error"] for r in runs if r["status"] != "ok"}
+    assert result.returncode == 0 and not failed, (failed, result.stderr[-3000:])
+    assert len(runs) == len(spec["techniques"])
+    measurements = ResultsStore(tmp_path / "results").read("measurements").to_pylist()
+    scored = {(m["run_id"], m["task"]) for m in measurements if m["metric"] in ("exact_match", "acc")}
+    assert scored == {(r["run_id"], task) for r in runs for task in ("micro_copy", "micro_agree")}
