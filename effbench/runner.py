@@ -93,11 +93,10 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
     )
     fingerprint = model_fingerprint(payload["model"], model)
     phases.start("apply")
-    applied = time.perf_counter()
     model = technique.apply(model, tokenizer, **payload["params"])
     model.eval()
     generate_kwargs = technique.generation_kwargs(model, tokenizer, **payload["params"])
-    apply_seconds = time.perf_counter() - applied
+    phases.start("accuracy")
     ctx = RunContext(
         model=model,
         tokenizer=tokenizer,
@@ -105,9 +104,8 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         params=payload["params"],
         settings={"country": payload["country"]},
         generate_kwargs=generate_kwargs,
-        apply_seconds=apply_seconds,
+        apply_seconds=phases.seconds["apply"],
     )
-    phases.start("accuracy")
     ctx.accuracy = accuracy.evaluate(
         model,
         tokenizer,

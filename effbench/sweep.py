@@ -106,7 +106,7 @@ def plan(suite: Suite, reg: Registry, fingerprint: str, known_tasks: set[str] | 
                 "tasks": suite.tasks,
                 "task_dirs": task_dirs,
                 "trust_remote_code": suite.trust_remote_code,
-                **{k: v for k, v in settings.items()},
+                **settings,
             }
             runs.append(PlannedRun(_digest(identity), model, TechniqueSpec(name=spec.name, params=params), payload))
     return runs

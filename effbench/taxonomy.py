@@ -206,8 +206,3 @@ def taxonomy_rows(reg: Registry) -> list[dict]:
             }
         )
     return rows
-
-
-def taxonomy_table(reg: Registry) -> pa.Table:
-    """The taxonomy as an Arrow table in the fixed schema."""
-    return pa.Table.from_pylist(taxonomy_rows(reg), schema=TAXONOMY_SCHEMA)

@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,6 @@ class Outcome:
     result: dict[str, Any] | None = None
     error: str | None = None
     ready_after_s: float | None = None  # dispatch until the worker could start work
-    events: list[str] = field(default_factory=list)
 
 
 def _child(conn: Connection, target: str, payload: dict[str, Any], log_path: str | None, dispatched: float) -> None:
@@ -107,10 +106,8 @@ class WorkerPool:
                     break
                 if kind == "ready":
                     outcome.ready_after_s = value
-                elif kind == "event":
-                    outcome.events.append(value)
-                    if on_event:
-                        on_event(value)
+                elif kind == "event" and on_event:
+                    on_event(value)
                 elif kind == "result":
                     outcome.result = value
                 else:
