@@ -23,8 +23,8 @@ err_console = Console(stderr=True)
 
 def _print_tables(tables) -> None:
     for table in tables:
-        for headers, rows in table.parts():
-            view = Table(title=table.title)
+        for title, headers, rows in table.parts():
+            view = Table(title=f"{table.title}: {title}")
             for header in headers:
                 view.add_column(header, justify="left" if header in ("Technique", "Status") else "right")
             for row in rows:
@@ -48,6 +48,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "output": args.output,
         "limit": args.limit,
         "timeout": args.timeout,
+        "scenarios": args.scenario,
     }
     suite = load_suite(args.suite, **overrides)
     started = time.perf_counter()
@@ -77,7 +78,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             on_event=lambda text: progress.update(bar, phase=text),
             on_done=on_done,
         )
-    tables = report.build(ResultsStore(suite.output), result.run_ids)
+    tables = report.build(ResultsStore(suite.output), result.run_ids, suite.unstable_cv)
     paths = report.write(tables, suite.output)
     _print_tables(tables)
     console.print(
@@ -98,7 +99,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = ResultsStore(args.results)
     if not store.files("runs"):
         raise EffbenchError(f"no results in {args.results}")
-    tables = report.build(store)
+    tables = report.build(store, unstable_cv=args.unstable_cv)
     report.write(tables, args.results)
     _print_tables(tables)
     return 0
@@ -171,11 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", type=Path, help="results directory (default ./effbench-results)")
     ev.add_argument("--limit", type=int, help="documents per task")
     ev.add_argument("--timeout", type=float, help="seconds per run before it is stopped")
+    ev.add_argument(
+        "--scenario",
+        action="append",
+        metavar="KIND[:k=v,...]",
+        help="load scenario (repeatable): single-stream, fixed-batch, server:rate=R, offline; e.g. server:rate=2",
+    )
     ev.add_argument("--force", action="store_true", help="rerun runs already in the results store")
     ev.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
     rp.add_argument("--results", type=Path, default=Path("effbench-results"))
+    rp.add_argument(
+        "--unstable-cv", type=float, default=0.10, help="flag figures whose repeats vary more than this (CV)"
+    )
     rp.set_defaults(func=cmd_report)
 
     pl = sub.add_parser("plugins", help=cmd_plugins.__doc__, description=cmd_plugins.__doc__)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from effbench.countries import check_country
 from effbench.errors import EffbenchError
+from effbench.prices import Prices
 
 DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5")
 # Without a suite file, evaluate this many documents per task (of 500) so the default comparison
@@ -44,19 +46,68 @@ def parse_technique(text: str) -> dict[str, Any]:
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"technique {text!r}: expected key=value, got {item!r}")
+            raise ValueError(f"{text!r}: expected key=value, got {item!r}")
         params[key.strip()] = yaml.safe_load(raw)
     return {"name": name.strip(), "params": params}
 
 
-class Workload(BaseModel):
-    """The generation workload measured for speed, memory and energy (greedy, forced length)."""
+SCENARIOS = ("single-stream", "fixed-batch", "server", "offline")
+
+
+class Scenario(BaseModel):
+    """A load pattern the generation is measured under (MLPerf's scenarios, greedy and forced-length).
+
+    single-stream: one request at a time; fixed-batch: ``batch_size`` requests at a time;
+    server: requests arrive as a Poisson process at ``rate`` per second and queue for one
+    server (latency includes the wait); offline: every request is there at the start and is
+    served in batches of ``batch_size`` for maximum throughput.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    requests: int = Field(12, ge=1, description="measured generation requests")
+    kind: Literal["single-stream", "fixed-batch", "server", "offline"] = "single-stream"
     prompt_tokens: int = Field(32, ge=1, description="tokens per prompt")
-    max_new_tokens: int = Field(32, ge=1, description="tokens generated per request (forced)")
-    warmup: int = Field(2, ge=0, description="unmeasured requests first")
+    output_tokens: int = Field(32, ge=1, description="tokens generated per request (min = max new tokens)")
+    batch_size: int | None = Field(None, ge=1, description="requests per batch (fixed-batch 4, offline 8)")
+    rate: float | None = Field(None, gt=0, description="server: mean arrivals per second")
+    warmup: int = Field(2, ge=0, description="unmeasured requests (batches) first, in every repeat")
+    min_requests: int = Field(10, ge=1, description="measured requests per repeat, at least")
+    min_duration_s: float = Field(0.0, ge=0, description="seconds a repeat lasts, at least")
+    repeats: int = Field(3, ge=1, description="independent repeats: their spread is the CV")
+    seed: int = Field(0, description="prompts and arrival times")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_short(cls, value: Any) -> Any:
+        """``server:rate=4,repeats=5`` is short for ``{kind: server, rate: 4, repeats: 5}``."""
+        if not isinstance(value, str):
+            return value
+        parsed = parse_technique(value)
+        return {"kind": parsed["name"], **parsed["params"]}
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> Scenario:
+        """Fill the kind's defaults and reject settings the kind does not use, so no setting is ignored silently."""
+        if self.kind == "server" and self.rate is None:
+            raise ValueError("scenario 'server' needs rate (mean requests per second, > 0)")
+        if self.kind != "server" and self.rate is not None:
+            raise ValueError(f"scenario {self.kind!r} has no arrival rate: rate is only for 'server'")
+        batched = {"fixed-batch": 4, "offline": 8}
+        if self.kind in batched:
+            self.batch_size = self.batch_size or batched[self.kind]
+        elif self.batch_size not in (None, 1):
+            raise ValueError(f"scenario {self.kind!r} serves one request at a time: batch_size is for fixed-batch")
+        else:
+            self.batch_size = 1
+        return self
+
+    @property
+    def label(self) -> str:
+        """How the scenario is named in results and tables, e.g. ``server(rate=2/s)``."""
+        if self.kind == "server":
+            return f"server(rate={self.rate:g}/s)"
+        if self.kind in ("fixed-batch", "offline"):
+            return f"{self.kind}(batch={self.batch_size})"
+        return self.kind
 
 
 class Suite(BaseModel):
@@ -75,9 +126,20 @@ class Suite(BaseModel):
     bootstrap_iters: int = Field(1000, ge=0)
     timeout: float = Field(900.0, gt=0, description="seconds per run before it is stopped")
     output: Path = Path("effbench-results")
-    workload: Workload = Field(default_factory=Workload)
+    scenarios: list[Scenario] = Field(default_factory=lambda: [Scenario()], min_length=1)
     country: str = Field("USA", description="ISO 3166 alpha-3 code for the CO2 intensity of the grid")
+    idle_seconds: float = Field(0.0, ge=0, description="measure idle power this long first and subtract it")
+    prices: Prices = Field(default_factory=Prices)
+    unstable_cv: float = Field(0.10, gt=0, description="flag a figure whose CV across repeats exceeds this")
     trust_remote_code: bool = False
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        try:
+            return check_country(value)
+        except EffbenchError as err:  # pydantic reports ValueErrors with the field's name
+            raise ValueError(str(err)) from None
 
     @model_validator(mode="after")
     def _baseline_first(self) -> Suite:

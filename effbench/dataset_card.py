@@ -37,11 +37,14 @@ COLUMN_DOCS = {
         "stage": "Lifecycle stage the technique acts in (architecture, pretraining, finetuning, inference, system).",
         "resources": "Resources the technique declares it saves (computation, memory, energy, money, network).",
         "tasks": "lm-eval tasks or groups evaluated.",
-        "settings": "Run settings (JSON object): document limit, batch size, bootstrap iterations, workload, country.",
+        "settings": (
+            "Run settings (JSON object): document limit, batch size, bootstrap iterations, load scenarios, "
+            "country, idle seconds, and the prices used (device, $/hour, $/kWh)."
+        ),
         "status": "`ok`, or `failed` with the error in `error`.",
         "error": "Why the run failed (the exception, a crash, a timeout); empty when ok.",
         "warnings": "Warnings raised during the run.",
-        "hardware_fingerprint": "Id of the machine: a hash of the probes' identifying fields (CPU, memory, OS).",
+        "hardware_fingerprint": "Id of the machine: a hash of the probes' identifying fields (CPU, memory, GPU, OS).",
         "hardware": "Everything the hardware probes recorded (JSON object per probe).",
         "versions": "Versions of the libraries that shape a result (JSON object).",
         "effbench_version": "effbench version that made the run.",
@@ -59,10 +62,12 @@ COLUMN_DOCS = {
         "resource": "computation, memory, energy, money, network, or quality.",
         "higher_is_better": "Direction of improvement.",
         "stderr": "Standard error of `value`, when known.",
-        "ci_low": "Lower bound of a confidence interval, when known.",
-        "ci_high": "Upper bound of a confidence interval, when known.",
-        "n": "Number of samples behind the value (documents or requests).",
+        "ci_low": "Lower bound of the 95 % confidence interval, when known.",
+        "ci_high": "Upper bound of the 95 % confidence interval, when known.",
+        "n": "Number of samples behind the value (documents, requests or repeats).",
         "method": "How the value was obtained: instrument, and whether energy was measured or estimated.",
+        "scenario": "Load scenario of the value (e.g. `single-stream`, `server(rate=4/s)`); empty for run-level ones.",
+        "cv": "Coefficient of variation across the scenario's repeats; above the threshold the value is unstable.",
     },
     "taxonomy": {
         "name": "Technique name (as used in `runs.technique`) or name of a survey technique family.",

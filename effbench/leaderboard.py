@@ -14,10 +14,11 @@ from typing import Any
 
 from effbench import __version__
 from effbench.dataset import Dataset, check_replaceable, hardware_label, swap_in
-from effbench.report import RESOURCE_COLUMNS, ResourceColumn, _label
+from effbench.report import LOAD_COLUMNS, MODEL_COLUMNS, ResourceColumn, _label
 from effbench.types import QUALITY
 
-COLUMNS = tuple(c for c in RESOURCE_COLUMNS if not c.baseline_over_value)
+SHOWN = ("weight_bytes", "parameters_nonzero", "latency", "throughput", "peak_memory", "energy_direct_per_token", "co2")
+COLUMNS = tuple(c for c in (*MODEL_COLUMNS, *LOAD_COLUMNS) if c.metrics[0] in SHOWN and not c.baseline_over_value)
 FRONTIERS = {"latency": "latency", "energy": "energy_per_token", "memory": "peak_memory"}  # file suffix -> metric
 TITLE = "# effbench leaderboards"
 
@@ -38,7 +39,7 @@ class Entry:
 
     def value(self, column: ResourceColumn) -> float | None:
         """A resource figure in display units."""
-        row = self.resources.get(column.metric)
+        row = next((self.resources[m] for m in column.metrics if m in self.resources), None)
         return row["value"] * column.scale if row else None
 
 
@@ -54,7 +55,10 @@ def primary_quality(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def entry(ds: Dataset, run_id: str) -> Entry:
     """A run's leaderboard entry (score left unset)."""
     rows = ds.measurements.get(run_id, [])
-    resources = {m["metric"]: m for m in rows if m["task"] == "" and m["resource"] != QUALITY}
+    resources: dict[str, dict[str, Any]] = {}
+    for m in rows:  # run-level figures, then the suite's first scenario: later scenarios never overwrite
+        if m["task"] == "" and m["resource"] != QUALITY:
+            resources.setdefault(m["metric"], m)
     return Entry(ds.runs[run_id], primary_quality(rows), resources)
 
 
@@ -98,8 +102,12 @@ class Board:
         return ", ".join(name for name, members in self.fronts.items() if index in members)
 
 
+def _column(metric: str) -> ResourceColumn:
+    return next(c for c in COLUMNS if metric in c.metrics)
+
+
 def _points(entries: list[Entry], metric: str) -> tuple[list[int], list[tuple[float, float]]]:
-    column = next(c for c in COLUMNS if c.metric == metric)
+    column = _column(metric)
     kept = [i for i, e in enumerate(entries) if e.score is not None and e.value(column) is not None]
     return kept, [(entries[i].value(column), entries[i].score) for i in kept]
 
@@ -114,7 +122,7 @@ def boards(ds: Dataset) -> list[Board]:
         scored = scored_tasks(entries)
         for e in entries:
             e.score = sum(e.quality[t]["value"] for t, _ in scored) / len(scored) if scored else None
-        latency = next(c for c in COLUMNS if c.metric == "latency")
+        latency = _column("latency")
         entries.sort(key=lambda e: (e.score is None, -(e.score or 0.0), e.value(latency) or math.inf, e.label))
         fronts = {}
         for name, metric in FRONTIERS.items():
@@ -233,7 +241,7 @@ def plot(board: Board, name: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     metric = FRONTIERS[name]
-    column = next(c for c in COLUMNS if c.metric == metric)
+    column = _column(metric)
     kept, points = _points(board.entries, metric)
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     front = board.fronts[name]

@@ -27,6 +27,10 @@ BUILTIN_MODULES = (
     "effbench.builtins.decoding",
     "effbench.builtins.attention",
     "effbench.builtins.metrics",
+    "effbench.builtins.load_metrics",
+    "effbench.builtins.system_metrics",
+    "effbench.builtins.energy_metrics",
+    "effbench.builtins.cost_metrics",
     "effbench.builtins.probes",
     "effbench.builtins.tasks",
 )

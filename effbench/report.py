@@ -16,27 +16,47 @@ from effbench.types import QUALITY
 KEEP_FRACTION = 0.99  # MLPerf: an optimised system must keep >= 99 % of the reference accuracy
 
 
+UNSTABLE_MARK = "†"
+
+
 @dataclass(frozen=True)
 class ResourceColumn:
-    """A resource column: which stored metric, its header, and the scale applied for display."""
+    """A resource column: which stored metric (first present wins), its header, and the display scale."""
 
-    metric: str
+    metrics: tuple[str, ...]
     header: str
     scale: float = 1.0
     digits: int = 1
     baseline_over_value: bool = False  # compression and speed-up: baseline's value / this value
 
 
-RESOURCE_COLUMNS = (
-    ResourceColumn("weight_bytes", "Size (MB)", digits=2),
-    ResourceColumn("weight_bytes", "Compression ×", digits=2, baseline_over_value=True),
-    ResourceColumn("parameters_nonzero", "Non-zero params (M)", 1e-6, 3),
-    ResourceColumn("latency", "Latency (ms)"),
-    ResourceColumn("throughput", "Throughput (tok/s)"),
-    ResourceColumn("latency", "Speed-up ×", digits=2, baseline_over_value=True),
-    ResourceColumn("peak_memory", "Peak RSS (MiB)", digits=0),
-    ResourceColumn("energy_per_token", "Energy (mJ/token)", 1e3, 2),
-    ResourceColumn("co2", "CO2 (mg)", 1e6, 3),
+def _col(metric: str | tuple[str, ...], header: str, scale: float = 1.0, digits: int = 1, ratio: bool = False):
+    return ResourceColumn((metric,) if isinstance(metric, str) else metric, header, scale, digits, ratio)
+
+
+MODEL_COLUMNS = (
+    _col("weight_bytes", "Size (MB)", digits=2),
+    _col("weight_bytes", "Compression ×", digits=2, ratio=True),
+    _col("disk_bytes", "On disk (MB)", digits=2),
+    _col("parameters_nonzero", "Non-zero params (M)", 1e-6, 3),
+    _col("flops_prefill", "MFLOP/prefill tok", 1e3, 2),
+    _col("flops_decode", "MFLOP/decode tok", 1e3, 2),
+    _col("apply_time", "Apply (s)", digits=2),
+    _col("cost_run", "Run cost ($)", digits=5),
+)
+LOAD_COLUMNS = (
+    _col("latency", "Latency (ms)"),
+    _col("latency_p99", "p99 (ms)"),
+    _col("ttft", "TTFT (ms)", digits=2),
+    _col("tpot", "TPOT (ms)", digits=2),
+    _col("throughput", "Tokens/s"),
+    _col("request_rate", "Requests/s", digits=2),
+    _col("latency", "Speed-up ×", digits=2, ratio=True),
+    _col("peak_memory", "Peak RSS (MiB)", digits=0),
+    _col(("energy_direct_per_token", "energy_per_token"), "Energy (mJ/token)", 1e3, 2),
+    _col("co2", "CO2 (mg)", 1e6, 3),
+    _col("cost_per_mtok", "$/M tokens", digits=3),
+    _col("network_sent", "Net sent (kB)", digits=1),
 )
 
 
@@ -47,22 +67,27 @@ class Cell:
     value: float | None = None
     stderr: float | None = None
     text: str = ""
+    ci_low: float | None = None
+    ci_high: float | None = None
+    cv: float | None = None
 
 
 @dataclass
 class ComparisonTable:
-    """One model's comparison on one machine, plus notes on how figures were obtained."""
+    """One model's comparison on one machine, in sections (accuracy, model, one per scenario), with notes."""
 
     title: str
     headers: list[str]
     rows: list[list[Cell]]
     notes: list[str] = field(default_factory=list)
+    sections: list[tuple[str, list[int]]] = field(default_factory=list)  # title, column indexes
 
-    def parts(self) -> list[tuple[list[str], list[list[Cell]]]]:
-        """The accuracy half and the resource half, each led by the technique column (narrow enough to read)."""
-        split = next(i for i, h in enumerate(self.headers) if h.startswith(">=")) + 1
-        halves = [range(0, split), [0, *range(split, len(self.headers))]]
-        return [([self.headers[i] for i in cols], [[row[i] for i in cols] for row in self.rows]) for cols in halves]
+    def parts(self) -> list[tuple[str, list[str], list[list[Cell]]]]:
+        """Each section led by the technique column (narrow enough to read), with its short headers."""
+        return [
+            (title, [self.headers[i].split(": ", 1)[-1] for i in cols], [[row[i] for i in cols] for row in self.rows])
+            for title, cols in self.sections
+        ]
 
 
 def _fmt(value: float | None, digits: int, stderr: float | None = None, sign: bool = False) -> str:
@@ -86,8 +111,8 @@ def _keeps(value: float | None, base: float | None, higher_is_better: bool) -> b
     return value >= KEEP_FRACTION * base if higher_is_better else value <= base / KEEP_FRACTION
 
 
-def build(store: ResultsStore, run_ids: list[str] | None = None) -> list[ComparisonTable]:
-    """One table per (model, hardware) among the selected runs, baseline first."""
+def build(store: ResultsStore, run_ids: list[str] | None = None, unstable_cv: float = 0.10) -> list[ComparisonTable]:
+    """One table per (model, hardware) among the selected runs, baseline first; CV above ``unstable_cv`` is flagged."""
     runs = store.read("runs").to_pylist()
     if run_ids is None:
         runs.sort(key=lambda r: (r["technique"] != "baseline", r["started_at"]))
@@ -100,7 +125,7 @@ def build(store: ResultsStore, run_ids: list[str] | None = None) -> list[Compari
     groups: dict[tuple[str, str], list[dict]] = {}
     for run in runs:
         groups.setdefault((run["model"], run["hardware_fingerprint"]), []).append(run)
-    return [_table(model, hw, group, by_run) for (model, hw), group in groups.items()]
+    return [_table(model, hw, group, by_run, unstable_cv) for (model, hw), group in groups.items()]
 
 
 def _label(run: dict[str, Any]) -> str:
@@ -110,41 +135,68 @@ def _label(run: dict[str, Any]) -> str:
     return f"{run['technique']}({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})"
 
 
-def _table(model: str, hardware: str, runs: list[dict], by_run: dict[str, list[dict]]) -> ComparisonTable:
+def _key(m: dict) -> tuple[str, str, str]:
+    return (m.get("scenario") or "", m["task"], m["metric"])
+
+
+def _table(
+    model: str, hardware: str, runs: list[dict], by_run: dict[str, list[dict]], unstable_cv: float
+) -> ComparisonTable:
     base_run = next((r for r in runs if r["technique"] == "baseline" and r["status"] == "ok"), None)
     base_rows = by_run.get(base_run["run_id"], []) if base_run else []
+    every_row = [m for r in runs for m in by_run.get(r["run_id"], [])]
     # The primary metric of a task is the first one lm-eval reported for it (its metric_list order).
     primary: dict[str, dict] = {}
-    for row in base_rows or [m for r in runs for m in by_run.get(r["run_id"], [])]:
+    for row in base_rows or every_row:
         if row["resource"] == QUALITY and row["task"] not in primary:
             primary[row["task"]] = row
-    base = {(m["task"], m["metric"]): m for m in base_rows}
+    scenarios = list(dict.fromkeys(m["scenario"] for m in every_row if m.get("scenario")))
+    base = {_key(m): m for m in base_rows}
     headers = ["Technique"]
     for task, row in primary.items():
         headers += [f"{task} {row['metric']}", f"Δ {task}"]
-    headers += [f">= {KEEP_FRACTION:.0%} base", *(c.header for c in RESOURCE_COLUMNS), "Status"]
-    rows = []
-    methods: dict[str, str] = {}
+    headers += [f">= {KEEP_FRACTION:.0%} base", "Status"]
+    sections = [("accuracy", list(range(len(headers))))]
+    column_plan: list[tuple[str, ResourceColumn]] = []
+    for scenario, columns, title in [("", MODEL_COLUMNS, "model"), *((s, LOAD_COLUMNS, s) for s in scenarios)]:
+        first = len(headers)
+        headers += [f"{scenario}: {c.header}" if scenario else c.header for c in columns]
+        column_plan += [(scenario, c) for c in columns]
+        sections.append((title, [0, *range(first, len(headers))]))
+    rows, methods, unstable = [], {}, False
     for run in runs:
-        values = {(m["task"], m["metric"]): m for m in by_run.get(run["run_id"], [])}
+        values = {_key(m): m for m in by_run.get(run["run_id"], [])}
         for m in values.values():
             if m["method"] and m["resource"] != QUALITY:
                 methods.setdefault(m["metric"], m["method"])
-        rows.append(_row(run, values, base, primary))
+        row = _accuracy_cells(run, values, base, primary)
+        for scenario, column in column_plan:
+            cell = _resource_cell(scenario, column, values, base, unstable_cv)
+            unstable = unstable or cell.text.endswith(UNSTABLE_MARK)
+            row.append(cell)
+        rows.append(row)
     by_method: dict[str, list[str]] = {}
     for metric, how in sorted(methods.items()):
         by_method.setdefault(how, []).append(metric)
-    notes = [f"model {model}; hardware fingerprint {hardware}"]
+    notes = [
+        f"model {model}; hardware fingerprint {hardware}",
+        "accuracy ± lm-eval's standard error; resources ± half the 95 % confidence interval "
+        "(bootstrap over requests for latencies, Student t over repeats otherwise); bounds in report.csv",
+    ]
+    if unstable:
+        notes.append(
+            f"{UNSTABLE_MARK} unstable: its repeats vary by more than {unstable_cv:.0%} (coefficient of variation)"
+        )
     notes += [f"{', '.join(metrics)}: {how}" for how, metrics in by_method.items()]
-    return ComparisonTable(title=f"{model} ({hardware})", headers=headers, rows=rows, notes=notes)
+    return ComparisonTable(f"{model} ({hardware})", headers, rows, notes, sections)
 
 
-def _row(run: dict, values: dict, base: dict, primary: dict[str, dict]) -> list[Cell]:
+def _accuracy_cells(run: dict, values: dict, base: dict, primary: dict[str, dict]) -> list[Cell]:
     cells = [Cell(text=_label(run))]
     keeps: list[bool | None] = []
     for task, prow in primary.items():
-        m = values.get((task, prow["metric"]))
-        b = base.get((task, prow["metric"]))
+        m = values.get(("", task, prow["metric"]))
+        b = base.get(("", task, prow["metric"]))
         value = m["value"] if m else None
         stderr = m["stderr"] if m else None
         cells.append(Cell(value, stderr, _fmt(value, 3, stderr)))
@@ -153,93 +205,113 @@ def _row(run: dict, values: dict, base: dict, primary: dict[str, dict]) -> list[
         keeps.append(_keeps(value, b["value"] if b else None, prow["higher_is_better"]))
     gate = None if not keeps or None in keeps else all(keeps)
     cells.append(Cell(None if gate is None else float(gate), text={True: "yes", False: "no", None: "–"}[gate]))
-
-    for column in RESOURCE_COLUMNS:
-        m = values.get(("", column.metric))
-        b = base.get(("", column.metric))
-        if column.baseline_over_value:
-            value = _ratio(b["value"] if b else None, m["value"] if m else None)
-            cells.append(Cell(value, None, _fmt(value, column.digits)))
-            continue
-        value = m["value"] * column.scale if m else None
-        stderr = m["stderr"] * column.scale if m and m["stderr"] is not None else None
-        cells.append(Cell(value, stderr, _fmt(value, column.digits, stderr)))
     status = run["status"] if run["status"] == "ok" else f"failed: {run['error']}"
     cells.append(Cell(text=status))
     return cells
 
 
+def _resource_cell(scenario: str, column: ResourceColumn, values: dict, base: dict, unstable_cv: float) -> Cell:
+    """A resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree."""
+    m = next((values[k] for name in column.metrics if (k := (scenario, "", name)) in values), None)
+    b = next((base[k] for name in column.metrics if (k := (scenario, "", name)) in base), None)
+    if column.baseline_over_value:
+        value = _ratio(b["value"] if b else None, m["value"] if m else None)
+        return Cell(value, None, _fmt(value, column.digits))
+    if m is None:
+        return Cell(text="–")
+    scale = column.scale
+    value = m["value"] * scale
+    low, high = (m["ci_low"], m["ci_high"]) if m["ci_low"] is not None else (None, None)
+    spread = (high - low) / 2 * scale if low is not None else (m["stderr"] * scale if m["stderr"] is not None else None)
+    text = _fmt(value, column.digits, spread)
+    if m.get("cv") is not None and m["cv"] > unstable_cv:
+        text += f" {UNSTABLE_MARK}"
+    return Cell(
+        value,
+        m["stderr"] * scale if m["stderr"] is not None else None,
+        text,
+        low * scale if low is not None else None,
+        high * scale if high is not None else None,
+        m.get("cv"),
+    )
+
+
 def to_markdown(table: ComparisonTable) -> str:
-    """A GitHub-flavoured Markdown table with its notes."""
+    """GitHub-flavoured Markdown: one table per section, then the notes."""
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     lines = [f"### {table.title}"]
-    for headers, rows in table.parts():
-        lines += ["", line(headers), "|" + "---|" * len(headers)]
+    for title, headers, rows in table.parts():
+        lines += ["", f"**{title}**", "", line(headers), "|" + "---|" * len(headers)]
         lines += [line([c.text for c in row]) for row in rows]
     lines += [""] + [f"- {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
 
 
+def _tex(s: str) -> str:
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+        ("$", r"\$"),
+        ("±", r"$\pm$"),
+        ("Δ", r"$\Delta$"),
+        (">=", r"$\geq$"),
+        ("×", r"$\times$"),
+        ("–", "--"),
+        (UNSTABLE_MARK, r"$^\dagger$"),
+    ):
+        s = s.replace(a, b)
+    return s
+
+
 def to_latex(table: ComparisonTable) -> str:
-    """A booktabs LaTeX table, ready to paste into a paper."""
+    """booktabs LaTeX tables (one per section), ready to paste into a paper."""
+    out = []
+    for title, headers, rows in table.parts():
+        lines = [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}",
+            r"\toprule",
+            " & ".join(_tex(h) for h in headers) + r" \\",
+            r"\midrule",
+            *(" & ".join(_tex(c.text) for c in row) + r" \\" for row in rows),
+            r"\bottomrule",
+            r"\end{tabular}",
+            rf"\caption{{{_tex(table.title)}: {_tex(title)}. {_tex('; '.join(table.notes[1:]))}}}",
+            r"\end{table}",
+        ]
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
 
-    def tex(s: str) -> str:
-        for a, b in (
-            ("\\", r"\textbackslash{}"),
-            ("_", r"\_"),
-            ("%", r"\%"),
-            ("&", r"\&"),
-            ("#", r"\#"),
-            ("±", r"$\pm$"),
-            ("Δ", r"$\Delta$"),
-            (">=", r"$\geq$"),
-            ("×", r"$\times$"),
-            ("–", "--"),
-        ):
-            s = s.replace(a, b)
-        return s
 
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\small",
-        r"\begin{tabular}{l" + "r" * (len(table.headers) - 1) + "}",
-        r"\toprule",
-    ]
-    lines.append(" & ".join(tex(h) for h in table.headers) + r" \\")
-    lines.append(r"\midrule")
-    lines += [" & ".join(tex(c.text) for c in row) + r" \\" for row in table.rows]
-    lines += [
-        r"\bottomrule",
-        r"\end{tabular}",
-        rf"\caption{{{tex(table.title)}. {tex('; '.join(table.notes[1:]))}}}",
-        r"\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
+TEXT_COLUMNS = ("Technique", "Status")
+CELL_FIELDS = ("stderr", "ci_low", "ci_high", "cv")
 
 
 def to_csv(tables: list[ComparisonTable]) -> str:
-    """Raw numbers (value and stderr in separate columns) for further analysis."""
+    """Raw numbers (value, stderr, 95 % bounds, CV in separate columns) for further analysis."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for table in tables:
         header = ["table"]
         for h in table.headers:
-            header += [h, f"{h} stderr"] if h != "Technique" and h != "Status" else [h]
+            header += [h] if h in TEXT_COLUMNS else [h, *(f"{h} {f}" for f in CELL_FIELDS)]
         writer.writerow(header)
         for row in table.rows:
             out = [table.title]
             for h, cell in zip(table.headers, row, strict=True):
-                if h in ("Technique", "Status"):
+                if h in TEXT_COLUMNS:
                     out.append(cell.text)
-                else:
-                    out += [
-                        "" if cell.value is None else repr(cell.value),
-                        "" if cell.stderr is None else repr(cell.stderr),
-                    ]
+                    continue
+                for value in (cell.value, *(getattr(cell, f) for f in CELL_FIELDS)):
+                    out.append("" if value is None else repr(value))
             writer.writerow(out)
     return buffer.getvalue()
 

@@ -1,17 +1,20 @@
-"""One run inside a worker: load -> apply technique -> lm-eval accuracy -> measured workload -> metrics."""
+"""One run inside a worker: load -> apply technique -> lm-eval accuracy -> measured scenarios -> metrics."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from effbench import accuracy, workload, zoo
+from effbench import accuracy, scenarios, zoo
+from effbench.config import Scenario
 from effbench.plugins import registry
-from effbench.types import Measurement, Metric, RunContext
+from effbench.prices import cost
+from effbench.statistics import combine_repeats
+from effbench.types import SCOPES, Measurement, Metric, RunContext
 
 PHASES = {
     "load": "loading model",
@@ -62,24 +65,68 @@ def _as_measurements(metric: Metric, reported: Any) -> list[Measurement]:
     return [metric.measurement(float(reported))]
 
 
-def measure(ctx: RunContext, metrics: list[Metric], load: dict[str, Any]) -> tuple[list[Measurement], list[str]]:
-    """Start every metric, run the workload, stop them in reverse; a failing metric becomes a warning."""
-    warnings: list[str] = []
-    started = []
-    for metric in metrics:
-        try:
-            metric.start(ctx)
-            started.append(metric)
-        except Exception as err:  # plugin code: keep the run, report the metric
-            warnings.append(f"metric {metric.name} failed to start: {err!r}")
-    workload.run(ctx, **load)
-    measurements: list[Measurement] = []
-    for metric in reversed(started):
-        try:
-            measurements.extend(_as_measurements(metric, metric.stop(ctx)))
-        except Exception as err:
-            warnings.append(f"metric {metric.name} failed: {err!r}")
-    return measurements, warnings
+class Instruments:
+    """The registered metrics by scope; a metric that raises becomes a warning, never a failed run."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.by_scope = {scope: [m for m in metrics if m.scope == scope] for scope in SCOPES}
+        self.warnings: list[str] = []
+
+    def start(self, scope: str, ctx: RunContext) -> list[Metric]:
+        started = []
+        for metric in self.by_scope[scope]:
+            try:
+                metric.start(ctx)
+                started.append(metric)
+            except Exception as err:  # plugin code: keep the run, report the metric
+                self.warnings.append(f"metric {metric.name} failed to start: {err!r}")
+        return started
+
+    def stop(self, metrics: list[Metric], ctx: RunContext) -> list[Measurement]:
+        out: list[Measurement] = []
+        for metric in reversed(metrics):
+            try:
+                out.extend(_as_measurements(metric, metric.stop(ctx)))
+            except Exception as err:
+                self.warnings.append(f"metric {metric.name} failed: {err!r}")
+        return out
+
+
+def run_cost(price: dict[str, Any], seconds: float) -> Measurement:
+    """What the whole run (load, apply, accuracy, scenarios) cost in hardware time."""
+    usd = cost(price, seconds, None)["hardware_usd"]
+    return Measurement("cost_run", usd, "USD", "money", False, method=f"{price['basis']} × {seconds:.0f} s of the run")
+
+
+def measure_scenario(ctx: RunContext, scenario: Scenario, instruments: Instruments) -> list[Measurement]:
+    """Warm up, then serve every repeat inside the repeat-scope metrics, then the scenario-scope metrics."""
+    ctx.scenario = scenario
+    scenarios.warm_up(ctx, scenario)
+    per_repeat, all_requests, seconds = [], [], []
+    for repeat in range(scenario.repeats):
+        ctx.requests, ctx.workload_seconds = [], 0.0
+        started = instruments.start("repeat", ctx)
+        ctx.requests, ctx.workload_seconds = scenarios.run_repeat(ctx, scenario, repeat)
+        per_repeat.append(instruments.stop(started, ctx))
+        all_requests += ctx.requests
+        seconds.append(ctx.workload_seconds)
+    ctx.requests, ctx.repeat_seconds, ctx.workload_seconds = all_requests, seconds, sum(seconds)
+    ctx.measurements = combine_repeats(per_repeat)
+    reported = ctx.measurements + instruments.stop(instruments.by_scope["scenario"], ctx)
+    return [replace(m, scenario=scenario.label) for m in reported]
+
+
+def measure(
+    ctx: RunContext, metrics: list[Metric], scenario_list: list[Scenario]
+) -> tuple[list[Measurement], list[str]]:
+    """Every scenario in turn, then the run-scope metrics (size, parameters, accuracy)."""
+    instruments = Instruments(metrics)
+    measurements = []
+    for scenario in scenario_list:
+        measurements += measure_scenario(ctx, scenario, instruments)
+    ctx.scenario, ctx.requests, ctx.measurements = None, [], []
+    run_level = instruments.stop(instruments.by_scope["run"], ctx)
+    return run_level + measurements, instruments.warnings
 
 
 def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, Any]:
@@ -102,7 +149,10 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         tokenizer=tokenizer,
         technique=technique.name,
         params=payload["params"],
-        settings={"country": payload["country"]},
+        settings={
+            **{k: payload[k] for k in ("country", "idle_seconds", "price")},
+            "prompt_tokens": payload["scenarios"][0]["prompt_tokens"],
+        },
         generate_kwargs=generate_kwargs,
         apply_seconds=phases.seconds["apply"],
     )
@@ -117,8 +167,11 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         generate_kwargs=ctx.generate_kwargs,
     )
     phases.start("measure")
-    measurements, warnings = measure(ctx, list(reg.metrics.values()), payload["workload"])
+    scenario_list = [Scenario.model_validate(s) for s in payload["scenarios"]]
+    measurements, warnings = measure(ctx, list(reg.metrics.values()), scenario_list)
     phases.stop()
+    if payload["price"]:
+        measurements.append(run_cost(payload["price"], sum(phases.seconds.values())))
     return {
         "phase_seconds": phases.seconds,
         "measurements": [asdict(m) for m in measurements],

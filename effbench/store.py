@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: measurements gained scenario and cv
 
 RUNS_SCHEMA = pa.schema(
     [
@@ -30,7 +30,7 @@ RUNS_SCHEMA = pa.schema(
         ("stage", pa.string()),
         ("resources", pa.list_(pa.string())),
         ("tasks", pa.list_(pa.string())),
-        ("settings", pa.string()),  # JSON object: limit, batch size, workload, country
+        ("settings", pa.string()),  # JSON object: limit, batch size, scenarios, country, idle, price
         ("status", pa.string()),  # ok | failed
         ("error", pa.string()),
         ("warnings", pa.list_(pa.string())),
@@ -59,6 +59,8 @@ MEASUREMENTS_SCHEMA = pa.schema(
         ("ci_high", pa.float64()),
         ("n", pa.int64()),
         ("method", pa.string()),
+        ("scenario", pa.string()),  # "" for run-level measurements (accuracy, size), else the scenario's label
+        ("cv", pa.float64()),  # coefficient of variation across repeats
     ]
 )
 

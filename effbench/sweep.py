@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from effbench import zoo
+from effbench import prices, zoo
 from effbench.config import Suite, TechniqueSpec
 from effbench.errors import EffbenchError
 from effbench.plugins import Registry, registry
@@ -63,8 +63,20 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def plan(suite: Suite, reg: Registry, fingerprint: str, known_tasks: set[str] | None = None) -> list[PlannedRun]:
-    """Validate models, techniques, parameters and tasks before any work, and give each run its id."""
+SETTINGS = ("limit", "batch_size", "bootstrap_iters", "scenarios", "country", "idle_seconds", "price")
+
+
+def plan(
+    suite: Suite,
+    reg: Registry,
+    fingerprint: str,
+    known_tasks: set[str] | None = None,
+    price: dict[str, Any] | None = None,
+) -> list[PlannedRun]:
+    """Validate models, techniques, parameters and tasks before any work, and give each run its id.
+
+    ``price`` is the suite's price table resolved for this machine (stored with, and part of, every run).
+    """
     from effbench import accuracy
 
     checked = [(spec, reg.technique(spec.name).validate(spec.params)) for spec in suite.techniques]
@@ -83,8 +95,10 @@ def plan(suite: Suite, reg: Registry, fingerprint: str, known_tasks: set[str] | 
         "limit": suite.limit,
         "batch_size": suite.batch_size,
         "bootstrap_iters": suite.bootstrap_iters,
-        "workload": suite.workload.model_dump(),
+        "scenarios": [s.model_dump() for s in suite.scenarios],
         "country": suite.country,
+        "idle_seconds": suite.idle_seconds,
+        "price": price,
     }
     runs = []
     for model in suite.models:
@@ -132,7 +146,7 @@ def _run_row(
         "resources": list(technique.resources),
         "tasks": list(suite.tasks),
         "settings": json.dumps(
-            {k: run.payload[k] for k in ("limit", "batch_size", "bootstrap_iters", "workload", "country")},
+            {k: run.payload[k] for k in SETTINGS},
             sort_keys=True,
         ),
         "status": "ok" if outcome.error is None else "failed",
@@ -162,13 +176,14 @@ def run_suite(
     reg = registry()
     probes = collect_probes(reg)
     fingerprint = hardware_fingerprint(reg, probes)
+    price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
     pool = pool or WorkerPool()
     if on_event:
         on_event("starting workers (torch, transformers and lm-eval are imported once)")
     listing = pool.run("effbench.accuracy:known_tasks", {"task_dirs": [str(d) for d in reg.task_dirs]}, timeout=600)
     if listing.error:
         raise EffbenchError(f"the worker pool could not start: {listing.error}")
-    runs = plan(suite, reg, fingerprint, set(listing.result))
+    runs = plan(suite, reg, fingerprint, set(listing.result), price=price)
     store = ResultsStore(suite.output)
     done = store.statuses()
     logs = suite.output / "logs"

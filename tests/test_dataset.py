@@ -21,7 +21,7 @@ from effbench.dataset import (
 )
 from effbench.errors import EffbenchError
 from effbench.plugins import registry
-from effbench.store import MEASUREMENTS_SCHEMA, RUNS_SCHEMA, ResultsStore
+from effbench.store import MEASUREMENTS_SCHEMA, RUNS_SCHEMA, SCHEMA_VERSION, ResultsStore
 from effbench.taxonomy import FAMILIES, SECTIONS, TAXONOMY_SCHEMA
 from effbench.types import RESOURCES, STAGES
 from tests.store_helpers import measurements, run_row, synthetic_store
@@ -129,7 +129,7 @@ def _set(column, value):
         (lambda t: t.drop_columns(["hardware"]), "missing column 'hardware'"),
         (lambda t: t.append_column("extra", pa.array([1] * len(t))), "unexpected column 'extra'"),
         (lambda t: t.replace_schema_metadata({VERSION_KEY: b"2.0"}), "schema version 2.0"),
-        (_set("schema_version", "2.1"), "has schema version 2.1, this effbench reads 1.0: upgrade effbench"),
+        (_set("schema_version", "2.1"), f"schema version 2.1, this effbench reads {SCHEMA_VERSION}: upgrade"),
         (_set("run_id", "../../evil"), "is not 1-64 letters"),
         (_set("status", "done"), "has status 'done'"),
         (_set("hardware", "{oops"), "hardware is not a JSON object"),

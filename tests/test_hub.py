@@ -16,7 +16,7 @@ from effbench import hub
 from effbench.compare import OTHER, SAME, YOURS, compare
 from effbench.dataset import VERSION_KEY, read_store
 from effbench.errors import EffbenchError
-from effbench.store import ResultsStore
+from effbench.store import SCHEMA_VERSION, ResultsStore
 from tests.conftest import run_cli
 from tests.hub_server import HubServer
 from tests.store_helpers import synthetic_store
@@ -136,7 +136,7 @@ def _bad_dataset(folder: Path, table: str, mutate) -> Path:
          "column 'value' has type string, expected double"),
         ("runs", lambda t: t.drop_columns(["status"]), "missing column 'status'"),
         ("runs", lambda t: t.set_column(1, "schema_version", pa.array(["2.0"] * len(t))).replace_schema_metadata(
-            {VERSION_KEY: b"2.0"}), "written with schema version 2.0, this effbench reads 1.0: upgrade effbench"),
+            {VERSION_KEY: b"2.0"}), f"version 2.0, this effbench reads {SCHEMA_VERSION}: upgrade"),
     ],
 )  # fmt: skip
 def test_pulling_a_bad_dataset_changes_nothing(hub_server, tmp_path, table, mutate, message):

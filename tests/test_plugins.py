@@ -128,11 +128,11 @@ def test_unknown_task_lists_the_bundled_tasks():
 
 def test_suite_errors_name_the_field(tmp_path):
     path = tmp_path / "suite.yaml"
-    path.write_text("models: [zoo:micro-m]\nworkload:\n  requests: 0\nlimt: 5\n")
+    path.write_text("models: [zoo:micro-m]\nscenarios:\n  - min_requests: 0\nlimt: 5\n")
     with pytest.raises(EffbenchError) as info:
         load_suite(path)
     text = str(info.value)
-    assert "workload.requests: Input should be greater than or equal to 1" in text
+    assert "scenarios.0.min_requests: Input should be greater than or equal to 1" in text
     assert "limt: unknown field" in text
 
 

@@ -20,9 +20,9 @@ def _run(run_id, technique, params="{}", status="ok", error=None):
     }  # fmt: skip
 
 
-def _m(metric, value, task="", stderr=None, resource="memory", hib=False, method=""):
+def _m(metric, value, task="", stderr=None, resource="memory", hib=False, method="", scenario="", **extra):
     return {"metric": metric, "value": value, "task": task, "stderr": stderr, "resource": resource,
-            "higher_is_better": hib, "unit": "", "method": method}  # fmt: skip
+            "higher_is_better": hib, "unit": "", "method": method, "scenario": scenario, **extra}  # fmt: skip
 
 
 def _measurements(acc, ppl, size, latency):
@@ -31,7 +31,7 @@ def _measurements(acc, ppl, size, latency):
         _m("acc_norm", acc, "task_a", 0.02, "quality", True),
         _m("word_perplexity", ppl, "task_b", None, "quality", False),
         _m("weight_bytes", size),
-        _m("latency", latency, stderr=1.0, resource="computation", method="wall clock"),
+        _m("latency", latency, stderr=1.0, resource="computation", method="wall clock", scenario="single-stream"),
     ]
 
 
@@ -53,7 +53,7 @@ def test_deltas_gate_compression_and_speedup(tmp_path):
     assert bf16[col["Δ task_a"]].value == pytest.approx(-0.005)
     assert bf16[col[">= 99% base"]].text == "yes"  # 0.795 >= 0.792 and 5.04 <= 5.0505
     assert pruned[col[">= 99% base"]].text == "no"
-    assert bf16[col["Compression ×"]].value == 2.0 and bf16[col["Speed-up ×"]].value == 2.0
+    assert bf16[col["Compression ×"]].value == 2.0 and bf16[col["single-stream: Speed-up ×"]].value == 2.0
     assert base[col["Compression ×"]].value == 1.0
     assert bf16[col["task_a acc"]].text == "0.795 ± 0.020"
     assert broken[col["Status"]].text == "failed: RuntimeError: boom"
@@ -82,3 +82,24 @@ def test_every_format_is_written(tmp_path):
     assert float(bf16[header.index("task_a acc")]) == 0.795
     assert float(bf16[header.index("task_a acc stderr")]) == 0.02
     assert rows[1][1] == "baseline"  # without a run order, the baseline leads
+
+
+def test_sections_uncertainty_and_unstable_flag(tmp_path):
+    store = ResultsStore(tmp_path)
+    steady = {"ci_low": 9.0, "ci_high": 11.0, "cv": 0.02}
+    shaky = {"ci_low": 5.0, "ci_high": 15.0, "cv": 0.30}
+    for run_id, technique, extra in (("a", "baseline", steady), ("b", "x", shaky)):
+        rows = [_m("acc", 0.8, "t", 0.01, "quality", True)]
+        rows += [_m("latency", 10.0, stderr=0.5, resource="computation", scenario=s, **extra) for s in ("one", "two")]
+        store.write_run(_run(run_id, technique), rows)
+    (table,) = report.build(store, ["a", "b"], unstable_cv=0.10)
+    assert [title for title, _, _ in table.parts()] == ["accuracy", "model", "one", "two"]
+    latency = table.headers.index("two: Latency (ms)")
+    assert table.rows[0][latency].text == "10.0 ± 1.0"  # half the 95 % interval, not the stderr
+    assert table.rows[1][latency].text == "10.0 ± 5.0 †"
+    assert any(note.startswith("† unstable") and "10%" in note for note in table.notes)
+    (lenient,) = report.build(store, ["a", "b"], unstable_cv=0.5)
+    assert "†" not in lenient.rows[1][latency].text
+    assert r"$^\dagger$" in report.to_latex(table)
+    rows = list(csv.reader(io.StringIO(report.to_csv([table]))))
+    assert float(rows[2][rows[0].index("two: Latency (ms) cv")]) == 0.30

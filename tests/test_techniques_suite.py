@@ -44,7 +44,7 @@ def test_every_technique_completes_its_accuracy_run_on_micro_m(tmp_path):
     spec.update(
         tasks=["micro_copy", "micro_agree"],  # a generate_until task (through generation_kwargs) and a scored one
         limit=4,
-        workload={"requests": 2, "prompt_tokens": 16, "max_new_tokens": 8, "warmup": 1},
+        scenarios=[{"min_requests": 2, "prompt_tokens": 16, "output_tokens": 8, "warmup": 1, "repeats": 1}],
         output=str(tmp_path / "results"),
     )
     quick = tmp_path / "quick.yaml"
@@ -57,3 +57,5 @@ def test_every_technique_completes_its_accuracy_run_on_micro_m(tmp_path):
     measurements = ResultsStore(tmp_path / "results").read("measurements").to_pylist()
     scored = {(m["run_id"], m["task"]) for m in measurements if m["metric"] in ("exact_match", "acc")}
     assert scored == {(r["run_id"], task) for r in runs for task in ("micro_copy", "micro_agree")}
+    warnings = {r["technique"] + r["technique_params"]: r["warnings"] for r in runs if len(r["warnings"])}
+    assert not warnings, warnings  # every builtin metric measured every technique

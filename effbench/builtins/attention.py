@@ -108,7 +108,7 @@ def _warm_up(model: Any, tokenizer: Any) -> None:
     """One short greedy generation from a fixed micro-world prompt, paid inside ``apply``."""
     import torch
 
-    from effbench.workload import prompts
+    from effbench.scenarios import prompts
 
     input_ids = torch.tensor(prompts(tokenizer, 1, 16), device=model.device)
     with torch.inference_mode():

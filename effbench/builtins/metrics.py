@@ -1,10 +1,12 @@
-"""Builtin metrics: accuracy (from lm-eval), model size, generation speed, peak memory, energy and CO2."""
+"""Builtin run-level metrics: accuracy (from lm-eval), parameters, size in memory and on disk, FLOPs, apply time."""
 
 from __future__ import annotations
 
+import io
 import math
-import resource
-import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
 
 from effbench.hookspecs import hookimpl
 from effbench.types import QUALITY, Measurement, Metric, RunContext
@@ -20,6 +22,7 @@ class Accuracy(Metric):
     unit = ""
     resource = QUALITY
     higher_is_better = True
+    scope = "run"
     description = "Task metrics from lm-evaluation-harness on the modified model (acc, exact_match, ...)."
 
     def stop(self, run: RunContext) -> list[Measurement]:
@@ -49,19 +52,25 @@ class Accuracy(Metric):
 
 
 class Parameters(Metric):
-    """Total and non-zero parameter counts: what pruning removes shows up here."""
+    """Total, non-zero and trainable parameter counts: what pruning removes or fine-tuning trains shows up here."""
 
     name = "parameters"
     unit = "count"
     resource = "memory"
     higher_is_better = False
-    description = "Total parameters, and those that are not exactly zero."
+    scope = "run"
+    description = "Total parameters, those that are not exactly zero, and those that require gradients."
 
     def stop(self, run: RunContext) -> list[Measurement]:
         from effbench.builtins.layers import parameter_counts
 
         total, nonzero = parameter_counts(run.model)
-        return [self.measurement(total), Measurement("parameters_nonzero", nonzero, "count", "memory", False)]
+        trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+        return [
+            self.measurement(total),
+            Measurement("parameters_nonzero", nonzero, "count", "memory", False),
+            Measurement("parameters_trainable", trainable, "count", "memory", False),
+        ]
 
 
 class WeightBytes(Metric):
@@ -71,12 +80,38 @@ class WeightBytes(Metric):
     unit = "MB"
     resource = "memory"
     higher_is_better = False
+    scope = "run"
     description = "Parameters and buffers in memory, in megabytes (10^6 bytes)."
 
-    def stop(self, run: RunContext) -> float:
+    def stop(self, run: RunContext) -> Measurement:
         from effbench.builtins.layers import weight_bytes
 
-        return weight_bytes(run.model) / 1e6
+        return self.measurement(weight_bytes(run.model) / 1e6, method="bytes of every tensor, quantized ones packed")
+
+
+class DiskBytes(Metric):
+    """Size of the model as saved with safetensors: what a user downloads and stores."""
+
+    name = "disk_bytes"
+    unit = "MB"
+    resource = "memory"
+    higher_is_better = False
+    scope = "run"
+    description = "Size of the saved weights in MB: safetensors, or torch.save where safetensors cannot hold them."
+
+    def stop(self, run: RunContext) -> Measurement:
+        import torch
+
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                run.model.save_pretrained(folder)
+                size = sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
+            return self.measurement(size / 1e6, method="safetensors files written by save_pretrained")
+        except Exception as err:  # packed int8 or tensor subclasses safetensors cannot hold
+            buffer = io.BytesIO()
+            torch.save(run.model.state_dict(), buffer)
+            reason = f"safetensors cannot store it: {type(err).__name__}"
+            return self.measurement(buffer.tell() / 1e6, method=f"torch.save of the state dict ({reason})")
 
 
 class ApplyTime(Metric):
@@ -86,160 +121,66 @@ class ApplyTime(Metric):
     unit = "s"
     resource = "computation"
     higher_is_better = False
+    scope = "run"
     description = "Wall-clock seconds of Technique.apply (and generation_kwargs), paid once per model."
 
     def stop(self, run: RunContext) -> Measurement:
         return self.measurement(run.apply_seconds, method="wall clock around Technique.apply")
 
 
-class GenerationLatency(Metric):
-    """Mean end-to-end latency of a generation request of the measured workload."""
+def _sdpa_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
 
-    name = "latency"
-    unit = "ms"
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def forward_flops(model: Any, input_ids: Any, past_key_values: Any = None) -> int:
+    """FLOPs of one forward pass as torch's FlopCounterMode counts them (matmuls and attention)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # torch has no formula for the CPU flash-attention kernel SDPA dispatches to: count it like the GPU kernels
+    cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    extra = {cpu_sdpa: _sdpa_flops} if cpu_sdpa is not None else {}
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=extra) as counter:
+        model(input_ids, past_key_values=past_key_values, use_cache=past_key_values is not None)
+    return counter.get_total_flops()
+
+
+class Flops(Metric):
+    """FLOPs per prefill token and per decoded token, counted on the evaluated model's real forward passes."""
+
+    name = "flops_prefill"
+    unit = "GFLOP/token"
     resource = "computation"
     higher_is_better = False
-    description = "End-to-end latency per request (mean, with standard error and p50/p90 over requests)."
-
-    def stop(self, run: RunContext) -> list[Measurement] | None:
-        times = sorted(r.latency_s * 1000 for r in run.requests)
-        if not times:
-            return None
-        n = len(times)
-        stderr = statistics.stdev(times) / math.sqrt(n) if n > 1 else None
-        method = "wall clock per request (time.perf_counter)"
-        return [
-            self.measurement(statistics.fmean(times), stderr=stderr, n=n, method=method),
-            Measurement("latency_p50", _percentile(times, 50), "ms", "computation", False, n=n, method=method),
-            Measurement("latency_p90", _percentile(times, 90), "ms", "computation", False, n=n, method=method),
-        ]
-
-
-def _percentile(sorted_values: list[float], pct: float) -> float:
-    """Linear-interpolated percentile of already sorted values."""
-    pos = (len(sorted_values) - 1) * pct / 100
-    low = math.floor(pos)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
-
-
-class Throughput(Metric):
-    """Output tokens per second over the whole measured workload."""
-
-    name = "throughput"
-    unit = "tokens/s"
-    resource = "computation"
-    higher_is_better = True
-    description = "Generated tokens divided by the workload's wall-clock time."
-
-    def stop(self, run: RunContext) -> float | None:
-        if not run.requests or run.workload_seconds <= 0:
-            return None
-        return run.output_tokens / run.workload_seconds
-
-
-class PeakMemory(Metric):
-    """Peak resident memory of the worker process during the workload (kernel high-water mark)."""
-
-    name = "peak_memory"
-    unit = "MiB"
-    resource = "memory"
-    higher_is_better = False
-    description = "Peak RSS of the worker during the measured workload (VmHWM, reset at start)."
-    method = ""
-
-    def start(self, run: RunContext) -> None:
-        try:  # writing 5 to clear_refs resets the peak RSS counter (Linux >= 4.0)
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.method = "kernel high-water mark VmHWM, reset at workload start"
-        except OSError:
-            self.method = "getrusage ru_maxrss (peak since worker start)"
-
-    def stop(self, run: RunContext) -> Measurement:
-        peak_kib = None
-        if self.method.startswith("kernel"):
-            with open("/proc/self/status") as f:
-                peak_kib = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), None)
-        if peak_kib is None:
-            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return self.measurement(peak_kib / 1024, method=self.method)
-
-
-class Energy(Metric):
-    """Energy and CO2 of the measured workload from codecarbon, saying whether power was measured."""
-
-    name = "energy"
-    unit = "kWh"
-    resource = "energy"
-    higher_is_better = False
-    description = "codecarbon energy (kWh), energy per output token (J) and emissions (kg CO2eq)."
-    MEASURED_MODES = frozenset({"intel_rapl", "intel_power_gadget", "windows_emi"})
-
-    def start(self, run: RunContext) -> None:
-        from codecarbon import OfflineEmissionsTracker
-
-        self.tracker = OfflineEmissionsTracker(
-            country_iso_code=run.settings.get("country", "USA"),
-            save_to_file=False,
-            log_level="error",
-            tracking_mode="process",
-            measure_power_secs=1,
-            allow_multiple_runs=True,
-        )
-        self.tracker.start()
+    scope = "run"
+    description = "FLOPs per prompt token (prefill) and per generated token (decode), torch.utils.flop_counter."
+    method = (
+        "torch.utils.flop_counter on one forward pass ({prompt}-token prompt; decode after it); counts "
+        "matmul and attention ops (causal masking not discounted), not element-wise ops or kernels without a "
+        "FLOP formula (e.g. int8 ones)"
+    )
 
     def stop(self, run: RunContext) -> list[Measurement]:
-        self.tracker.stop()
-        data = self.tracker.final_emissions_data
-        method = self._method()
-        kwh = float(data.energy_consumed)
-        out = [
-            self.measurement(kwh, method=method),
-            Measurement(
-                "co2",
-                float(data.emissions),
-                "kg CO2eq",
-                "energy",
-                False,
-                method=f"{method}, {data.country_iso_code} grid",
-            ),
-        ]
-        if run.output_tokens:
-            out.append(
-                Measurement(
-                    "energy_per_token", kwh * 3.6e6 / run.output_tokens, "J/token", "energy", False, method=method
-                )
-            )
-        return out
+        import torch
 
-    def _method(self) -> str:
-        """Say per device whether codecarbon measured power or estimated it."""
-        parts = []
-        for hw in self.tracker._hardware:
-            kind = type(hw).__name__
-            mode = getattr(hw, "_mode", None)
-            if kind == "GPU":
-                parts.append("GPU measured (NVML)")
-            elif kind == "CPU":
-                how = "measured" if mode in self.MEASURED_MODES else "estimated"
-                parts.append(f"CPU {how} ({mode})")
-            else:
-                parts.append(f"{kind} estimated")
-        measured = all("measured" in p for p in parts)
-        return f"{'measured' if measured else 'estimated'} (codecarbon: {', '.join(parts)})"
+        from effbench.scenarios import prompts
+
+        prompt = run.settings.get("prompt_tokens", 32)
+        ids = torch.tensor(prompts(run.tokenizer, 1, prompt), device=next(run.model.parameters()).device)
+        prefill = forward_flops(run.model, ids)
+        with torch.inference_mode():
+            cache = run.model(ids, use_cache=True).past_key_values
+        decode = forward_flops(run.model, ids[:, -1:], cache)
+        method = self.method.format(prompt=prompt)
+        return [
+            self.measurement(prefill / prompt / 1e9, method=method),
+            Measurement("flops_decode", decode / 1e9, self.unit, self.resource, False, method=method),
+        ]
 
 
 @hookimpl
 def register_metrics(register):
-    for metric in (
-        Accuracy(),
-        Parameters(),
-        WeightBytes(),
-        ApplyTime(),
-        GenerationLatency(),
-        Throughput(),
-        PeakMemory(),
-        Energy(),
-    ):
+    for metric in (Accuracy(), Parameters(), WeightBytes(), DiskBytes(), Flops(), ApplyTime()):
         register(metric)

@@ -1,0 +1,41 @@
+"""Does effbench report the latency a user would measure by hand?
+
+effbench's reported mean latency (single-stream scenario on micro-m) next to an independent
+time.perf_counter loop over the very same prompts in the same process, alternating rounds.
+Target: within 3 %.
+Run: python benchmarks/latency_fidelity.py [--rounds 10] [--requests 20]
+"""
+
+import statistics
+
+from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, load, run_cli, timed_requests
+
+from effbench.builtins.load_metrics import Latency
+from effbench.config import Scenario
+from effbench.runner import Instruments, measure_scenario
+from effbench.types import RunContext
+
+
+def main(rounds: int, requests: int) -> None:
+    model, tokenizer = load()
+    scenario = Scenario(
+        min_requests=requests, repeats=1, warmup=0, prompt_tokens=PROMPT_TOKENS, output_tokens=OUTPUT_TOKENS
+    )
+    timed_requests(model, tokenizer, 3)
+    reported, independent = [], []
+    for i in range(rounds):
+        for kind in ("effbench", "independent") if i % 2 == 0 else ("independent", "effbench"):
+            if kind == "independent":
+                independent.append(statistics.fmean(timed_requests(model, tokenizer, requests, seed=scenario.seed)))
+                continue
+            ctx = RunContext(model=model, tokenizer=tokenizer, technique="baseline", params={}, settings={})
+            mean = next(m for m in measure_scenario(ctx, scenario, Instruments([Latency()])) if m.metric == "latency")
+            reported.append(mean.value / 1000)
+    r, b = statistics.fmean(reported), statistics.fmean(independent)
+    print(f"effbench mean latency ({requests} requests x {rounds} rounds): {r * 1000:.2f} ms")
+    print(f"independent perf_counter loop, same prompts: {b * 1000:.2f} ms")
+    print(f"difference: {100 * (r / b - 1):+.2f} %  (target within ±3 %)")
+
+
+if __name__ == "__main__":
+    run_cli(main, __doc__)

@@ -1,0 +1,49 @@
+"""How much effbench's instruments slow down what they measure.
+
+The same fixed workload (micro-m, single stream, 32 prompt + 32 output tokens) is timed bare
+(plain generate calls) and under effbench's full instrumentation (every registered metric:
+codecarbon's sampling thread, the first-token streamer, memory and network counters), in
+alternating order within one process. Target: instrumented / bare <= 1.02.
+Run: python benchmarks/measurement_overhead.py [--rounds 10] [--requests 20]
+"""
+
+import statistics
+import time
+
+from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, load, run_cli, timed_requests
+
+from effbench.config import Scenario
+from effbench.plugins import registry
+from effbench.runner import Instruments, measure_scenario
+from effbench.types import RunContext
+
+
+def main(rounds: int, requests: int) -> None:
+    model, tokenizer = load()
+    scenario = Scenario(
+        min_requests=requests, repeats=1, warmup=0, prompt_tokens=PROMPT_TOKENS, output_tokens=OUTPUT_TOKENS
+    )
+    settings = {"country": "USA", "idle_seconds": 0, "price": None, "prompt_tokens": PROMPT_TOKENS}
+    metrics = [m for m in registry().metrics.values() if m.scope != "run"]
+    timed_requests(model, tokenizer, 3)  # warm up allocator and kernels
+    bare, instrumented, with_start_stop = [], [], []
+    for i in range(rounds):
+        for kind in ("bare", "instrumented") if i % 2 == 0 else ("instrumented", "bare"):
+            if kind == "bare":
+                bare.append(sum(timed_requests(model, tokenizer, requests)))
+                continue
+            ctx = RunContext(model=model, tokenizer=tokenizer, technique="baseline", params={}, settings=settings)
+            started = time.perf_counter()
+            measure_scenario(ctx, scenario, Instruments(metrics))
+            with_start_stop.append(time.perf_counter() - started)
+            instrumented.append(ctx.workload_seconds)
+    b, w, s = (statistics.median(x) for x in (bare, instrumented, with_start_stop))
+    print(f"instruments: {', '.join(m.name for m in metrics)}")
+    print(f"bare workload ({requests} requests, median of {rounds}): {b:.3f} s")
+    print(f"instrumented workload (median of {rounds}): {w:.3f} s")
+    print(f"instrumented / bare: {w / b:.4f}  (target <= 1.02)")
+    print(f"instruments' start + stop, once per repeat: {s - w:.3f} s")
+
+
+if __name__ == "__main__":
+    run_cli(main, __doc__)

@@ -1,0 +1,37 @@
+"""Money: what a scenario's output costs, from the suite's price table and the measured time and energy."""
+
+from __future__ import annotations
+
+from effbench.hookspecs import hookimpl
+from effbench.prices import cost
+from effbench.types import Measurement, Metric, RunContext
+
+ENERGY_SOURCES = ("energy_direct", "energy")  # hardware counters when this machine has them, else codecarbon
+
+
+class Cost(Metric):
+    """Dollars per million output tokens: hardware time at $/hour plus energy at $/kWh."""
+
+    name = "cost_per_mtok"
+    unit = "USD/Mtok"
+    resource = "money"
+    higher_is_better = False
+    scope = "scenario"
+    description = "Cost per million output tokens (hardware $/h × time + energy × $/kWh), prices stored with it."
+
+    def stop(self, run: RunContext) -> Measurement | None:
+        price = run.settings.get("price")
+        if not price or not run.output_tokens:
+            return None
+        energy = next((m for name in ENERGY_SOURCES for m in run.measurements if m.metric == name), None)
+        kwh = energy.value * len(run.repeat_seconds) if energy else None  # a repeat's mean, times the repeats
+        spent = cost(price, run.workload_seconds, kwh)
+        method = f"{price['basis']}: ${spent['hardware_usd']:.3g}"
+        if spent["energy_usd"] is not None:
+            method += f" + {energy.metric} × {price['usd_per_kwh']:g} $/kWh: ${spent['energy_usd']:.3g}"
+        return self.measurement(spent["total_usd"] / run.output_tokens * 1e6, method=method)
+
+
+@hookimpl
+def register_metrics(register):
+    register(Cost())
