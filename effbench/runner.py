@@ -95,7 +95,9 @@ class Instruments:
 def run_cost(price: dict[str, Any], seconds: float) -> Measurement:
     """What the whole run (load, apply, accuracy, scenarios) cost in hardware time."""
     usd = cost(price, seconds, None)["hardware_usd"]
-    return Measurement("cost_run", usd, "USD", "money", False, method=f"{price['basis']} × {seconds:.0f} s of the run")
+    return Measurement(
+        "cost_run", usd, "USD", "money", False, method=f"hardware {price['basis']} × the run's wall clock"
+    )
 
 
 def measure_scenario(ctx: RunContext, scenario: Scenario, instruments: Instruments) -> list[Measurement]:

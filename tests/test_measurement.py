@@ -142,6 +142,16 @@ def test_measured_flops_match_the_llama_formula(micro_m, attention):
     assert decode == pytest.approx(_llama_flops(model.config, 1, 97), rel=0.05)
 
 
+def test_quantized_kernels_count_the_same_flops(micro_m):
+    """int8 weights change the precision of the multiplications, not how many there are."""
+    from effbench.builtins.quantization import DynamicInt8
+
+    model, tokenizer = micro_m
+    ids = torch.tensor(prompts(tokenizer, 1, 32))
+    quantized = DynamicInt8().apply(zoo.load("zoo:micro-m")[0], tokenizer)
+    assert forward_flops(quantized, ids) == forward_flops(model, ids)
+
+
 def test_poisson_arrivals_have_the_configured_rate():
     arrivals = poisson_arrivals(rate=4.0, seed=7)
     times = [next(arrivals) for _ in range(20000)]

@@ -84,7 +84,7 @@ def test_cost_prefers_measured_energy_and_stores_its_prices():
     m = Cost().stop(ctx)
     # 10 s at 3.6 $/h = 0.01 $; 0.002 kWh at 0.5 $/kWh = 0.001 $; 20 tokens
     assert m.value == pytest.approx(0.011 / 20 * 1e6)
-    assert "d 3.6 $/h" in m.method and "energy_direct × 0.5 $/kWh" in m.method
+    assert m.method == "hardware d 3.6 $/h × time + energy_direct × 0.5 $/kWh"
     assert Cost().stop(_context()) is None  # no price table resolved: no cost
 
 

@@ -26,9 +26,9 @@ class Cost(Metric):
         energy = next((m for name in ENERGY_SOURCES for m in run.measurements if m.metric == name), None)
         kwh = energy.value * len(run.repeat_seconds) if energy else None  # a repeat's mean, times the repeats
         spent = cost(price, run.workload_seconds, kwh)
-        method = f"{price['basis']}: ${spent['hardware_usd']:.3g}"
+        method = f"hardware {price['basis']} × time"
         if spent["energy_usd"] is not None:
-            method += f" + {energy.metric} × {price['usd_per_kwh']:g} $/kWh: ${spent['energy_usd']:.3g}"
+            method += f" + {energy.metric} × {price['usd_per_kwh']:g} $/kWh"
         return self.measurement(spent["total_usd"] / run.output_tokens * 1e6, method=method)
 
 

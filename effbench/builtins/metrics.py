@@ -134,15 +134,36 @@ def _sdpa_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, 
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
+def _matmul_flops(input_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """(..., K) @ (K, N) -> (..., N): 2 K FLOPs per output element, whatever the weights' storage."""
+    return 2 * math.prod(out_shape) * input_shape[-1]
+
+
+def _extra_flop_formulas() -> dict[Any, Any]:
+    """Kernels torch's FlopCounterMode has no formula for: SDPA on CPU, and quantized matmuls (int8, int4)."""
+    import torch
+
+    kernels = {
+        ("aten", "_scaled_dot_product_flash_attention_for_cpu"): _sdpa_flops,
+        ("aten", "_int_mm"): _matmul_flops,
+        ("aten", "_weight_int4pack_mm_for_cpu"): _matmul_flops,
+        ("quantized", "linear_dynamic"): _matmul_flops,
+    }
+    found = {}
+    for (namespace, op), formula in kernels.items():
+        try:
+            found[getattr(getattr(torch.ops, namespace), op)] = formula
+        except (AttributeError, RuntimeError):  # not built into this torch
+            continue
+    return found
+
+
 def forward_flops(model: Any, input_ids: Any, past_key_values: Any = None) -> int:
     """FLOPs of one forward pass as torch's FlopCounterMode counts them (matmuls and attention)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    # torch has no formula for the CPU flash-attention kernel SDPA dispatches to: count it like the GPU kernels
-    cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    extra = {cpu_sdpa: _sdpa_flops} if cpu_sdpa is not None else {}
-    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=extra) as counter:
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas()) as counter:
         model(input_ids, past_key_values=past_key_values, use_cache=past_key_values is not None)
     return counter.get_total_flops()
 
@@ -157,9 +178,9 @@ class Flops(Metric):
     scope = "run"
     description = "FLOPs per prompt token (prefill) and per generated token (decode), torch.utils.flop_counter."
     method = (
-        "torch.utils.flop_counter on one forward pass ({prompt}-token prompt; decode after it); counts "
-        "matmul and attention ops (causal masking not discounted), not element-wise ops or kernels without a "
-        "FLOP formula (e.g. int8 ones)"
+        "torch.utils.flop_counter on one forward pass ({prompt}-token prompt; decode after it), plus formulas "
+        "for SDPA's CPU kernel and int8/int4 matmuls; counts matmuls and attention (causal masking not "
+        "discounted), not element-wise ops; the target model only (not a draft model)"
     )
 
     def stop(self, run: RunContext) -> list[Measurement]:
