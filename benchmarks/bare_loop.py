@@ -41,6 +41,6 @@ def timed_requests(model, tokenizer, count: int, seed: int = 0) -> list[float]:
 def run_cli(main: Callable[[int, int], None], doc: str) -> None:
     """Both measurement benchmarks take the same knobs: alternating rounds, and requests per round."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds of each side")
+    parser.add_argument("--rounds", type=int, default=16, help="alternating rounds of each side")
     parser.add_argument("--requests", type=int, default=20, help="requests per round")
     main(**vars(parser.parse_args()))

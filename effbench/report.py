@@ -214,9 +214,12 @@ def _resource_cell(scenario: str, column: ResourceColumn, values: dict, base: di
     """A resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree."""
     m = next((values[k] for name in column.metrics if (k := (scenario, "", name)) in values), None)
     b = next((base[k] for name in column.metrics if (k := (scenario, "", name)) in base), None)
-    if column.baseline_over_value:
+    if column.baseline_over_value:  # a ratio is as unstable as either of its sides
         value = _ratio(b["value"] if b else None, m["value"] if m else None)
-        return Cell(value, None, _fmt(value, column.digits))
+        text = _fmt(value, column.digits)
+        if value is not None and any((x.get("cv") or 0) > unstable_cv for x in (m, b)):
+            text += f" {UNSTABLE_MARK}"
+        return Cell(value, None, text)
     if m is None:
         return Cell(text="–")
     scale = column.scale

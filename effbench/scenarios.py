@@ -100,9 +100,13 @@ def warm_up(ctx: RunContext, scenario: Scenario) -> None:
 
 
 def run_repeat(ctx: RunContext, scenario: Scenario, repeat: int) -> tuple[list[Request], float]:
-    """Serve one repeat of ``scenario``; return its requests and its wall-clock seconds."""
+    """Serve one repeat of ``scenario``; return its requests and its wall-clock seconds.
+
+    Every repeat serves the same prompts at the same arrival times, so the spread between
+    repeats (their CV) is the machine's, not the luck of a random workload.
+    """
     generate = Generator(ctx, scenario.output_tokens)
-    stream = prompt_stream(ctx.tokenizer, scenario.prompt_tokens, scenario.seed * 1000 + repeat)
+    stream = prompt_stream(ctx.tokenizer, scenario.prompt_tokens, scenario.seed)
     serve = _serve_server if scenario.kind == "server" else _serve_batches
     start = time.perf_counter()
     requests = serve(generate, stream, scenario, repeat, start)
@@ -134,7 +138,7 @@ def _serve_server(
 ) -> list[Request]:
     """Poisson arrivals queue for one server; each request's clock starts at its arrival."""
     requests: list[Request] = []
-    arrivals = poisson_arrivals(scenario.rate, scenario.seed * 1000 + repeat)
+    arrivals = poisson_arrivals(scenario.rate, scenario.seed)
     while True:
         arrival = next(arrivals)
         if _enough(scenario, len(requests), arrival):

@@ -93,6 +93,13 @@ def test_default_techniques_end_to_end(tmp_path):
     for m in measurements:
         if m["metric"] in ("acc", "exact_match"):
             assert m["stderr"] is not None and m["n"] == 20
+    # load figures belong to the default scenario, model figures to none; the prices used are stored
+    scenario_of = {m["metric"]: m["scenario"] for m in measurements}
+    assert scenario_of["latency"] == scenario_of["cost_per_mtok"] == "single-stream"
+    assert scenario_of["weight_bytes"] == scenario_of["cost_run"] == scenario_of["acc"] == ""
+    settings = json.loads(base["settings"])
+    assert settings["price"]["usd_per_hour"] > 0 and settings["scenarios"][0]["repeats"] == 3
+    assert {"gpu", "platform", "power"} <= set(json.loads(base["hardware"]))
 
     # rerunning the same command skips every stored run
     again = run_cli("evaluate", "--output", str(out), "--limit", "20")
@@ -194,6 +201,18 @@ def test_bad_input_exits_with_a_clear_message(tmp_path):
     assert "Traceback" not in result.stderr
     result = run_cli("evaluate", "--output", str(tmp_path), "--model", "zoo:micro-x")
     assert result.returncode == 2 and "available: zoo:micro-m, zoo:micro-s" in result.stderr
+
+
+def test_bad_measurement_settings_fail_before_any_run(tmp_path):
+    out = tmp_path / "results"
+    for args, message in (
+        (["--scenario", "server:rate=-1"], "scenarios.0.rate: Input should be greater than 0"),
+        (["--scenario", "burst"], "scenarios.0.kind: Input should be 'single-stream'"),
+        (["--scenario", "single-stream:min_requests=0"], "scenarios.0.min_requests"),
+    ):
+        result = run_cli("evaluate", "--output", str(out), *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not out.exists()  # nothing started, nothing written
 
 
 def test_version_and_probe():

@@ -97,6 +97,8 @@ def test_sections_uncertainty_and_unstable_flag(tmp_path):
     latency = table.headers.index("two: Latency (ms)")
     assert table.rows[0][latency].text == "10.0 ± 1.0"  # half the 95 % interval, not the stderr
     assert table.rows[1][latency].text == "10.0 ± 5.0 †"
+    speedup = table.headers.index("two: Speed-up ×")
+    assert table.rows[1][speedup].text == "1.00 †"  # against an unstable figure, a ratio is unstable too
     assert any(note.startswith("† unstable") and "10%" in note for note in table.notes)
     (lenient,) = report.build(store, ["a", "b"], unstable_cv=0.5)
     assert "†" not in lenient.rows[1][latency].text
