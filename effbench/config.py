@@ -51,9 +51,6 @@ def parse_technique(text: str) -> dict[str, Any]:
     return {"name": name.strip(), "params": params}
 
 
-SCENARIOS = ("single-stream", "fixed-batch", "server", "offline")
-
-
 class Scenario(BaseModel):
     """A load pattern the generation is measured under (MLPerf's scenarios, greedy and forced-length).
 
