@@ -66,7 +66,7 @@ class Scenario(BaseModel):
     output_tokens: int = Field(32, ge=1, description="tokens generated per request (min = max new tokens)")
     batch_size: int | None = Field(None, ge=1, description="requests per batch (fixed-batch 4, offline 8)")
     rate: float | None = Field(None, gt=0, description="server: mean arrivals per second")
-    warmup: int = Field(2, ge=0, description="unmeasured requests (batches) first, in every repeat")
+    warmup: int = Field(2, ge=0, description="unmeasured batches before the first repeat")
     min_requests: int = Field(10, ge=1, description="measured requests per repeat, at least")
     min_duration_s: float = Field(0.0, ge=0, description="seconds a repeat lasts, at least")
     repeats: int = Field(3, ge=1, description="independent repeats: their spread is the CV")

@@ -210,33 +210,29 @@ def _accuracy_cells(run: dict, values: dict, base: dict, primary: dict[str, dict
     return cells
 
 
+def _unstable(m: dict | None, threshold: float) -> bool:
+    return m is not None and (m.get("cv") or 0) > threshold
+
+
 def _resource_cell(scenario: str, column: ResourceColumn, values: dict, base: dict, unstable_cv: float) -> Cell:
     """A resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree."""
     m = next((values[k] for name in column.metrics if (k := (scenario, "", name)) in values), None)
     b = next((base[k] for name in column.metrics if (k := (scenario, "", name)) in base), None)
+    mark = f" {UNSTABLE_MARK}"
     if column.baseline_over_value:  # a ratio is as unstable as either of its sides
         value = _ratio(b["value"] if b else None, m["value"] if m else None)
-        text = _fmt(value, column.digits)
-        if value is not None and any((x.get("cv") or 0) > unstable_cv for x in (m, b)):
-            text += f" {UNSTABLE_MARK}"
-        return Cell(value, None, text)
+        flagged = value is not None and (_unstable(m, unstable_cv) or _unstable(b, unstable_cv))
+        return Cell(value, None, _fmt(value, column.digits) + mark * flagged)
     if m is None:
         return Cell(text="–")
-    scale = column.scale
-    value = m["value"] * scale
-    low, high = (m["ci_low"], m["ci_high"]) if m["ci_low"] is not None else (None, None)
-    spread = (high - low) / 2 * scale if low is not None else (m["stderr"] * scale if m["stderr"] is not None else None)
-    text = _fmt(value, column.digits, spread)
-    if m.get("cv") is not None and m["cv"] > unstable_cv:
-        text += f" {UNSTABLE_MARK}"
-    return Cell(
-        value,
-        m["stderr"] * scale if m["stderr"] is not None else None,
-        text,
-        low * scale if low is not None else None,
-        high * scale if high is not None else None,
-        m.get("cv"),
-    )
+
+    def scaled(x: float | None) -> float | None:
+        return None if x is None else x * column.scale
+
+    low, high, stderr = scaled(m["ci_low"]), scaled(m["ci_high"]), scaled(m["stderr"])
+    spread = (high - low) / 2 if low is not None and high is not None else stderr
+    text = _fmt(scaled(m["value"]), column.digits, spread) + mark * _unstable(m, unstable_cv)
+    return Cell(scaled(m["value"]), stderr, text, low, high, m.get("cv"))
 
 
 def to_markdown(table: ComparisonTable) -> str:

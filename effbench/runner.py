@@ -12,7 +12,6 @@ from typing import Any
 from effbench import accuracy, scenarios, zoo
 from effbench.config import Scenario
 from effbench.plugins import registry
-from effbench.prices import cost
 from effbench.statistics import combine_repeats
 from effbench.types import SCOPES, Measurement, Metric, RunContext
 
@@ -29,6 +28,7 @@ class Phases:
 
     def __init__(self, emit: Callable[[str], None]) -> None:
         self.emit = emit
+        self.started_at = time.perf_counter()
         self.seconds: dict[str, float] = {}
         self._current: str | None = None
         self._since = 0.0
@@ -92,14 +92,6 @@ class Instruments:
         return out
 
 
-def run_cost(price: dict[str, Any], seconds: float) -> Measurement:
-    """What the whole run (load, apply, accuracy, scenarios) cost in hardware time."""
-    usd = cost(price, seconds, None)["hardware_usd"]
-    return Measurement(
-        "cost_run", usd, "USD", "money", False, method=f"hardware {price['basis']} × the run's wall clock"
-    )
-
-
 def measure_scenario(ctx: RunContext, scenario: Scenario, instruments: Instruments) -> list[Measurement]:
     """Warm up, then serve every repeat inside the repeat-scope metrics, then the scenario-scope metrics."""
     ctx.scenario = scenario
@@ -157,6 +149,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         },
         generate_kwargs=generate_kwargs,
         apply_seconds=phases.seconds["apply"],
+        started_at=phases.started_at,
     )
     ctx.accuracy = accuracy.evaluate(
         model,
@@ -172,8 +165,6 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
     scenario_list = [Scenario.model_validate(s) for s in payload["scenarios"]]
     measurements, warnings = measure(ctx, list(reg.metrics.values()), scenario_list)
     phases.stop()
-    if payload["price"]:
-        measurements.append(run_cost(payload["price"], sum(phases.seconds.values())))
     return {
         "phase_seconds": phases.seconds,
         "measurements": [asdict(m) for m in measurements],

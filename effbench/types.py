@@ -188,6 +188,7 @@ class RunContext:
     scenario: Any = None
     repeat_seconds: list[float] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
+    started_at: float = 0.0  # time.perf_counter() when the run began (loading the model)
 
     @property
     def output_tokens(self) -> int:

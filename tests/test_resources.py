@@ -7,7 +7,7 @@ import time
 import pytest
 
 from effbench import network
-from effbench.builtins.cost_metrics import Cost
+from effbench.builtins.cost_metrics import Cost, RunCost
 from effbench.builtins.energy_metrics import DirectEnergy
 from effbench.builtins.system_metrics import NetworkBytes
 from effbench.config import load_suite
@@ -86,6 +86,15 @@ def test_cost_prefers_measured_energy_and_stores_its_prices():
     assert m.value == pytest.approx(0.011 / 20 * 1e6)
     assert m.method == "hardware d 3.6 $/h × time + energy_direct × 0.5 $/kWh"
     assert Cost().stop(_context()) is None  # no price table resolved: no cost
+
+
+def test_run_cost_is_hardware_time_since_the_run_began():
+    price = {"device": "d", "usd_per_hour": 36.0, "usd_per_kwh": 0.5, "basis": "d 36 $/h"}
+    ctx = _context(price=price)
+    ctx.started_at = time.perf_counter() - 100  # the run began 100 s ago: 36 $/h × 100 s = 1 $
+    m = RunCost().stop(ctx)
+    assert m.value == pytest.approx(1.0, rel=0.01) and m.unit == "USD" and m.resource == "money"
+    assert RunCost().stop(_context()) is None  # no price table resolved: no cost
 
 
 def test_network_hook_point_counts_recorded_bytes():

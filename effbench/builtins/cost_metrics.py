@@ -1,6 +1,8 @@
-"""Money: what a scenario's output costs, from the suite's price table and the measured time and energy."""
+"""Money: what a scenario's output and the whole run cost, from the suite's price table, time and energy."""
 
 from __future__ import annotations
+
+import time
 
 from effbench.hookspecs import hookimpl
 from effbench.prices import cost
@@ -32,6 +34,26 @@ class Cost(Metric):
         return self.measurement(spent["total_usd"] / run.output_tokens * 1e6, method=method)
 
 
+class RunCost(Metric):
+    """What the whole run (load, apply, accuracy, scenarios) cost in hardware time."""
+
+    name = "cost_run"
+    unit = "USD"
+    resource = "money"
+    higher_is_better = False
+    scope = "run"
+    description = "Hardware $/h × the run's wall clock from loading the model to the last measurement."
+
+    def stop(self, run: RunContext) -> Measurement | None:
+        price = run.settings.get("price")
+        if not price or not run.started_at:
+            return None
+        seconds = time.perf_counter() - run.started_at
+        usd = cost(price, seconds, None)["hardware_usd"]
+        return self.measurement(usd, method=f"hardware {price['basis']} × the run's wall clock")
+
+
 @hookimpl
 def register_metrics(register):
     register(Cost())
+    register(RunCost())

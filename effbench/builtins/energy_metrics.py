@@ -48,18 +48,12 @@ class _Meter(Metric):
             joules = max(joules - self.idle_w * seconds, 0.0)
             method = f"{method}, idle {self.idle_w:.2f} W subtracted"
             out.append(Measurement(f"{prefix}_above_idle", joules / J_PER_KWH, "kWh", "energy", False, method=method))
-        if run.output_tokens:
-            out.append(
-                Measurement(
-                    f"{prefix}_per_token", joules / run.output_tokens, "J/token", "energy", False, method=method
-                )
-            )
-        if run.requests:
-            out.append(
-                Measurement(
-                    f"{prefix}_per_request", joules / len(run.requests), "J/request", "energy", False, method=method
-                )
-            )
+        per = (("per_token", "J/token", run.output_tokens), ("per_request", "J/request", len(run.requests)))
+        out += [
+            Measurement(f"{prefix}_{what}", joules / count, unit, "energy", False, method=method)
+            for what, unit, count in per
+            if count
+        ]
         return out
 
 

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable
 
 from effbench.hookspecs import hookimpl
-from effbench.statistics import bootstrap_mean_ci, cv, percentile, t_interval
+from effbench.statistics import bootstrap_mean_ci, combine_repeats, cv, percentile
 from effbench.types import Measurement, Metric, Request, RunContext
 
 PERCENTILES = (50, 90, 95, 99)
@@ -112,32 +112,20 @@ class Throughput(Metric):
     def stop(self, run: RunContext) -> list[Measurement]:
         if not run.requests or not all(run.repeat_seconds):
             return []
-        out = []
-        for name, unit, count in (
-            (self.name, self.unit, lambda rs: sum(r.new_tokens for r in rs)),
-            ("request_rate", "requests/s", len),
-        ):
-            rates = [
-                count([r for r in run.requests if r.repeat == i]) / seconds
-                for i, seconds in enumerate(run.repeat_seconds)
-            ]
-            stderr, low, high = t_interval(rates) if len(rates) > 1 else (None, None, None)
-            out.append(
-                Measurement(
-                    name,
-                    statistics.fmean(rates),
-                    unit,
-                    "computation",
-                    True,
-                    stderr=stderr,
-                    ci_low=low,
-                    ci_high=high,
-                    n=len(rates),
-                    cv=cv(rates),
-                    method=f"count / wall-clock seconds of each repeat; mean of {len(rates)} repeats",
-                )
+        method = "count / wall-clock seconds of each repeat"
+        per_repeat = []
+        for i, seconds in enumerate(run.repeat_seconds):
+            served = [r for r in run.requests if r.repeat == i]
+            tokens = sum(r.new_tokens for r in served)
+            per_repeat.append(
+                [
+                    self.measurement(tokens / seconds, method=method),
+                    Measurement(
+                        "request_rate", len(served) / seconds, "requests/s", "computation", True, method=method
+                    ),
+                ]
             )
-        return out
+        return combine_repeats(per_repeat)
 
 
 @hookimpl

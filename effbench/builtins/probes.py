@@ -89,7 +89,10 @@ class OsProbe(Probe):
 
 
 class GpuProbe(Probe):
-    """NVIDIA GPUs through NVML, and the CUDA that torch was built for and can reach."""
+    """NVIDIA GPUs through NVML (torch's own CUDA build shows in the versions probe: e.g. 2.13.0+cu124).
+
+    torch is deliberately not imported: probes run in the sweep's parent, which otherwise never loads it.
+    """
 
     name = "gpu"
     fingerprint_keys = ("count", "names")
@@ -98,14 +101,7 @@ class GpuProbe(Probe):
         self.nvml = nvml
 
     def collect(self) -> dict[str, Any]:
-        import torch
-
-        data: dict[str, Any] = {
-            "count": 0,
-            "names": [],
-            "torch_cuda": torch.version.cuda,
-            "torch_cuda_available": torch.cuda.is_available(),
-        }
+        data: dict[str, Any] = {"count": 0, "names": []}
         nvml, reason = load_nvml(self.nvml)
         if nvml is None:
             return {**data, "nvml": f"unavailable: {reason}"}

@@ -34,7 +34,7 @@ class PruneMagnitude(Technique):
         model: Any,
         tokenizer: Any,
         *,
-        sparsity: Annotated[float, Field(ge=0.0, lt=1.0, description="fraction of weights set to zero")] = 0.5,
+        sparsity: Annotated[Fraction, Field(description="fraction of weights set to zero")] = 0.5,
         scope: Literal["layer", "global"] = "layer",
     ) -> Any:
         import torch
