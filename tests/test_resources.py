@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -47,9 +48,11 @@ def _work(ctx: RunContext, metric, seconds: float) -> dict[str, Measurement]:
 
 def test_direct_counters_give_measured_energy_per_token_and_request():
     ctx = _context()
+    started = time.perf_counter()
     out = _work(ctx, DirectEnergy([SteadyPower(20.0)]), 0.3)
+    elapsed = time.perf_counter() - started
     joules = out["energy_direct"].value * 3.6e6
-    assert joules == pytest.approx(20 * 0.3, rel=0.2)
+    assert 20 * 0.3 <= joules <= 20 * elapsed  # 20 W over the sleep, however long the machine made it
     assert out["energy_direct"].method == "measured (fake counter)"
     assert out["energy_direct_per_token"].value == pytest.approx(joules / 20)
     assert out["energy_direct_per_request"].value == pytest.approx(joules / 2)
@@ -63,7 +66,8 @@ def test_idle_power_is_measured_once_and_subtracted():
     assert metric.idle_w == pytest.approx(20.0, rel=0.05)
     # a steady 20 W machine spends nothing above its idle draw
     assert first["energy_direct_above_idle"].value * 3.6e6 == pytest.approx(0.0, abs=0.3)
-    assert "idle 20.00 W subtracted" in first["energy_direct_per_token"].method
+    stated = re.search(r"idle ([0-9.]+) W subtracted", first["energy_direct_per_token"].method)
+    assert stated and float(stated.group(1)) == pytest.approx(metric.idle_w, abs=0.005)
     started = time.perf_counter()
     _work(ctx, metric, 0.0)
     assert time.perf_counter() - started < 0.15  # idle is not measured again in later repeats
