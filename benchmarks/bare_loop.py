@@ -38,6 +38,15 @@ def timed_requests(model, tokenizer, count: int, seed: int = 0) -> list[float]:
     return latencies
 
 
+def alternate(rounds: int, first: Callable[[], float], second: Callable[[], float]) -> tuple[list, list]:
+    """Each side once per round, the order swapped every round, so drift of the shared machine hits both."""
+    results: tuple[list, list] = ([], [])
+    for i in range(rounds):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            results[side].append((first, second)[side]())
+    return results
+
+
 def run_cli(main: Callable[[int, int], None], doc: str) -> None:
     """Both measurement benchmarks take the same knobs: alternating rounds, and requests per round."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])

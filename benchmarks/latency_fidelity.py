@@ -8,7 +8,7 @@ Run: python benchmarks/latency_fidelity.py [--rounds 16] [--requests 20]
 
 import statistics
 
-from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, load, run_cli, timed_requests
+from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, alternate, load, run_cli, timed_requests
 
 from effbench.builtins.load_metrics import Latency
 from effbench.config import Scenario
@@ -22,15 +22,15 @@ def main(rounds: int, requests: int) -> None:
         min_requests=requests, repeats=1, warmup=0, prompt_tokens=PROMPT_TOKENS, output_tokens=OUTPUT_TOKENS
     )
     timed_requests(model, tokenizer, 3)
-    reported, independent = [], []
-    for i in range(rounds):
-        for kind in ("effbench", "independent") if i % 2 == 0 else ("independent", "effbench"):
-            if kind == "independent":
-                independent.append(statistics.fmean(timed_requests(model, tokenizer, requests, seed=scenario.seed)))
-                continue
-            ctx = RunContext(model=model, tokenizer=tokenizer, technique="baseline", params={}, settings={})
-            mean = next(m for m in measure_scenario(ctx, scenario, Instruments([Latency()])) if m.metric == "latency")
-            reported.append(mean.value / 1000)
+
+    def effbench_round() -> float:
+        ctx = RunContext(model=model, tokenizer=tokenizer, technique="baseline", params={}, settings={})
+        mean = next(m for m in measure_scenario(ctx, scenario, Instruments([Latency()])) if m.metric == "latency")
+        return mean.value / 1000
+
+    reported, independent = alternate(
+        rounds, effbench_round, lambda: statistics.fmean(timed_requests(model, tokenizer, requests, seed=scenario.seed))
+    )
     r, b = statistics.fmean(reported), statistics.fmean(independent)
     ratios = sorted(x / y for x, y in zip(reported, independent, strict=True))
     print(f"effbench mean latency ({requests} requests x {rounds} rounds): {r * 1000:.2f} ms")

@@ -10,7 +10,7 @@ Run: python benchmarks/measurement_overhead.py [--rounds 16] [--requests 20]
 import statistics
 import time
 
-from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, load, run_cli, timed_requests
+from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, alternate, load, run_cli, timed_requests
 
 from effbench.config import Scenario
 from effbench.plugins import registry
@@ -26,17 +26,16 @@ def main(rounds: int, requests: int) -> None:
     settings = {"country": "USA", "idle_seconds": 0, "price": None, "prompt_tokens": PROMPT_TOKENS}
     metrics = [m for m in registry().metrics.values() if m.scope != "run"]
     timed_requests(model, tokenizer, 3)  # warm up allocator and kernels
-    bare, instrumented, with_start_stop = [], [], []
-    for i in range(rounds):
-        for kind in ("bare", "instrumented") if i % 2 == 0 else ("instrumented", "bare"):
-            if kind == "bare":
-                bare.append(sum(timed_requests(model, tokenizer, requests)))
-                continue
-            ctx = RunContext(model=model, tokenizer=tokenizer, technique="baseline", params={}, settings=settings)
-            started = time.perf_counter()
-            measure_scenario(ctx, scenario, Instruments(metrics))
-            with_start_stop.append(time.perf_counter() - started)
-            instrumented.append(ctx.workload_seconds)
+    with_start_stop = []
+
+    def instrumented_round() -> float:
+        ctx = RunContext(model=model, tokenizer=tokenizer, technique="baseline", params={}, settings=settings)
+        started = time.perf_counter()
+        measure_scenario(ctx, scenario, Instruments(metrics))
+        with_start_stop.append(time.perf_counter() - started)
+        return ctx.workload_seconds
+
+    bare, instrumented = alternate(rounds, lambda: sum(timed_requests(model, tokenizer, requests)), instrumented_round)
     b, w, s = (statistics.median(x) for x in (bare, instrumented, with_start_stop))
     ratios = sorted(i / j for i, j in zip(instrumented, bare, strict=True))  # paired: same round, drift cancels
     print(f"instruments: {', '.join(m.name for m in metrics)}")

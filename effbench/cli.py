@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -15,21 +16,40 @@ from rich.table import Table
 
 from effbench import __version__
 from effbench.errors import EffbenchError
+from effbench.statistics import UNSTABLE_CV
 
 # Wide enough for the comparison table when output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 
+def _positive(text: str) -> float:
+    """An argparse type for thresholds: a number above zero, else a usage error that says so."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def print_table(title: str, headers: list[str], rows: list[list[str]], numeric: bool = False) -> None:
+    """A rich table on the terminal; ``numeric`` right-aligns every column but the report's text columns."""
+    from effbench.report import TEXT_COLUMNS
+
+    view = Table(title=title)
+    for header in headers:
+        view.add_column(header, justify="right" if numeric and header not in TEXT_COLUMNS else "left")
+    for row in rows:
+        view.add_row(*row)
+    console.print(view)
+
+
 def _print_tables(tables) -> None:
     for table in tables:
         for title, headers, rows in table.parts():
-            view = Table(title=f"{table.title}: {title}")
-            for header in headers:
-                view.add_column(header, justify="left" if header in ("Technique", "Status") else "right")
-            for row in rows:
-                view.add_row(*(c.text for c in row))
-            console.print(view)
+            print_table(f"{table.title}: {title}", headers, [[c.text for c in row] for row in rows], numeric=True)
         for note in table.notes:
             console.print(f"  [dim]{note}[/dim]")
 
@@ -37,13 +57,13 @@ def _print_tables(tables) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run a suite (the default one without arguments) and print the comparison table."""
     from effbench import report
-    from effbench.config import load_suite, parse_technique
+    from effbench.config import load_suite
     from effbench.store import ResultsStore
     from effbench.sweep import run_suite
 
     overrides = {
         "models": [args.model] if args.model else None,
-        "techniques": [parse_technique(t) for t in args.technique] if args.technique else None,
+        "techniques": args.technique,
         "tasks": args.task or None,
         "output": args.output,
         "limit": args.limit,
@@ -184,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
     rp.add_argument("--results", type=Path, default=Path("effbench-results"))
     rp.add_argument(
-        "--unstable-cv", type=float, default=0.10, help="flag figures whose repeats vary more than this (CV)"
+        "--unstable-cv",
+        type=_positive,
+        default=UNSTABLE_CV,
+        help=f"flag figures whose repeats vary more than this coefficient of variation (default {UNSTABLE_CV})",
     )
     rp.set_defaults(func=cmd_report)
 

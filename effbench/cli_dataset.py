@@ -13,24 +13,15 @@ REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 ENDPOINT_HELP = "Hub URL (default: $HF_ENDPOINT, else https://huggingface.co)"
 
 
+def _is_repo_id(text: str) -> bool:
+    return bool(REPO_ID.fullmatch(text)) and ".." not in text
+
+
 def repo_id(text: str) -> str:
     """An ORG/NAME dataset id (checked before it names a folder or a URL)."""
-    if not REPO_ID.fullmatch(text) or ".." in text:
+    if not _is_repo_id(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a dataset id of the form ORG/NAME")
     return text
-
-
-def _print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    from effbench.cli import console
-
-    view = Table(title=title)
-    for header in headers:
-        view.add_column(header)
-    for row in rows:
-        view.add_row(*row)
-    console.print(view)
 
 
 def cmd_dataset_build(args: argparse.Namespace) -> int:
@@ -80,20 +71,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Your runs beside published runs of the same model, technique and task, same hardware first."""
     from effbench import compare, hub
-    from effbench.cli import console
+    from effbench.cli import console, print_table
     from effbench.dataset import read_any
 
     mine = read_any(args.results)
     if Path(args.against).is_dir():
         published = read_any(Path(args.against))
-    elif REPO_ID.fullmatch(args.against) and ".." not in args.against:
+    elif _is_repo_id(args.against):
         with tempfile.TemporaryDirectory(prefix="effbench-compare-") as tmp:
             published = hub.fetch(args.against, Path(tmp), revision=args.revision, endpoint=args.endpoint)
     else:
         raise EffbenchError(f"--against {args.against}: neither a folder nor a dataset id ORG/NAME")
     comparisons = compare.compare(mine, published)
     for c in comparisons:
-        _print_table(c.title, c.headers, c.rows)
+        print_table(f"{c.title} ({c.scenario or 'no scenario'})", c.headers, c.rows)
     if args.markdown:
         args.markdown.write_text(compare.to_markdown(comparisons))
         console.print(f"written to {args.markdown}")
@@ -103,14 +94,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Leaderboards per machine (Markdown, CSV) and Pareto plots of accuracy vs latency, energy and memory."""
     from effbench import leaderboard
-    from effbench.cli import console
+    from effbench.cli import console, print_table
     from effbench.dataset import read_any
 
     ds = read_any(args.results)
-    files = leaderboard.write(ds, args.out)
-    for board in leaderboard.boards(ds):
+    boards = leaderboard.boards(ds)
+    files = leaderboard.write(ds, boards, args.out)
+    for board in boards:
         rows = [leaderboard.cells(board, i) for i in range(len(board.entries))]
-        _print_table(f"{board.machine} ({board.fingerprint})", leaderboard.headers(board), rows)
+        title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
+        print_table(title, leaderboard.headers(board), rows)
     console.print(f"{len(files)} files written to {args.out}")
     return 0
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from effbench.countries import check_country
 from effbench.errors import EffbenchError
 from effbench.prices import Prices
+from effbench.statistics import UNSTABLE_CV
 
 DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5")
 # Without a suite file, evaluate this many documents per task (of 500) so the default comparison
@@ -29,7 +30,7 @@ class TechniqueSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_short(cls, value: Any) -> Any:
-        return parse_technique(value) if isinstance(value, str) else value
+        return parse_short(value) if isinstance(value, str) else value
 
     @property
     def label(self) -> str:
@@ -39,8 +40,8 @@ class TechniqueSpec(BaseModel):
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in sorted(self.params.items()))})"
 
 
-def parse_technique(text: str) -> dict[str, Any]:
-    """Parse ``name:key=value,key=value`` (values read as YAML scalars) into a TechniqueSpec dict."""
+def parse_short(text: str) -> dict[str, Any]:
+    """Parse the short form ``name:key=value,...`` of techniques and scenarios (values read as YAML scalars)."""
     name, _, rest = text.partition(":")
     params: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
@@ -78,7 +79,7 @@ class Scenario(BaseModel):
         """``server:rate=4,repeats=5`` is short for ``{kind: server, rate: 4, repeats: 5}``."""
         if not isinstance(value, str):
             return value
-        parsed = parse_technique(value)
+        parsed = parse_short(value)
         return {"kind": parsed["name"], **parsed["params"]}
 
     @model_validator(mode="after")
@@ -127,7 +128,7 @@ class Suite(BaseModel):
     country: str = Field("USA", description="ISO 3166 alpha-3 code for the CO2 intensity of the grid")
     idle_seconds: float = Field(0.0, ge=0, description="measure idle power this long first and subtract it")
     prices: Prices = Field(default_factory=Prices)
-    unstable_cv: float = Field(0.10, gt=0, description="flag a figure whose CV across repeats exceeds this")
+    unstable_cv: float = Field(UNSTABLE_CV, gt=0, description="flag a figure whose CV across repeats exceeds this")
     trust_remote_code: bool = False
 
     @field_validator("country")

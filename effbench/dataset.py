@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from effbench.errors import EffbenchError
-from effbench.store import SCHEMA_VERSION, TABLES, ResultsStore
+from effbench.store import LATER_COLUMNS, SCHEMA_VERSION, TABLES, ResultsStore, parquet_files
 from effbench.taxonomy import TAXONOMY_SCHEMA
 from effbench.types import QUALITY, RESOURCES, STAGES
 
@@ -64,12 +63,16 @@ class Dataset:
     measurements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     taxonomy: list[dict[str, Any]] = field(default_factory=list)
 
-    def table(self, name: str) -> pa.Table:
-        """One table in the fixed schema, in a stable order (a run's measurements keep their reported order)."""
+    def table(self, name: str, run_ids: list[str] | None = None) -> pa.Table:
+        """One table in the fixed schema (of ``run_ids`` only, if given), in a stable order.
+
+        A run's measurements keep their reported order.
+        """
+        ids = sorted(self.runs if run_ids is None else run_ids)
         if name == "runs":
-            rows = [self.runs[r] for r in sorted(self.runs)]
+            rows = [self.runs[r] for r in ids]
         elif name == "measurements":
-            rows = [m for r in sorted(self.runs) for m in self.measurements.get(r, [])]
+            rows = [m for r in ids for m in self.measurements.get(r, [])]
         else:
             rows = sorted(self.taxonomy, key=_taxonomy_order)
         return pa.Table.from_pylist(rows, schema=SCHEMAS[name])
@@ -123,7 +126,8 @@ def _schema_problems(schema: pa.Schema, name: str, where: str) -> list[str]:
         )
     for f in expected:
         if f.name not in schema.names:
-            problems.append(f"{where}: missing column {f.name!r}")
+            if f.name not in LATER_COLUMNS.get(name, ()):
+                problems.append(f"{where}: missing column {f.name!r}")
         elif not _type_ok(schema.field(f.name).type, f.type):
             problems.append(f"{where}: column {f.name!r} has type {schema.field(f.name).type}, expected {f.type}")
     problems += [f"{where}: unexpected column {n!r}" for n in schema.names if n not in expected.names]
@@ -142,6 +146,9 @@ def _read_table(path: Path, name: str, root: Path, problems: list[str]) -> pa.Ta
     if found:
         problems += found
         return None
+    for f in SCHEMAS[name]:
+        if f.name not in table.schema.names:  # written by an earlier minor version
+            table = table.append_column(f, pa.nulls(len(table), f.type))
     try:
         return table.select(SCHEMAS[name].names).cast(SCHEMAS[name])
     except (pa.ArrowException, ValueError) as err:
@@ -239,10 +246,6 @@ def read_store(root: Path) -> Dataset:
     return ds
 
 
-def _parquet_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("[!.]*.parquet")) if folder.is_dir() else []
-
-
 def read_dataset(root: Path) -> Dataset:
     """A dataset folder (built here or downloaded), validated as a whole."""
     if not (root / "runs").is_dir():
@@ -250,7 +253,7 @@ def read_dataset(root: Path) -> Dataset:
     problems: list[str] = []
     rows: dict[str, list[tuple[str, dict[str, Any]]]] = {name: [] for name in SCHEMAS}
     for name in SCHEMAS:
-        files = _parquet_files(root / name)
+        files = parquet_files(root / name)
         if name == "taxonomy" and not files:
             problems.append("taxonomy/: no Parquet file")
         for path in files:
@@ -324,15 +327,11 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 
 def write_dataset(ds: Dataset, out: Path, card: str) -> list[Path]:
     """Write the dataset folder atomically (built beside ``out``, then swapped in); returns the files."""
-    check_replaceable(out, (out / "runs").is_dir(), "effbench dataset")
+    check_replaceable(out, (out / "taxonomy").is_dir(), "effbench dataset")  # a results store has runs/ too
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    runs, measurements = ds.table("runs"), ds.table("measurements")
-    for fingerprint in ds.hardware():
-        run_mask = pc.equal(runs["hardware_fingerprint"], fingerprint)
-        ids = runs.filter(run_mask)["run_id"]
-        _write_parquet(runs.filter(run_mask), tmp / "runs" / f"hw-{fingerprint}.parquet")
-        rows = measurements.filter(pc.is_in(measurements["run_id"], value_set=ids))
-        _write_parquet(rows, tmp / "measurements" / f"hw-{fingerprint}.parquet")
+    for fingerprint, run_ids in ds.hardware().items():
+        for name in TABLES:
+            _write_parquet(ds.table(name, run_ids), tmp / name / f"hw-{fingerprint}.parquet")
     _write_parquet(ds.table("taxonomy"), tmp / "taxonomy" / "taxonomy.parquet")
     (tmp / "README.md").write_text(card, encoding="utf-8")
     swap_in(tmp, out)

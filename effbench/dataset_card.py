@@ -82,12 +82,16 @@ COLUMN_DOCS = {
 }
 
 
+SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
+                   "1B<n<10B", "10B<n<100B", "100B<n<1T")  # fmt: skip
+
+
 def _size_category(n: int) -> str:
     """The Hub's size bucket for ``n`` rows."""
-    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
+    for power, label in enumerate(SIZE_CATEGORIES, start=3):
+        if n < 10**power:
             return label
-    return "1M<n<10M"
+    return "n>1T"
 
 
 def _configs_doc() -> list[dict[str, Any]]:
@@ -110,9 +114,9 @@ def _metrics_doc(ds: Dataset, reg: Registry) -> list[dict[str, str]]:
             found.setdefault(key, set()).add(m["method"] or "")
     out = []
     for (metric, unit, resource, higher), methods in sorted(found.items(), key=lambda kv: (kv[0][2], kv[0][0])):
-        parent = reg.metrics.get(metric) or next(
-            (obj for name, obj in reg.metrics.items() if metric.startswith(name) and obj.resource == resource), None
-        )
+        # the instrument that emits it: the longest registered name it starts with (energy_direct_*, not energy)
+        names = [name for name, obj in reg.metrics.items() if metric.startswith(name) and obj.resource == resource]
+        parent = reg.metrics[max(names, key=len)] if names else None
         doc = parent.description if parent else ("task metric reported by lm-eval" if resource == QUALITY else "–")
         out.append(
             {
@@ -149,13 +153,14 @@ def render(ds: Dataset, reg: Registry, location: str) -> str:
         {"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}]} for name in SCHEMAS
     ]
     runs = list(ds.runs.values())
+    measured = sum(len(rows) for rows in ds.measurements.values())
     tags = sorted({"effbench", "efficiency", "benchmark", "llm"} | {r["technique"] for r in runs})
     card_data = DatasetCardData(
         license=LICENSE,
         pretty_name=PRETTY_NAME,
         task_categories=["text-generation"],
         tags=tags,
-        size_categories=[_size_category(sum(len(rows) for rows in ds.measurements.values()))],
+        size_categories=[_size_category(measured)],
         configs=configs,
     )
     counts = {
@@ -164,7 +169,7 @@ def render(ds: Dataset, reg: Registry, location: str) -> str:
         "failed": sum(r["status"] != "ok" for r in runs),
         "models": len({r["model"] for r in runs}),
         "techniques": len({(r["technique"], r["technique_params"]) for r in runs}),
-        "measurements": sum(len(rows) for rows in ds.measurements.values()),
+        "measurements": measured,
         "taxonomy": len(ds.taxonomy),
     }
     card = DatasetCard.from_template(

@@ -8,13 +8,22 @@ import io
 import math
 import textwrap
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from effbench import __version__
 from effbench.dataset import Dataset, check_replaceable, hardware_label, swap_in
-from effbench.report import LOAD_COLUMNS, MODEL_COLUMNS, ResourceColumn, _label
+from effbench.report import (
+    LOAD_COLUMNS,
+    MODEL_COLUMNS,
+    ResourceColumn,
+    fmt,
+    markdown_table,
+    primary_quality,
+    technique_label,
+)
 from effbench.types import QUALITY
 
 SHOWN = ("weight_bytes", "parameters_nonzero", "latency", "throughput", "peak_memory", "energy_direct_per_token", "co2")
@@ -35,7 +44,7 @@ class Entry:
     @property
     def label(self) -> str:
         """Model and technique with its parameters."""
-        return f"{self.run['model']} · {_label(self.run)}"
+        return f"{self.run['model']} · {technique_label(self.run)}"
 
     def value(self, column: ResourceColumn) -> float | None:
         """A resource figure in display units."""
@@ -43,22 +52,22 @@ class Entry:
         return row["value"] * column.scale if row else None
 
 
-def primary_quality(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per task, the first quality metric lm-eval reported (its metric_list order), as in the comparison table."""
-    primary: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if row["resource"] == QUALITY and row["task"] not in primary:
-            primary[row["task"]] = row
-    return primary
+def shared_scenario(ds: Dataset, run_ids: list[str]) -> str | None:
+    """The load scenario most of these runs measured (the first seen on a tie): a table shows one scenario."""
+    counts: Counter[str] = Counter()
+    for run_id in run_ids:
+        counts.update(list(dict.fromkeys(m["scenario"] for m in ds.measurements.get(run_id, []) if m["scenario"])))
+    return max(counts, key=counts.__getitem__) if counts else None
 
 
-def entry(ds: Dataset, run_id: str) -> Entry:
-    """A run's leaderboard entry (score left unset)."""
+def entry(ds: Dataset, run_id: str, scenario: str | None) -> Entry:
+    """A run's leaderboard entry (score left unset): model-level figures and those of ``scenario`` only."""
     rows = ds.measurements.get(run_id, [])
-    resources: dict[str, dict[str, Any]] = {}
-    for m in rows:  # run-level figures, then the suite's first scenario: later scenarios never overwrite
-        if m["task"] == "" and m["resource"] != QUALITY:
-            resources.setdefault(m["metric"], m)
+    resources = {
+        m["metric"]: m
+        for m in rows
+        if m["task"] == "" and m["resource"] != QUALITY and (m["scenario"] or None) in (None, scenario)
+    }
     return Entry(ds.runs[run_id], primary_quality(rows), resources)
 
 
@@ -95,6 +104,8 @@ class Board:
     entries: list[Entry]
     tasks: list[str]  # every task shown, in column order
     scored: list[tuple[str, str]]  # (task, metric) pairs the score averages
+    scenario: str | None  # the load scenario of the latency, throughput, memory and energy figures
+    points: dict[str, tuple[list[int], list[tuple[float, float]]]]  # frontier name -> entry indices, (cost, score)
     fronts: dict[str, set[int]]  # frontier name -> indices into entries
 
     def frontier_names(self, index: int) -> str:
@@ -116,29 +127,22 @@ def boards(ds: Dataset) -> list[Board]:
     """One leaderboard per hardware fingerprint, entries ranked by score (then latency)."""
     out = []
     for fingerprint, run_ids in ds.hardware().items():
-        entries = [entry(ds, r) for r in run_ids if ds.runs[r]["status"] == "ok"]
-        if not entries:
+        ok = [r for r in run_ids if ds.runs[r]["status"] == "ok"]
+        if not ok:
             continue
+        scenario = shared_scenario(ds, ok)
+        entries = [entry(ds, r, scenario) for r in ok]
         scored = scored_tasks(entries)
         for e in entries:
             e.score = sum(e.quality[t]["value"] for t, _ in scored) / len(scored) if scored else None
         latency = _column("latency")
         entries.sort(key=lambda e: (e.score is None, -(e.score or 0.0), e.value(latency) or math.inf, e.label))
-        fronts = {}
-        for name, metric in FRONTIERS.items():
-            kept, points = _points(entries, metric)
-            fronts[name] = {kept[i] for i in pareto_front(points)}
+        points = {name: _points(entries, metric) for name, metric in FRONTIERS.items()}
+        fronts = {name: {kept[i] for i in pareto_front(xy)} for name, (kept, xy) in points.items()}
         tasks = sorted({t for e in entries for t in e.quality})
         machine = hardware_label(ds.runs[run_ids[0]]["hardware"])
-        out.append(Board(fingerprint, machine, entries, tasks, scored, fronts))
+        out.append(Board(fingerprint, machine, entries, tasks, scored, scenario, points, fronts))
     return out
-
-
-def fmt(value: float | None, digits: int, stderr: float | None = None) -> str:
-    """A number with its standard error, or a dash when it is missing."""
-    if value is None or math.isnan(value):
-        return "–"
-    return f"{value:.{digits}f}" + (f" ± {stderr:.{digits}f}" if stderr is not None else "")
 
 
 def headers(board: Board) -> list[str]:
@@ -170,13 +174,11 @@ def cells(board: Board, index: int) -> list[str]:
     ]
 
 
-def markdown_table(titles: list[str], rows: list[list[str]]) -> str:
-    """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
-
-    def line(values: list[str]) -> str:
-        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
-
-    return "\n".join([line(titles), "|" + "---|" * len(titles), *(line(r) for r in rows)]) + "\n"
+def scenario_note(scenario: str | None) -> str:
+    """Which load scenario the latency, throughput, peak memory and energy figures come from."""
+    if scenario is None:
+        return "No run measured a load scenario."
+    return f"Latency, throughput, peak memory, energy and CO2 are from the `{scenario}` scenario (runs without it: –)."
 
 
 def to_markdown(board: Board) -> str:
@@ -186,7 +188,8 @@ def to_markdown(board: Board) -> str:
         f"## {board.machine}",
         "",
         f"Hardware fingerprint `{board.fingerprint}`; {len(board.entries)} successful runs. "
-        f"Score: mean of {score}. Resource figures are comparable only on this machine.",
+        f"Score: mean of {score}. {scenario_note(board.scenario)} "
+        "Resource figures are comparable only on this machine.",
         "",
         markdown_table(headers(board), [cells(board, i) for i in range(len(board.entries))]),
     ]
@@ -207,6 +210,7 @@ def to_csv(board: Board) -> str:
             "technique",
             "technique_params",
             "run_id",
+            "scenario",
             *(h for t in board.tasks for h in (f"{t} value", f"{t} stderr", f"{t} metric")),
             "score",
             *(c.header for c in COLUMNS),
@@ -224,6 +228,7 @@ def to_csv(board: Board) -> str:
                 e.run["technique"],
                 e.run["technique_params"],
                 e.run["run_id"],
+                board.scenario,
                 *(v for q in quality for v in (q.get("value"), q.get("stderr"), q.get("metric"))),
                 e.score,
                 *(e.value(c) for c in COLUMNS),
@@ -242,7 +247,7 @@ def plot(board: Board, name: str, path: Path) -> None:
 
     metric = FRONTIERS[name]
     column = _column(metric)
-    kept, points = _points(board.entries, metric)
+    kept, points = board.points[name]
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     front = board.fronts[name]
     middle = (min(x for x, _ in points) + max(x for x, _ in points)) / 2 if points else 0.0
@@ -254,7 +259,7 @@ def plot(board: Board, name: str, path: Path) -> None:
     one_model = len({e.run["model"] for e in board.entries}) == 1
     for i, (x, y) in zip(kept, points, strict=True):
         right = x <= middle  # labels point inwards so they stay inside the figure
-        text = _label(board.entries[i].run) if one_model else board.entries[i].label
+        text = technique_label(board.entries[i].run) if one_model else board.entries[i].label
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(6 if right else -6, 6),
                     ha="left" if right else "right", fontsize=8)  # fmt: skip
     steps = sorted(p for i, p in zip(kept, points, strict=True) if i in front)
@@ -265,7 +270,7 @@ def plot(board: Board, name: str, path: Path) -> None:
     else:
         ax.text(0.5, 0.5, f"no run has both a score and {metric}", ha="center", transform=ax.transAxes)
     score = ", ".join(f"{t} {m}" for t, m in board.scored) or "no shared task"
-    ax.set_xlabel(f"{column.header}  (lower is better)")
+    ax.set_xlabel(f"{column.header}  (lower is better; {board.scenario or 'no scenario'})")
     ax.set_ylabel(textwrap.fill(f"score: mean of {score} (higher is better)", 60), fontsize=9)
     model = f"{board.entries[0].run['model']} · " if one_model else ""
     ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}", fontsize=10)
@@ -276,7 +281,7 @@ def plot(board: Board, name: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write(ds: Dataset, out: Path) -> list[Path]:
+def write(ds: Dataset, built: list[Board], out: Path) -> list[Path]:
     """Write README.md (index) and per machine leaderboard.md, leaderboard.csv and the Pareto PNGs; returns them."""
     index = out / "README.md"
     check_replaceable(out, index.is_file() and index.read_text().startswith(TITLE), "effbench leaderboards")
@@ -290,7 +295,7 @@ def write(ds: Dataset, out: Path) -> list[Path]:
         "One leaderboard per machine (hardware fingerprint): resource figures of different machines differ.",
         "",
     ]
-    for board in boards(ds):
+    for board in built:
         folder = tmp / board.fingerprint
         folder.mkdir()
         (folder / "leaderboard.md").write_text(to_markdown(board))

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from effbench.config import TechniqueSpec
+from effbench.statistics import UNSTABLE_CV
 from effbench.store import ResultsStore
 from effbench.types import QUALITY
 
@@ -70,6 +72,7 @@ class Cell:
     ci_low: float | None = None
     ci_high: float | None = None
     cv: float | None = None
+    unstable: bool = False
 
 
 @dataclass
@@ -81,6 +84,7 @@ class ComparisonTable:
     rows: list[list[Cell]]
     notes: list[str] = field(default_factory=list)
     sections: list[tuple[str, list[int]]] = field(default_factory=list)  # title, column indexes
+    details: list[dict[str, Any]] = field(default_factory=list)  # every measurement of the rows' runs, long form
 
     def parts(self) -> list[tuple[str, list[str], list[list[Cell]]]]:
         """Each section led by the technique column (narrow enough to read), with its short headers."""
@@ -90,7 +94,8 @@ class ComparisonTable:
         ]
 
 
-def _fmt(value: float | None, digits: int, stderr: float | None = None, sign: bool = False) -> str:
+def fmt(value: float | None, digits: int, stderr: float | None = None, sign: bool = False) -> str:
+    """A number with its uncertainty, or a dash when it is missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     text = f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
@@ -111,7 +116,9 @@ def _keeps(value: float | None, base: float | None, higher_is_better: bool) -> b
     return value >= KEEP_FRACTION * base if higher_is_better else value <= base / KEEP_FRACTION
 
 
-def build(store: ResultsStore, run_ids: list[str] | None = None, unstable_cv: float = 0.10) -> list[ComparisonTable]:
+def build(
+    store: ResultsStore, run_ids: list[str] | None = None, unstable_cv: float = UNSTABLE_CV
+) -> list[ComparisonTable]:
     """One table per (model, hardware) among the selected runs, baseline first; CV above ``unstable_cv`` is flagged."""
     runs = store.read("runs").to_pylist()
     if run_ids is None:
@@ -128,11 +135,23 @@ def build(store: ResultsStore, run_ids: list[str] | None = None, unstable_cv: fl
     return [_table(model, hw, group, by_run, unstable_cv) for (model, hw), group in groups.items()]
 
 
-def _label(run: dict[str, Any]) -> str:
-    params = json.loads(run["technique_params"] or "{}")
-    if not params:
-        return run["technique"]
-    return f"{run['technique']}({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})"
+def technique_label(run: dict[str, Any]) -> str:
+    """A stored run's technique as the suite writes it: ``name(k=v, ...)``."""
+    return TechniqueSpec(name=run["technique"], params=json.loads(run["technique_params"] or "{}")).label
+
+
+def primary_quality(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task, the first quality metric lm-eval reported (its metric_list order): the one a table shows."""
+    primary: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["resource"] == QUALITY and row["task"] not in primary:
+            primary[row["task"]] = row
+    return primary
+
+
+def status_text(run: dict[str, Any]) -> str:
+    """``ok``, or ``failed: <error>``."""
+    return run["status"] if run["status"] == "ok" else f"failed: {run['error']}"
 
 
 def _key(m: dict) -> tuple[str, str, str]:
@@ -145,11 +164,7 @@ def _table(
     base_run = next((r for r in runs if r["technique"] == "baseline" and r["status"] == "ok"), None)
     base_rows = by_run.get(base_run["run_id"], []) if base_run else []
     every_row = [m for r in runs for m in by_run.get(r["run_id"], [])]
-    # The primary metric of a task is the first one lm-eval reported for it (its metric_list order).
-    primary: dict[str, dict] = {}
-    for row in base_rows or every_row:
-        if row["resource"] == QUALITY and row["task"] not in primary:
-            primary[row["task"]] = row
+    primary = primary_quality(base_rows or every_row)
     scenarios = list(dict.fromkeys(m["scenario"] for m in every_row if m.get("scenario")))
     base = {_key(m): m for m in base_rows}
     headers = ["Technique"]
@@ -172,7 +187,7 @@ def _table(
         row = _accuracy_cells(run, values, base, primary)
         for scenario, column in column_plan:
             cell = _resource_cell(scenario, column, values, base, unstable_cv)
-            unstable = unstable or cell.text.endswith(UNSTABLE_MARK)
+            unstable = unstable or cell.unstable
             row.append(cell)
         rows.append(row)
     by_method: dict[str, list[str]] = {}
@@ -188,25 +203,33 @@ def _table(
             f"{UNSTABLE_MARK} unstable: its repeats vary by more than {unstable_cv:.0%} (coefficient of variation)"
         )
     notes += [f"{', '.join(metrics)}: {how}" for how, metrics in by_method.items()]
-    return ComparisonTable(f"{model} ({hardware})", headers, rows, notes, sections)
+    details = [
+        {
+            "technique": technique_label(run),
+            **{k: m.get(k) for k in DETAIL_FIELDS},
+            "unstable": _unstable(m, unstable_cv),
+        }
+        for run in runs
+        for m in by_run.get(run["run_id"], [])
+    ]
+    return ComparisonTable(f"{model} ({hardware})", headers, rows, notes, sections, details)
 
 
 def _accuracy_cells(run: dict, values: dict, base: dict, primary: dict[str, dict]) -> list[Cell]:
-    cells = [Cell(text=_label(run))]
+    cells = [Cell(text=technique_label(run))]
     keeps: list[bool | None] = []
     for task, prow in primary.items():
         m = values.get(("", task, prow["metric"]))
         b = base.get(("", task, prow["metric"]))
         value = m["value"] if m else None
         stderr = m["stderr"] if m else None
-        cells.append(Cell(value, stderr, _fmt(value, 3, stderr)))
+        cells.append(Cell(value, stderr, fmt(value, 3, stderr)))
         delta = value - b["value"] if m and b else None
-        cells.append(Cell(delta, None, _fmt(delta, 3, sign=True)))
+        cells.append(Cell(delta, None, fmt(delta, 3, sign=True)))
         keeps.append(_keeps(value, b["value"] if b else None, prow["higher_is_better"]))
     gate = None if not keeps or None in keeps else all(keeps)
     cells.append(Cell(None if gate is None else float(gate), text={True: "yes", False: "no", None: "–"}[gate]))
-    status = run["status"] if run["status"] == "ok" else f"failed: {run['error']}"
-    cells.append(Cell(text=status))
+    cells.append(Cell(text=status_text(run)))
     return cells
 
 
@@ -222,7 +245,7 @@ def _resource_cell(scenario: str, column: ResourceColumn, values: dict, base: di
     if column.baseline_over_value:  # a ratio is as unstable as either of its sides
         value = _ratio(b["value"] if b else None, m["value"] if m else None)
         flagged = value is not None and (_unstable(m, unstable_cv) or _unstable(b, unstable_cv))
-        return Cell(value, None, _fmt(value, column.digits) + mark * flagged)
+        return Cell(value, None, fmt(value, column.digits) + mark * flagged, unstable=flagged)
     if m is None:
         return Cell(text="–")
 
@@ -231,20 +254,25 @@ def _resource_cell(scenario: str, column: ResourceColumn, values: dict, base: di
 
     low, high, stderr = scaled(m["ci_low"]), scaled(m["ci_high"]), scaled(m["stderr"])
     spread = (high - low) / 2 if low is not None and high is not None else stderr
-    text = _fmt(scaled(m["value"]), column.digits, spread) + mark * _unstable(m, unstable_cv)
-    return Cell(scaled(m["value"]), stderr, text, low, high, m.get("cv"))
+    flagged = _unstable(m, unstable_cv)
+    text = fmt(scaled(m["value"]), column.digits, spread) + mark * flagged
+    return Cell(scaled(m["value"]), stderr, text, low, high, m.get("cv"), flagged)
+
+
+def markdown_table(titles: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
+
+    def line(values: list[str]) -> str:
+        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+    return "\n".join([line(titles), "|" + "---|" * len(titles), *(line(r) for r in rows)]) + "\n"
 
 
 def to_markdown(table: ComparisonTable) -> str:
     """GitHub-flavoured Markdown: one table per section, then the notes."""
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
     lines = [f"### {table.title}"]
     for title, headers, rows in table.parts():
-        lines += ["", f"**{title}**", "", line(headers), "|" + "---|" * len(headers)]
-        lines += [line([c.text for c in row]) for row in rows]
+        lines += ["", f"**{title}**", "", markdown_table(headers, [[c.text for c in row] for row in rows]).rstrip("\n")]
     lines += [""] + [f"- {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
 
@@ -291,6 +319,8 @@ def to_latex(table: ComparisonTable) -> str:
 
 
 TEXT_COLUMNS = ("Technique", "Status")
+DETAIL_FIELDS = ("run_id", "scenario", "task", "metric", "value", "unit", "resource", "higher_is_better", "stderr",
+                 "ci_low", "ci_high", "n", "cv", "method")  # fmt: skip
 CELL_FIELDS = ("stderr", "ci_low", "ci_high", "cv")
 
 
@@ -315,11 +345,25 @@ def to_csv(tables: list[ComparisonTable]) -> str:
     return buffer.getvalue()
 
 
+def details_csv(tables: list[ComparisonTable]) -> str:
+    """Every measurement behind the tables, one per line, including those no column shows (percentiles, kWh...)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ["table", "technique", *DETAIL_FIELDS, "unstable"])
+    writer.writeheader()
+    for table in tables:
+        writer.writerows({"table": table.title, **row} for row in table.details)
+    return buffer.getvalue()
+
+
 def write(tables: list[ComparisonTable], folder: Path) -> dict[str, Path]:
-    """Write report.md, report.tex and report.csv into ``folder``."""
+    """Write report.md, report.tex, report.csv (the tables) and report-measurements.csv (every figure)."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": folder / "report.md", "latex": folder / "report.tex", "csv": folder / "report.csv"}
-    paths["markdown"].write_text("\n".join(to_markdown(t) for t in tables))
-    paths["latex"].write_text("\n".join(to_latex(t) for t in tables))
-    paths["csv"].write_text(to_csv(tables))
-    return paths
+    contents = {
+        "report.md": "\n".join(to_markdown(t) for t in tables),
+        "report.tex": "\n".join(to_latex(t) for t in tables),
+        "report.csv": to_csv(tables),
+        "report-measurements.csv": details_csv(tables),
+    }
+    for name, text in contents.items():
+        (folder / name).write_text(text)
+    return {name: folder / name for name in contents}

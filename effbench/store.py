@@ -65,6 +65,13 @@ MEASUREMENTS_SCHEMA = pa.schema(
 )
 
 TABLES = {"runs": RUNS_SCHEMA, "measurements": MEASUREMENTS_SCHEMA}
+# Columns added by a minor version: files written before it lack them, and they read back as nulls.
+LATER_COLUMNS = {"measurements": ("scenario", "cv")}
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The committed Parquet files in ``folder`` (temporary files start with a dot and are never listed)."""
+    return sorted(folder.glob("[!.]*.parquet")) if folder.is_dir() else []
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -100,9 +107,8 @@ class ResultsStore:
         )
 
     def files(self, table: str) -> list[Path]:
-        """The committed Parquet files of a table (temporary files are never listed)."""
-        folder = self._dir(table)
-        return sorted(folder.glob("[!.]*.parquet")) if folder.is_dir() else []
+        """The committed Parquet files of a table."""
+        return parquet_files(self._dir(table))
 
     def read(self, table: str) -> pa.Table:
         """The whole table; measurements of runs without a ``runs`` row are left out."""

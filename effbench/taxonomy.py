@@ -180,29 +180,21 @@ def taxonomy_rows(reg: Registry) -> list[dict]:
     rows = []
     for name, technique in sorted(reg.techniques.items()):
         origin = reg.origins[("technique", name)]
-        rows.append(
-            {
-                "name": name,
-                "kind": "technique",
-                "stage": technique.stage,
-                "resources": list(technique.resources),
-                "description": technique.description or (type(technique).__doc__ or "").strip(),
-                "references": list(technique.references),
-                "category": SECTIONS[technique.stage],
-                "source": f"{origin.distribution} {origin.version}",
-            }
-        )
-    for family in FAMILIES:
-        rows.append(
-            {
-                "name": family.name,
-                "kind": "family",
-                "stage": family.stage,
-                "resources": list(family.resources),
-                "description": family.description,
-                "references": list(family.references),
-                "category": family.category,
-                "source": f"survey {SURVEY}",
-            }
-        )
-    return rows
+        description = technique.description or (type(technique).__doc__ or "").strip()
+        as_family = Family(name, technique.stage, technique.resources, SECTIONS[technique.stage], description,
+                           technique.references)  # fmt: skip
+        rows.append(_row(as_family, "technique", f"{origin.distribution} {origin.version}"))
+    return rows + [_row(family, "family", f"survey {SURVEY}") for family in FAMILIES]
+
+
+def _row(entry: Family, kind: str, source: str) -> dict:
+    return {
+        "name": entry.name,
+        "kind": kind,
+        "stage": entry.stage,
+        "resources": list(entry.resources),
+        "description": entry.description,
+        "references": list(entry.references),
+        "category": entry.category,
+        "source": source,
+    }

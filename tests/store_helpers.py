@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from effbench.store import ResultsStore
 
@@ -76,6 +80,24 @@ def measurements(acc: float, ppl: float, latency: float, joules: float, peak: fl
         measurement("peak_memory", peak, "MiB", "memory"),
         measurement("weight_bytes", weight, "MB", "memory"),
     ]
+
+
+def rewrite(path: Path, mutate: Callable[[pa.Table], pa.Table]) -> None:
+    """Replace a Parquet file by a mutated copy of its table (to make bad input on purpose)."""
+    pq.write_table(mutate(pq.read_table(path)), path)
+
+
+def values_as_text(table: pa.Table) -> pa.Table:
+    """A measurements table whose ``value`` column holds strings: the wrong type."""
+    return table.set_column(
+        table.schema.get_field_index("value"), "value", pa.array(map(str, table["value"].to_pylist()))
+    )
+
+
+def two_machine_store(root: Path) -> ResultsStore:
+    """The four techniques on machine hwA, and on hwB with a quarter of the resource figures."""
+    synthetic_store(root, "hwA")
+    return synthetic_store(root, "hwB", scale=0.25)
 
 
 def synthetic_store(root: Path, hardware: str = "hwA", prefix: str = "", scale: float = 1.0) -> ResultsStore:

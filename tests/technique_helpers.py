@@ -9,6 +9,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from effbench import microworld
+from effbench.builtins.metrics import extra_flop_formulas
 from effbench.plugins import registry
 from effbench.zoo import load
 
@@ -36,8 +37,8 @@ def ids(tokenizer: Any, text: str = SENTENCE) -> torch.Tensor:
 
 
 def flops(model: Any, input_ids: torch.Tensor) -> dict[str, int]:
-    """FLOPs of one forward pass, in total ("Global") and per module name (FlopCounterMode)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    """FLOPs of one forward pass, in total ("Global") and per module name, counted as effbench's metric counts them."""
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=extra_flop_formulas()) as counter:
         model(input_ids)
     return {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
 

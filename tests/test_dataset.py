@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 import datasets
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from huggingface_hub import DatasetCard
@@ -19,12 +18,13 @@ from effbench.dataset import (
     read_store,
     write_dataset,
 )
+from effbench.dataset_card import _metrics_doc
 from effbench.errors import EffbenchError
 from effbench.plugins import registry
 from effbench.store import MEASUREMENTS_SCHEMA, RUNS_SCHEMA, SCHEMA_VERSION, ResultsStore
-from effbench.taxonomy import FAMILIES, SECTIONS, TAXONOMY_SCHEMA
+from effbench.taxonomy import FAMILIES, SECTIONS, TAXONOMY_SCHEMA, taxonomy_rows
 from effbench.types import RESOURCES, STAGES
-from tests.store_helpers import measurements, run_row, synthetic_store
+from tests.store_helpers import measurements, rewrite, run_row, synthetic_store, two_machine_store, values_as_text
 
 
 def _rows(table: pa.Table) -> list[dict]:
@@ -34,8 +34,7 @@ def _rows(table: pa.Table) -> list[dict]:
 @pytest.fixture
 def built(tmp_path):
     """A synthetic store of two machines and the dataset folder built from it."""
-    store = synthetic_store(tmp_path / "store", "hwA")
-    synthetic_store(tmp_path / "store", "hwB", scale=0.25)
+    store = two_machine_store(tmp_path / "store")
     out = tmp_path / "dataset"
     hub.build(store.root, out)
     return store, out
@@ -81,6 +80,16 @@ def test_card_header_and_body_document_everything(built):
     assert "@article{bai2024beyond" in body and "**8 runs** (8 ok, 0 failed)" in body
 
 
+def test_card_describes_each_metric_by_the_instrument_that_emits_it():
+    row = {"metric": "", "unit": "J/token", "resource": "energy", "higher_is_better": False, "method": "m"}
+    ds = Dataset(
+        measurements={"r": [{**row, "metric": "energy_direct_per_token"}, {**row, "metric": "energy_per_token"}]}
+    )
+    docs = {d["metric"]: d["doc"] for d in _metrics_doc(ds, registry())}
+    assert docs["energy_direct_per_token"] == registry().metrics["energy_direct"].description  # not codecarbon's
+    assert docs["energy_per_token"] == registry().metrics["energy"].description
+
+
 def test_taxonomy_covers_the_survey_map_and_every_plugin():
     assert {f.stage for f in FAMILIES} == set(STAGES)
     assert set().union(*(f.resources for f in FAMILIES)) == set(RESOURCES)
@@ -89,6 +98,12 @@ def test_taxonomy_covers_the_survey_map_and_every_plugin():
         assert family.references and all(r.startswith("https://arxiv.org/abs/") for r in family.references)
     names = [f.name for f in FAMILIES]
     assert len(names) == len(set(names))
+    reg = registry()
+    techniques = {r["name"]: r for r in taxonomy_rows(reg) if r["kind"] == "technique"}
+    assert set(techniques) == set(reg.techniques)
+    sources = {name: row["source"].split()[0] for name, row in techniques.items()}
+    assert sources["baseline"] == "effbench" and sources["torchao-int4-weight"] == "effbench-torchao"
+    assert sources["example-drop-last-layers"] == "effbench-example"  # third-party plugins are in the map too
 
 
 def test_merge_is_keyed_by_run_id():
@@ -112,11 +127,6 @@ def test_merge_is_keyed_by_run_id():
     assert report.updated == ["a"] and fixed.runs["a"]["status"] == "ok"  # ok beats failed, even if older
 
 
-def _rewrite(path, mutate):
-    table = pq.read_table(path)
-    pq.write_table(mutate(table), path)
-
-
 def _set(column, value):
     """A mutation putting ``value`` into every row of ``column``."""
     return lambda t: t.set_column(t.schema.get_field_index(column), column, pa.array([value] * len(t)))
@@ -137,7 +147,7 @@ def _set(column, value):
 )
 def test_bad_dataset_files_are_rejected_with_the_reason(built, mutate, message):
     _, out = built
-    _rewrite(out / "runs" / "hw-hwB.parquet", mutate)
+    rewrite(out / "runs" / "hw-hwB.parquet", mutate)
     with pytest.raises(EffbenchError, match="is invalid; nothing was changed") as err:
         read_dataset(out)
     assert "runs/hw-hwB.parquet: " in str(err.value) and message in str(err.value)
@@ -153,7 +163,7 @@ def test_measurements_of_unknown_runs_are_rejected(built):
 def test_a_bad_store_file_names_the_file_and_the_store_is_left_alone(tmp_path):
     store = synthetic_store(tmp_path / "store")
     victim = store.files("measurements")[0]
-    _rewrite(victim, lambda t: t.set_column(3, "value", pa.array([str(v) for v in t["value"].to_pylist()])))
+    rewrite(victim, values_as_text)
     before = victim.read_bytes()
     with pytest.raises(EffbenchError, match=f"measurements/{victim.name}: column 'value' has type string"):
         read_store(store.root)
@@ -181,6 +191,27 @@ def test_write_refuses_a_folder_that_is_not_a_dataset(tmp_path):
     with pytest.raises(EffbenchError, match="holds no effbench dataset"):
         write_dataset(Dataset(), out, "card")
     assert (out / "notes.txt").read_text() == "keep me" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_building_into_a_results_store_is_refused_and_loses_nothing(tmp_path):
+    store = synthetic_store(tmp_path / "store")
+    (store.root / "logs").mkdir()
+    before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
+    for target in (store.root, synthetic_store(tmp_path / "other").root):  # a store has runs/ like a dataset
+        with pytest.raises(EffbenchError, match="holds no effbench dataset"):
+            hub.build(store.root, target)
+    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
+
+
+def test_a_store_from_schema_1_0_is_read_with_the_later_columns_empty(tmp_path):
+    """1.1 added measurements.scenario and .cv: older stores still build, and their rows read back as nulls."""
+    store = synthetic_store(tmp_path / "store")
+    for path in store.files("measurements"):
+        rewrite(path, lambda t: t.drop_columns(["scenario", "cv"]))
+    hub.build(store.root, tmp_path / "dataset")
+    rows = [m for ms in read_dataset(tmp_path / "dataset").measurements.values() for m in ms]
+    assert rows and all(m["scenario"] is None and m["cv"] is None for m in rows)
+    assert len(rows) == len(store.read("measurements"))
 
 
 def test_rebuilding_replaces_the_dataset_whole(built, tmp_path):

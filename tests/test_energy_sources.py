@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from effbench.energy_sources import (
     load_nvml,
     power_capability,
 )
+from tests.fake_nvml import FakeNvml
 
 RANGE_UJ = 262_143_328_850
 
@@ -125,39 +126,6 @@ def test_garbled_counter_is_unavailable(tmp_path):
     assert not RaplSource(tmp_path).available()
 
 
-class FakeNvml:
-    """The slice of pynvml the energy source uses: GPUs whose counters (mJ) advance on ``tick``."""
-
-    class NVMLError(Exception):
-        pass
-
-    class NVMLError_NotSupported(NVMLError):  # pynvml's name for it
-        def __str__(self) -> str:
-            return "Not Supported"
-
-    def __init__(self, counters_mj: list[int | None], init_error: Exception | None = None) -> None:
-        self.counters_mj = counters_mj
-        self.init_error = init_error
-
-    def nvmlInit(self) -> None:
-        if self.init_error:
-            raise self.init_error
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.counters_mj)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> int:
-        if self.counters_mj[handle] is None:
-            raise self.NVMLError_NotSupported()
-        return self.counters_mj[handle]
-
-    def tick(self, *added_mj: int) -> None:
-        self.counters_mj = [c + a for c, a in zip(self.counters_mj, added_mj, strict=True)]
-
-
 def test_nvml_joules_per_gpu():
     nvml = FakeNvml([1_000_000, 50_000])
     source = NvmlSource(nvml)
@@ -237,8 +205,13 @@ def test_power_capability_on_fakes(server):
 
 
 def test_power_capability_on_this_machine_is_cheap_and_json():
-    started = time.perf_counter()
+    """The power probe runs in every sweep's parent: it must not start codecarbon (a tracker takes seconds)."""
+    code = (
+        "import sys; from effbench.energy_sources import power_capability; "
+        "power_capability(); print('codecarbon' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
     capability = power_capability()
-    assert time.perf_counter() - started < 1.0  # no codecarbon tracker (seconds)
     assert set(capability) == {"rapl", "rapl_zones", "nvml_energy", "nvml_devices", "nvml_reason"}
     json.dumps(capability)

@@ -19,7 +19,7 @@ from effbench.errors import EffbenchError
 from effbench.store import SCHEMA_VERSION, ResultsStore
 from tests.conftest import run_cli
 from tests.hub_server import HubServer
-from tests.store_helpers import synthetic_store
+from tests.store_helpers import rewrite, synthetic_store, values_as_text
 
 TOKEN = "hf_effbenchFakeTestToken0123456789abcdef"
 REPO = "effbench-org/results"
@@ -124,16 +124,14 @@ def test_a_second_machine_merges_in_and_compare_separates_it(hub_server, tmp_pat
 
 
 def _bad_dataset(folder: Path, table: str, mutate) -> Path:
-    path = next((folder / table).glob("*.parquet"))
-    pq.write_table(mutate(pq.read_table(path)), path)
+    rewrite(next((folder / table).glob("*.parquet")), mutate)
     return folder
 
 
 @pytest.mark.parametrize(
     ("table", "mutate", "message"),
     [
-        ("measurements", lambda t: t.set_column(3, "value", pa.array([str(v) for v in t["value"].to_pylist()])),
-         "column 'value' has type string, expected double"),
+        ("measurements", values_as_text, "column 'value' has type string, expected double"),
         ("runs", lambda t: t.drop_columns(["status"]), "missing column 'status'"),
         ("runs", lambda t: t.set_column(1, "schema_version", pa.array(["2.0"] * len(t))).replace_schema_metadata(
             {VERSION_KEY: b"2.0"}), f"version 2.0, this effbench reads {SCHEMA_VERSION}: upgrade"),
@@ -231,7 +229,7 @@ def test_cli_refuses_bad_input_with_clear_errors(hub_server, tmp_path):
     offline = run_cli("publish", "--repo", REPO, env={**env, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
     assert offline.returncode == 2 and "HF_HUB_OFFLINE is set" in offline.stderr
 
-    bad_id = run_cli("publish", "--repo", "../etc", env=env)
+    bad_id = run_cli("publish", "--repo", "../etc", env=env, cwd=tmp_path)
     assert bad_id.returncode == 2 and "not a dataset id of the form ORG/NAME" in bad_id.stderr
 
     victim = store.files("runs")[0]

@@ -8,11 +8,12 @@ import random
 import pytest
 from PIL import Image
 
-from effbench import leaderboard
+from effbench import compare, leaderboard
 from effbench.dataset import read_store
 from effbench.errors import EffbenchError
+from effbench.store import ResultsStore
 from tests.conftest import run_cli
-from tests.store_helpers import TECHNIQUES, synthetic_store
+from tests.store_helpers import TECHNIQUES, measurement, run_row, two_machine_store
 
 
 def _dominated(p, q):
@@ -36,9 +37,7 @@ def test_pareto_front_by_hand():
 
 @pytest.fixture
 def two_machines(tmp_path):
-    synthetic_store(tmp_path / "store", "hwA")
-    synthetic_store(tmp_path / "store", "hwB", scale=0.25)
-    return read_store(tmp_path / "store")
+    return read_store(two_machine_store(tmp_path / "store").root)
 
 
 def test_one_board_per_machine_ranked_by_a_comparable_score(two_machines):
@@ -61,7 +60,7 @@ def test_one_board_per_machine_ranked_by_a_comparable_score(two_machines):
 
 def test_files_hold_the_same_numbers_and_plots_are_images(two_machines, tmp_path):
     out = tmp_path / "leaderboards"
-    files = leaderboard.write(two_machines, out)
+    files = leaderboard.write(two_machines, leaderboard.boards(two_machines), out)
     names = {f.relative_to(out).as_posix() for f in files}
     per_machine = ["leaderboard.md", "leaderboard.csv", *(f"pareto-{n}.png" for n in leaderboard.FRONTIERS)]
     assert names == {"README.md"} | {f"{hw}/{f}" for hw, f in itertools.product(["hwA", "hwB"], per_machine)}
@@ -91,5 +90,35 @@ def test_leaderboard_command_reads_a_store_and_keeps_foreign_folders(two_machine
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("keep")
     with pytest.raises(EffbenchError, match="holds no effbench leaderboards"):
-        leaderboard.write(two_machines, tmp_path / "mine")
+        leaderboard.write(two_machines, [], tmp_path / "mine")
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
+
+
+def test_load_figures_of_one_scenario_only(tmp_path):
+    """Runs measured under different scenarios are ranked on the one most of them share, never mixed."""
+    store = ResultsStore(tmp_path / "store")
+    quality = measurement("exact_match", 0.9, "", "quality", "micro_copy")
+    server, single = "server(rate=5/s)", "single-stream"
+    store.write_run(
+        run_row("a", "baseline", {}),
+        [
+            quality,
+            measurement("latency", 500.0, "ms", "computation", scenario=server),
+            measurement("latency", 100.0, "ms", "computation", scenario=single),
+        ],
+    )
+    store.write_run(
+        run_row("b", "dtype", {}), [quality, measurement("latency", 80.0, "ms", "computation", scenario=single)]
+    )
+    store.write_run(run_row("c", "dtype", {"dtype": "fp16"}), [quality])
+    ds = read_store(store.root)
+    (board,) = leaderboard.boards(ds)
+    latency = next(c for c in leaderboard.COLUMNS if "latency" in c.metrics)
+    assert board.scenario == single
+    assert {e.run["run_id"]: e.value(latency) for e in board.entries} == {"a": 100.0, "b": 80.0, "c": None}
+    assert f"from the `{single}` scenario" in leaderboard.to_markdown(board)
+
+    mine = read_store(store.root)
+    mine.runs = {"a": mine.runs["a"]}
+    (comparison,) = compare.compare(mine, ds)  # nothing published beside run a: its first scenario is used
+    assert comparison.scenario == server and comparison.rows[0][comparison.headers.index("Latency (ms)")] == "500.0"

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -23,6 +22,7 @@ from effbench.builtins.probes import (
 )
 from effbench.plugins import registry
 from effbench.sweep import collect_probes, hardware_fingerprint
+from tests.fake_nvml import FakeNvml
 
 
 @pytest.mark.parametrize("probe", [CpuProbe, MemoryProbe, GpuProbe, OsProbe, PlatformProbe, PowerProbe, VersionsProbe])
@@ -37,50 +37,6 @@ def test_cpu_frequency_is_reported_but_not_fingerprinted():
     data = CpuProbe().collect()
     assert {"current_mhz", "min_mhz", "max_mhz"} <= set(data)
     assert CpuProbe.fingerprint_keys == ("model", "logical_cores")
-
-
-class FakeNvml:
-    """The slice of pynvml the GPU probe uses, for two GPUs; counts init/shutdown to check they pair up."""
-
-    class NVMLError(Exception):
-        pass
-
-    GPUS = (("NVIDIA A100-SXM4-80GB", 80 * 2**30), ("NVIDIA A100-SXM4-80GB", 80 * 2**30 - 2**20))
-
-    def __init__(self, fail_on: str = "") -> None:
-        self.fail_on = fail_on
-        self.open = 0
-
-    def _maybe_fail(self, call: str) -> None:
-        if call == self.fail_on:
-            raise self.NVMLError(f"{call} failed")
-
-    def nvmlInit(self) -> None:
-        self._maybe_fail("init")
-        self.open += 1
-
-    def nvmlShutdown(self) -> None:
-        self.open -= 1
-
-    def nvmlDeviceGetCount(self) -> int:
-        self._maybe_fail("count")
-        return len(self.GPUS)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetName(self, handle: int) -> bytes:
-        return self.GPUS[handle][0].encode()  # older nvidia-ml-py returns bytes
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
-        return SimpleNamespace(total=self.GPUS[handle][1], free=0, used=0)
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "550.54.15"
-
-    def nvmlSystemGetCudaDriverVersion_v2(self) -> int:
-        self._maybe_fail("cuda")
-        return 12040
 
 
 def test_gpu_probe_with_two_fake_gpus():

@@ -2,27 +2,21 @@
 
 import csv
 import io
-from datetime import UTC, datetime
 
 import pytest
 
 from effbench import report
 from effbench.store import ResultsStore
+from tests.conftest import run_cli
+from tests.store_helpers import measurement, run_row
 
 
-def _run(run_id, technique, params="{}", status="ok", error=None):
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    return {
-        "run_id": run_id, "suite": "t", "model": "zoo:micro-m", "technique": technique, "technique_params": params,
-        "stage": "inference", "resources": ["memory"], "tasks": ["t"], "settings": "{}", "status": status,
-        "error": error, "warnings": [], "hardware_fingerprint": "hw", "hardware": "{}", "versions": "{}",
-        "effbench_version": "0", "started_at": now, "finished_at": now, "duration_s": 1.0,
-    }  # fmt: skip
+def _run(run_id, technique, params=None, **extra):
+    return run_row(run_id, technique, params or {}, "hw", **extra)
 
 
 def _m(metric, value, task="", stderr=None, resource="memory", hib=False, method="", scenario="", **extra):
-    return {"metric": metric, "value": value, "task": task, "stderr": stderr, "resource": resource,
-            "higher_is_better": hib, "unit": "", "method": method, "scenario": scenario, **extra}  # fmt: skip
+    return measurement(metric, value, "", resource, task, hib, stderr=stderr, method=method, scenario=scenario, **extra)
 
 
 def _measurements(acc, ppl, size, latency):
@@ -38,8 +32,8 @@ def _measurements(acc, ppl, size, latency):
 def _store(tmp_path):
     store = ResultsStore(tmp_path)
     store.write_run(_run("a", "baseline"), _measurements(0.80, 5.0, 4.0, 100.0))
-    store.write_run(_run("b", "dtype", '{"dtype": "bf16"}'), _measurements(0.795, 5.04, 2.0, 50.0))
-    store.write_run(_run("c", "prune-magnitude", '{"sparsity": 0.9}'), _measurements(0.70, 5.0, 4.0, 100.0))
+    store.write_run(_run("b", "dtype", {"dtype": "bf16"}), _measurements(0.795, 5.04, 2.0, 50.0))
+    store.write_run(_run("c", "prune-magnitude", {"sparsity": 0.9}), _measurements(0.70, 5.0, 4.0, 100.0))
     store.write_run(_run("d", "broken", status="failed", error="RuntimeError: boom"), [])
     return store
 
@@ -72,16 +66,21 @@ def test_perplexity_gate_is_lower_is_better(tmp_path):
 def test_every_format_is_written(tmp_path):
     tables = report.build(_store(tmp_path / "store"), None)
     paths = report.write(tables, tmp_path / "out")
-    markdown = paths["markdown"].read_text()
+    markdown = paths["report.md"].read_text()
     assert "| dtype(dtype=bf16) | 0.795 ± 0.020 | -0.005 |" in markdown
-    latex = paths["latex"].read_text()
+    latex = paths["report.tex"].read_text()
     assert r"\toprule" in latex and r"0.795 $\pm$ 0.020" in latex and r"task\_a" in latex
-    rows = list(csv.reader(io.StringIO(paths["csv"].read_text())))
+    rows = list(csv.reader(io.StringIO(paths["report.csv"].read_text())))
     header = rows[0]
     bf16 = next(r for r in rows if r[1] == "dtype(dtype=bf16)")
     assert float(bf16[header.index("task_a acc")]) == 0.795
     assert float(bf16[header.index("task_a acc stderr")]) == 0.02
     assert rows[1][1] == "baseline"  # without a run order, the baseline leads
+    every = list(csv.DictReader(io.StringIO(paths["report-measurements.csv"].read_text())))
+    assert len(every) == 5 * 3  # every measurement of the three successful runs, shown in a column or not
+    norm = next(r for r in every if r["technique"] == "dtype(dtype=bf16)" and r["metric"] == "acc_norm")
+    assert (norm["task"], float(norm["value"]), float(norm["stderr"])) == ("task_a", 0.795, 0.02)
+    assert next(r for r in every if r["metric"] == "latency")["method"] == "wall clock"
 
 
 def test_sections_uncertainty_and_unstable_flag(tmp_path):
@@ -105,3 +104,9 @@ def test_sections_uncertainty_and_unstable_flag(tmp_path):
     assert r"$^\dagger$" in report.to_latex(table)
     rows = list(csv.reader(io.StringIO(report.to_csv([table]))))
     assert float(rows[2][rows[0].index("two: Latency (ms) cv")]) == 0.30
+
+
+@pytest.mark.parametrize("threshold", ["0", "-0.1", "ten"])
+def test_report_refuses_a_threshold_that_is_not_positive(threshold, tmp_path):
+    result = run_cli("report", "--results", str(tmp_path), "--unstable-cv", threshold)
+    assert result.returncode == 2 and f"--unstable-cv: must be a number above 0, got {threshold}" in result.stderr

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from technique_helpers import applied, generation_kwargs, greedy, ids, prompts
 
 from effbench.zoo import load
+from tests.technique_helpers import applied, generation_kwargs, greedy, ids, prompts
 
 WINDOW = 6
 
@@ -63,6 +63,10 @@ def test_static_cache_keeps_greedy_outputs(prompt, baseline):
     kwargs = generation_kwargs("static-cache", model, tokenizer)
     assert kwargs == {"cache_implementation": "static"}
     assert greedy(model, tokenizer, prompt, **kwargs) == greedy(base, tokenizer, prompt)
+    x = ids(tokenizer, prompt)
+    with torch.inference_mode():
+        out = model.generate(x, max_new_tokens=2, do_sample=False, return_dict_in_generate=True, **kwargs)
+    assert type(out.past_key_values).__name__ == "StaticCache"
 
 
 def test_compile_warms_up_in_apply(baseline):
@@ -71,6 +75,8 @@ def test_compile_warms_up_in_apply(baseline):
     base, tokenizer = baseline
     torch._dynamo.utils.counters.clear()
     model, _ = applied("compile")
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # compiled during apply
-    for prompt in prompts(2):  # the warmed-up generation path: no recompilation, same greedy output
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert graphs > 0  # compiled during apply
+    for prompt in prompts(2):  # the warmed-up generation path: same greedy output, no recompilation
         assert greedy(model, tokenizer, prompt) == greedy(base, tokenizer, prompt)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs

@@ -4,13 +4,13 @@ import json
 import shutil
 
 import pytest
-from technique_helpers import applied, generation_kwargs, greedy, prompts
 
 from effbench import zoo
 from effbench.config import load_suite
 from effbench.errors import EffbenchError
 from effbench.plugins import registry
 from effbench.sweep import plan
+from tests.technique_helpers import applied, generation_kwargs, greedy, prompts
 
 # 24 tokens forced past the end of the answer: many draft/verify rounds, with rejections
 FORCED = {"max_new_tokens": 24, "min_new_tokens": 24}
@@ -35,8 +35,15 @@ def test_greedy_outputs_equal_the_baselines(technique, params, baseline_outputs)
     model, tokenizer = applied(technique, **params)
     kwargs = generation_kwargs(technique, model, tokenizer, **params)
     assert set(kwargs) & {"assistant_model", "prompt_lookup_num_tokens"}
-    for prompt, expected in baseline_outputs.items():
-        assert greedy(model, tokenizer, prompt, **FORCED, **kwargs) == expected, prompt
+    forwards = []
+    hook = model.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        for prompt, expected in baseline_outputs.items():
+            assert greedy(model, tokenizer, prompt, **FORCED, **kwargs) == expected, prompt
+    finally:
+        hook.remove()
+    # plain greedy decoding runs the model once per token: fewer passes means proposals were accepted
+    assert len(forwards) < FORCED["max_new_tokens"] * len(baseline_outputs)
 
 
 def test_speculative_uses_the_draft_model():

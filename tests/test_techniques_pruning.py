@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from technique_helpers import applied, flops, greedy, ids, module_flops
 
 from effbench.builtins.layers import decoder_layers, linear_layers
 from effbench.zoo import load
+from tests.technique_helpers import applied, flops, greedy, ids, module_flops
 
 
 def _zero_fraction(weight: torch.Tensor) -> float:
@@ -78,11 +78,15 @@ def test_structured_pruning_keeps_the_strongest_heads_of_each_group():
     base, _ = load("zoo:micro-m")
     model, _ = applied("prune-structured", heads=0.5, neurons=0.0)
     dim = model.config.head_dim
-    original = base.model.layers[0].self_attn.q_proj.weight.view(4, dim, -1)
+    attn = base.model.layers[0].self_attn
+    original = attn.q_proj.weight.view(4, dim, -1)
+    # a head's strength: the norm of its q_proj rows times that of its o_proj columns
+    strength = original.norm(dim=(1, 2)) * attn.o_proj.weight.view(attn.o_proj.weight.shape[0], 4, dim).norm(dim=(0, 2))
+    assert strength[0] != strength[1] and strength[2] != strength[3]  # a real choice in both groups
     kept = model.model.layers[0].self_attn.q_proj.weight.view(2, dim, -1)
-    for group in range(2):  # one query head kept per KV group, in group order
-        candidates = original[2 * group : 2 * group + 2]
-        assert any(torch.equal(kept[group], c) for c in candidates)
+    for group in range(2):  # one query head kept per KV group, in group order: the stronger one
+        strongest = 2 * group + int(strength[2 * group : 2 * group + 2].argmax())
+        assert torch.equal(kept[group], original[strongest])
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])

@@ -1,10 +1,13 @@
 """Builtin quantization on the real micro-m: int8 weight bytes, and an fp8 KV cache used by generate."""
 
+from pathlib import Path
+
 import torch
-from technique_helpers import applied, generation_kwargs, ids
+from safetensors import safe_open
 
 from effbench.builtins.layers import linear_layers, tensor_bytes, weight_bytes
-from effbench.zoo import load
+from effbench.zoo import load, resolve
+from tests.technique_helpers import applied, generation_kwargs, ids
 
 
 def test_dynamic_int8_stores_quantized_layers_in_at_most_03_of_fp32_bytes():
@@ -26,9 +29,11 @@ def test_dynamic_int8_stores_quantized_layers_in_at_most_03_of_fp32_bytes():
 
 def test_weight_bytes_counts_tied_weights_once():
     model, _ = load("zoo:micro-m")
-    assert weight_bytes(model) == 4 * sum(p.numel() for p in model.parameters()) + sum(
-        b.numel() * b.element_size() for b in model.buffers()
-    )
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # tied: one tensor under two names
+    with safe_open(Path(resolve("zoo:micro-m")) / "model.safetensors", "pt") as f:  # stores the tied tensor once
+        stored = sum(f.get_tensor(k).numel() * f.get_tensor(k).element_size() for k in f.keys())  # noqa: SIM118
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())  # rotary inv_freq: not saved
+    assert weight_bytes(model) == stored + buffers
 
 
 def test_kv_cache_quant_generates_with_an_fp8_cache():

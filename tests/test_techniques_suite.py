@@ -4,11 +4,11 @@ import re
 from pathlib import Path
 
 import yaml
-from conftest import run_cli
 
 from effbench.config import load_suite
 from effbench.plugins import registry
 from effbench.store import ResultsStore
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "suites" / "inference.yaml"

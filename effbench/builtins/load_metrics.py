@@ -24,7 +24,7 @@ def _per_repeat_means(requests: list[Request], value: Callable[[Request], float 
 
 
 def distribution(
-    name: str, requests: list[Request], value: Callable[[Request], float | None], method: str, pcts=PERCENTILES
+    name: str, requests: list[Request], value: Callable[[Request], float | None], method: str
 ) -> list[Measurement]:
     """Mean (standard error, bootstrap 95 % CI, CV of the repeats' means) and percentiles, in milliseconds."""
     values = [v * 1000 for r in requests if (v := value(r)) is not None]
@@ -47,7 +47,8 @@ def distribution(
         method=f"{method}; 95 % CI: bootstrap of the mean over {n} requests",
     )
     tails = [
-        Measurement(f"{name}_p{p}", percentile(values, p), "ms", "computation", False, n=n, method=method) for p in pcts
+        Measurement(f"{name}_p{p}", percentile(values, p), "ms", "computation", False, n=n, method=method)
+        for p in PERCENTILES
     ]
     return [mean, *tails]
 

@@ -139,7 +139,7 @@ def _matmul_flops(input_shape: Any, *args: Any, out_shape: Any = None, **kwargs:
     return 2 * math.prod(out_shape) * input_shape[-1]
 
 
-def _extra_flop_formulas() -> dict[Any, Any]:
+def extra_flop_formulas() -> dict[Any, Any]:
     """Kernels torch's FlopCounterMode has no formula for: SDPA on CPU, and quantized matmuls (int8, int4)."""
     import torch
 
@@ -163,7 +163,7 @@ def forward_flops(model: Any, input_ids: Any, past_key_values: Any = None) -> in
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas()) as counter:
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=extra_flop_formulas()) as counter:
         model(input_ids, past_key_values=past_key_values, use_cache=past_key_values is not None)
     return counter.get_total_flops()
 

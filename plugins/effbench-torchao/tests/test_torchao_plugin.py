@@ -9,15 +9,16 @@ from effbench.errors import EffbenchError
 from effbench.plugins import registry
 from effbench.sweep import plan
 from effbench.zoo import load
+from tests.technique_helpers import applied
 
 TECHNIQUES = ("torchao-int8-weight", "torchao-int4-weight", "torchao-int8-dynamic")
 
 
 def _quantized(name, **params):
-    base, tokenizer = load("zoo:micro-m")
-    model, _ = load("zoo:micro-m")
-    technique = registry().technique(name)
-    return base, technique.apply(model, tokenizer, **technique.validate(params)), tokenizer
+    """The original micro-m beside the one quantized by the plugin's technique ``name``."""
+    base, _ = load("zoo:micro-m")
+    model, tokenizer = applied(name, **params)
+    return base, model, tokenizer
 
 
 def test_entry_point_registers_every_technique():
