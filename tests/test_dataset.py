@@ -18,7 +18,7 @@ from effbench.dataset import (
     read_store,
     write_dataset,
 )
-from effbench.dataset_card import _metrics_doc
+from effbench.dataset_card import _metrics_doc, _size_category
 from effbench.errors import EffbenchError
 from effbench.plugins import registry
 from effbench.store import MEASUREMENTS_SCHEMA, RUNS_SCHEMA, SCHEMA_VERSION, ResultsStore
@@ -78,6 +78,12 @@ def test_card_header_and_body_document_everything(built):
         assert f"| `{metric}` | {unit} | {resource} | lower | " in body
     assert "| `hwB` | Test CPU B (64 cores), 512 GiB, Linux | 4 | CPU estimated (cpu_load) |" in body
     assert "@article{bai2024beyond" in body and "**8 runs** (8 ok, 0 failed)" in body
+
+
+def test_size_category_follows_the_hubs_buckets():
+    sizes = (999, 1000, 5 * 10**6, 2 * 10**10, 10**12 - 1, 2 * 10**12)
+    expected = ["n<1K", "1K<n<10K", "1M<n<10M", "10B<n<100B", "100B<n<1T", "n>1T"]
+    assert [_size_category(n) for n in sizes] == expected
 
 
 def test_card_describes_each_metric_by_the_instrument_that_emits_it():

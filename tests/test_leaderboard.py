@@ -122,3 +122,12 @@ def test_load_figures_of_one_scenario_only(tmp_path):
     mine.runs = {"a": mine.runs["a"]}
     (comparison,) = compare.compare(mine, ds)  # nothing published beside run a: its first scenario is used
     assert comparison.scenario == server and comparison.rows[0][comparison.headers.index("Latency (ms)")] == "500.0"
+
+
+def test_compare_shows_a_dash_where_a_published_run_scored_another_metric(tmp_path):
+    mine, theirs = ResultsStore(tmp_path / "mine"), ResultsStore(tmp_path / "theirs")
+    mine.write_run(run_row("a", "baseline", {}), [measurement("exact_match", 0.9, "", "quality", "micro_copy")])
+    theirs.write_run(run_row("b", "baseline", {}), [measurement("acc", 0.4, "", "quality", "micro_copy")])
+    (comparison,) = compare.compare(read_store(mine.root), read_store(theirs.root))
+    column = comparison.headers.index("micro_copy exact_match")
+    assert [row[column] for row in comparison.rows] == ["0.900", "–"]  # not 0.4 under the exact_match header
