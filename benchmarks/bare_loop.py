@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import torch
 
-from effbench import zoo
-from effbench.scenarios import prompts
+from effbench.measure.scenarios import prompts
+from effbench.reference import zoo
 
 PROMPT_TOKENS = OUTPUT_TOKENS = 32
 

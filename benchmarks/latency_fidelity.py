@@ -10,10 +10,10 @@ import statistics
 
 from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, alternate, load, run_cli, timed_requests
 
-from effbench.builtins.load_metrics import Latency
-from effbench.config import Scenario
-from effbench.runner import Instruments, measure_scenario
-from effbench.types import RunContext
+from effbench.api.types import RunContext
+from effbench.config.suite import Scenario
+from effbench.default_plugins.metrics.load import Latency
+from effbench.run.pipeline import Instruments, measure_scenario
 
 
 def main(rounds: int, requests: int) -> None:

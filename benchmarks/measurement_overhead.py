@@ -12,10 +12,10 @@ import time
 
 from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, alternate, load, run_cli, timed_requests
 
-from effbench.config import Scenario
+from effbench.api.types import RunContext
+from effbench.config.suite import Scenario
 from effbench.plugins import registry
-from effbench.runner import Instruments, measure_scenario
-from effbench.types import RunContext
+from effbench.run.pipeline import Instruments, measure_scenario
 
 
 def main(rounds: int, requests: int) -> None:

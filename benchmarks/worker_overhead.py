@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from effbench.workers import WorkerPool
+from effbench.run.forkserver import WorkerPool
 
 IMPORTS = (
     "import torch, transformers, lm_eval.evaluator, lm_eval.models.huggingface, "
@@ -22,12 +22,12 @@ IMPORTS = (
 def main(runs: int = 10) -> None:
     pool = WorkerPool()
     started = time.perf_counter()
-    first = pool.run("effbench.workers:ping", {}, timeout=300)
+    first = pool.run("effbench.run.forkserver:ping", {}, timeout=300)
     print(f"forkserver start + preload (once per sweep): {time.perf_counter() - started:.2f} s")
     ready, round_trip = [], []
     for _ in range(runs):
         t = time.perf_counter()
-        outcome = pool.run("effbench.workers:ping", {}, timeout=60)
+        outcome = pool.run("effbench.run.forkserver:ping", {}, timeout=60)
         round_trip.append(time.perf_counter() - t)
         ready.append(outcome.ready_after_s)
         assert outcome.result["pid"] != first.result["pid"]

@@ -2,9 +2,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from effbench.api.types import Measurement, Metric, Probe, RunContext, Technique
 from effbench.errors import EffbenchError
 from effbench.hookspecs import hookimpl
-from effbench.types import Measurement, Metric, Probe, RunContext, Technique
 
 try:
     __version__ = version("effbench")
@@ -26,8 +26,8 @@ __all__ = [
 
 def evaluate(suite=None, *, force: bool = False, **overrides):
     """Run a suite (a path, a Suite, or None for the default) like ``effbench evaluate``; returns the SweepResult."""
-    from effbench.config import Suite, load_suite
-    from effbench.sweep import run_suite
+    from effbench.config.suite import Suite, load_suite
+    from effbench.run.sweep import run_suite
 
     if not isinstance(suite, Suite):
         suite = load_suite(suite, **overrides)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from effbench.types import Metric, Probe, Technique
+    from effbench.api.types import Metric, Probe, Technique
 
 PROJECT = "effbench"
 hookspec = pluggy.HookspecMarker(PROJECT)

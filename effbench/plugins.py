@@ -15,24 +15,24 @@ from typing import Any
 import pluggy
 
 from effbench import hookspecs
+from effbench.api.types import Metric, Probe, Technique, check_metric, check_probe, check_technique
 from effbench.errors import EffbenchError
-from effbench.types import Metric, Probe, Technique, check_metric, check_probe, check_technique
 
 ENTRY_POINT_GROUP = "effbench"
 LOAD_ENV = "EFFBENCH_LOAD_PLUGINS"
 BUILTIN_MODULES = (
-    "effbench.builtins.techniques",
-    "effbench.builtins.quantization",
-    "effbench.builtins.pruning",
-    "effbench.builtins.decoding",
-    "effbench.builtins.attention",
-    "effbench.builtins.metrics",
-    "effbench.builtins.load_metrics",
-    "effbench.builtins.system_metrics",
-    "effbench.builtins.energy_metrics",
-    "effbench.builtins.cost_metrics",
-    "effbench.builtins.probes",
-    "effbench.builtins.tasks",
+    "effbench.default_plugins.techniques.basic",
+    "effbench.default_plugins.techniques.quantization",
+    "effbench.default_plugins.techniques.pruning",
+    "effbench.default_plugins.techniques.decoding",
+    "effbench.default_plugins.techniques.attention",
+    "effbench.default_plugins.metrics.model",
+    "effbench.default_plugins.metrics.load",
+    "effbench.default_plugins.metrics.system",
+    "effbench.default_plugins.metrics.energy",
+    "effbench.default_plugins.metrics.cost",
+    "effbench.default_plugins.probes",
+    "effbench.default_plugins.tasks",
 )
 
 

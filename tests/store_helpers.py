@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from effbench.store import ResultsStore
+from effbench.store.results import ResultsStore
 
 MACHINES = {
     "hwA": {"cpu": {"model": "Test CPU A", "logical_cores": 2}, "memory": {"total_gib": 24}, "os": {"system": "Linux"}},

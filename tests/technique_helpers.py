@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from effbench import microworld
-from effbench.builtins.metrics import extra_flop_formulas
+from effbench.default_plugins.metrics.model import extra_flop_formulas
 from effbench.plugins import registry
-from effbench.zoo import load
+from effbench.reference import microworld
+from effbench.reference.zoo import load
 
 SENTENCE = "the old dogs near a cat run today . the bird sings ."
 

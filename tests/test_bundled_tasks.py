@@ -2,9 +2,10 @@
 
 import pytest
 
-from effbench import accuracy, zoo
+from effbench.measure import accuracy
 from effbench.plugins import registry
-from effbench.tasks import CHANCE, GROUP, PRIMARY_METRIC, TASK_NAMES
+from effbench.reference import zoo
+from effbench.reference.tasks import CHANCE, GROUP, PRIMARY_METRIC, TASK_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,13 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard
 
-from effbench import hub
-from effbench.dataset import (
+from effbench.api.types import RESOURCES, STAGES
+from effbench.errors import EffbenchError
+from effbench.plugins import registry
+from effbench.publish import hub
+from effbench.publish.card import _metrics_doc, _size_category
+from effbench.publish.taxonomy import FAMILIES, SECTIONS, TAXONOMY_SCHEMA, taxonomy_rows
+from effbench.store.dataset import (
     VERSION_KEY,
     Dataset,
     import_into_store,
@@ -18,12 +23,7 @@ from effbench.dataset import (
     read_store,
     write_dataset,
 )
-from effbench.dataset_card import _metrics_doc, _size_category
-from effbench.errors import EffbenchError
-from effbench.plugins import registry
-from effbench.store import MEASUREMENTS_SCHEMA, RUNS_SCHEMA, SCHEMA_VERSION, ResultsStore
-from effbench.taxonomy import FAMILIES, SECTIONS, TAXONOMY_SCHEMA, taxonomy_rows
-from effbench.types import RESOURCES, STAGES
+from effbench.store.results import MEASUREMENTS_SCHEMA, RUNS_SCHEMA, SCHEMA_VERSION, ResultsStore
 from tests.store_helpers import measurements, rewrite, run_row, synthetic_store, two_machine_store, values_as_text
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from effbench.energy_sources import (
+from effbench.measure.energy_sources import (
     EnergyMeter,
     NvmlSource,
     RaplSource,
@@ -207,7 +207,7 @@ def test_power_capability_on_fakes(server):
 def test_power_capability_on_this_machine_is_cheap_and_json():
     """The power probe runs in every sweep's parent: it must not start codecarbon (a tracker takes seconds)."""
     code = (
-        "import sys; from effbench.energy_sources import power_capability; "
+        "import sys; from effbench.measure.energy_sources import power_capability; "
         "power_capability(); print('codecarbon' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ import time
 
 import datasets
 
-from effbench.store import ResultsStore
+from effbench.store.results import ResultsStore
 from tests.conftest import make_plugin_dist, run_cli
 
 CRASHING = """

@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import HfApi, constants, snapshot_download
 
-from effbench import hub
-from effbench.compare import OTHER, SAME, YOURS, compare
-from effbench.dataset import VERSION_KEY, read_store
 from effbench.errors import EffbenchError
-from effbench.store import SCHEMA_VERSION, ResultsStore
+from effbench.present.compare import OTHER, SAME, YOURS, compare
+from effbench.publish import hub
+from effbench.store.dataset import VERSION_KEY, read_store
+from effbench.store.results import SCHEMA_VERSION, ResultsStore
 from tests.conftest import run_cli
 from tests.hub_server import HubServer
 from tests.store_helpers import rewrite, synthetic_store, values_as_text

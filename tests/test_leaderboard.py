@@ -8,10 +8,10 @@ import random
 import pytest
 from PIL import Image
 
-from effbench import compare, leaderboard
-from effbench.dataset import read_store
 from effbench.errors import EffbenchError
-from effbench.store import ResultsStore
+from effbench.present import compare, leaderboard
+from effbench.store.dataset import read_store
+from effbench.store.results import ResultsStore
 from tests.conftest import run_cli
 from tests.store_helpers import TECHNIQUES, measurement, run_row, two_machine_store
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 from scipy.stats import t  # an lm-eval dependency (via scikit-learn): the reference for effbench's t table
 
-from effbench import zoo
-from effbench.builtins.metrics import forward_flops
-from effbench.config import Scenario
+from effbench.api.types import Measurement, RunContext
+from effbench.config.suite import Scenario
+from effbench.default_plugins.metrics.model import forward_flops
+from effbench.measure.scenarios import Generator, poisson_arrivals, prompts, run_repeat
+from effbench.measure.statistics import bootstrap_mean_ci, combine_repeats, cv, percentile, t_interval
 from effbench.plugins import registry
-from effbench.runner import measure
-from effbench.scenarios import Generator, poisson_arrivals, prompts, run_repeat
-from effbench.statistics import bootstrap_mean_ci, combine_repeats, cv, percentile, t_interval
-from effbench.types import Measurement, RunContext
+from effbench.reference import zoo
+from effbench.run.pipeline import measure
 
 PRICE = {"device": "test", "usd_per_hour": 0.36, "usd_per_kwh": 0.2, "basis": "test 0.36 $/h"}
 SCENARIOS = [
@@ -169,7 +169,7 @@ def test_measured_flops_match_the_llama_formula(micro_m, attention):
 
 def test_quantized_kernels_count_the_same_flops(micro_m):
     """int8 weights change the precision of the multiplications, not how many there are."""
-    from effbench.builtins.quantization import DynamicInt8
+    from effbench.default_plugins.techniques.quantization import DynamicInt8
 
     model, tokenizer = micro_m
     ids = torch.tensor(prompts(tokenizer, 1, 32))

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from effbench import microworld
-from effbench.tasks import TASKS_DIR
-from effbench.tasks.build import write_task_data
-from effbench.zoo import MODELS_DIR
-from effbench.zoo.train import CONTEXT, corpus_budget
+from effbench.reference import microworld
+from effbench.reference.tasks import TASKS_DIR
+from effbench.reference.tasks.build import write_task_data
+from effbench.reference.zoo import MODELS_DIR
+from effbench.reference.zoo.train import CONTEXT, corpus_budget
 
 
 def test_same_seed_gives_byte_identical_task_files(tmp_path):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from effbench import hookspecs
-from effbench.config import load_suite
+from effbench.config.suite import load_suite
 from effbench.errors import EffbenchError
 from effbench.plugins import registry
-from effbench.sweep import hardware_fingerprint, plan
+from effbench.run.sweep import hardware_fingerprint, plan
 from tests.conftest import make_plugin_dist, run_cli
 
 DOCS = Path(__file__).parents[1] / "docs" / "plugins.md"

@@ -7,9 +7,9 @@ import json
 import pydantic
 import pytest
 
-from effbench.builtins.probes import CpuProbe
+from effbench.config.prices import DEFAULT_HARDWARE_USD_PER_HOUR, Prices, cost, resolve
+from effbench.default_plugins.probes import CpuProbe
 from effbench.errors import EffbenchError
-from effbench.prices import DEFAULT_HARDWARE_USD_PER_HOUR, Prices, cost, resolve
 
 A100_80 = "NVIDIA A100-SXM4-80GB"
 

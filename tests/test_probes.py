@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from effbench.builtins.probes import (
+from effbench.default_plugins.probes import (
     CpuProbe,
     GpuProbe,
     MemoryProbe,
@@ -21,7 +21,7 @@ from effbench.builtins.probes import (
     detect_platform,
 )
 from effbench.plugins import registry
-from effbench.sweep import collect_probes, hardware_fingerprint
+from effbench.run.sweep import collect_probes, hardware_fingerprint
 from tests.fake_nvml import FakeNvml
 
 
@@ -161,7 +161,7 @@ def test_fingerprint_is_stable_on_this_machine_and_follows_the_gpus():
 def test_probing_does_not_import_torch():
     """Probes run in the sweep's parent process, which never needs torch: importing it costs seconds."""
     code = (
-        "import sys; from effbench.plugins import registry; from effbench.sweep import collect_probes; "
+        "import sys; from effbench.plugins import registry; from effbench.run.sweep import collect_probes; "
         "collect_probes(registry()); print('torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

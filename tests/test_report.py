@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from effbench import report
-from effbench.store import ResultsStore
+from effbench.present import report
+from effbench.store.results import ResultsStore
 from tests.conftest import run_cli
 from tests.store_helpers import measurement, run_row
 

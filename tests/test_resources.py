@@ -8,13 +8,13 @@ import time
 import pytest
 
 from effbench import network
-from effbench.builtins.cost_metrics import Cost, RunCost
-from effbench.builtins.energy_metrics import DirectEnergy
-from effbench.builtins.system_metrics import NetworkBytes
-from effbench.config import load_suite
-from effbench.energy_sources import EnergySource
+from effbench.api.types import Measurement, Request, RunContext
+from effbench.config.suite import load_suite
+from effbench.default_plugins.metrics.cost import Cost, RunCost
+from effbench.default_plugins.metrics.energy import DirectEnergy
+from effbench.default_plugins.metrics.system import NetworkBytes
 from effbench.errors import EffbenchError
-from effbench.types import Measurement, Request, RunContext
+from effbench.measure.energy_sources import EnergySource
 
 
 class SteadyPower(EnergySource):
@@ -146,7 +146,7 @@ def test_bad_country_price_and_idle_are_rejected():
 
 def test_codecarbon_idle_power_path_runs_for_real():
     """The real codecarbon tracker measures idle power too; its mode is stated in every figure."""
-    from effbench.builtins.energy_metrics import Energy
+    from effbench.default_plugins.metrics.energy import Energy
 
     ctx = _context(idle_seconds=0.5, country="USA")
     out = _work(ctx, Energy(), 0.3)

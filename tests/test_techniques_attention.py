@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from effbench.zoo import load
+from effbench.reference.zoo import load
 from tests.technique_helpers import applied, generation_kwargs, greedy, ids, prompts
 
 WINDOW = 6

@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 
-from effbench import zoo
-from effbench.config import load_suite
+from effbench.config.suite import load_suite
 from effbench.errors import EffbenchError
 from effbench.plugins import registry
-from effbench.sweep import plan
+from effbench.reference import zoo
+from effbench.run.sweep import plan
 from tests.technique_helpers import applied, generation_kwargs, greedy, prompts
 
 # 24 tokens forced past the end of the answer: many draft/verify rounds, with rejections

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from effbench.builtins.layers import decoder_layers, linear_layers
-from effbench.zoo import load
+from effbench.modeling import decoder_layers, linear_layers
+from effbench.reference.zoo import load
 from tests.technique_helpers import applied, flops, greedy, ids, module_flops
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from effbench.builtins.layers import linear_layers, tensor_bytes, weight_bytes
-from effbench.zoo import load, resolve
+from effbench.modeling import linear_layers, tensor_bytes, weight_bytes
+from effbench.reference.zoo import load, resolve
 from tests.technique_helpers import applied, generation_kwargs, ids
 
 

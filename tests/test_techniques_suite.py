@@ -5,9 +5,9 @@ from pathlib import Path
 
 import yaml
 
-from effbench.config import load_suite
+from effbench.config.suite import load_suite
 from effbench.plugins import registry
-from effbench.store import ResultsStore
+from effbench.store.results import ResultsStore
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,11 +2,11 @@
 
 import pytest
 
-from effbench.config import load_suite
+from effbench.config.suite import load_suite
 from effbench.errors import EffbenchError
 from effbench.plugins import registry
-from effbench.sweep import plan
-from effbench.zoo import load
+from effbench.reference.zoo import load
+from effbench.run.sweep import plan
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from effbench.zoo import MODELS_DIR
-from effbench.zoo.train import train
+from effbench.reference.zoo import MODELS_DIR
+from effbench.reference.zoo.train import train
 
 
 @pytest.mark.parametrize("model", ["micro-s"])

@@ -6,9 +6,9 @@ import shutil
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from effbench import zoo
 from effbench.errors import EffbenchError
-from effbench.zoo.train import RECIPES
+from effbench.reference import zoo
+from effbench.reference.zoo.train import RECIPES
 
 
 def test_available_models():

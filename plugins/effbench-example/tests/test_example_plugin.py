@@ -1,7 +1,7 @@
 """The example plugin is discovered through its installed entry point and really changes the model."""
 
 from effbench.plugins import registry
-from effbench.zoo import load
+from effbench.reference.zoo import load
 
 
 def test_entry_point_registers_the_technique():

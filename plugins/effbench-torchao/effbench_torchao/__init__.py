@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from effbench import Technique, hookimpl
-from effbench.builtins.layers import check_divides, linear_layers
+from effbench.modeling import check_divides, linear_layers
 
 INT4_GROUP_SIZES = (32, 64, 128)
 

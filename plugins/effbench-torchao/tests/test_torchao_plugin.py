@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from effbench.builtins.layers import linear_layers, tensor_bytes, weight_bytes
-from effbench.config import load_suite
+from effbench.config.suite import load_suite
 from effbench.errors import EffbenchError
+from effbench.modeling import linear_layers, tensor_bytes, weight_bytes
 from effbench.plugins import registry
-from effbench.sweep import plan
-from effbench.zoo import load
+from effbench.reference.zoo import load
+from effbench.run.sweep import plan
 from tests.technique_helpers import applied
 
 TECHNIQUES = ("torchao-int8-weight", "torchao-int4-weight", "torchao-int8-dynamic")

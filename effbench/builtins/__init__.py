@@ -1,1 +1,0 @@
-"""First-party plugins that need only effbench's core dependencies, registered like any plugin."""

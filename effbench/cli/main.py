@@ -1,0 +1,217 @@
+"""The ``effbench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from effbench import __version__
+from effbench.cli.console import console, err_console, print_tables
+from effbench.errors import EffbenchError
+from effbench.measure.statistics import UNSTABLE_CV
+
+
+def _positive(text: str) -> float:
+    """An argparse type for thresholds: a number above zero, else a usage error that says so."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run a suite (the default one without arguments) and print the comparison table."""
+    from effbench.config.suite import load_suite
+    from effbench.present import report
+    from effbench.run.sweep import run_suite
+    from effbench.store.results import ResultsStore
+
+    overrides = {
+        "models": [args.model] if args.model else None,
+        "techniques": args.technique,
+        "tasks": args.task or None,
+        "output": args.output,
+        "limit": args.limit,
+        "timeout": args.timeout,
+        "scenarios": args.scenario,
+    }
+    suite = load_suite(args.suite, **overrides)
+    started = time.perf_counter()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[phase]}"),
+        console=err_console,
+        transient=not err_console.is_terminal,
+    ) as progress:
+        bar = progress.add_task("runs", total=len(suite.models) * len(suite.techniques), phase="planning")
+
+        def on_start(run, index, total):
+            progress.update(bar, description=f"{run.model} · {run.technique.label}", phase="starting worker")
+
+        def on_done(run, outcome):
+            phase = "stored (already done)" if outcome is None else ("failed" if outcome.error else "done")
+            progress.update(bar, advance=1, phase=phase)
+
+        result = run_suite(
+            suite,
+            force=args.force,
+            on_start=on_start,
+            on_event=lambda text: progress.update(bar, phase=text),
+            on_done=on_done,
+        )
+    tables = report.build(ResultsStore(suite.output), result.run_ids, suite.unstable_cv)
+    paths = report.write(tables, suite.output)
+    print_tables(tables)
+    console.print(
+        f"{len(result.run_ids)} runs ({len(result.skipped)} already stored, {len(result.failed)} failed) "
+        f"in {time.perf_counter() - started:.1f} s; results in {suite.output}, report in "
+        f"{', '.join(str(p) for p in paths.values())}"
+    )
+    for run_id, error in result.failed.items():
+        err_console.print(f"[red]run {run_id} failed:[/red] {error} (log: {suite.output / 'logs' / run_id}.log)")
+    return 1 if result.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Re-render the comparison table from a results store."""
+    from effbench.present import report
+    from effbench.store.results import ResultsStore
+
+    store = ResultsStore(args.results)
+    if not store.files("runs"):
+        raise EffbenchError(f"no results in {args.results}")
+    tables = report.build(store, unstable_cv=args.unstable_cv)
+    report.write(tables, args.results)
+    print_tables(tables)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List every plugin object with its kind, stage, resources and origin, then load errors."""
+    from effbench.plugins import registry
+
+    reg = registry()
+    rows = []
+    for kind, table in (("technique", reg.techniques), ("metric", reg.metrics), ("probe", reg.probes)):
+        for name, obj in table.items():
+            origin = reg.origins[(kind, name)]
+            rows.append(
+                {
+                    "kind": kind,
+                    "name": name,
+                    "stage": getattr(obj, "stage", ""),
+                    "resources": list(getattr(obj, "resources", ())) or [getattr(obj, "resource", "")],
+                    "plugin": origin.plugin,
+                    "distribution": origin.distribution,
+                    "version": origin.version,
+                }
+            )
+    errors = [{"plugin": e.origin.plugin, "distribution": e.origin.distribution, "error": e.error} for e in reg.errors]
+    if args.json:
+        console.print_json(
+            json.dumps({"plugins": rows, "errors": errors, "task_dirs": [str(d) for d in reg.task_dirs]})
+        )
+        return 0
+    view = Table(title="effbench plugins")
+    for column in ("kind", "name", "stage", "resources", "distribution", "version"):
+        view.add_column(column)
+    for row in rows:
+        view.add_row(
+            row["kind"], row["name"], row["stage"], ", ".join(row["resources"]), row["distribution"], row["version"]
+        )
+    console.print(view)
+    for error in errors:
+        err_console.print(
+            f"[red]error loading plugin {error['plugin']} ({error['distribution']}):[/red] {error['error']}"
+        )
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Print the hardware record stored with every result, as JSON."""
+    from effbench.plugins import registry
+    from effbench.run.sweep import collect_probes, hardware_fingerprint
+
+    reg = registry()
+    probes = collect_probes(reg)
+    print(json.dumps({"fingerprint": hardware_fingerprint(reg, probes), "probes": probes}, indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="effbench", description="What an LLM efficiency technique really costs and saves."
+    )
+    parser.add_argument("--version", action="version", version=f"effbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help=cmd_evaluate.__doc__, description=cmd_evaluate.__doc__)
+    ev.add_argument("suite", nargs="?", type=Path, help="suite YAML (default: the built-in default suite)")
+    ev.add_argument("--model", help="model id: zoo:NAME, a Hub id or a local directory")
+    ev.add_argument("--technique", action="append", metavar="NAME[:k=v,...]", help="technique to run (repeatable)")
+    ev.add_argument("--task", action="append", help="lm-eval task or group (repeatable)")
+    ev.add_argument("--output", type=Path, help="results directory (default ./effbench-results)")
+    ev.add_argument("--limit", type=int, help="documents per task")
+    ev.add_argument("--timeout", type=float, help="seconds per run before it is stopped")
+    ev.add_argument(
+        "--scenario",
+        action="append",
+        metavar="KIND[:k=v,...]",
+        help="load scenario (repeatable): single-stream, fixed-batch, server:rate=R, offline; e.g. server:rate=2",
+    )
+    ev.add_argument("--force", action="store_true", help="rerun runs already in the results store")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rp = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
+    rp.add_argument("--results", type=Path, default=Path("effbench-results"))
+    rp.add_argument(
+        "--unstable-cv",
+        type=_positive,
+        default=UNSTABLE_CV,
+        help=f"flag figures whose repeats vary more than this coefficient of variation (default {UNSTABLE_CV})",
+    )
+    rp.set_defaults(func=cmd_report)
+
+    pl = sub.add_parser("plugins", help=cmd_plugins.__doc__, description=cmd_plugins.__doc__)
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
+    pl.set_defaults(func=cmd_plugins)
+
+    pr = sub.add_parser("probe", help=cmd_probe.__doc__, description=cmd_probe.__doc__)
+    pr.set_defaults(func=cmd_probe)
+
+    from effbench.cli.dataset import add_commands
+
+    add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EffbenchError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted: finished runs are stored; rerun the same command to resume[/yellow]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Builtin quantization with core dependencies only: torch-native dynamic int8 and an fp8 KV cache.
+
+torchao's weight-only int8/int4 and int8 dynamic-activation techniques ship separately, in the
+first-party distribution ``plugins/effbench-torchao``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from effbench.api.types import Technique
+from effbench.hookspecs import hookimpl
+from effbench.modeling import linear_layers
+
+
+class DynamicInt8(Technique):
+    """int8 weights with activations quantized on the fly, using torch's own CPU kernels (fbgemm/x86)."""
+
+    name = "dynamic-int8"
+    stage = "inference"
+    resources = ("memory", "computation")
+    description = "torch-native dynamic int8 quantization of the blocks' linear layers (CPU kernels)."
+    references = ("https://arxiv.org/abs/1712.05877",)
+
+    def apply(self, model: Any, tokenizer: Any) -> Any:
+        import torch
+        from torch.ao.quantization import quantize_dynamic
+
+        targets = {name for name, _ in linear_layers(model)}
+        return quantize_dynamic(model, qconfig_spec=targets, dtype=torch.qint8, inplace=True)
+
+
+class KVCacheQuant(Technique):
+    """Store generation's key/value cache in fp8 (a quarter of fp32's bytes), dequantized on use."""
+
+    name = "kv-cache-quant"
+    stage = "inference"
+    resources = ("memory",)
+    description = (
+        "transformers' QuantizedCache with its fp8 backend (per-tensor scale) for every generation; "
+        "the quanto and HQQ backends need packages that are not effbench dependencies."
+    )
+    references = ("https://arxiv.org/abs/2402.02750",)
+
+    def generation_kwargs(self, model: Any, tokenizer: Any) -> dict[str, Any]:
+        return {"cache_implementation": "quantized", "cache_config": {"backend": "fp8"}}
+
+
+@hookimpl
+def register_techniques(register):
+    for technique in (DynamicInt8(), KVCacheQuant()):
+        register(technique)

@@ -1,0 +1,312 @@
+"""Leaderboards: per hardware fingerprint, every successful run ranked by accuracy beside its resource figures
+(Markdown and CSV), and Pareto frontiers of accuracy against latency, energy per token and peak memory (PNG)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import textwrap
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from effbench import __version__
+from effbench.api.types import QUALITY
+from effbench.present.report import (
+    LOAD_COLUMNS,
+    MODEL_COLUMNS,
+    ResourceColumn,
+    fmt,
+    markdown_table,
+    primary_quality,
+    technique_label,
+)
+from effbench.store.dataset import Dataset, check_replaceable, hardware_label, swap_in
+
+SHOWN = ("weight_bytes", "parameters_nonzero", "latency", "throughput", "peak_memory", "energy_direct_per_token", "co2")
+COLUMNS = tuple(c for c in (*MODEL_COLUMNS, *LOAD_COLUMNS) if c.metrics[0] in SHOWN and not c.baseline_over_value)
+FRONTIERS = {"latency": "latency", "energy": "energy_per_token", "memory": "peak_memory"}  # file suffix -> metric
+TITLE = "# effbench leaderboards"
+
+
+@dataclass
+class Entry:
+    """One successful run on a leaderboard: its primary task metrics, resource figures and accuracy score."""
+
+    run: dict[str, Any]
+    quality: dict[str, dict[str, Any]]  # task -> the primary metric's measurement
+    resources: dict[str, dict[str, Any]]  # metric -> run-level measurement
+    score: float | None = None
+
+    @property
+    def label(self) -> str:
+        """Model and technique with its parameters."""
+        return f"{self.run['model']} · {technique_label(self.run)}"
+
+    def value(self, column: ResourceColumn) -> float | None:
+        """A resource figure in display units."""
+        row = next((self.resources[m] for m in column.metrics if m in self.resources), None)
+        return row["value"] * column.scale if row else None
+
+
+def shared_scenario(ds: Dataset, run_ids: list[str]) -> str | None:
+    """The load scenario most of these runs measured (the first seen on a tie): a table shows one scenario."""
+    counts: Counter[str] = Counter()
+    for run_id in run_ids:
+        counts.update(list(dict.fromkeys(m["scenario"] for m in ds.measurements.get(run_id, []) if m["scenario"])))
+    return max(counts, key=counts.__getitem__) if counts else None
+
+
+def entry(ds: Dataset, run_id: str, scenario: str | None) -> Entry:
+    """A run's leaderboard entry (score left unset): model-level figures and those of ``scenario`` only."""
+    rows = ds.measurements.get(run_id, [])
+    resources = {
+        m["metric"]: m
+        for m in rows
+        if m["task"] == "" and m["resource"] != QUALITY and (m["scenario"] or None) in (None, scenario)
+    }
+    return Entry(ds.runs[run_id], primary_quality(rows), resources)
+
+
+def scored_tasks(entries: list[Entry]) -> list[tuple[str, str]]:
+    """(task, metric) pairs every entry has as a higher-is-better primary metric: the ones a mean can combine."""
+    if not entries:
+        return []
+    first = entries[0].quality
+    return [
+        (task, row["metric"])
+        for task, row in sorted(first.items())
+        if all(
+            e.quality.get(task, {}).get("metric") == row["metric"] and e.quality[task]["higher_is_better"]
+            for e in entries
+        )
+    ]
+
+
+def pareto_front(points: list[tuple[float, float]]) -> set[int]:
+    """Indices of (cost, accuracy) points no other point dominates (no more cost, no less accuracy, one strictly)."""
+    front = set()
+    for i, (cost, acc) in enumerate(points):
+        if not any(c <= cost and a >= acc and (c < cost or a > acc) for c, a in points):
+            front.add(i)
+    return front
+
+
+@dataclass
+class Board:
+    """The leaderboard of one machine."""
+
+    fingerprint: str
+    machine: str
+    entries: list[Entry]
+    tasks: list[str]  # every task shown, in column order
+    scored: list[tuple[str, str]]  # (task, metric) pairs the score averages
+    scenario: str | None  # the load scenario of the latency, throughput, memory and energy figures
+    points: dict[str, tuple[list[int], list[tuple[float, float]]]]  # frontier name -> entry indices, (cost, score)
+    fronts: dict[str, set[int]]  # frontier name -> indices into entries
+
+    def frontier_names(self, index: int) -> str:
+        """Which frontiers an entry is on, e.g. 'latency, memory'."""
+        return ", ".join(name for name, members in self.fronts.items() if index in members)
+
+
+def _column(metric: str) -> ResourceColumn:
+    return next(c for c in COLUMNS if metric in c.metrics)
+
+
+def _points(entries: list[Entry], metric: str) -> tuple[list[int], list[tuple[float, float]]]:
+    column = _column(metric)
+    kept = [i for i, e in enumerate(entries) if e.score is not None and e.value(column) is not None]
+    return kept, [(entries[i].value(column), entries[i].score) for i in kept]
+
+
+def boards(ds: Dataset) -> list[Board]:
+    """One leaderboard per hardware fingerprint, entries ranked by score (then latency)."""
+    out = []
+    for fingerprint, run_ids in ds.hardware().items():
+        ok = [r for r in run_ids if ds.runs[r]["status"] == "ok"]
+        if not ok:
+            continue
+        scenario = shared_scenario(ds, ok)
+        entries = [entry(ds, r, scenario) for r in ok]
+        scored = scored_tasks(entries)
+        for e in entries:
+            e.score = sum(e.quality[t]["value"] for t, _ in scored) / len(scored) if scored else None
+        latency = _column("latency")
+        entries.sort(key=lambda e: (e.score is None, -(e.score or 0.0), e.value(latency) or math.inf, e.label))
+        points = {name: _points(entries, metric) for name, metric in FRONTIERS.items()}
+        fronts = {name: {kept[i] for i in pareto_front(xy)} for name, (kept, xy) in points.items()}
+        tasks = sorted({t for e in entries for t in e.quality})
+        machine = hardware_label(ds.runs[run_ids[0]]["hardware"])
+        out.append(Board(fingerprint, machine, entries, tasks, scored, scenario, points, fronts))
+    return out
+
+
+def headers(board: Board) -> list[str]:
+    """Column headers of a machine's leaderboard."""
+    metric_of = {t: next(e.quality[t]["metric"] for e in board.entries if t in e.quality) for t in board.tasks}
+    return [
+        "Rank",
+        "Model · technique",
+        *(f"{t} {metric_of[t]}" for t in board.tasks),
+        "Score",
+        *(c.header for c in COLUMNS),
+        "Pareto-optimal for",
+        "Run",
+    ]
+
+
+def cells(board: Board, index: int) -> list[str]:
+    """One leaderboard row as text."""
+    e = board.entries[index]
+    quality = [e.quality.get(t) for t in board.tasks]
+    return [
+        str(index + 1),
+        e.label,
+        *(fmt(q["value"], 3, q["stderr"]) if q else "–" for q in quality),
+        fmt(e.score, 3),
+        *(fmt(e.value(c), c.digits) for c in COLUMNS),
+        board.frontier_names(index) or "–",
+        e.run["run_id"],
+    ]
+
+
+def scenario_note(scenario: str | None) -> str:
+    """Which load scenario the latency, throughput, peak memory and energy figures come from."""
+    if scenario is None:
+        return "No run measured a load scenario."
+    return f"Latency, throughput, peak memory, energy and CO2 are from the `{scenario}` scenario (runs without it: –)."
+
+
+def to_markdown(board: Board) -> str:
+    """The machine's leaderboard, with what the score means and the Pareto plots."""
+    score = ", ".join(f"{t} {m}" for t, m in board.scored) or "no task every run shares (no score)"
+    lines = [
+        f"## {board.machine}",
+        "",
+        f"Hardware fingerprint `{board.fingerprint}`; {len(board.entries)} successful runs. "
+        f"Score: mean of {score}. {scenario_note(board.scenario)} "
+        "Resource figures are comparable only on this machine.",
+        "",
+        markdown_table(headers(board), [cells(board, i) for i in range(len(board.entries))]),
+    ]
+    lines += [f"![accuracy vs {name}](pareto-{name}.png)" for name in FRONTIERS]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(board: Board) -> str:
+    """Raw numbers per entry: value and stderr in separate columns, resource figures in the headers' units."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        [
+            "hardware_fingerprint",
+            "machine",
+            "rank",
+            "model",
+            "technique",
+            "technique_params",
+            "run_id",
+            "scenario",
+            *(h for t in board.tasks for h in (f"{t} value", f"{t} stderr", f"{t} metric")),
+            "score",
+            *(c.header for c in COLUMNS),
+            "pareto",
+        ]
+    )
+    for i, e in enumerate(board.entries):
+        quality = [e.quality.get(t) or {} for t in board.tasks]
+        writer.writerow(
+            [
+                board.fingerprint,
+                board.machine,
+                i + 1,
+                e.run["model"],
+                e.run["technique"],
+                e.run["technique_params"],
+                e.run["run_id"],
+                board.scenario,
+                *(v for q in quality for v in (q.get("value"), q.get("stderr"), q.get("metric"))),
+                e.score,
+                *(e.value(c) for c in COLUMNS),
+                board.frontier_names(i),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def plot(board: Board, name: str, path: Path) -> None:
+    """Accuracy score against one resource, the Pareto frontier drawn as a staircase through its members."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = FRONTIERS[name]
+    column = _column(metric)
+    kept, points = board.points[name]
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    front = board.fronts[name]
+    middle = (min(x for x, _ in points) + max(x for x, _ in points)) / 2 if points else 0.0
+    for on, color, legend in ((True, "tab:red", "Pareto-optimal"), (False, "tab:gray", "dominated")):
+        chosen = [p for i, p in zip(kept, points, strict=True) if (i in front) == on]
+        if chosen:
+            ax.scatter(*zip(*chosen, strict=True), s=70, color=color, edgecolor="black", linewidth=0.5, zorder=3,
+                       label=legend)  # fmt: skip
+    one_model = len({e.run["model"] for e in board.entries}) == 1
+    for i, (x, y) in zip(kept, points, strict=True):
+        right = x <= middle  # labels point inwards so they stay inside the figure
+        text = technique_label(board.entries[i].run) if one_model else board.entries[i].label
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(6 if right else -6, 6),
+                    ha="left" if right else "right", fontsize=8)  # fmt: skip
+    steps = sorted(p for i, p in zip(kept, points, strict=True) if i in front)
+    if len(steps) > 1:
+        ax.step([x for x, _ in steps], [y for _, y in steps], where="post", color="tab:red", label="Pareto frontier")
+    if points:
+        ax.legend(loc="best")
+    else:
+        ax.text(0.5, 0.5, f"no run has both a score and {metric}", ha="center", transform=ax.transAxes)
+    score = ", ".join(f"{t} {m}" for t, m in board.scored) or "no shared task"
+    ax.set_xlabel(f"{column.header}  (lower is better; {board.scenario or 'no scenario'})")
+    ax.set_ylabel(textwrap.fill(f"score: mean of {score} (higher is better)", 60), fontsize=9)
+    model = f"{board.entries[0].run['model']} · " if one_model else ""
+    ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.margins(0.15)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write(ds: Dataset, built: list[Board], out: Path) -> list[Path]:
+    """Write README.md (index) and per machine leaderboard.md, leaderboard.csv and the Pareto PNGs; returns them."""
+    index = out / "README.md"
+    check_replaceable(out, index.is_file() and index.read_text().startswith(TITLE), "effbench leaderboards")
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir(parents=True)
+    suites = ", ".join(sorted({r["suite"] or "?" for r in ds.runs.values()}))
+    lines = [
+        TITLE,
+        "",
+        f"Rendered by `effbench leaderboard` (effbench {__version__}) from {len(ds.runs)} runs of suite(s) {suites}. "
+        "One leaderboard per machine (hardware fingerprint): resource figures of different machines differ.",
+        "",
+    ]
+    for board in built:
+        folder = tmp / board.fingerprint
+        folder.mkdir()
+        (folder / "leaderboard.md").write_text(to_markdown(board))
+        (folder / "leaderboard.csv").write_text(to_csv(board))
+        for name in FRONTIERS:
+            plot(board, name, folder / f"pareto-{name}.png")
+        best = board.entries[0]
+        lines.append(
+            f"- [{board.machine}]({board.fingerprint}/leaderboard.md) (`{board.fingerprint}`): "
+            f"{len(board.entries)} runs; top score {fmt(best.score, 3)} by {best.label}"
+        )
+    (tmp / "README.md").write_text("\n".join(lines) + "\n")
+    swap_in(tmp, out)
+    return sorted(p for p in out.rglob("*") if p.is_file())

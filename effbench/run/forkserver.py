@@ -1,0 +1,127 @@
+"""Isolated worker processes: every run in its own process, forked from a preloaded forkserver.
+
+The forkserver imports torch, transformers, lm-eval and the plugins once (``effbench.run.preload``);
+each run is then a cheap fork of it. A run that raises, aborts the interpreter, is killed
+or exceeds its timeout only takes its own process down and comes back as a failed outcome.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+PRELOAD = ["effbench.run.preload"]
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class Outcome:
+    """What came back from one worker: a result, or an error saying how the run failed."""
+
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    ready_after_s: float | None = None  # dispatch until the worker could start work
+
+
+def _child(conn: Connection, target: str, payload: dict[str, Any], log_path: str | None, dispatched: float) -> None:
+    """Worker body: report readiness, run ``target(payload, emit)``, send back its result or traceback."""
+    conn.send(("ready", time.perf_counter() - dispatched))
+    if log_path:
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+    try:
+        module_name, _, func_name = target.partition(":")
+        func = getattr(__import__(module_name, fromlist=[func_name]), func_name)
+        result = func(payload, lambda text: conn.send(("event", text)))
+        conn.send(("result", result))
+    except BaseException as err:  # everything must come back as a failed outcome
+        traceback.print_exc()
+        conn.send(("error", "".join(traceback.format_exception_only(type(err), err)).strip()))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.close()
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"worker process died ({name})"
+    return f"worker process exited with code {exitcode} before reporting a result"
+
+
+class WorkerPool:
+    """Runs callables in fresh processes forked from one preloaded forkserver."""
+
+    def __init__(self, preload: list[str] | None = None) -> None:
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload(PRELOAD if preload is None else preload)
+
+    def run(
+        self,
+        target: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float,
+        log_path: Path | None = None,
+        on_event: Callable[[str], None] | None = None,
+    ) -> Outcome:
+        """Run ``module:function`` on ``payload`` in a new worker and wait at most ``timeout`` seconds."""
+        receiver, sender = self.context.Pipe(duplex=False)
+        dispatched = time.perf_counter()
+        process = self.context.Process(
+            target=_child,
+            args=(sender, target, payload, str(log_path) if log_path else None, dispatched),
+            daemon=True,
+        )
+        process.start()
+        sender.close()
+        outcome = Outcome()
+        deadline = time.monotonic() + timeout
+        try:
+            while outcome.result is None and outcome.error is None:
+                if time.monotonic() > deadline:
+                    outcome.error = f"timed out after {timeout:g} s"
+                    break
+                if not receiver.poll(POLL_SECONDS):
+                    continue
+                try:
+                    kind, value = receiver.recv()
+                except EOFError:
+                    process.join(5)
+                    outcome.error = _death_reason(process.exitcode)
+                    break
+                if kind == "ready":
+                    outcome.ready_after_s = value
+                elif kind == "event" and on_event:
+                    on_event(value)
+                elif kind == "result":
+                    outcome.result = value
+                else:
+                    outcome.error = value
+        finally:
+            if process.is_alive():
+                process.join(2 if outcome.result is not None else 0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            receiver.close()
+        return outcome
+
+
+def ping(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, Any]:
+    """A run that does nothing: measures the pool's own overhead and checks a worker is alive."""
+    return {"pid": os.getpid()}
