@@ -10,7 +10,7 @@ import statistics
 
 from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, alternate, load, run_cli, timed_requests
 
-from effbench.api.types import RunContext
+from effbench.api.context import RunContext
 from effbench.config.suite import Scenario
 from effbench.default_plugins.metrics.load import Latency
 from effbench.run.pipeline import Instruments, measure_scenario

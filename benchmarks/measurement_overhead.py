@@ -12,7 +12,7 @@ import time
 
 from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, alternate, load, run_cli, timed_requests
 
-from effbench.api.types import RunContext
+from effbench.api.context import RunContext
 from effbench.config.suite import Scenario
 from effbench.plugins import registry
 from effbench.run.pipeline import Instruments, measure_scenario

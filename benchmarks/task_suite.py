@@ -7,7 +7,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from effbench.reference.zoo.card import comparison_table, score
+from effbench.publish.model_card import comparison_table, score
 
 
 def main() -> None:

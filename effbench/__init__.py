@@ -1,23 +1,27 @@
 """effbench: what an LLM efficiency technique really costs and saves, accuracy and resources in one run."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-from effbench.api.types import Measurement, Metric, Probe, RunContext, Technique
+from effbench.api.context import Measurement, Request, RunContext
+from effbench.api.executor import Executor, Job, Outcome
+from effbench.api.metric import Metric, Quantity, Window
+from effbench.api.probe import Probe
+from effbench.api.technique import Technique
 from effbench.errors import EffbenchError
 from effbench.hookspecs import hookimpl
-
-try:
-    __version__ = version("effbench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from effbench.version import __version__
 
 __all__ = [
     "EffbenchError",
+    "Executor",
+    "Job",
     "Measurement",
     "Metric",
+    "Outcome",
     "Probe",
+    "Quantity",
+    "Request",
     "RunContext",
     "Technique",
+    "Window",
     "__version__",
     "evaluate",
     "hookimpl",

@@ -1,4 +1,4 @@
-"""The hooks effbench calls on plugins; each is documented in docs/plugins.md (a test enforces it)."""
+"""The hooks effbench calls on plugins; tests/test_docs.py checks each is documented in docs/plugins.md and tested."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from effbench.api.types import Metric, Probe, Technique
+    from effbench.api.executor import Executor
+    from effbench.api.metric import Metric
+    from effbench.api.probe import Probe
+    from effbench.api.technique import Technique
 
 PROJECT = "effbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -34,3 +37,8 @@ def register_probes(register: Callable[[Probe], None]) -> None:
 @hookspec
 def register_tasks(register: Callable[[str | Path], None]) -> None:
     """Register extra lm-eval task directories: call ``register(path)`` once per directory."""
+
+
+@hookspec
+def register_executors(register: Callable[[Executor], None]) -> None:
+    """Register executors (where a run executes): call ``register(executor)`` once per Executor instance."""

@@ -1,13 +1,27 @@
-"""What techniques need to know about a decoder model: its linear layers, its blocks, its real weight bytes."""
+"""The public helpers for technique authors: a decoder model's linear layers, its blocks, its real weight bytes.
+
+Plugins import only ``effbench`` and this module, so effbench can reorganise everything else without breaking them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+__all__ = [
+    "check_divides",
+    "decoder_layers",
+    "head_dim",
+    "linear_input_sizes",
+    "linear_layers",
+    "parameter_counts",
+    "tensor_bytes",
+    "weight_bytes",
+]
+
 
 def linear_layers(model: Any) -> list[tuple[str, Any]]:
-    """The transformer blocks' linear layers (embeddings and the LM head are left alone)."""
+    """The transformer blocks' linear layers, what quantization and pruning rewrite (not embeddings or the LM head)."""
     import torch
 
     head = model.get_output_embeddings()
@@ -19,17 +33,17 @@ def linear_layers(model: Any) -> list[tuple[str, Any]]:
 
 
 def decoder_layers(model: Any) -> Any:
-    """The decoder's ``ModuleList`` of transformer blocks (Llama-style ``model.model.layers``)."""
+    """The decoder's ``ModuleList`` of transformer blocks, for techniques that drop or rewrite whole blocks."""
     return model.get_decoder().layers
 
 
 def head_dim(config: Any) -> int:
-    """Width of one attention head, explicit in the config or implied by hidden size / heads."""
+    """Width of one attention head (explicit in the config or hidden size / heads), to check head-wise parameters."""
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
 def linear_input_sizes(config: Any) -> dict[str, int]:
-    """The input widths of a Llama-style block's linear layers, named by the config fields they come from."""
+    """The input widths of a Llama-style block's linear layers, named by config field so errors can cite them."""
     return {
         "hidden_size": config.hidden_size,
         "num_attention_heads × head_dim": config.num_attention_heads * head_dim(config),

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from effbench import hookspecs
-from effbench.api.types import Metric, Probe, Technique, check_metric, check_probe, check_technique
+from effbench.api.executor import Executor, check_executor
+from effbench.api.metric import Metric, check_metric
+from effbench.api.probe import Probe, check_probe
+from effbench.api.technique import Technique, check_technique
 from effbench.errors import EffbenchError
 
 ENTRY_POINT_GROUP = "effbench"
 LOAD_ENV = "EFFBENCH_LOAD_PLUGINS"
+DISABLE_ENV = "EFFBENCH_DISABLE"
+IN_PROCESS = "in-process"  # the distribution recorded for plugin objects passed to build_registry(extra=...)
 BUILTIN_MODULES = (
     "effbench.default_plugins.techniques.basic",
     "effbench.default_plugins.techniques.quantization",
@@ -33,7 +40,10 @@ BUILTIN_MODULES = (
     "effbench.default_plugins.metrics.cost",
     "effbench.default_plugins.probes",
     "effbench.default_plugins.tasks",
+    "effbench.default_plugins.executors",
 )
+# A builtin's plugin name (what EFFBENCH_DISABLE takes) is its module's last dotted component; a test keeps them unique.
+BUILTIN_NAMES = {module.rpartition(".")[2]: module for module in BUILTIN_MODULES}
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class Registry:
     techniques: dict[str, Technique] = field(default_factory=dict)
     metrics: dict[str, Metric] = field(default_factory=dict)
     probes: dict[str, Probe] = field(default_factory=dict)
+    executors: dict[str, Executor] = field(default_factory=dict)
     task_dirs: list[Path] = field(default_factory=list)
     origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
     errors: list[LoadError] = field(default_factory=list)
@@ -71,6 +82,10 @@ class Registry:
     def metric(self, name: str) -> Metric:
         """The metric called ``name``, or an error listing the valid names."""
         return _lookup(self.metrics, name, "metric")
+
+    def executor(self, name: str) -> Executor:
+        """The executor called ``name``, or an error listing the valid names."""
+        return _lookup(self.executors, name, "executor")
 
 
 def _lookup(table: dict[str, Any], name: str, kind: str) -> Any:
@@ -88,49 +103,83 @@ def _selected(entry_point_name: str, distribution: str) -> bool:
     return entry_point_name in names or distribution in names
 
 
+def _disabled(valid: set[str]) -> set[str]:
+    """Honour EFFBENCH_DISABLE: plugin names (builtin short names, entry points) not to load; a typo is an error."""
+    names = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    if unknown := sorted(names - valid):
+        raise EffbenchError(
+            f"{DISABLE_ENV}: unknown plugin {', '.join(map(repr, unknown))}; valid names: {', '.join(sorted(valid))}"
+        )
+    return names
+
+
 def _error_text(err: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(err), err)).strip()
 
 
-def _load_plugins(pm: pluggy.PluginManager, errors: list[LoadError]) -> dict[str, Origin]:
-    """Register builtins, then every selected entry point; a broken one is recorded, not fatal."""
-    from effbench import __version__
-
-    origins: dict[str, Origin] = {}
-    for module_name in BUILTIN_MODULES:
-        pm.register(importlib.import_module(module_name), name=module_name)
-        origins[module_name] = Origin(module_name, "effbench", __version__)
+def _entry_points() -> list[tuple[importlib.metadata.EntryPoint, Origin]]:
+    """Every ``effbench`` entry point with its origin; a distribution found twice on the path counts once."""
+    found: dict[tuple[str, str], tuple[importlib.metadata.EntryPoint, Origin]] = {}
     for dist in importlib.metadata.distributions():
-        dist_name = dist.metadata["Name"]
         for ep in dist.entry_points:
-            if ep.group != ENTRY_POINT_GROUP or pm.has_plugin(ep.name) or not _selected(ep.name, dist_name):
-                continue
-            origin = Origin(ep.name, dist_name, dist.version)
-            try:
-                pm.register(ep.load(), name=ep.name)
-            except Exception as err:  # any import-time failure of third-party code
-                errors.append(LoadError(origin, _error_text(err)))
-                continue
-            origins[ep.name] = origin
-    return origins
+            if ep.group == ENTRY_POINT_GROUP:
+                found.setdefault(
+                    (dist.metadata["Name"], ep.name), (ep, Origin(ep.name, dist.metadata["Name"], dist.version))
+                )
+    return list(found.values())
 
 
-@cache
-def plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager with hookspecs added (plugins load in ``registry``)."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    return pm
+def _register(
+    pm: pluggy.PluginManager,
+    origin: Origin,
+    load: Callable[[], object],
+    origins: dict[str, Origin],
+    errors: list[LoadError],
+) -> None:
+    """Register one plugin unless disabled; a failure to import or validate it, or a taken name, is recorded."""
+    if pm.is_blocked(origin.plugin):
+        return
+    if origin.plugin in origins:
+        taken = origins[origin.plugin]
+        errors.append(LoadError(origin, f"plugin name {origin.plugin!r} is already used by {taken.distribution}"))
+        return
+    try:
+        pm.register(load(), name=origin.plugin)
+    except Exception as err:  # any import-time or validation failure of plugin code
+        errors.append(LoadError(origin, _error_text(err)))
+        return
+    origins[origin.plugin] = origin
+
+
+def _drop_unknown_hooks(pm: pluggy.PluginManager, origins: dict[str, Origin], errors: list[LoadError]) -> None:
+    """A hookimpl no hookspec names (a misspelt hook) would be ignored: record it and unregister its plugin."""
+    valid = sorted(name for name, caller in vars(pm.hook).items() if caller.has_spec())
+    while True:
+        try:
+            pm.check_pending()  # raises for the first plugin with an unknown hook; repeat until none is left
+        except pluggy.PluginValidationError as err:
+            unknown = sorted(c.name for c in pm.get_hookcallers(err.plugin) or () if not c.has_spec())
+            hints = [f"{name!r}{_did_you_mean(name, valid)}" for name in unknown]
+            origin = origins.pop(pm.get_name(err.plugin))
+            errors.append(LoadError(origin, f"unknown hook {', '.join(hints)}; valid hooks: {', '.join(valid)}"))
+            pm.unregister(err.plugin)
+        else:
+            return
+
+
+def _did_you_mean(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _collect(
+    pm: pluggy.PluginManager,
     registry: Registry,
     hook_name: str,
     origins: dict[str, Origin],
     accept: Callable[[Any, Origin], None],
 ) -> None:
     """Call one registration hook plugin by plugin, so an error is pinned on the plugin that made it."""
-    pm = plugin_manager()
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
         origin = origins[impl.plugin_name]
 
@@ -154,11 +203,33 @@ def _add_named(table: dict[str, Any], kind: str, registry: Registry, obj: Any, o
     registry.origins[(kind, obj.name)] = origin
 
 
-@cache
-def registry() -> Registry:
-    """Load every plugin once per process and collect what they register."""
+def build_registry(extra: Mapping[str, object] | None = None, *, load_entry_points: bool = True) -> Registry:
+    """A fresh registry of the builtins, ``extra`` plugin objects (by name) and entry points; ``registry()`` caches one.
+
+    Tests pass their plugins as ``extra`` (see ``effbench.testing``) instead of installing a distribution.
+    """
+    from effbench.version import __version__
+
+    extra = dict(extra or {})
+    entry_points = _entry_points()
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in _disabled({*BUILTIN_NAMES, *extra, *(origin.plugin for _, origin in entry_points)}):
+        pm.set_blocked(name)
+
     reg = Registry()
-    origins = _load_plugins(plugin_manager(), reg.errors)
+    origins: dict[str, Origin] = {}
+    for name, module in BUILTIN_NAMES.items():
+        _register(
+            pm, Origin(name, "effbench", __version__), partial(importlib.import_module, module), origins, reg.errors
+        )
+    for name, plugin in extra.items():
+        _register(pm, Origin(name, IN_PROCESS, ""), lambda plugin=plugin: plugin, origins, reg.errors)
+    if load_entry_points:
+        for ep, origin in entry_points:
+            if _selected(ep.name, origin.distribution):
+                _register(pm, origin, ep.load, origins, reg.errors)
+    _drop_unknown_hooks(pm, origins, reg.errors)
 
     def technique(obj: Technique, origin: Origin) -> None:
         check_technique(obj)
@@ -172,13 +243,42 @@ def registry() -> Registry:
         check_probe(obj)
         _add_named(reg.probes, "probe", reg, obj, origin)
 
+    def executor(obj: Executor, origin: Origin) -> None:
+        check_executor(obj)
+        _add_named(reg.executors, "executor", reg, obj, origin)
+
     def task_dir(path: str | Path, origin: Origin) -> None:
         if not Path(path).is_dir():
             raise ValueError(f"task directory {path} does not exist")
         reg.task_dirs.append(Path(path))
 
-    _collect(reg, "register_techniques", origins, technique)
-    _collect(reg, "register_metrics", origins, metric)
-    _collect(reg, "register_probes", origins, probe)
-    _collect(reg, "register_tasks", origins, task_dir)
+    _collect(pm, reg, "register_techniques", origins, technique)
+    _collect(pm, reg, "register_metrics", origins, metric)
+    _collect(pm, reg, "register_probes", origins, probe)
+    _collect(pm, reg, "register_executors", origins, executor)
+    _collect(pm, reg, "register_tasks", origins, task_dir)
     return reg
+
+
+_pinned: list[Registry] = []  # registries put in place by use_registry, innermost last
+
+
+@cache
+def _loaded() -> Registry:
+    """Every plugin, loaded once per process."""
+    return build_registry()
+
+
+def registry() -> Registry:
+    """The process-wide registry: every plugin loaded once, or the one a test put in place with ``use_registry``."""
+    return _pinned[-1] if _pinned else _loaded()
+
+
+@contextmanager
+def use_registry(reg: Registry) -> Iterator[Registry]:
+    """Make ``registry()`` return ``reg`` inside the block and the previous one after it (tests: effbench.testing)."""
+    _pinned.append(reg)
+    try:
+        yield reg
+    finally:
+        _pinned.pop()

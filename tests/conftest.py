@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -14,9 +16,25 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# after the environment above, so nothing it imports reaches the network
+from effbench.testing import effbench_registry  # noqa: F401 - the fixture for in-process plugins
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the ``effbench`` command line in this process (same parsing, errors and output as the installed one)."""
+    from effbench.cli.main import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse: --version, usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 2
+    return subprocess.CompletedProcess(["effbench", *args], code, stdout.getvalue(), stderr.getvalue())
+
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600, cwd: Path | None = None):
-    """Run the installed ``effbench`` command line in a subprocess and capture its output."""
+    """Run the installed ``effbench`` command line in a subprocess: for what only a process shows (kill, env, crash)."""
     return subprocess.run(
         [sys.executable, "-m", "effbench.cli", *args],
         capture_output=True,

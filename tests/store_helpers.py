@@ -10,6 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from effbench.api.metric import Metric, Quantity
+from effbench.plugins import Registry
+from effbench.present.columns import registry_columns
+from effbench.records import MeasurementRow, RunRecord
 from effbench.store.results import ResultsStore
 
 MACHINES = {
@@ -30,14 +34,12 @@ TECHNIQUES = (
 )
 
 
-def run_row(run_id: str, technique: str, params: dict, hardware: str = "hwA", **extra) -> dict:
-    """A runs row as the sweep writes it."""
-    finished = extra.pop("finished_at", datetime(2026, 1, 1, 12, tzinfo=UTC))
-    return {
+def run_row(run_id: str, technique: str, params: dict, hardware: str = "hwA", **extra) -> RunRecord:
+    """A run record as the sweep writes it."""
+    fields = {
         "run_id": run_id,
         "suite": "synthetic",
         "model": "zoo:micro-m",
-        "model_revision": None,
         "model_fingerprint": "m1",
         "technique": technique,
         "technique_params": json.dumps(params, sort_keys=True),
@@ -45,31 +47,30 @@ def run_row(run_id: str, technique: str, params: dict, hardware: str = "hwA", **
         "resources": ["memory", "computation"],
         "tasks": ["micro_copy", "micro_text"],
         "settings": json.dumps({"limit": 5}),
-        "status": "ok",
-        "error": None,
-        "warnings": [],
         "hardware_fingerprint": hardware,
         "hardware": json.dumps(MACHINES.get(hardware, {})),
-        "versions": "{}",
         "effbench_version": "0.1.0",
         "started_at": datetime(2026, 1, 1, 11, tzinfo=UTC),
-        "finished_at": finished,
+        "finished_at": datetime(2026, 1, 1, 12, tzinfo=UTC),
         "duration_s": 3600.0,
         "phase_seconds": json.dumps({"load": 1.0}),
-        **extra,
+        "stack": json.dumps([{"name": technique, "params": params}]),
     }
+    return RunRecord(**{**fields, **extra})
 
 
 def measurement(
     metric: str, value: float, unit: str, resource: str, task: str = "", higher_is_better: bool | None = None, **extra
-) -> dict:
-    """A measurements row (run_id is filled in by the store); quality is higher-is-better unless told."""
+) -> MeasurementRow:
+    """A measurement (run_id is filled in by the store); quality is higher-is-better unless told."""
     better = resource == "quality" if higher_is_better is None else higher_is_better
-    row = {"metric": metric, "value": value, "unit": unit, "resource": resource, "task": task, "method": "synthetic"}
-    return {**row, "higher_is_better": better, **extra}
+    fields = {"metric": metric, "value": value, "unit": unit, "resource": resource, "task": task, "method": "synthetic"}
+    return MeasurementRow(**{**fields, "higher_is_better": better, **extra})
 
 
-def measurements(acc: float, ppl: float, latency: float, joules: float, peak: float, weight: float) -> list[dict]:
+def measurements(
+    acc: float, ppl: float, latency: float, joules: float, peak: float, weight: float
+) -> list[MeasurementRow]:
     """A run's measurements in the order the runner reports them (quality first, exact_match before others)."""
     return [
         measurement("exact_match", acc, "", "quality", "micro_copy", stderr=0.02, n=5),
@@ -82,6 +83,44 @@ def measurements(acc: float, ppl: float, latency: float, joules: float, peak: fl
     ]
 
 
+class DeclaredMetric(Metric):
+    """A metric that only declares quantities: what tables need from a metric, without measuring anything."""
+
+    def __init__(self, scope: str, *quantities: Quantity) -> None:
+        first = quantities[0]
+        self.name, self.unit, self.resource, self.higher_is_better = first.name, first.unit, first.resource, False
+        self.scope, self.quantities = scope, quantities
+
+
+def quantity(name: str, unit: str, resource: str = "computation", **display) -> Quantity:
+    """A lower-is-better quantity with a description, shown as ``display`` says."""
+    return Quantity(name, unit, resource, False, f"{name}: a test quantity", **display)
+
+
+def registry_of(*metrics: Metric) -> Registry:
+    """A registry holding only these metrics (no plugin machinery)."""
+    return Registry(metrics={m.name: m for m in metrics})
+
+
+# The builtin metrics' declarations as the tests need them, constructed here rather than read from the plugins.
+BUILTIN_LIKE = (
+    DeclaredMetric("run", quantity("weight_bytes", "MB", "memory", header="Size (MB)", ratio_header="Compression ×",
+                                   headline=True)),
+    DeclaredMetric("scenario", quantity("latency", "ms", header="Latency (ms)", digits=1, ratio_header="Speed-up ×",
+                                        headline=True),
+                   quantity("latency_p50", "ms", header="p50 (ms)", digits=1, detail=True)),
+    DeclaredMetric("repeat", quantity("peak_memory", "MiB", "memory", header="Peak RSS (MiB)", digits=0,
+                                      headline=True)),
+    DeclaredMetric("repeat", quantity("energy_direct", "kWh", "energy", detail=True),
+                   quantity("energy_direct_per_token", "J/token", "energy", header="Energy, counters (mJ/token)",
+                            scale=1e3, headline=True)),
+    DeclaredMetric("repeat", quantity("energy", "kWh", "energy", detail=True),
+                   quantity("energy_per_token", "J/token", "energy", header="Energy (mJ/token)", scale=1e3,
+                            headline=True)),
+)  # fmt: skip
+COLUMNS = registry_columns(registry_of(*BUILTIN_LIKE))
+
+
 def rewrite(path: Path, mutate: Callable[[pa.Table], pa.Table]) -> None:
     """Replace a Parquet file by a mutated copy of its table (to make bad input on purpose)."""
     pq.write_table(mutate(pq.read_table(path)), path)
@@ -92,6 +131,16 @@ def values_as_text(table: pa.Table) -> pa.Table:
     return table.set_column(
         table.schema.get_field_index("value"), "value", pa.array(map(str, table["value"].to_pylist()))
     )
+
+
+def as_written_by(store: ResultsStore, version: str) -> None:
+    """Rewrite a store's files as an earlier schema version wrote them: without the columns added since."""
+    for kind in (RunRecord, MeasurementRow):
+        later = list(kind.later_columns(after=version))
+        for path in store.files(kind.table):
+            rewrite(path, lambda t, later=later: t.drop_columns(later))
+    for path in store.files(RunRecord.table):
+        rewrite(path, lambda t: t.set_column(1, "schema_version", pa.array([version] * len(t))))
 
 
 def two_machine_store(root: Path) -> ResultsStore:

@@ -22,7 +22,10 @@ def test_known_countries_are_alpha3_codes_with_names():
 
 def test_known_countries_reads_only_the_table():
     """Checking a suite must not pay for codecarbon's pandas tables (~0.4 s) or a tracker."""
-    code = "import sys; from effbench.config.countries import known_countries; known_countries(); print('pandas' in sys.modules)"
+    code = (
+        "import sys; from effbench.config.countries import known_countries; "
+        "known_countries(); print('pandas' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert known_countries() is known_countries()  # cached

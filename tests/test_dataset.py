@@ -8,27 +8,31 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard
 
-from effbench.api.types import RESOURCES, STAGES
+from effbench.api.vocabulary import RESOURCES, STAGES
 from effbench.errors import EffbenchError
 from effbench.plugins import registry
 from effbench.publish import hub
 from effbench.publish.card import _metrics_doc, _size_category
-from effbench.publish.taxonomy import FAMILIES, SECTIONS, TAXONOMY_SCHEMA, taxonomy_rows
-from effbench.store.dataset import (
-    VERSION_KEY,
-    Dataset,
-    import_into_store,
-    merge,
-    read_dataset,
-    read_store,
-    write_dataset,
+from effbench.publish.taxonomy import FAMILIES, SECTIONS, taxonomy_rows
+from effbench.records import DATASET_RECORDS, SCHEMA_VERSION, MeasurementRow
+from effbench.store.dataset import import_into_store, merge, write_dataset
+from effbench.store.load import Results, load
+from effbench.store.results import ResultsStore
+from effbench.store.validate import VERSION_KEY
+from tests.store_helpers import (
+    as_written_by,
+    measurement,
+    measurements,
+    rewrite,
+    run_row,
+    synthetic_store,
+    two_machine_store,
+    values_as_text,
 )
-from effbench.store.results import MEASUREMENTS_SCHEMA, RUNS_SCHEMA, SCHEMA_VERSION, ResultsStore
-from tests.store_helpers import measurements, rewrite, run_row, synthetic_store, two_machine_store, values_as_text
 
 
-def _rows(table: pa.Table) -> list[dict]:
-    return table.to_pylist()
+def read_dataset(root):
+    return load(root, "dataset")
 
 
 @pytest.fixture
@@ -43,18 +47,18 @@ def built(tmp_path):
 def test_build_writes_one_shard_per_machine_and_keeps_every_row(built):
     store, out = built
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["hw-hwA.parquet", "hw-hwB.parquet"]
-    ds = read_dataset(out)
-    assert _rows(ds.table("runs")) == _rows(store.read("runs"))
-    per_run = {r: [m for m in _rows(store.read("measurements")) if m["run_id"] == r] for r in ds.runs}
-    assert ds.measurements == per_run  # every value, in the order the run reported it
-    assert {(t["kind"], t["name"]) for t in ds.taxonomy} >= {("technique", n) for n in registry().techniques}
+    built, stored = read_dataset(out), load(store.root)
+    assert sorted(built.runs, key=lambda r: r.run_id) == stored.runs
+    for run in stored.runs:  # every value, in the order the run reported it
+        assert built.measurements_of(run.run_id) == stored.measurements_of(run.run_id)
+    assert {(t.kind, t.name) for t in built.taxonomy} >= {("technique", n) for n in registry().techniques}
 
 
 @pytest.mark.parametrize("config", ["runs", "measurements", "taxonomy"])
 def test_load_dataset_reads_every_config(built, config, tmp_path):
     _, out = built
     loaded = datasets.load_dataset(str(out), config, split="train", cache_dir=str(tmp_path / "cache"))
-    expected = read_dataset(out).table(config)
+    expected = read_dataset(out).table(next(kind for kind in DATASET_RECORDS if kind.table == config))
     assert loaded.num_rows == expected.num_rows > 0
     assert loaded.to_list() == expected.to_pylist()
 
@@ -71,11 +75,11 @@ def test_card_header_and_body_document_everything(built):
     assert meta["license"] == "cc-by-4.0" and meta["task_categories"] and meta["pretty_name"]
     assert meta["size_categories"] == ["n<1K"] and {"effbench", "prune-magnitude"} <= set(meta["tags"])
     body = card.text
-    for schema in (RUNS_SCHEMA, MEASUREMENTS_SCHEMA, TAXONOMY_SCHEMA):
-        for f in schema:
-            assert f"| `{f.name}` | {f.type} | " in body
+    for kind in DATASET_RECORDS:
+        for f in kind.schema():
+            assert f"| `{f.name}` | {f.type} | {kind.column_docs()[f.name]} |" in body
     for metric, unit, resource in (("latency", "ms", "computation"), ("energy_per_token", "J/token", "energy")):
-        assert f"| `{metric}` | {unit} | {resource} | lower | " in body
+        assert f"| `{metric}` | {unit} | {resource} | lower | evaluate | " in body
     assert "| `hwB` | Test CPU B (64 cores), 512 GiB, Linux | 4 | CPU estimated (cpu_load) |" in body
     assert "@article{bai2024beyond" in body and "**8 runs** (8 ok, 0 failed)" in body
 
@@ -86,14 +90,14 @@ def test_size_category_follows_the_hubs_buckets():
     assert [_size_category(n) for n in sizes] == expected
 
 
-def test_card_describes_each_metric_by_the_instrument_that_emits_it():
-    row = {"metric": "", "unit": "J/token", "resource": "energy", "higher_is_better": False, "method": "m"}
-    ds = Dataset(
-        measurements={"r": [{**row, "metric": "energy_direct_per_token"}, {**row, "metric": "energy_per_token"}]}
-    )
-    docs = {d["metric"]: d["doc"] for d in _metrics_doc(ds, registry())}
-    assert docs["energy_direct_per_token"] == registry().metrics["energy_direct"].description  # not codecarbon's
-    assert docs["energy_per_token"] == registry().metrics["energy"].description
+def test_card_describes_each_quantity_as_its_metric_declares_it():
+    names = ("energy_direct_per_token", "energy_per_token", "co2", "request_rate", "network_received", "flops_decode")
+    declared = {q.name: q for metric in registry().metrics.values() for q in metric.declared()}
+    present = [n for n in names if n in declared]  # the builtin declarations: every one of these, once they land
+    rows = [measurement(n, 1.0, declared[n].unit, declared[n].resource, method="m") for n in present]
+    docs = {d["metric"]: d["doc"] for d in _metrics_doc(Results([], rows), registry())}
+    assert {n: docs[n] for n in present} == {n: declared[n].description for n in present}
+    assert all(docs[n] and docs[n] != "–" for n in present)
 
 
 def test_taxonomy_covers_the_survey_map_and_every_plugin():
@@ -105,9 +109,9 @@ def test_taxonomy_covers_the_survey_map_and_every_plugin():
     names = [f.name for f in FAMILIES]
     assert len(names) == len(set(names))
     reg = registry()
-    techniques = {r["name"]: r for r in taxonomy_rows(reg) if r["kind"] == "technique"}
+    techniques = {r.name: r for r in taxonomy_rows(reg) if r.kind == "technique"}
     assert set(techniques) == set(reg.techniques)
-    sources = {name: row["source"].split()[0] for name, row in techniques.items()}
+    sources = {name: row.source.split()[0] for name, row in techniques.items()}
     assert sources["baseline"] == "effbench" and sources["torchao-int4-weight"] == "effbench-torchao"
     assert sources["example-drop-last-layers"] == "effbench-example"  # third-party plugins are in the map too
 
@@ -116,7 +120,7 @@ def test_merge_is_keyed_by_run_id():
     early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
 
     def ds(*runs):
-        return Dataset({r["run_id"]: r for r in runs}, {r["run_id"]: [{"metric": r["status"]}] for r in runs})
+        return Results(list(runs), [MeasurementRow(run_id=r.run_id, metric=r.status) for r in runs])
 
     base = ds(run_row("a", "baseline", {}, finished_at=early), run_row("b", "dtype", {}, finished_at=early))
     same, report = merge(base, base)
@@ -126,11 +130,11 @@ def test_merge_is_keyed_by_run_id():
     newer = run_row("b", "dtype", {}, finished_at=late)
     merged, report = merge(base, ds(failed_rerun, newer, run_row("c", "x", {})))
     assert (report.added, report.updated, report.kept) == (["c"], ["b"], ["a"])
-    assert merged.runs["a"]["status"] == "ok" and merged.runs["b"]["finished_at"] == late
+    assert merged.run("a").status == "ok" and merged.run("b").finished_at == late
     assert len(merged.runs) == 3
 
     fixed, report = merge(ds(failed_rerun), ds(run_row("a", "baseline", {}, finished_at=early)))
-    assert report.updated == ["a"] and fixed.runs["a"]["status"] == "ok"  # ok beats failed, even if older
+    assert report.updated == ["a"] and fixed.run("a").status == "ok"  # ok beats failed, even if older
 
 
 def _set(column, value):
@@ -172,7 +176,7 @@ def test_a_bad_store_file_names_the_file_and_the_store_is_left_alone(tmp_path):
     rewrite(victim, values_as_text)
     before = victim.read_bytes()
     with pytest.raises(EffbenchError, match=f"measurements/{victim.name}: column 'value' has type string"):
-        read_store(store.root)
+        load(store.root)
     assert victim.read_bytes() == before
 
 
@@ -183,11 +187,10 @@ def test_import_adds_only_new_or_better_runs(built, tmp_path):
     target.write_run(newer, measurements(0.5, 5, 1, 1, 1, 1))
     report = import_into_store(read_dataset(out), target.root)
     assert report.kept == ["hwA-0"] and len(report.added) == 7 and not report.updated
-    assert len(target.read("runs")) == 8
-    kept = [m for m in target.read("measurements").to_pylist() if m["run_id"] == "hwA-0"]
-    assert kept[0]["value"] == 0.5  # the local record was newer: it stays
+    assert len(load(target.root).runs) == 8
+    assert load(target.root).measurements_of("hwA-0")[0].value == 0.5  # the local record was newer: it stays
     again = import_into_store(read_dataset(out), target.root)
-    assert not again.changed and len(target.read("runs")) == 8
+    assert not again.changed and len(load(target.root).runs) == 8
 
 
 def test_write_refuses_a_folder_that_is_not_a_dataset(tmp_path):
@@ -195,7 +198,7 @@ def test_write_refuses_a_folder_that_is_not_a_dataset(tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(EffbenchError, match="holds no effbench dataset"):
-        write_dataset(Dataset(), out, "card")
+        write_dataset(Results(), out, "card")
     assert (out / "notes.txt").read_text() == "keep me" and len(list(tmp_path.iterdir())) == 1
 
 
@@ -209,15 +212,20 @@ def test_building_into_a_results_store_is_refused_and_loses_nothing(tmp_path):
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
 
 
-def test_a_store_from_schema_1_0_is_read_with_the_later_columns_empty(tmp_path):
-    """1.1 added measurements.scenario and .cv: older stores still build, and their rows read back as nulls."""
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_a_store_from_an_earlier_schema_builds_with_the_later_columns_empty(tmp_path, version):
+    """1.1 added measurements.scenario and .cv, 1.2 runs.stack and measurements.phase: older stores still build,
+    and those columns read back as nulls (a run's stack is then its one technique, a row's phase evaluate)."""
     store = synthetic_store(tmp_path / "store")
-    for path in store.files("measurements"):
-        rewrite(path, lambda t: t.drop_columns(["scenario", "cv"]))
+    as_written_by(store, version)
     hub.build(store.root, tmp_path / "dataset")
-    rows = [m for ms in read_dataset(tmp_path / "dataset").measurements.values() for m in ms]
-    assert rows and all(m["scenario"] is None and m["cv"] is None for m in rows)
-    assert len(rows) == len(store.read("measurements"))
+    built = read_dataset(tmp_path / "dataset")
+    later = MeasurementRow.later_columns(after=version)
+    assert built.measurements and all(getattr(m, c) is None for m in built.measurements for c in later)
+    assert all(m.in_phase == "evaluate" for m in built.measurements)
+    assert len(built.measurements) == len(load(store.root).measurements) == 4 * 7
+    assert {r.stack for r in built.runs} == {None} and {r.schema_version for r in built.runs} == {version}
+    assert "prune-magnitude(sparsity=0.9)" in {r.label for r in built.runs}
 
 
 def test_rebuilding_replaces_the_dataset_whole(built, tmp_path):

@@ -15,11 +15,13 @@ from huggingface_hub import HfApi, constants, snapshot_download
 from effbench.errors import EffbenchError
 from effbench.present.compare import OTHER, SAME, YOURS, compare
 from effbench.publish import hub
-from effbench.store.dataset import VERSION_KEY, read_store
-from effbench.store.results import SCHEMA_VERSION, ResultsStore
+from effbench.records import SCHEMA_VERSION, MeasurementRow, RunRecord
+from effbench.store.load import load
+from effbench.store.results import ResultsStore
+from effbench.store.validate import VERSION_KEY
 from tests.conftest import run_cli
 from tests.hub_server import HubServer
-from tests.store_helpers import rewrite, synthetic_store, values_as_text
+from tests.store_helpers import COLUMNS, as_written_by, rewrite, synthetic_store, values_as_text
 
 TOKEN = "hf_effbenchFakeTestToken0123456789abcdef"
 REPO = "effbench-org/results"
@@ -84,14 +86,14 @@ def test_round_trip_gives_the_same_rows_and_publishing_twice_adds_nothing(hub_se
     assert again.commit is None and not again.report.changed and len(repo.commits) == 2
 
     folder = snapshot_download(REPO, repo_type="dataset", endpoint=hub_server.url, local_dir=tmp_path / "dl")
-    for config in ("runs", "measurements"):
-        loaded = datasets.load_dataset(folder, config, split="train", cache_dir=str(tmp_path / "cache"))
-        assert loaded.to_list() == store.read(config).to_pylist()
+    stored = load(store.root)
+    for kind in (RunRecord, MeasurementRow):
+        loaded = datasets.load_dataset(folder, kind.table, split="train", cache_dir=str(tmp_path / "cache"))
+        assert loaded.to_list() == stored.table(kind).to_pylist()
 
     report = hub.pull(REPO, tmp_path / "pulled", endpoint=hub_server.url, token=TOKEN)
-    pulled = ResultsStore(tmp_path / "pulled")
-    assert len(report.added) == 4 and pulled.read("runs") == store.read("runs")
-    assert pulled.read("measurements") == store.read("measurements")
+    pulled = load(tmp_path / "pulled")
+    assert len(report.added) == 4 and pulled == stored
 
 
 def test_new_runs_are_added_in_one_more_commit_without_duplicates(hub_server, tmp_path):
@@ -101,7 +103,7 @@ def test_new_runs_are_added_in_one_more_commit_without_duplicates(hub_server, tm
     result = _publish(hub_server, store)
     assert len(result.report.added) == 4 and len(result.report.kept) == 4 and len(_repo(hub_server).commits) == 3
     runs = hub.fetch(REPO, tmp_path / "dl", endpoint=hub_server.url, token=TOKEN).runs
-    assert len(runs) == 8 == len(set(runs))
+    assert len(runs) == 8 == len({r.run_id for r in runs})
 
 
 def test_a_second_machine_merges_in_and_compare_separates_it(hub_server, tmp_path):
@@ -112,7 +114,7 @@ def test_a_second_machine_merges_in_and_compare_separates_it(hub_server, tmp_pat
     published = hub.fetch(REPO, tmp_path / "dl", endpoint=hub_server.url, token=TOKEN)
     assert {fp: len(ids) for fp, ids in published.hardware().items()} == {"hwA": 8, "hwB": 4}
 
-    comparisons = compare(read_store(mine.root), published)
+    comparisons = compare(load(mine.root), published, COLUMNS)
     assert [c.title for c in comparisons][:2] == ["zoo:micro-m · baseline", "zoo:micro-m · dtype(dtype=bf16)"]
     for c in comparisons:
         assert c.sources == [YOURS, SAME, OTHER]  # my own published copy is not shown twice
@@ -250,17 +252,33 @@ def test_a_real_run_round_trips_through_build_publish_pull_and_load(hub_server, 
     )
     assert run.returncode == 0, run.stderr
     store = ResultsStore(results)
-    quality = [m for m in store.read("measurements").to_pylist() if m["resource"] == "quality"]
-    assert quality and {m["task"] for m in quality} == {"micro_copy"}
+    stored = load(results)
+    quality = [m for m in stored.measurements if m.resource == "quality"]
+    assert quality and {m.task for m in quality} == {"micro_copy"}
 
     built = run_cli("dataset", "build", "--results", str(results), "--out", str(tmp_path / "built"))
     assert built.returncode == 0, built.stderr
     _publish(hub_server, store)
     hub.pull(REPO, tmp_path / "pulled", endpoint=hub_server.url, token=TOKEN)
     folder = snapshot_download(REPO, repo_type="dataset", endpoint=hub_server.url, local_dir=tmp_path / "dl")
-    for config in ("runs", "measurements"):
-        expected = store.read(config).to_pylist()
+    for kind in (RunRecord, MeasurementRow):
+        expected = stored.table(kind).to_pylist()
         for source in (tmp_path / "built", folder):
-            loaded = datasets.load_dataset(str(source), config, split="train", cache_dir=str(tmp_path / "cache"))
+            loaded = datasets.load_dataset(str(source), kind.table, split="train", cache_dir=str(tmp_path / "cache"))
             assert loaded.to_list() == expected
-        assert ResultsStore(tmp_path / "pulled").read(config).to_pylist() == expected
+    assert load(tmp_path / "pulled") == stored
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_a_store_from_an_earlier_schema_publishes_pulls_and_reports(hub_server, tmp_path, version):
+    store = synthetic_store(tmp_path / "store")
+    as_written_by(store, version)
+    _publish(hub_server, store)
+    hub.pull(REPO, tmp_path / "pulled", endpoint=hub_server.url, token=TOKEN)
+    pulled, stored = load(tmp_path / "pulled"), load(store.root)
+    assert [m.value for m in pulled.measurements] == [m.value for m in stored.measurements]
+    assert [r.label for r in pulled.runs] == [r.label for r in stored.runs]
+    assert {m.in_phase for m in pulled.measurements} == {"evaluate"}
+    report = run_cli("report", "--results", str(tmp_path / "pulled"))
+    assert report.returncode == 0, report.stderr
+    assert "prune-magnitude(sparsity=0.9)" in report.stdout and "Peak RSS (MiB)" in report.stdout

@@ -10,10 +10,10 @@ from PIL import Image
 
 from effbench.errors import EffbenchError
 from effbench.present import compare, leaderboard
-from effbench.store.dataset import read_store
+from effbench.store.load import Results, load
 from effbench.store.results import ResultsStore
 from tests.conftest import run_cli
-from tests.store_helpers import TECHNIQUES, measurement, run_row, two_machine_store
+from tests.store_helpers import COLUMNS, TECHNIQUES, measurement, run_row, two_machine_store
 
 
 def _dominated(p, q):
@@ -37,19 +37,23 @@ def test_pareto_front_by_hand():
 
 @pytest.fixture
 def two_machines(tmp_path):
-    return read_store(two_machine_store(tmp_path / "store").root)
+    return load(two_machine_store(tmp_path / "store").root)
 
 
 def test_one_board_per_machine_ranked_by_a_comparable_score(two_machines):
-    boards = {b.fingerprint: b for b in leaderboard.boards(two_machines)}
+    boards = {b.fingerprint: b for b in leaderboard.boards(two_machines, COLUMNS)}
     assert set(boards) == {"hwA", "hwB"}
     board = boards["hwA"]
     assert board.scored == [("micro_copy", "exact_match")]  # perplexity (lower is better) is never averaged in
     accuracy = sorted((t[2] for t in TECHNIQUES), reverse=True)
     assert [e.score for e in board.entries] == accuracy
     assert board.tasks == ["micro_copy", "micro_text"]
-    for name, metric in leaderboard.FRONTIERS.items():
-        column = next(c for c in leaderboard.COLUMNS if metric in c.metrics)
+    assert {name: c.name for name, c in board.frontiers.items()} == {
+        "latency": "latency",
+        "energy": "energy_per_token",  # no counters on this machine: codecarbon's figure
+        "memory": "peak_memory",
+    }
+    for name, column in board.frontiers.items():
         points = [(e.value(column), e.score) for e in board.entries]
         expected = {i for i, p in enumerate(points) if not any(_dominated(p, q) for q in points)}
         assert board.fronts[name] == expected, name
@@ -60,7 +64,7 @@ def test_one_board_per_machine_ranked_by_a_comparable_score(two_machines):
 
 def test_files_hold_the_same_numbers_and_plots_are_images(two_machines, tmp_path):
     out = tmp_path / "leaderboards"
-    files = leaderboard.write(two_machines, leaderboard.boards(two_machines), out)
+    files = leaderboard.write(two_machines, leaderboard.boards(two_machines, COLUMNS), out)
     names = {f.relative_to(out).as_posix() for f in files}
     per_machine = ["leaderboard.md", "leaderboard.csv", *(f"pareto-{n}.png" for n in leaderboard.FRONTIERS)]
     assert names == {"README.md"} | {f"{hw}/{f}" for hw, f in itertools.product(["hwA", "hwB"], per_machine)}
@@ -111,16 +115,15 @@ def test_load_figures_of_one_scenario_only(tmp_path):
         run_row("b", "dtype", {}), [quality, measurement("latency", 80.0, "ms", "computation", scenario=single)]
     )
     store.write_run(run_row("c", "dtype", {"dtype": "fp16"}), [quality])
-    ds = read_store(store.root)
-    (board,) = leaderboard.boards(ds)
-    latency = next(c for c in leaderboard.COLUMNS if "latency" in c.metrics)
+    results = load(store.root)
+    (board,) = leaderboard.boards(results, COLUMNS)
+    latency = board.frontiers["latency"]
     assert board.scenario == single
-    assert {e.run["run_id"]: e.value(latency) for e in board.entries} == {"a": 100.0, "b": 80.0, "c": None}
+    assert {e.run.run_id: e.value(latency) for e in board.entries} == {"a": 100.0, "b": 80.0, "c": None}
     assert f"from the `{single}` scenario" in leaderboard.to_markdown(board)
 
-    mine = read_store(store.root)
-    mine.runs = {"a": mine.runs["a"]}
-    (comparison,) = compare.compare(mine, ds)  # nothing published beside run a: its first scenario is used
+    mine = Results([results.run("a")], results.measurements_of("a"))
+    (comparison,) = compare.compare(mine, results, COLUMNS)  # nothing published beside run a: its first scenario
     assert comparison.scenario == server and comparison.rows[0][comparison.headers.index("Latency (ms)")] == "500.0"
 
 
@@ -128,6 +131,23 @@ def test_compare_shows_a_dash_where_a_published_run_scored_another_metric(tmp_pa
     mine, theirs = ResultsStore(tmp_path / "mine"), ResultsStore(tmp_path / "theirs")
     mine.write_run(run_row("a", "baseline", {}), [measurement("exact_match", 0.9, "", "quality", "micro_copy")])
     theirs.write_run(run_row("b", "baseline", {}), [measurement("acc", 0.4, "", "quality", "micro_copy")])
-    (comparison,) = compare.compare(read_store(mine.root), read_store(theirs.root))
+    (comparison,) = compare.compare(load(mine.root), load(theirs.root), COLUMNS)
     column = comparison.headers.index("micro_copy exact_match")
     assert [row[column] for row in comparison.rows] == ["0.900", "–"]  # not 0.4 under the exact_match header
+
+
+def test_columns_follow_the_declarations_headline_in_markdown_every_one_in_csv(two_machines):
+    board = next(b for b in leaderboard.boards(two_machines, COLUMNS) if b.fingerprint == "hwA")
+    assert [c.header for c in board.columns] == ["Size (MB)", "Latency (ms)", "Peak RSS (MiB)", "Energy (mJ/token)"]
+    assert "Compression ×" not in leaderboard.headers(board)  # a ratio needs a baseline: not on a leaderboard
+    undeclared = [c for c in COLUMNS if c.name != "peak_memory"]
+    board = next(b for b in leaderboard.boards(two_machines, undeclared) if b.fingerprint == "hwA")
+    assert "peak_memory (MiB)" in next(csv.reader(io.StringIO(leaderboard.to_csv(board))))  # generic: CSV only
+    assert "peak_memory (MiB)" not in leaderboard.headers(board)
+    assert board.frontiers["memory"].header == "peak_memory (MiB)"  # the plot's axis label
+
+
+def test_an_empty_set_of_published_runs_compares_yours_alone(two_machines):
+    comparisons = compare.compare(two_machines, Results(), COLUMNS)
+    assert all(set(c.sources) == {"yours"} for c in comparisons)
+    assert "No published run" in compare.to_markdown(comparisons)

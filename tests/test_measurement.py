@@ -9,11 +9,12 @@ import pytest
 import torch
 from scipy.stats import t  # an lm-eval dependency (via scikit-learn): the reference for effbench's t table
 
-from effbench.api.types import Measurement, RunContext
+from effbench.api.context import Measurement, RunContext
 from effbench.config.suite import Scenario
 from effbench.default_plugins.metrics.model import forward_flops
 from effbench.measure.scenarios import Generator, poisson_arrivals, prompts, run_repeat
 from effbench.measure.statistics import bootstrap_mean_ci, combine_repeats, cv, percentile, t_interval
+from effbench.measure.windows import Instruments
 from effbench.plugins import registry
 from effbench.reference import zoo
 from effbench.run.pipeline import measure
@@ -80,8 +81,9 @@ def _context(model, tokenizer) -> RunContext:
 
 def test_every_scenario_yields_every_metric_with_units_and_resources(micro_m):
     model, tokenizer = micro_m
-    measurements, warnings = measure(_context(model, tokenizer), list(registry().metrics.values()), SCENARIOS)
-    assert warnings == []
+    instruments = Instruments(list(registry().metrics.values()))
+    measurements = measure(_context(model, tokenizer), instruments, SCENARIOS)
+    assert instruments.warnings == []
     by = {(m.scenario, m.metric): m for m in measurements}
     for metric, (unit, resource) in PER_RUN.items():
         assert (by[("", metric)].unit, by[("", metric)].resource) == (unit, resource), metric

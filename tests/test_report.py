@@ -6,9 +6,10 @@ import io
 import pytest
 
 from effbench.present import report
+from effbench.store.load import load
 from effbench.store.results import ResultsStore
 from tests.conftest import run_cli
-from tests.store_helpers import measurement, run_row
+from tests.store_helpers import COLUMNS, as_written_by, measurement, run_row
 
 
 def _run(run_id, technique, params=None, **extra):
@@ -38,8 +39,12 @@ def _store(tmp_path):
     return store
 
 
+def _build(store: ResultsStore, run_ids=None, **kwargs) -> list[report.ComparisonTable]:
+    return report.build(load(store.root), run_ids, columns=COLUMNS, **kwargs)
+
+
 def test_deltas_gate_compression_and_speedup(tmp_path):
-    (table,) = report.build(_store(tmp_path), ["a", "b", "c", "d"])
+    (table,) = _build(_store(tmp_path), ["a", "b", "c", "d"])
     col = {h: i for i, h in enumerate(table.headers)}
     assert table.headers[1:3] == ["task_a acc", "Δ task_a"]  # the first metric lm-eval reported is primary
     base, bf16, pruned, broken = table.rows
@@ -59,12 +64,12 @@ def test_perplexity_gate_is_lower_is_better(tmp_path):
     store = ResultsStore(tmp_path)
     store.write_run(_run("a", "baseline"), _measurements(0.8, 5.0, 4.0, 100.0))
     store.write_run(_run("b", "x"), _measurements(0.8, 5.2, 4.0, 100.0))
-    (table,) = report.build(store, ["a", "b"])
+    (table,) = _build(store, ["a", "b"])
     assert table.rows[1][table.headers.index(">= 99% base")].text == "no"
 
 
 def test_every_format_is_written(tmp_path):
-    tables = report.build(_store(tmp_path / "store"), None)
+    tables = _build(_store(tmp_path / "store"))
     paths = report.write(tables, tmp_path / "out")
     markdown = paths["report.md"].read_text()
     assert "| dtype(dtype=bf16) | 0.795 ± 0.020 | -0.005 |" in markdown
@@ -91,15 +96,15 @@ def test_sections_uncertainty_and_unstable_flag(tmp_path):
         rows = [_m("acc", 0.8, "t", 0.01, "quality", True)]
         rows += [_m("latency", 10.0, stderr=0.5, resource="computation", scenario=s, **extra) for s in ("one", "two")]
         store.write_run(_run(run_id, technique), rows)
-    (table,) = report.build(store, ["a", "b"], unstable_cv=0.10)
-    assert [title for title, _, _ in table.parts()] == ["accuracy", "model", "one", "two"]
+    (table,) = _build(store, ["a", "b"], unstable_cv=0.10)
+    assert [title for title, _, _ in table.parts()] == ["accuracy", "one", "two"]  # nothing model-level: no section
     latency = table.headers.index("two: Latency (ms)")
     assert table.rows[0][latency].text == "10.0 ± 1.0"  # half the 95 % interval, not the stderr
     assert table.rows[1][latency].text == "10.0 ± 5.0 †"
     speedup = table.headers.index("two: Speed-up ×")
     assert table.rows[1][speedup].text == "1.00 †"  # against an unstable figure, a ratio is unstable too
     assert any(note.startswith("† unstable") and "10%" in note for note in table.notes)
-    (lenient,) = report.build(store, ["a", "b"], unstable_cv=0.5)
+    (lenient,) = _build(store, ["a", "b"], unstable_cv=0.5)
     assert "†" not in lenient.rows[1][latency].text
     assert r"$^\dagger$" in report.to_latex(table)
     rows = list(csv.reader(io.StringIO(report.to_csv([table]))))
@@ -110,3 +115,18 @@ def test_sections_uncertainty_and_unstable_flag(tmp_path):
 def test_report_refuses_a_threshold_that_is_not_positive(threshold, tmp_path):
     result = run_cli("report", "--results", str(tmp_path), "--unstable-cv", threshold)
     assert result.returncode == 2 and f"--unstable-cv: must be a number above 0, got {threshold}" in result.stderr
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_a_store_of_an_earlier_schema_still_reports(tmp_path, version):
+    store = _store(tmp_path)
+    as_written_by(store, version)
+    (table,) = _build(store, ["a", "b", "c", "d"])
+    col = {h: i for i, h in enumerate(table.headers)}
+    assert [row[0].text for row in table.rows][:3] == ["baseline", "dtype(dtype=bf16)", "prune-magnitude(sparsity=0.9)"]
+    assert table.rows[1][col["Compression ×"]].value == 2.0 and table.rows[1][col[">= 99% base"]].text == "yes"
+    latency = "single-stream: Latency (ms)" if version == "1.1" else "Latency (ms)"  # 1.0 had no scenarios
+    assert [row[col[latency]].text for row in table.rows] == ["100.0 ± 1.0", "50.0 ± 1.0", "100.0 ± 1.0", "–"]
+    cli = run_cli("report", "--results", str(tmp_path))
+    assert cli.returncode == 0, cli.stderr
+    assert "dtype(dtype=bf16)" in cli.stdout and (tmp_path / "report.md").is_file()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from effbench import network
-from effbench.api.types import Measurement, Request, RunContext
+from effbench.api.context import Measurement, Request, RunContext
 from effbench.config.suite import load_suite
 from effbench.default_plugins.metrics.cost import Cost, RunCost
 from effbench.default_plugins.metrics.energy import DirectEnergy
@@ -41,9 +41,9 @@ def _context(**settings) -> RunContext:
 
 
 def _work(ctx: RunContext, metric, seconds: float) -> dict[str, Measurement]:
-    metric.start(ctx)
+    window = metric.open(ctx)
     time.sleep(seconds)
-    return {m.metric: m for m in metric.stop(ctx)}
+    return {m.metric: m for m in window.close(ctx)}
 
 
 def test_direct_counters_give_measured_energy_per_token_and_request():
@@ -63,11 +63,12 @@ def test_idle_power_is_measured_once_and_subtracted():
     ctx = _context(idle_seconds=0.2)
     metric = DirectEnergy([SteadyPower(20.0)])
     first = _work(ctx, metric, 0.2)
-    assert metric.idle_w == pytest.approx(20.0, rel=0.05)
+    idle_w = ctx.idle_watts["energy_direct"]  # kept with the run, not on the metric
+    assert idle_w == pytest.approx(20.0, rel=0.05)
     # a steady 20 W machine spends nothing above its idle draw
     assert first["energy_direct_above_idle"].value * 3.6e6 == pytest.approx(0.0, abs=0.3)
     stated = re.search(r"idle ([0-9.]+) W subtracted", first["energy_direct_per_token"].method)
-    assert stated and float(stated.group(1)) == pytest.approx(metric.idle_w, abs=0.005)
+    assert stated and float(stated.group(1)) == pytest.approx(idle_w, abs=0.005)
     begins = []
     begin = metric.begin
     metric.begin = lambda run: begins.append(run) or begin(run)
@@ -75,8 +76,8 @@ def test_idle_power_is_measured_once_and_subtracted():
     assert len(begins) == 1  # a later repeat starts measuring at once: idle is not measured again
 
 
-def test_no_counters_reports_nothing():
-    assert DirectEnergy([]).stop(_context()) is None
+def test_no_counters_opens_no_window():
+    assert DirectEnergy([]).open(_context()) is None
 
 
 def test_cost_prefers_measured_energy_and_stores_its_prices():
@@ -105,10 +106,9 @@ def test_run_cost_is_hardware_time_since_the_run_began():
 
 def test_network_hook_point_counts_recorded_bytes():
     ctx = _context()
-    metric = NetworkBytes()
-    metric.start(ctx)
+    window = NetworkBytes().open(ctx)
     network.record(sent=3000, received=1500)
-    out = {m.metric: m for m in metric.stop(ctx)}
+    out = {m.metric: m for m in window.close(ctx)}
     assert out["network_sent_recorded"].value == 3.0 and out["network_received_recorded"].value == 1.5
     assert out["network_sent"].resource == "network" and "loopback excluded" in out["network_sent"].method
     with pytest.raises(ValueError, match="negative"):
@@ -149,8 +149,10 @@ def test_codecarbon_idle_power_path_runs_for_real():
     from effbench.default_plugins.metrics.energy import Energy
 
     ctx = _context(idle_seconds=0.5, country="USA")
-    out = _work(ctx, Energy(), 0.3)
-    assert Energy.idle_w is None  # measured per instance (per run), never shared through the class
+    metric = Energy()
+    out = _work(ctx, metric, 0.3)
+    assert ctx.idle_watts["energy"] > 0  # measured per run, kept with the run
+    assert _context().idle_watts == {} and not vars(metric)  # nothing carried over to the next run
     assert out["energy"].value > 0 and out["co2"].value > 0
     above = out["energy_above_idle"]
     assert 0 <= above.value <= out["energy"].value

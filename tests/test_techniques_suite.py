@@ -7,8 +7,8 @@ import yaml
 
 from effbench.config.suite import load_suite
 from effbench.plugins import registry
-from effbench.store.results import ResultsStore
-from tests.conftest import run_cli
+from effbench.store.load import load
+from tests.conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "suites" / "inference.yaml"
@@ -24,9 +24,10 @@ def _first_party_techniques():
 
 def test_the_inference_suite_lists_every_first_party_technique():
     suite = load_suite(SUITE)
-    assert {t.name for t in suite.techniques} == set(_first_party_techniques())
+    assert {step.name for t in suite.techniques for step in t.steps} == set(_first_party_techniques())
     assert suite.models == ["zoo:micro-m"] and suite.tasks == ["micro_world"]
-    assert {"sparsity": 0.9} in [t.params for t in suite.techniques if t.name == "prune-magnitude"]
+    steps = [step for t in suite.techniques for step in t.steps]
+    assert {"sparsity": 0.9} in [step.params for step in steps if step.name == "prune-magnitude"]
 
 
 def test_the_readme_table_gives_every_techniques_stage_and_resources():
@@ -49,13 +50,13 @@ def test_every_technique_completes_its_accuracy_run_on_micro_m(tmp_path):
     )
     quick = tmp_path / "quick.yaml"
     quick.write_text(yaml.safe_dump(spec))
-    result = run_cli("evaluate", str(quick), timeout=1500)
-    runs = ResultsStore(tmp_path / "results").read("runs").to_pylist()
-    failed = {r["technique"] + r["technique_params"]: r["error"] for r in runs if r["status"] != "ok"}
+    result = cli("evaluate", str(quick), "--executor", "inline")  # in this process: what a worker would run
+    results = load(tmp_path / "results")
+    runs = results.runs
+    failed = {r.technique + r.technique_params: r.error for r in runs if r.status != "ok"}
     assert result.returncode == 0 and not failed, (failed, result.stderr[-3000:])
     assert len(runs) == len(spec["techniques"])
-    measurements = ResultsStore(tmp_path / "results").read("measurements").to_pylist()
-    scored = {(m["run_id"], m["task"]) for m in measurements if m["metric"] in ("exact_match", "acc")}
-    assert scored == {(r["run_id"], task) for r in runs for task in ("micro_copy", "micro_agree")}
-    warnings = {r["technique"] + r["technique_params"]: r["warnings"] for r in runs if len(r["warnings"])}
+    scored = {(m.run_id, m.task) for m in results.measurements if m.metric in ("exact_match", "acc")}
+    assert scored == {(r.run_id, task) for r in runs for task in ("micro_copy", "micro_agree")}
+    warnings = {r.technique + r.technique_params: r.warnings for r in runs if len(r.warnings)}
     assert not warnings, warnings  # every builtin metric measured every technique

@@ -1,0 +1,1 @@
+"""The plugin API: everything a technique, metric, probe or executor author touches."""

@@ -71,19 +71,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Your runs beside published runs of the same model, technique and task, same hardware first."""
     from effbench.cli.console import console, print_table
+    from effbench.plugins import registry
     from effbench.present import compare
+    from effbench.present.columns import registry_columns
     from effbench.publish import hub
-    from effbench.store.dataset import read_any
+    from effbench.store.load import load
 
-    mine = read_any(args.results)
+    mine = load(args.results)
     if Path(args.against).is_dir():
-        published = read_any(Path(args.against))
+        published = load(args.against)
     elif _is_repo_id(args.against):
         with tempfile.TemporaryDirectory(prefix="effbench-compare-") as tmp:
             published = hub.fetch(args.against, Path(tmp), revision=args.revision, endpoint=args.endpoint)
     else:
         raise EffbenchError(f"--against {args.against}: neither a folder nor a dataset id ORG/NAME")
-    comparisons = compare.compare(mine, published)
+    comparisons = compare.compare(mine, published, registry_columns(registry()))
     for c in comparisons:
         print_table(f"{c.title} ({c.scenario or 'no scenario'})", c.headers, c.rows)
     if args.markdown:
@@ -95,12 +97,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Leaderboards per machine (Markdown, CSV) and Pareto plots of accuracy vs latency, energy and memory."""
     from effbench.cli.console import console, print_table
+    from effbench.plugins import registry
     from effbench.present import leaderboard
-    from effbench.store.dataset import read_any
+    from effbench.present.columns import registry_columns
+    from effbench.store.load import load
 
-    ds = read_any(args.results)
-    boards = leaderboard.boards(ds)
-    files = leaderboard.write(ds, boards, args.out)
+    results = load(args.results)
+    boards = leaderboard.boards(results, registry_columns(registry()))
+    files = leaderboard.write(results, boards, args.out)
     for board in boards:
         rows = [leaderboard.cells(board, i) for i in range(len(board.entries))]
         title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"

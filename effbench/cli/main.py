@@ -10,13 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from effbench import __version__
 from effbench.cli.console import console, err_console, print_tables
+from effbench.config.suite import UNSTABLE_CV
 from effbench.errors import EffbenchError
-from effbench.measure.statistics import UNSTABLE_CV
+from effbench.version import __version__
 
 
 def _positive(text: str) -> float:
@@ -35,7 +36,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from effbench.config.suite import load_suite
     from effbench.present import report
     from effbench.run.sweep import run_suite
-    from effbench.store.results import ResultsStore
+    from effbench.store.load import load
 
     overrides = {
         "models": [args.model] if args.model else None,
@@ -45,6 +46,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "timeout": args.timeout,
         "scenarios": args.scenario,
+        "executor": args.executor,
     }
     suite = load_suite(args.suite, **overrides)
     started = time.perf_counter()
@@ -61,7 +63,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         bar = progress.add_task("runs", total=len(suite.models) * len(suite.techniques), phase="planning")
 
         def on_start(run, index, total):
-            progress.update(bar, description=f"{run.model} · {run.technique.label}", phase="starting worker")
+            progress.update(bar, description=f"{run.model} · {run.label}", phase="starting worker")
 
         def on_done(run, outcome):
             phase = "stored (already done)" if outcome is None else ("failed" if outcome.error else "done")
@@ -74,7 +76,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             on_event=lambda text: progress.update(bar, phase=text),
             on_done=on_done,
         )
-    tables = report.build(ResultsStore(suite.output), result.run_ids, suite.unstable_cv)
+    tables = report.build(load(suite.output, "store"), result.run_ids, suite.unstable_cv)
     paths = report.write(tables, suite.output)
     print_tables(tables)
     console.print(
@@ -89,13 +91,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Re-render the comparison table from a results store."""
+    from effbench.plugins import registry
     from effbench.present import report
-    from effbench.store.results import ResultsStore
+    from effbench.present.columns import registry_columns
+    from effbench.store.load import load
 
-    store = ResultsStore(args.results)
-    if not store.files("runs"):
-        raise EffbenchError(f"no results in {args.results}")
-    tables = report.build(store, unstable_cv=args.unstable_cv)
+    results = load(args.results)
+    tables = report.build(results, unstable_cv=args.unstable_cv, columns=registry_columns(registry()))
     report.write(tables, args.results)
     print_tables(tables)
     return 0
@@ -107,7 +109,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     reg = registry()
     rows = []
-    for kind, table in (("technique", reg.techniques), ("metric", reg.metrics), ("probe", reg.probes)):
+    kinds = (
+        ("technique", reg.techniques),
+        ("metric", reg.metrics),
+        ("probe", reg.probes),
+        ("executor", reg.executors),
+    )
+    for kind, table in kinds:
         for name, obj in table.items():
             origin = reg.origins[(kind, name)]
             rows.append(
@@ -128,17 +136,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         )
         return 0
     view = Table(title="effbench plugins")
-    for column in ("kind", "name", "stage", "resources", "distribution", "version"):
+    for column in ("kind", "name", "stage", "resources", "plugin", "distribution", "version"):
         view.add_column(column)
     for row in rows:
-        view.add_row(
-            row["kind"], row["name"], row["stage"], ", ".join(row["resources"]), row["distribution"], row["version"]
-        )
+        cells = (row["kind"], row["name"], row["stage"], ", ".join(row["resources"]), row["plugin"])
+        view.add_row(*(escape(c) for c in (*cells, row["distribution"], row["version"])))
     console.print(view)
     for error in errors:
-        err_console.print(
-            f"[red]error loading plugin {error['plugin']} ({error['distribution']}):[/red] {error['error']}"
-        )
+        where = escape(f"{error['plugin']} ({error['distribution']})")
+        err_console.print(f"[red]error loading plugin {where}:[/red] {escape(error['error'])}")
     return 0
 
 
@@ -163,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help=cmd_evaluate.__doc__, description=cmd_evaluate.__doc__)
     ev.add_argument("suite", nargs="?", type=Path, help="suite YAML (default: the built-in default suite)")
     ev.add_argument("--model", help="model id: zoo:NAME, a Hub id or a local directory")
-    ev.add_argument("--technique", action="append", metavar="NAME[:k=v,...]", help="technique to run (repeatable)")
+    ev.add_argument(
+        "--technique",
+        action="append",
+        metavar="NAME[:k=v,...][+NAME...]",
+        help="technique to run (repeatable); a stack applies several in turn, e.g. prune-nm+dynamic-int8",
+    )
     ev.add_argument("--task", action="append", help="lm-eval task or group (repeatable)")
     ev.add_argument("--output", type=Path, help="results directory (default ./effbench-results)")
     ev.add_argument("--limit", type=int, help="documents per task")
@@ -175,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="load scenario (repeatable): single-stream, fixed-batch, server:rate=R, offline; e.g. server:rate=2",
     )
     ev.add_argument("--force", action="store_true", help="rerun runs already in the results store")
+    ev.add_argument(
+        "--executor", help="where runs execute: forkserver (default: a fresh process per run), inline, or a plugin's"
+    )
     ev.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from effbench.config.countries import check_country
 from effbench.config.prices import Prices
 from effbench.errors import EffbenchError
-from effbench.measure.statistics import UNSTABLE_CV
 
 DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5")
 # Without a suite file, evaluate this many documents per task (of 500) so the default comparison
 # takes about a minute on a laptop CPU; suite files evaluate every document unless they set a limit.
 DEFAULT_SUITE_LIMIT = 200
+UNSTABLE_CV = 0.10  # default: a figure whose repeats vary by more than this is flagged unstable
 
 
 class TechniqueSpec(BaseModel):
@@ -38,6 +39,54 @@ class TechniqueSpec(BaseModel):
         if not self.params:
             return self.name
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in sorted(self.params.items()))})"
+
+
+# "a + b": techniques applied one after another; a "+" between digits (1e+3) is not a separator.
+STACK_SPLIT = re.compile(r"\s*\+\s*(?=[A-Za-z])")
+
+
+class Stack(BaseModel):
+    """Techniques applied one after another to the same model (prune then quantize); one technique is a stack of one.
+
+    Written ``name:k=v + other`` for short, or as a mapping ``{stack: [name:k=v, other]}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    steps: tuple[TechniqueSpec, ...] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_short(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"steps": [part for part in STACK_SPLIT.split(value.strip())]}
+        if isinstance(value, TechniqueSpec):
+            return {"steps": [value]}
+        if isinstance(value, dict) and "stack" in value:
+            return {"steps": value["stack"]}
+        if isinstance(value, dict) and "name" in value:
+            return {"steps": [value]}
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Stack:
+        """A stack names each technique once, and the baseline only alone (it is what stacks are compared with)."""
+        names = [step.name for step in self.steps]
+        if len(names) > 1 and "baseline" in names:
+            raise ValueError("'baseline' is the unmodified model: it cannot be part of a stack")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"technique {repeated[0]!r} appears twice in one stack: give it once with its parameters")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The techniques' names joined by ``+`` (a single technique's own name)."""
+        return "+".join(step.name for step in self.steps)
+
+    @property
+    def label(self) -> str:
+        """How the stack is shown in tables: ``name(k=v) + other``."""
+        return " + ".join(step.label for step in self.steps)
 
 
 def parse_short(text: str) -> dict[str, Any]:
@@ -115,8 +164,8 @@ class Suite(BaseModel):
     name: str = "default"
     models: list[str] = Field(default_factory=lambda: ["zoo:micro-m"], min_length=1)
     revision: str | None = None
-    techniques: list[TechniqueSpec] = Field(
-        default_factory=lambda: [TechniqueSpec.model_validate(t) for t in DEFAULT_TECHNIQUES], min_length=1
+    techniques: list[Stack] = Field(
+        default_factory=lambda: [Stack.model_validate(t) for t in DEFAULT_TECHNIQUES], min_length=1
     )
     tasks: list[str] = Field(default_factory=lambda: ["micro_world"], min_length=1)
     limit: int | None = Field(None, ge=1, description="documents per task (None: all)")
@@ -130,6 +179,7 @@ class Suite(BaseModel):
     prices: Prices = Field(default_factory=Prices)
     unstable_cv: float = Field(UNSTABLE_CV, gt=0, description="flag a figure whose CV across repeats exceeds this")
     trust_remote_code: bool = False
+    executor: str = Field("forkserver", description="where runs execute: forkserver, inline, or a plugin's")
 
     @field_validator("country")
     @classmethod
@@ -143,7 +193,7 @@ class Suite(BaseModel):
     def _baseline_first(self) -> Suite:
         """Every comparison needs the baseline: add it when the suite leaves it out."""
         if not any(t.name == "baseline" for t in self.techniques):
-            self.techniques.insert(0, TechniqueSpec(name="baseline"))
+            self.techniques.insert(0, Stack.model_validate("baseline"))
         return self
 
 

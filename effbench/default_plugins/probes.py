@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from effbench.api.types import Probe
+from effbench.api.probe import Probe
 from effbench.hookspecs import hookimpl
 from effbench.measure.energy_sources import load_nvml, power_capability
 

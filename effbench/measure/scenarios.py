@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from effbench.api.types import Request, RunContext
+from effbench.api.context import Request, RunContext
 from effbench.config.suite import Scenario
 from effbench.measure.accuracy import ONE_SEQUENCE_AT_A_TIME
 from effbench.reference import microworld

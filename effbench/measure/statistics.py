@@ -8,10 +8,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import replace
 
-from effbench.api.types import Measurement
+from effbench.api.context import Measurement
 
 BOOTSTRAP_SAMPLES = 2000
-UNSTABLE_CV = 0.10  # default: a figure whose repeats vary by more than this is flagged unstable
 # Two-sided 95 % Student t quantiles (0.975) by degrees of freedom, then the normal's 1.96 beyond 30
 # (within 4 %): repeats are few, and scipy.stats would add 0.7 s to every worker's start.
 T975 = (

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from effbench.present.leaderboard import COLUMNS, Entry, entry, scenario_note, shared_scenario
-from effbench.present.report import fmt, markdown_table, status_text, technique_label
-from effbench.store.dataset import Dataset, hardware_label
+from effbench.present.columns import Column, fmt
+from effbench.present.leaderboard import Entry, entry, headline, measured_columns, scenario_note, shared_scenario
+from effbench.present.report import markdown_table, status_text
+from effbench.records import RunRecord
+from effbench.store.load import Results
 
 YOURS = "yours"
 SAME = "published · same hardware"
@@ -25,46 +27,48 @@ class Comparison:
     scenario: str | None  # the load scenario of the resource figures
 
 
-def _key(run: dict) -> tuple[str, str, str]:
-    return (run["model"], run["technique"], run["technique_params"])
+def _key(run: RunRecord) -> tuple[str, str]:
+    """Model and technique stack with parameters: what makes two runs comparable across machines and versions."""
+    return (run.model, run.label)
 
 
-def _row(e: Entry, source: str, metric_of: dict[str, str]) -> list[str]:
+def _row(e: Entry, source: str, metric_of: dict[str, str], columns: list[Column]) -> list[str]:
     """A run's row; a task scored with another metric than the header's shows a dash."""
-    quality = [q if (q := e.quality.get(t)) and q["metric"] == metric else None for t, metric in metric_of.items()]
+    quality = [q if (q := e.quality.get(t)) and q.metric == metric else None for t, metric in metric_of.items()]
     return [
         source,
-        f"{e.run['hardware_fingerprint']} ({hardware_label(e.run['hardware'])})",
-        *(fmt(q["value"], 3, q["stderr"]) if q else "–" for q in quality),
-        *(fmt(e.value(c), c.digits) for c in COLUMNS),
+        f"{e.run.hardware_fingerprint} ({e.run.machine})",
+        *(fmt(q.value, 3, q.stderr) if q else "–" for q in quality),
+        *(c.format(e.value(c)) for c in columns),
         status_text(e.run),
-        e.run["run_id"],
+        e.run.run_id,
     ]
 
 
-def compare(mine: Dataset, published: Dataset) -> list[Comparison]:
-    """One comparison per model × technique (with parameters) among your runs."""
-    groups: dict[tuple, list[str]] = {}
-    for run_id in sorted(mine.runs, key=lambda r: (mine.runs[r]["technique"] != "baseline", _key(mine.runs[r]))):
-        groups.setdefault(_key(mine.runs[run_id]), []).append(run_id)
-    others: dict[tuple, list[str]] = {}
-    for run_id, run in sorted(published.runs.items()):
-        if run_id not in mine.runs:
-            others.setdefault(_key(run), []).append(run_id)
+def compare(mine: Results, published: Results, columns: list[Column]) -> list[Comparison]:
+    """One comparison per model × technique (with parameters) among your runs; ``columns`` as declared."""
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for run in sorted(mine.runs, key=lambda r: (r.technique != "baseline", _key(r))):
+        groups.setdefault(_key(run), []).append(run)
+    others: dict[tuple[str, str], list[RunRecord]] = {}
+    for run in sorted(published.runs, key=lambda r: r.run_id):
+        if not mine.has_run(run.run_id):
+            others.setdefault(_key(run), []).append(run)
     out = []
-    for key, run_ids in groups.items():
-        scenario = shared_scenario(mine, run_ids)
-        yours = [entry(mine, r, scenario) for r in run_ids]
+    for key, runs in groups.items():
+        scenario = shared_scenario(mine, runs)
+        yours = [entry(mine, r, scenario) for r in runs]
         tasks = sorted({t for e in yours for t in e.quality})
-        machines = {e.run["hardware_fingerprint"] for e in yours}
+        machines = {e.run.hardware_fingerprint for e in yours}
         theirs = [entry(published, r, scenario) for r in others.get(key, [])]
         theirs = [e for e in theirs if not tasks or set(tasks) & set(e.quality)]
-        theirs.sort(key=lambda e: (e.run["hardware_fingerprint"] not in machines, e.run["hardware_fingerprint"]))
-        sources = [YOURS] * len(yours) + [SAME if e.run["hardware_fingerprint"] in machines else OTHER for e in theirs]
-        metric_of = {t: next(e.quality[t]["metric"] for e in yours if t in e.quality) for t in tasks}
-        headers = ["Source", "Hardware", *(f"{t} {metric_of[t]}" for t in tasks), *(c.header for c in COLUMNS)]
-        rows = [_row(e, s, metric_of) for e, s in zip(yours + theirs, sources, strict=True)]
-        title = f"{key[0]} · {technique_label(yours[0].run)}"
+        theirs.sort(key=lambda e: (e.run.hardware_fingerprint not in machines, e.run.hardware_fingerprint))
+        sources = [YOURS] * len(yours) + [SAME if e.run.hardware_fingerprint in machines else OTHER for e in theirs]
+        metric_of = {t: next(e.quality[t].metric for e in yours if t in e.quality) for t in tasks}
+        shown = headline(measured_columns(yours + theirs, columns))
+        headers = ["Source", "Hardware", *(f"{t} {metric_of[t]}" for t in tasks), *(c.header for c in shown)]
+        rows = [_row(e, s, metric_of, shown) for e, s in zip(yours + theirs, sources, strict=True)]
+        title = f"{key[0]} · {key[1]}"
         out.append(Comparison(title, [*headers, "Status", "Run"], rows, sources, scenario))
     return out
 

@@ -1,5 +1,9 @@
 """Leaderboards: per hardware fingerprint, every successful run ranked by accuracy beside its resource figures
-(Markdown and CSV), and Pareto frontiers of accuracy against latency, energy per token and peak memory (PNG)."""
+(Markdown and CSV), and Pareto frontiers of accuracy against latency, energy per token and peak memory (PNG).
+
+The Markdown table shows the declared headline quantities, the CSV every quantity measured; only
+evaluate-phase figures count (a technique's one-off apply cost is not what a deployed model costs).
+"""
 
 from __future__ import annotations
 
@@ -11,24 +15,22 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from effbench import __version__
-from effbench.api.types import QUALITY
-from effbench.present.report import (
-    LOAD_COLUMNS,
-    MODEL_COLUMNS,
-    ResourceColumn,
-    fmt,
-    markdown_table,
-    primary_quality,
-    technique_label,
-)
-from effbench.store.dataset import Dataset, check_replaceable, hardware_label, swap_in
+from effbench.api.metric import Quantity
+from effbench.api.vocabulary import QUALITY
+from effbench.present.columns import Column, candidates, fmt
+from effbench.present.report import SEPARATE_COLUMNS_NOTE, markdown_table, primary_quality
+from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
+from effbench.store.dataset import check_replaceable, swap_in
+from effbench.store.load import Results
+from effbench.version import __version__
 
-SHOWN = ("weight_bytes", "parameters_nonzero", "latency", "throughput", "peak_memory", "energy_direct_per_token", "co2")
-COLUMNS = tuple(c for c in (*MODEL_COLUMNS, *LOAD_COLUMNS) if c.metrics[0] in SHOWN and not c.baseline_over_value)
-FRONTIERS = {"latency": "latency", "energy": "energy_per_token", "memory": "peak_memory"}  # file suffix -> metric
+# file suffix -> the quantities it plots, the first one measured on the machine wins (counters before estimates)
+FRONTIERS = {
+    "latency": ("latency",),
+    "energy": ("energy_direct_per_token", "energy_per_token"),
+    "memory": ("peak_memory",),
+}
 TITLE = "# effbench leaderboards"
 
 
@@ -36,39 +38,51 @@ TITLE = "# effbench leaderboards"
 class Entry:
     """One successful run on a leaderboard: its primary task metrics, resource figures and accuracy score."""
 
-    run: dict[str, Any]
-    quality: dict[str, dict[str, Any]]  # task -> the primary metric's measurement
-    resources: dict[str, dict[str, Any]]  # metric -> run-level measurement
+    run: RunRecord
+    quality: dict[str, MeasurementRow]  # task -> the primary metric's measurement
+    resources: dict[str, MeasurementRow]  # quantity -> evaluate-phase run-level measurement
     score: float | None = None
 
     @property
     def label(self) -> str:
-        """Model and technique with its parameters."""
-        return f"{self.run['model']} · {technique_label(self.run)}"
+        """Model and technique stack with parameters."""
+        return f"{self.run.model} · {self.run.label}"
 
-    def value(self, column: ResourceColumn) -> float | None:
-        """A resource figure in display units."""
-        row = next((self.resources[m] for m in column.metrics if m in self.resources), None)
-        return row["value"] * column.scale if row else None
+    def value(self, column: Column) -> float | None:
+        """A resource figure in the column's unit."""
+        row = self.resources.get(column.name)
+        return column.shown(row.value) if row else None
 
 
-def shared_scenario(ds: Dataset, run_ids: list[str]) -> str | None:
+def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:
     """The load scenario most of these runs measured (the first seen on a tie): a table shows one scenario."""
     counts: Counter[str] = Counter()
-    for run_id in run_ids:
-        counts.update(list(dict.fromkeys(m["scenario"] for m in ds.measurements.get(run_id, []) if m["scenario"])))
+    for run in runs:
+        rows = results.measurements_of(run.run_id)
+        counts.update(
+            list(dict.fromkeys(m.in_scenario for m in rows if m.in_scenario and m.in_phase == PHASE_EVALUATE))
+        )
     return max(counts, key=counts.__getitem__) if counts else None
 
 
-def entry(ds: Dataset, run_id: str, scenario: str | None) -> Entry:
+def entry(results: Results, run: RunRecord, scenario: str | None) -> Entry:
     """A run's leaderboard entry (score left unset): model-level figures and those of ``scenario`` only."""
-    rows = ds.measurements.get(run_id, [])
+    rows = [m for m in results.measurements_of(run.run_id) if m.in_phase == PHASE_EVALUATE]
     resources = {
-        m["metric"]: m
-        for m in rows
-        if m["task"] == "" and m["resource"] != QUALITY and (m["scenario"] or None) in (None, scenario)
+        m.metric: m for m in rows if m.task == "" and m.resource != QUALITY and m.in_scenario in ("", scenario or "")
     }
-    return Entry(ds.runs[run_id], primary_quality(rows), resources)
+    return Entry(run, primary_quality(rows), resources)
+
+
+def measured_columns(entries: list[Entry], columns: list[Column]) -> list[Column]:
+    """The resource columns (no ratios) with a value in at least one entry, declared ones first."""
+    rows = [m for e in entries for m in e.resources.values()]
+    return [c for c in candidates(columns, rows) if not c.ratio and any(e.value(c) is not None for e in entries)]
+
+
+def headline(columns: list[Column]) -> list[Column]:
+    """The few columns narrow tables show (leaderboard Markdown, compare)."""
+    return [c for c in columns if c.quantity.headline]
 
 
 def scored_tasks(entries: list[Entry]) -> list[tuple[str, str]]:
@@ -77,11 +91,10 @@ def scored_tasks(entries: list[Entry]) -> list[tuple[str, str]]:
         return []
     first = entries[0].quality
     return [
-        (task, row["metric"])
+        (task, row.metric)
         for task, row in sorted(first.items())
         if all(
-            e.quality.get(task, {}).get("metric") == row["metric"] and e.quality[task]["higher_is_better"]
-            for e in entries
+            (q := e.quality.get(task)) is not None and q.metric == row.metric and q.higher_is_better for e in entries
         )
     ]
 
@@ -104,7 +117,9 @@ class Board:
     entries: list[Entry]
     tasks: list[str]  # every task shown, in column order
     scored: list[tuple[str, str]]  # (task, metric) pairs the score averages
-    scenario: str | None  # the load scenario of the latency, throughput, memory and energy figures
+    scenario: str | None  # the load scenario of the per-scenario figures
+    columns: list[Column]  # every resource column measured on this machine
+    frontiers: dict[str, Column]  # frontier name -> the quantity it plots
     points: dict[str, tuple[list[int], list[tuple[float, float]]]]  # frontier name -> entry indices, (cost, score)
     fronts: dict[str, set[int]]  # frontier name -> indices into entries
 
@@ -113,47 +128,53 @@ class Board:
         return ", ".join(name for name, members in self.fronts.items() if index in members)
 
 
-def _column(metric: str) -> ResourceColumn:
-    return next(c for c in COLUMNS if metric in c.metrics)
+def _frontier(names: tuple[str, ...], measured: list[Column], columns: list[Column]) -> Column:
+    """The first of ``names`` measured here; else its declared column (or a bare one) so the plot can say so."""
+    by_name = {c.name: c for c in measured}
+    found = next((by_name[n] for n in names if n in by_name), None)
+    declared = next((c for c in columns if c.name == names[-1] and not c.ratio), None)
+    return found or declared or Column(Quantity(names[-1], "", "", False))
 
 
-def _points(entries: list[Entry], metric: str) -> tuple[list[int], list[tuple[float, float]]]:
-    column = _column(metric)
+def _points(entries: list[Entry], column: Column) -> tuple[list[int], list[tuple[float, float]]]:
     kept = [i for i, e in enumerate(entries) if e.score is not None and e.value(column) is not None]
     return kept, [(entries[i].value(column), entries[i].score) for i in kept]
 
 
-def boards(ds: Dataset) -> list[Board]:
-    """One leaderboard per hardware fingerprint, entries ranked by score (then latency)."""
+def boards(results: Results, columns: list[Column]) -> list[Board]:
+    """One leaderboard per hardware fingerprint, entries ranked by score (then latency); ``columns`` as declared."""
     out = []
-    for fingerprint, run_ids in ds.hardware().items():
-        ok = [r for r in run_ids if ds.runs[r]["status"] == "ok"]
+    for fingerprint, runs in results.hardware().items():
+        ok = [r for r in runs if r.status == "ok"]
         if not ok:
             continue
-        scenario = shared_scenario(ds, ok)
-        entries = [entry(ds, r, scenario) for r in ok]
+        scenario = shared_scenario(results, ok)
+        entries = [entry(results, r, scenario) for r in ok]
         scored = scored_tasks(entries)
         for e in entries:
-            e.score = sum(e.quality[t]["value"] for t, _ in scored) / len(scored) if scored else None
-        latency = _column("latency")
+            e.score = sum(e.quality[t].value for t, _ in scored) / len(scored) if scored else None
+        measured = measured_columns(entries, columns)
+        frontiers = {name: _frontier(names, measured, columns) for name, names in FRONTIERS.items()}
+        latency = frontiers["latency"]
         entries.sort(key=lambda e: (e.score is None, -(e.score or 0.0), e.value(latency) or math.inf, e.label))
-        points = {name: _points(entries, metric) for name, metric in FRONTIERS.items()}
+        points = {name: _points(entries, column) for name, column in frontiers.items()}
         fronts = {name: {kept[i] for i in pareto_front(xy)} for name, (kept, xy) in points.items()}
         tasks = sorted({t for e in entries for t in e.quality})
-        machine = hardware_label(ds.runs[run_ids[0]]["hardware"])
-        out.append(Board(fingerprint, machine, entries, tasks, scored, scenario, points, fronts))
+        out.append(
+            Board(fingerprint, runs[0].machine, entries, tasks, scored, scenario, measured, frontiers, points, fronts)
+        )
     return out
 
 
 def headers(board: Board) -> list[str]:
-    """Column headers of a machine's leaderboard."""
-    metric_of = {t: next(e.quality[t]["metric"] for e in board.entries if t in e.quality) for t in board.tasks}
+    """Column headers of a machine's leaderboard table (its headline resource columns)."""
+    metric_of = {t: next(e.quality[t].metric for e in board.entries if t in e.quality) for t in board.tasks}
     return [
         "Rank",
         "Model · technique",
         *(f"{t} {metric_of[t]}" for t in board.tasks),
         "Score",
-        *(c.header for c in COLUMNS),
+        *(c.header for c in headline(board.columns)),
         "Pareto-optimal for",
         "Run",
     ]
@@ -166,19 +187,19 @@ def cells(board: Board, index: int) -> list[str]:
     return [
         str(index + 1),
         e.label,
-        *(fmt(q["value"], 3, q["stderr"]) if q else "–" for q in quality),
+        *(fmt(q.value, 3, q.stderr) if q else "–" for q in quality),
         fmt(e.score, 3),
-        *(fmt(e.value(c), c.digits) for c in COLUMNS),
+        *(c.format(e.value(c)) for c in headline(board.columns)),
         board.frontier_names(index) or "–",
-        e.run["run_id"],
+        e.run.run_id,
     ]
 
 
 def scenario_note(scenario: str | None) -> str:
-    """Which load scenario the latency, throughput, peak memory and energy figures come from."""
+    """Which load scenario the per-scenario figures (latency, throughput, memory, energy...) come from."""
     if scenario is None:
         return "No run measured a load scenario."
-    return f"Latency, throughput, peak memory, energy and CO2 are from the `{scenario}` scenario (runs without it: –)."
+    return f"Figures measured under load are from the `{scenario}` scenario (runs without it: –)."
 
 
 def to_markdown(board: Board) -> str:
@@ -189,7 +210,8 @@ def to_markdown(board: Board) -> str:
         "",
         f"Hardware fingerprint `{board.fingerprint}`; {len(board.entries)} successful runs. "
         f"Score: mean of {score}. {scenario_note(board.scenario)} "
-        "Resource figures are comparable only on this machine.",
+        "Resource figures are comparable only on this machine; "
+        f"{SEPARATE_COLUMNS_NOTE}, and leaderboard.csv holds every quantity measured.",
         "",
         markdown_table(headers(board), [cells(board, i) for i in range(len(board.entries))]),
     ]
@@ -213,25 +235,25 @@ def to_csv(board: Board) -> str:
             "scenario",
             *(h for t in board.tasks for h in (f"{t} value", f"{t} stderr", f"{t} metric")),
             "score",
-            *(c.header for c in COLUMNS),
+            *(c.header for c in board.columns),
             "pareto",
         ]
     )
     for i, e in enumerate(board.entries):
-        quality = [e.quality.get(t) or {} for t in board.tasks]
+        quality = [e.quality.get(t) for t in board.tasks]
         writer.writerow(
             [
                 board.fingerprint,
                 board.machine,
                 i + 1,
-                e.run["model"],
-                e.run["technique"],
-                e.run["technique_params"],
-                e.run["run_id"],
+                e.run.model,
+                e.run.technique,
+                e.run.technique_params,
+                e.run.run_id,
                 board.scenario,
-                *(v for q in quality for v in (q.get("value"), q.get("stderr"), q.get("metric"))),
+                *(v for q in quality for v in ((q.value, q.stderr, q.metric) if q else (None, None, None))),
                 e.score,
-                *(e.value(c) for c in COLUMNS),
+                *(e.value(c) for c in board.columns),
                 board.frontier_names(i),
             ]
         )
@@ -245,8 +267,7 @@ def plot(board: Board, name: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = FRONTIERS[name]
-    column = _column(metric)
+    column = board.frontiers[name]
     kept, points = board.points[name]
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     front = board.fronts[name]
@@ -256,10 +277,10 @@ def plot(board: Board, name: str, path: Path) -> None:
         if chosen:
             ax.scatter(*zip(*chosen, strict=True), s=70, color=color, edgecolor="black", linewidth=0.5, zorder=3,
                        label=legend)  # fmt: skip
-    one_model = len({e.run["model"] for e in board.entries}) == 1
+    one_model = len({e.run.model for e in board.entries}) == 1
     for i, (x, y) in zip(kept, points, strict=True):
         right = x <= middle  # labels point inwards so they stay inside the figure
-        text = technique_label(board.entries[i].run) if one_model else board.entries[i].label
+        text = board.entries[i].run.label if one_model else board.entries[i].label
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(6 if right else -6, 6),
                     ha="left" if right else "right", fontsize=8)  # fmt: skip
     steps = sorted(p for i, p in zip(kept, points, strict=True) if i in front)
@@ -268,11 +289,12 @@ def plot(board: Board, name: str, path: Path) -> None:
     if points:
         ax.legend(loc="best")
     else:
-        ax.text(0.5, 0.5, f"no run has both a score and {metric}", ha="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no run has both a score and {column.name}", ha="center", transform=ax.transAxes)
     score = ", ".join(f"{t} {m}" for t, m in board.scored) or "no shared task"
-    ax.set_xlabel(f"{column.header}  (lower is better; {board.scenario or 'no scenario'})")
+    better = "higher" if column.quantity.higher_is_better else "lower"
+    ax.set_xlabel(f"{column.header}  ({better} is better; {board.scenario or 'no scenario'})")
     ax.set_ylabel(textwrap.fill(f"score: mean of {score} (higher is better)", 60), fontsize=9)
-    model = f"{board.entries[0].run['model']} · " if one_model else ""
+    model = f"{board.entries[0].run.model} · " if one_model else ""
     ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.margins(0.15)
@@ -281,17 +303,18 @@ def plot(board: Board, name: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write(ds: Dataset, built: list[Board], out: Path) -> list[Path]:
+def write(results: Results, built: list[Board], out: Path) -> list[Path]:
     """Write README.md (index) and per machine leaderboard.md, leaderboard.csv and the Pareto PNGs; returns them."""
     index = out / "README.md"
     check_replaceable(out, index.is_file() and index.read_text().startswith(TITLE), "effbench leaderboards")
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     tmp.mkdir(parents=True)
-    suites = ", ".join(sorted({r["suite"] or "?" for r in ds.runs.values()}))
+    suites = ", ".join(sorted({r.suite or "?" for r in results.runs}))
     lines = [
         TITLE,
         "",
-        f"Rendered by `effbench leaderboard` (effbench {__version__}) from {len(ds.runs)} runs of suite(s) {suites}. "
+        f"Rendered by `effbench leaderboard` (effbench {__version__}) from {len(results.runs)} runs "
+        f"of suite(s) {suites}. "
         "One leaderboard per machine (hardware fingerprint): resource figures of different machines differ.",
         "",
     ]

@@ -1,64 +1,32 @@
-"""The paper-style comparison table: techniques as rows, accuracy and resources relative to the baseline."""
+"""The paper-style comparison table: techniques as rows, accuracy and resources relative to the baseline.
+
+Resource columns come from the metrics' declared quantities (``effbench.present.columns``); every
+section compares evaluate-phase figures only, and a one-off phase (the technique's own apply cost)
+gets a section of its own.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from effbench.api.types import QUALITY
-from effbench.config.suite import TechniqueSpec
-from effbench.measure.statistics import UNSTABLE_CV
-from effbench.store.results import ResultsStore
+from effbench.api.vocabulary import QUALITY
+from effbench.config.suite import UNSTABLE_CV
+from effbench.plugins import registry
+from effbench.present.columns import Column, candidates, fmt, registry_columns
+from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
+from effbench.store.load import Results
 
 KEEP_FRACTION = 0.99  # MLPerf: an optimised system must keep >= 99 % of the reference accuracy
-
-
 UNSTABLE_MARK = "†"
-
-
-@dataclass(frozen=True)
-class ResourceColumn:
-    """A resource column: which stored metric (first present wins), its header, and the display scale."""
-
-    metrics: tuple[str, ...]
-    header: str
-    scale: float = 1.0
-    digits: int = 1
-    baseline_over_value: bool = False  # compression and speed-up: baseline's value / this value
-
-
-def _col(metric: str | tuple[str, ...], header: str, scale: float = 1.0, digits: int = 1, ratio: bool = False):
-    return ResourceColumn((metric,) if isinstance(metric, str) else metric, header, scale, digits, ratio)
-
-
-MODEL_COLUMNS = (
-    _col("weight_bytes", "Size (MB)", digits=2),
-    _col("weight_bytes", "Compression ×", digits=2, ratio=True),
-    _col("disk_bytes", "On disk (MB)", digits=2),
-    _col("parameters_nonzero", "Non-zero params (M)", 1e-6, 3),
-    _col("flops_prefill", "MFLOP/prefill tok", 1e3, 2),
-    _col("flops_decode", "MFLOP/decode tok", 1e3, 2),
-    _col("apply_time", "Apply (s)", digits=2),
-    _col("cost_run", "Run cost ($)", digits=5),
-)
-LOAD_COLUMNS = (
-    _col("latency", "Latency (ms)"),
-    _col("latency_p99", "p99 (ms)"),
-    _col("ttft", "TTFT (ms)", digits=2),
-    _col("tpot", "TPOT (ms)", digits=2),
-    _col("throughput", "Tokens/s"),
-    _col("request_rate", "Requests/s", digits=2),
-    _col("latency", "Speed-up ×", digits=2, ratio=True),
-    _col("peak_memory", "Peak RSS (MiB)", digits=0),
-    _col(("energy_direct_per_token", "energy_per_token"), "Energy (mJ/token)", 1e3, 2),
-    _col("co2", "CO2 (mg)", 1e6, 3),
-    _col("cost_per_mtok", "$/M tokens", digits=3),
-    _col("network_sent", "Net sent (kB)", digits=1),
+EPOCH = datetime.min.replace(tzinfo=UTC)
+SEPARATE_COLUMNS_NOTE = (
+    "a column is shown only where some run measured it; the same quantity from different instruments "
+    "(e.g. energy per token from hardware counters and from codecarbon) has a column per instrument"
 )
 
 
@@ -77,31 +45,54 @@ class Cell:
 
 @dataclass
 class ComparisonTable:
-    """One model's comparison on one machine, in sections (accuracy, model, one per scenario), with notes."""
+    """One model's comparison on one machine, in sections (accuracy, model, one per scenario, one-off phases)."""
 
     title: str
-    headers: list[str]
+    headers: list[str]  # every column, long-form-only ones included, scenario-prefixed
     rows: list[list[Cell]]
     notes: list[str] = field(default_factory=list)
-    sections: list[tuple[str, list[int]]] = field(default_factory=list)  # title, column indexes
+    sections: list[tuple[str, list[int]]] = field(default_factory=list)  # printed: title, column indexes
     details: list[dict[str, Any]] = field(default_factory=list)  # every measurement of the rows' runs, long form
+    short_headers: list[str] = field(default_factory=list)  # each column's header within its section
 
     def parts(self) -> list[tuple[str, list[str], list[list[Cell]]]]:
-        """Each section led by the technique column (narrow enough to read), with its short headers."""
+        """Each printed section led by the technique column (narrow enough to read), with its short headers."""
         return [
-            (title, [self.headers[i].split(": ", 1)[-1] for i in cols], [[row[i] for i in cols] for row in self.rows])
+            (title, [self.short_headers[i] for i in cols], [[row[i] for i in cols] for row in self.rows])
             for title, cols in self.sections
         ]
 
 
-def fmt(value: float | None, digits: int, stderr: float | None = None, sign: bool = False) -> str:
-    """A number with its uncertainty, or a dash when it is missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    text = f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-    if stderr is not None:
-        text += f" ± {stderr:.{digits}f}"
-    return text
+@dataclass(frozen=True)
+class Section:
+    """Where a section's figures come from: a phase of the run and, when evaluating, a load scenario."""
+
+    title: str
+    phase: str = PHASE_EVALUATE
+    scenario: str = ""
+
+    @property
+    def one_off(self) -> bool:
+        """A phase measured once per run (applying the technique), not the evaluated model."""
+        return self.phase != PHASE_EVALUATE
+
+    @property
+    def prefix(self) -> str:
+        """What a long-form header is prefixed with, so headers of different sections differ."""
+        if self.one_off:
+            return f"{self.phase}: "
+        return f"{self.scenario}: " if self.scenario else ""
+
+    def holds(self, m: MeasurementRow) -> bool:
+        """Whether a run-level measurement belongs to this section."""
+        return m.task == "" and m.in_phase == self.phase and (self.one_off or m.in_scenario == self.scenario)
+
+    def columns(self, columns: list[Column], rows: list[MeasurementRow]) -> list[Column]:
+        """Candidates, this section's scope first (rows written before 1.1 put load figures in the model's)."""
+        shown = candidates(columns, rows)
+        if self.one_off:
+            return [c for c in shown if not c.ratio]  # no baseline ratio for a one-off cost
+        return sorted(shown, key=lambda c: c.per_scenario != bool(self.scenario))
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -117,146 +108,160 @@ def _keeps(value: float | None, base: float | None, higher_is_better: bool) -> b
 
 
 def build(
-    store: ResultsStore, run_ids: list[str] | None = None, unstable_cv: float = UNSTABLE_CV
+    results: Results,
+    run_ids: list[str] | None = None,
+    unstable_cv: float = UNSTABLE_CV,
+    columns: list[Column] | None = None,
 ) -> list[ComparisonTable]:
     """One table per (model, hardware) among the selected runs, baseline first; CV above ``unstable_cv`` is flagged."""
-    runs = store.read("runs").to_pylist()
+    if columns is None:  # the registered metrics' declared quantities; tests pass their own
+        columns = registry_columns(registry())
     if run_ids is None:
-        runs.sort(key=lambda r: (r["technique"] != "baseline", r["started_at"]))
+        runs = sorted(results.runs, key=lambda r: (r.technique != "baseline", r.started_at or EPOCH))
     else:
-        order = {rid: i for i, rid in enumerate(run_ids)}
-        runs = sorted((r for r in runs if r["run_id"] in order), key=lambda r: order[r["run_id"]])
-    by_run: dict[str, list[dict]] = {}
-    for row in store.read("measurements").to_pylist():
-        by_run.setdefault(row["run_id"], []).append(row)
-    groups: dict[tuple[str, str], list[dict]] = {}
+        runs = [results.run(r) for r in run_ids if results.has_run(r)]
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
     for run in runs:
-        groups.setdefault((run["model"], run["hardware_fingerprint"]), []).append(run)
-    return [_table(model, hw, group, by_run, unstable_cv) for (model, hw), group in groups.items()]
+        groups.setdefault((run.model, run.hardware_fingerprint), []).append(run)
+    return [_table(model, hw, group, results, columns, unstable_cv) for (model, hw), group in groups.items()]
 
 
-def technique_label(run: dict[str, Any]) -> str:
-    """A stored run's technique as the suite writes it: ``name(k=v, ...)``."""
-    return TechniqueSpec(name=run["technique"], params=json.loads(run["technique_params"] or "{}")).label
-
-
-def primary_quality(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def primary_quality(rows: list[MeasurementRow]) -> dict[str, MeasurementRow]:
     """Per task, the first quality metric lm-eval reported (its metric_list order): the one a table shows."""
-    primary: dict[str, dict[str, Any]] = {}
+    primary: dict[str, MeasurementRow] = {}
     for row in rows:
-        if row["resource"] == QUALITY and row["task"] not in primary:
-            primary[row["task"]] = row
+        if row.resource == QUALITY and row.in_phase == PHASE_EVALUATE and row.task not in primary:
+            primary[row.task] = row
     return primary
 
 
-def status_text(run: dict[str, Any]) -> str:
+def status_text(run: RunRecord) -> str:
     """``ok``, or ``failed: <error>``."""
-    return run["status"] if run["status"] == "ok" else f"failed: {run['error']}"
+    return run.status if run.status == "ok" else f"failed: {run.error}"
 
 
-def _key(m: dict) -> tuple[str, str, str]:
-    return (m.get("scenario") or "", m["task"], m["metric"])
+def _key(m: MeasurementRow) -> tuple[str, str, str, str]:
+    return (m.in_phase, m.in_scenario, m.task, m.metric)
 
 
-def _table(
-    model: str, hardware: str, runs: list[dict], by_run: dict[str, list[dict]], unstable_cv: float
-) -> ComparisonTable:
-    base_run = next((r for r in runs if r["technique"] == "baseline" and r["status"] == "ok"), None)
-    base_rows = by_run.get(base_run["run_id"], []) if base_run else []
-    every_row = [m for r in runs for m in by_run.get(r["run_id"], [])]
-    primary = primary_quality(base_rows or every_row)
-    scenarios = list(dict.fromkeys(m["scenario"] for m in every_row if m.get("scenario")))
-    base = {_key(m): m for m in base_rows}
-    headers = ["Technique"]
-    for task, row in primary.items():
-        headers += [f"{task} {row['metric']}", f"Δ {task}"]
-    headers += [f">= {KEEP_FRACTION:.0%} base", "Status"]
-    sections = [("accuracy", list(range(len(headers))))]
-    column_plan: list[tuple[str, ResourceColumn]] = []
-    for scenario, columns, title in [("", MODEL_COLUMNS, "model"), *((s, LOAD_COLUMNS, s) for s in scenarios)]:
-        first = len(headers)
-        headers += [f"{scenario}: {c.header}" if scenario else c.header for c in columns]
-        column_plan += [(scenario, c) for c in columns]
-        sections.append((title, [0, *range(first, len(headers))]))
-    rows, methods, unstable = [], {}, False
-    for run in runs:
-        values = {_key(m): m for m in by_run.get(run["run_id"], [])}
-        for m in values.values():
-            if m["method"] and m["resource"] != QUALITY:
-                methods.setdefault(m["metric"], m["method"])
-        row = _accuracy_cells(run, values, base, primary)
-        for scenario, column in column_plan:
-            cell = _resource_cell(scenario, column, values, base, unstable_cv)
-            unstable = unstable or cell.unstable
-            row.append(cell)
-        rows.append(row)
-    by_method: dict[str, list[str]] = {}
-    for metric, how in sorted(methods.items()):
-        by_method.setdefault(how, []).append(metric)
+def _sections(rows: list[MeasurementRow]) -> list[Section]:
+    """The model section, one per load scenario, then one per one-off phase, in the order first measured."""
+    scenarios = dict.fromkeys(m.in_scenario for m in rows if m.in_phase == PHASE_EVALUATE and m.in_scenario)
+    phases = dict.fromkeys(m.in_phase for m in rows if m.in_phase != PHASE_EVALUATE)
+    return [
+        Section("model"),
+        *(Section(s, scenario=s) for s in scenarios),
+        *(Section(f"{p.capitalize()} (one-off)", p) for p in phases),
+    ]
+
+
+def _notes(model: str, hardware: str, rows: list[MeasurementRow], unstable: bool, unstable_cv: float) -> list[str]:
     notes = [
         f"model {model}; hardware fingerprint {hardware}",
         "accuracy ± lm-eval's standard error; resources ± half the 95 % confidence interval "
         "(bootstrap over requests for latencies, Student t over repeats otherwise); bounds in report.csv",
+        SEPARATE_COLUMNS_NOTE,
     ]
     if unstable:
         notes.append(
             f"{UNSTABLE_MARK} unstable: its repeats vary by more than {unstable_cv:.0%} (coefficient of variation)"
         )
-    notes += [f"{', '.join(metrics)}: {how}" for how, metrics in by_method.items()]
-    details = [
-        {
-            "technique": technique_label(run),
-            **{k: m.get(k) for k in DETAIL_FIELDS},
-            "unstable": _unstable(m, unstable_cv),
-        }
-        for run in runs
-        for m in by_run.get(run["run_id"], [])
+    phases = sorted({m.in_phase for m in rows} - {PHASE_EVALUATE})
+    notes += [
+        f"{phase} (one-off): the technique's own cost, measured once around its {phase} phase; "
+        "every other section holds evaluate-phase figures only"
+        for phase in phases
     ]
-    return ComparisonTable(f"{model} ({hardware})", headers, rows, notes, sections, details)
+    methods: dict[str, str] = {}
+    for m in rows:
+        if m.method and m.resource != QUALITY:
+            methods.setdefault(m.metric, m.method)
+    by_method: dict[str, list[str]] = {}
+    for metric, how in sorted(methods.items()):
+        by_method.setdefault(how, []).append(metric)
+    return notes + [f"{', '.join(metrics)}: {how}" for how, metrics in by_method.items()]
 
 
-def _accuracy_cells(run: dict, values: dict, base: dict, primary: dict[str, dict]) -> list[Cell]:
-    cells = [Cell(text=technique_label(run))]
+def _table(
+    model: str, hardware: str, runs: list[RunRecord], results: Results, columns: list[Column], unstable_cv: float
+) -> ComparisonTable:
+    rows_of = {run.run_id: results.measurements_of(run.run_id) for run in runs}
+    base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
+    base_rows = rows_of[base_run.run_id] if base_run else []
+    every_row = [m for run in runs for m in rows_of[run.run_id]]
+    primary = primary_quality(base_rows or every_row)
+    base = {_key(m): m for m in base_rows}
+    values = {run.run_id: {_key(m): m for m in rows_of[run.run_id]} for run in runs}
+    headers = ["Technique"]
+    for task, row in primary.items():
+        headers += [f"{task} {row.metric}", f"Δ {task}"]
+    headers += [f">= {KEEP_FRACTION:.0%} base", "Status"]
+    short_headers = list(headers)
+    sections = [("accuracy", list(range(len(headers))))]
+    rows = [_accuracy_cells(run, values[run.run_id], base, primary) for run in runs]
+    unstable = False
+    for section in _sections(every_row):
+        printed = []
+        for column in section.columns(columns, [m for m in every_row if section.holds(m)]):
+            cells = [_resource_cell(section, column, values[run.run_id], base, unstable_cv) for run in runs]
+            if all(cell.value is None for cell in cells):
+                continue  # no run measured it
+            unstable = unstable or any(cell.unstable for cell in cells)
+            if section.one_off or not column.quantity.detail:
+                printed.append(len(headers))
+            headers.append(section.prefix + column.header)
+            short_headers.append(column.header)
+            for row, cell in zip(rows, cells, strict=True):
+                row.append(cell)
+        if printed:
+            sections.append((section.title, [0, *printed]))
+    details = [
+        {"technique": run.label, **m.as_row(), "phase": m.in_phase, "unstable": _unstable(m, unstable_cv)}
+        for run in runs
+        for m in rows_of[run.run_id]
+    ]
+    notes = _notes(model, hardware, every_row, unstable, unstable_cv)
+    return ComparisonTable(f"{model} ({hardware})", headers, rows, notes, sections, details, short_headers)
+
+
+def _accuracy_cells(run: RunRecord, values: dict, base: dict, primary: dict[str, MeasurementRow]) -> list[Cell]:
+    cells = [Cell(text=run.label)]
     keeps: list[bool | None] = []
     for task, prow in primary.items():
-        m = values.get(("", task, prow["metric"]))
-        b = base.get(("", task, prow["metric"]))
-        value = m["value"] if m else None
-        stderr = m["stderr"] if m else None
+        m = values.get((PHASE_EVALUATE, "", task, prow.metric))
+        b = base.get((PHASE_EVALUATE, "", task, prow.metric))
+        value = m.value if m else None
+        stderr = m.stderr if m else None
         cells.append(Cell(value, stderr, fmt(value, 3, stderr)))
-        delta = value - b["value"] if m and b else None
+        delta = value - b.value if m and b else None
         cells.append(Cell(delta, None, fmt(delta, 3, sign=True)))
-        keeps.append(_keeps(value, b["value"] if b else None, prow["higher_is_better"]))
+        keeps.append(_keeps(value, b.value if b else None, prow.higher_is_better))
     gate = None if not keeps or None in keeps else all(keeps)
     cells.append(Cell(None if gate is None else float(gate), text={True: "yes", False: "no", None: "–"}[gate]))
     cells.append(Cell(text=status_text(run)))
     return cells
 
 
-def _unstable(m: dict | None, threshold: float) -> bool:
-    return m is not None and (m.get("cv") or 0) > threshold
+def _unstable(m: MeasurementRow | None, threshold: float) -> bool:
+    return m is not None and (m.cv or 0) > threshold
 
 
-def _resource_cell(scenario: str, column: ResourceColumn, values: dict, base: dict, unstable_cv: float) -> Cell:
+def _resource_cell(section: Section, column: Column, values: dict, base: dict, unstable_cv: float) -> Cell:
     """A resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree."""
-    m = next((values[k] for name in column.metrics if (k := (scenario, "", name)) in values), None)
-    b = next((base[k] for name in column.metrics if (k := (scenario, "", name)) in base), None)
+    key = (section.phase, section.scenario, "", column.name)
+    m, b = values.get(key), base.get(key)
     mark = f" {UNSTABLE_MARK}"
-    if column.baseline_over_value:  # a ratio is as unstable as either of its sides
-        value = _ratio(b["value"] if b else None, m["value"] if m else None)
+    if column.ratio:  # a ratio is as unstable as either of its sides
+        value = _ratio(b.value if b else None, m.value if m else None)
         flagged = value is not None and (_unstable(m, unstable_cv) or _unstable(b, unstable_cv))
-        return Cell(value, None, fmt(value, column.digits) + mark * flagged, unstable=flagged)
+        return Cell(value, None, column.format(value) + mark * flagged, unstable=flagged)
     if m is None:
         return Cell(text="–")
-
-    def scaled(x: float | None) -> float | None:
-        return None if x is None else x * column.scale
-
-    low, high, stderr = scaled(m["ci_low"]), scaled(m["ci_high"]), scaled(m["stderr"])
+    low, high, stderr = column.shown(m.ci_low), column.shown(m.ci_high), column.shown(m.stderr)
     spread = (high - low) / 2 if low is not None and high is not None else stderr
     flagged = _unstable(m, unstable_cv)
-    text = fmt(scaled(m["value"]), column.digits, spread) + mark * flagged
-    return Cell(scaled(m["value"]), stderr, text, low, high, m.get("cv"), flagged)
+    value = column.shown(m.value)
+    return Cell(value, stderr, column.format(value, spread) + mark * flagged, low, high, m.cv, flagged)
 
 
 def markdown_table(titles: list[str], rows: list[list[str]]) -> str:
@@ -319,8 +324,7 @@ def to_latex(table: ComparisonTable) -> str:
 
 
 TEXT_COLUMNS = ("Technique", "Status")
-DETAIL_FIELDS = ("run_id", "scenario", "task", "metric", "value", "unit", "resource", "higher_is_better", "stderr",
-                 "ci_low", "ci_high", "n", "cv", "method")  # fmt: skip
+DETAIL_FIELDS = tuple(MeasurementRow.schema().names)  # report-measurements.csv: every measurement, every column
 CELL_FIELDS = ("stderr", "ci_low", "ci_high", "cv")
 
 

@@ -23,21 +23,13 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from effbench import __version__
 from effbench.errors import EffbenchError
 from effbench.plugins import registry
 from effbench.publish.card import render
 from effbench.publish.taxonomy import taxonomy_rows
-from effbench.store.dataset import (
-    Dataset,
-    MergeReport,
-    hardware_label,
-    import_into_store,
-    merge,
-    read_dataset,
-    read_store,
-    write_dataset,
-)
+from effbench.store.dataset import MergeReport, import_into_store, merge, write_dataset
+from effbench.store.load import Results, load
+from effbench.version import __version__
 
 REPO_TYPE = "dataset"
 DATA_PATTERNS = ["README.md", "runs/*", "measurements/*", "taxonomy/*"]
@@ -56,19 +48,18 @@ class PublishResult:
     commit: str | None = None  # None when nothing was committed
 
 
-def collect(results: Path) -> Dataset:
+def collect(results: Path) -> Results:
     """The validated runs of a results store plus this installation's taxonomy."""
-    ds = read_store(results)
-    if not ds.runs:
+    stored = load(results, "store")
+    if not stored.runs:
         raise EffbenchError(f"no results in {results}: run `effbench evaluate --output {results}` first")
-    ds.taxonomy = taxonomy_rows(registry())
-    return ds
+    return Results(stored.runs, stored.measurements, taxonomy_rows(registry()))
 
 
 def build(results: Path, out: Path) -> list[Path]:
     """Write the dataset folder of a results store (card included); returns the files written."""
-    ds = collect(results)
-    return write_dataset(ds, out, render(ds, registry(), str(out)))
+    collected = collect(results)
+    return write_dataset(collected, out, render(collected, registry(), str(out)))
 
 
 @contextlib.contextmanager
@@ -104,7 +95,7 @@ def _api(endpoint: str | None, token: str | None) -> HfApi:
     )
 
 
-def _download(api: HfApi, repo: str, revision: str, dest: Path) -> Dataset:
+def _download(api: HfApi, repo: str, revision: str, dest: Path) -> Results:
     snapshot_download(
         repo_id=repo,
         repo_type=REPO_TYPE,
@@ -116,12 +107,12 @@ def _download(api: HfApi, repo: str, revision: str, dest: Path) -> Dataset:
         library_name="effbench",
         library_version=__version__,
     )
-    return read_dataset(dest)
+    return load(dest, "dataset")
 
 
 def fetch(
     repo: str, dest: Path, *, revision: str | None = None, endpoint: str | None = None, token: str | None = None
-) -> Dataset:
+) -> Results:
     """Download a published dataset into ``dest`` and validate it whole."""
     api = _api(endpoint, token)
     with _hub_errors(repo, api.endpoint):
@@ -134,28 +125,28 @@ def pull(
 ) -> MergeReport:
     """Add a published dataset's runs to the results store ``out``; a bad dataset changes nothing."""
     with tempfile.TemporaryDirectory(prefix="effbench-pull-") as tmp:
-        ds = fetch(repo, Path(tmp), revision=revision, endpoint=endpoint, token=token)
-    return import_into_store(ds, out)
+        published = fetch(repo, Path(tmp), revision=revision, endpoint=endpoint, token=token)
+    return import_into_store(published, out)
 
 
-def _remote(api: HfApi, repo: str, workdir: Path) -> tuple[Dataset, str | None]:
-    """What the repo holds now and its head commit; an empty Dataset and None when the repo does not exist."""
+def _remote(api: HfApi, repo: str, workdir: Path) -> tuple[Results, str | None]:
+    """What the repo holds now and its head commit; empty Results and None when the repo does not exist."""
     try:
         info = api.repo_info(repo, repo_type=REPO_TYPE)
     except RepositoryNotFoundError:
-        return Dataset(), None
+        return Results(), None
     files = {s.rfilename for s in info.siblings or []}
     if not any(f.startswith("runs/") for f in files):
         if files - {".gitattributes"}:
             raise EffbenchError(f"{repo} holds files that are not an effbench dataset: publish to another repo")
-        return Dataset(), info.sha
+        return Results(), info.sha
     return _download(api, repo, info.sha, workdir), info.sha
 
 
-def _message(report: MergeReport, merged: Dataset) -> tuple[str, str]:
+def _message(report: MergeReport, merged: Results) -> tuple[str, str]:
     """A commit title that says what changed, and a description listing the runs."""
     changed = [*report.added, *report.updated]
-    machines = sorted({merged.runs[r]["hardware_fingerprint"] for r in changed})
+    machines = sorted({merged.run(r).hardware_fingerprint for r in changed})
     title = (
         f"effbench {__version__}: add {len(report.added)} run(s), update {len(report.updated)}"
         f" from {len(machines)} machine(s)"
@@ -164,12 +155,10 @@ def _message(report: MergeReport, merged: Dataset) -> tuple[str, str]:
         title = f"effbench {__version__}: update the taxonomy and card"
     lines = []
     for run_id in changed:
-        run = merged.runs[run_id]
+        run = merged.run(run_id)
         verb = "add" if run_id in report.added else "update"
-        params = "" if run["technique_params"] in ("{}", None) else f" {run['technique_params']}"
         lines.append(
-            f"- {verb} {run_id}: {run['model']} × {run['technique']}{params}, {run['status']}, "
-            f"on {run['hardware_fingerprint']} ({hardware_label(run['hardware'])})"
+            f"- {verb} {run_id}: {run.model} × {run.label}, {run.status}, on {run.hardware_fingerprint} ({run.machine})"
         )
     return title, "\n".join(lines)
 

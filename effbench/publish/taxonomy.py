@@ -8,24 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 from effbench.plugins import Registry
+from effbench.records import TaxonomyRow
 
 SURVEY = "https://arxiv.org/abs/2401.00625"
-
-TAXONOMY_SCHEMA = pa.schema(
-    [
-        ("name", pa.string()),
-        ("kind", pa.string()),  # technique (a registered plugin) | family (the survey's map)
-        ("stage", pa.string()),
-        ("resources", pa.list_(pa.string())),
-        ("description", pa.string()),
-        ("references", pa.list_(pa.string())),
-        ("category", pa.string()),  # the survey's section path, e.g. "LLM Inference > Model Compression > Pruning"
-        ("source", pa.string()),  # the distribution and version that registered it, or the survey
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -175,7 +161,7 @@ FAMILIES = (
 )  # fmt: skip
 
 
-def taxonomy_rows(reg: Registry) -> list[dict]:
+def taxonomy_rows(reg: Registry) -> list[TaxonomyRow]:
     """Rows for every registered technique (what effbench can run) and every survey family (the map)."""
     rows = []
     for name, technique in sorted(reg.techniques.items()):
@@ -187,14 +173,14 @@ def taxonomy_rows(reg: Registry) -> list[dict]:
     return rows + [_row(family, "family", f"survey {SURVEY}") for family in FAMILIES]
 
 
-def _row(entry: Family, kind: str, source: str) -> dict:
-    return {
-        "name": entry.name,
-        "kind": kind,
-        "stage": entry.stage,
-        "resources": list(entry.resources),
-        "description": entry.description,
-        "references": list(entry.references),
-        "category": entry.category,
-        "source": source,
-    }
+def _row(entry: Family, kind: str, source: str) -> TaxonomyRow:
+    return TaxonomyRow(
+        name=entry.name,
+        kind=kind,
+        stage=entry.stage,
+        resources=list(entry.resources),
+        description=entry.description,
+        references=list(entry.references),
+        category=entry.category,
+        source=source,
+    )

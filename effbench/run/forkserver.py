@@ -14,22 +14,15 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from effbench.api.executor import Outcome
+from effbench.run.targets import call_target, error_text
+
 PRELOAD = ["effbench.run.preload"]
 POLL_SECONDS = 0.2
-
-
-@dataclass
-class Outcome:
-    """What came back from one worker: a result, or an error saying how the run failed."""
-
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    ready_after_s: float | None = None  # dispatch until the worker could start work
 
 
 def _child(conn: Connection, target: str, payload: dict[str, Any], log_path: str | None, dispatched: float) -> None:
@@ -40,13 +33,10 @@ def _child(conn: Connection, target: str, payload: dict[str, Any], log_path: str
         os.dup2(log, 1)
         os.dup2(log, 2)
     try:
-        module_name, _, func_name = target.partition(":")
-        func = getattr(__import__(module_name, fromlist=[func_name]), func_name)
-        result = func(payload, lambda text: conn.send(("event", text)))
-        conn.send(("result", result))
+        conn.send(("result", call_target(target, payload, lambda text: conn.send(("event", text)))))
     except BaseException as err:  # everything must come back as a failed outcome
         traceback.print_exc()
-        conn.send(("error", "".join(traceback.format_exception_only(type(err), err)).strip()))
+        conn.send(("error", error_text(err)))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -106,8 +96,9 @@ class WorkerPool:
                     break
                 if kind == "ready":
                     outcome.ready_after_s = value
-                elif kind == "event" and on_event:
-                    on_event(value)
+                elif kind == "event":
+                    if on_event:
+                        on_event(value)
                 elif kind == "result":
                     outcome.result = value
                 else:

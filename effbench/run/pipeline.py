@@ -1,30 +1,49 @@
-"""One run inside a worker: load -> apply technique -> lm-eval accuracy -> measured scenarios -> metrics."""
+"""One run, in whatever executor runs it: the phases its technique stack's stages call for, each measured.
+
+Inference-, system- and architecture-stage techniques transform the loaded model in the ``apply``
+phase; every run then evaluates the result: lm-eval accuracy, then the load scenarios.
+The instruments open windows around the apply phase (the technique's one-off cost), each repeat
+of each scenario, each scenario, and the run.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from effbench.api.types import SCOPES, Measurement, Metric, RunContext
+from effbench.api.context import Measurement, RunContext
+from effbench.api.technique import Technique
 from effbench.config.suite import Scenario
+from effbench.errors import EffbenchError
 from effbench.measure import accuracy, scenarios
 from effbench.measure.statistics import combine_repeats
-from effbench.plugins import registry
+from effbench.measure.windows import Instruments
+from effbench.plugins import Registry, registry
+from effbench.records import PHASE_EVALUATE, RunPlan, StackEntry
 from effbench.reference import zoo
 
-PHASES = {
+PHASE_TITLES = {
     "load": "loading model",
     "apply": "applying technique",
     "accuracy": "accuracy (lm-eval)",
     "measure": "measuring resources",
 }
+# The phase in which a technique of each lifecycle stage acts on the model. The training issue adds a
+# "train" phase for the fine-tuning and pre-training stages; until then every stage transforms the loaded model.
+STAGE_PHASE = {
+    "architecture": "apply",
+    "pretraining": "apply",
+    "finetuning": "apply",
+    "inference": "apply",
+    "system": "apply",
+}
 
 
-class Phases:
+class PhaseClock:
     """Wall-clock seconds per phase of a run; each start is announced to the parent's progress bar."""
 
     def __init__(self, emit: Callable[[str], None]) -> None:
@@ -37,7 +56,7 @@ class Phases:
     def start(self, name: str) -> None:
         self.stop()
         self._current, self._since = name, time.perf_counter()
-        self.emit(PHASES[name])
+        self.emit(PHASE_TITLES[name])
 
     def stop(self) -> None:
         if self._current:
@@ -56,119 +75,118 @@ def model_fingerprint(model_id: str, model: Any) -> str:
     return f"commit:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
 
 
-def _as_measurements(metric: Metric, reported: Any) -> list[Measurement]:
-    if reported is None:
-        return []
-    if isinstance(reported, Measurement):
-        return [reported]
-    if isinstance(reported, list):
-        return reported
-    return [metric.measurement(float(reported))]
+@dataclass(frozen=True)
+class Step:
+    """One technique of the stack, resolved from the registry, with the phase its stage acts in."""
+
+    technique: Technique
+    params: dict[str, Any]
+    phase: str
 
 
-class Instruments:
-    """The registered metrics by scope; a metric that raises becomes a warning, never a failed run."""
+def resolve_stack(stack: tuple[StackEntry, ...], reg: Registry) -> list[Step]:
+    """The stack's techniques in order of application, each with the phase its stage acts in."""
+    steps = []
+    for entry in stack:
+        technique = reg.technique(entry.name)
+        steps.append(Step(technique, entry.params, STAGE_PHASE[technique.stage]))
+    return steps
 
-    def __init__(self, metrics: list[Metric]) -> None:
-        self.by_scope = {scope: [m for m in metrics if m.scope == scope] for scope in SCOPES}
-        self.warnings: list[str] = []
 
-    def start(self, scope: str, ctx: RunContext) -> list[Metric]:
-        started = []
-        for metric in self.by_scope[scope]:
-            try:
-                metric.start(ctx)
-                started.append(metric)
-            except Exception as err:  # plugin code: keep the run, report the metric
-                self.warnings.append(f"metric {metric.name} failed to start: {err!r}")
-        return started
-
-    def stop(self, metrics: list[Metric], ctx: RunContext) -> list[Measurement]:
-        out: list[Measurement] = []
-        for metric in reversed(metrics):
-            try:
-                out.extend(_as_measurements(metric, metric.stop(ctx)))
-            except Exception as err:
-                self.warnings.append(f"metric {metric.name} failed: {err!r}")
-        return out
+def apply_stack(steps: list[Step], model: Any, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
+    """Apply each technique in turn; merge their ``generate`` arguments (a key two techniques set is an error)."""
+    generate_kwargs: dict[str, Any] = {}
+    for step in steps:
+        model = step.technique.apply(model, tokenizer, **step.params)
+        model.eval()
+    for step in steps:
+        extra = step.technique.generation_kwargs(model, tokenizer, **step.params)
+        clash = sorted(set(extra) & set(generate_kwargs))
+        if clash:
+            raise EffbenchError(f"technique {step.technique.name!r} sets generate argument {clash[0]!r} already set")
+        generate_kwargs.update(extra)
+    return model, generate_kwargs
 
 
 def measure_scenario(ctx: RunContext, scenario: Scenario, instruments: Instruments) -> list[Measurement]:
-    """Warm up, then serve every repeat inside the repeat-scope metrics, then the scenario-scope metrics."""
+    """Warm up, then serve every repeat inside the repeat-scope windows, then the scenario-scope metrics."""
     ctx.scenario = scenario
     scenarios.warm_up(ctx, scenario)
     per_repeat, all_requests, seconds = [], [], []
     for repeat in range(scenario.repeats):
         ctx.requests, ctx.workload_seconds = [], 0.0
-        started = instruments.start("repeat", ctx)
+        opened = instruments.open(instruments.by_scope["repeat"], ctx)
         ctx.requests, ctx.workload_seconds = scenarios.run_repeat(ctx, scenario, repeat)
-        per_repeat.append(instruments.stop(started, ctx))
+        per_repeat.append(instruments.close(opened, ctx))
         all_requests += ctx.requests
         seconds.append(ctx.workload_seconds)
     ctx.requests, ctx.repeat_seconds, ctx.workload_seconds = all_requests, seconds, sum(seconds)
     ctx.measurements = combine_repeats(per_repeat)
-    reported = ctx.measurements + instruments.stop(instruments.by_scope["scenario"], ctx)
+    reported = ctx.measurements + instruments.measure_once("scenario", ctx)
     return [replace(m, scenario=scenario.label) for m in reported]
 
 
-def measure(
-    ctx: RunContext, metrics: list[Metric], scenario_list: list[Scenario]
-) -> tuple[list[Measurement], list[str]]:
+def measure(ctx: RunContext, instruments: Instruments, scenario_list: list[Scenario]) -> list[Measurement]:
     """Every scenario in turn, then the run-scope metrics (size, parameters, accuracy)."""
-    instruments = Instruments(metrics)
     measurements = []
     for scenario in scenario_list:
         measurements += measure_scenario(ctx, scenario, instruments)
     ctx.scenario, ctx.requests, ctx.measurements = None, [], []
-    run_level = instruments.stop(instruments.by_scope["run"], ctx)
-    return run_level + measurements, instruments.warnings
+    return instruments.measure_once("run", ctx) + measurements
 
 
 def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, Any]:
-    """Run one (model, technique) pair as described by ``payload``; return measurements and notes."""
+    """Run one planned run (a ``RunPlan`` payload); return its measurements, phase times and warnings."""
+    plan = RunPlan.from_payload(payload)
     reg = registry()
-    technique = reg.technique(payload["technique"])
-    phases = Phases(emit)
-    phases.start("load")
-    model, tokenizer = zoo.load(
-        payload["model"], revision=payload.get("revision"), trust_remote_code=payload["trust_remote_code"]
-    )
-    fingerprint = model_fingerprint(payload["model"], model)
-    phases.start("apply")
-    model = technique.apply(model, tokenizer, **payload["params"])
-    model.eval()
-    generate_kwargs = technique.generation_kwargs(model, tokenizer, **payload["params"])
-    phases.start("accuracy")
+    steps = resolve_stack(plan.stack, reg)
+    instruments = Instruments(list(reg.metrics.values()))
+    clock = PhaseClock(emit)
+    clock.start("load")
+    model, tokenizer = zoo.load(plan.model, revision=plan.revision, trust_remote_code=plan.trust_remote_code)
+    fingerprint = model_fingerprint(plan.model, model)
+    settings = plan.settings
     ctx = RunContext(
         model=model,
         tokenizer=tokenizer,
-        technique=technique.name,
-        params=payload["params"],
+        technique=plan.label,
+        params={e.name: e.params for e in plan.stack} if len(plan.stack) > 1 else plan.stack[0].params,
         settings={
-            **{k: payload[k] for k in ("country", "idle_seconds", "price")},
-            "prompt_tokens": payload["scenarios"][0]["prompt_tokens"],
+            **{k: settings[k] for k in ("country", "idle_seconds", "price")},
+            "prompt_tokens": settings["scenarios"][0]["prompt_tokens"],
         },
-        generate_kwargs=generate_kwargs,
-        apply_seconds=phases.seconds["apply"],
-        started_at=phases.started_at,
+        started_at=clock.started_at,
     )
+    measurements: list[Measurement] = []
+    for phase in dict.fromkeys(step.phase for step in steps):  # each phase once, in order of first use
+        clock.stop()
+        ctx.phase = phase
+        opened = instruments.open(instruments.for_phase(phase), ctx)
+        clock.start(phase)  # after the instruments opened: their start-up is not the technique's time
+        model, generate_kwargs = apply_stack([s for s in steps if s.phase == phase], model, tokenizer)
+        ctx.generate_kwargs.update(generate_kwargs)
+        clock.stop()
+        measurements += instruments.close(opened, ctx)
+    ctx.model, ctx.phase = model, PHASE_EVALUATE
+    ctx.apply_seconds = clock.seconds.get("apply", 0.0)
+    clock.start("accuracy")
     ctx.accuracy = accuracy.evaluate(
         model,
         tokenizer,
-        payload["tasks"],
-        task_dirs=tuple(payload["task_dirs"]),
-        limit=payload["limit"],
-        batch_size=payload["batch_size"],
-        bootstrap_iters=payload["bootstrap_iters"],
+        list(plan.tasks),
+        task_dirs=plan.task_dirs,
+        limit=settings["limit"],
+        batch_size=settings["batch_size"],
+        bootstrap_iters=settings["bootstrap_iters"],
         generate_kwargs=ctx.generate_kwargs,
     )
-    phases.start("measure")
-    scenario_list = [Scenario.model_validate(s) for s in payload["scenarios"]]
-    measurements, warnings = measure(ctx, list(reg.metrics.values()), scenario_list)
-    phases.stop()
+    clock.start("measure")
+    scenario_list = [Scenario.model_validate(s) for s in settings["scenarios"]]
+    measurements += measure(ctx, instruments, scenario_list)
+    clock.stop()
     return {
-        "phase_seconds": phases.seconds,
+        "phase_seconds": clock.seconds,
         "measurements": [asdict(m) for m in measurements],
-        "warnings": warnings,
+        "warnings": instruments.warnings,
         "model_fingerprint": fingerprint,
     }

@@ -11,6 +11,6 @@ import transformers.models.llama.modeling_llama  # noqa: F401
 
 from effbench.measure.accuracy import task_manager
 from effbench.plugins import registry
-from effbench.run import pipeline as runner  # noqa: F401
+from effbench.run import pipeline  # noqa: F401
 
 task_manager(tuple(str(d) for d in registry().task_dirs))

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from effbench.api.executor import Executor, Job, Outcome
 from effbench.config import prices
-from effbench.config.suite import Suite, TechniqueSpec
+from effbench.config.suite import Suite
 from effbench.errors import EffbenchError
 from effbench.plugins import Registry, registry
+from effbench.records import PHASE_EVALUATE, MeasurementRow, RunPlan, RunRecord, StackEntry
 from effbench.reference import zoo
-from effbench.run.forkserver import Outcome, WorkerPool
 from effbench.store.results import ResultsStore
 
 RUN_TARGET = "effbench.run.pipeline:execute"
+LIST_TASKS = "effbench.measure.accuracy:known_tasks"
 
 
 def _digest(data: Any) -> str:
@@ -46,16 +48,6 @@ def hardware_fingerprint(reg: Registry, probes: dict[str, Any]) -> str:
 
 
 @dataclass
-class PlannedRun:
-    """One (model, technique) run of a suite with its stable id."""
-
-    run_id: str
-    model: str
-    technique: TechniqueSpec
-    payload: dict[str, Any]
-
-
-@dataclass
 class SweepResult:
     """What a sweep did: run ids in suite order, and which were skipped or failed."""
 
@@ -64,7 +56,20 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-SETTINGS = ("limit", "batch_size", "bootstrap_iters", "scenarios", "country", "idle_seconds", "price")
+def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings: dict, hardware: str) -> dict:
+    """What makes a run itself; a single technique keeps the identity (and run id) it had before stacks existed."""
+    identity = {
+        "model": model,
+        "revision": suite.revision,
+        "technique": "+".join(e.name for e in stack),
+        "params": stack[0].params if len(stack) == 1 else {e.name: e.params for e in stack},
+        "tasks": suite.tasks,
+        "settings": settings,
+        "hardware": hardware,
+    }
+    if len(stack) > 1:
+        identity["stack"] = [asdict(e) for e in stack]
+    return identity
 
 
 def plan(
@@ -73,21 +78,25 @@ def plan(
     fingerprint: str,
     known_tasks: set[str] | None = None,
     price: dict[str, Any] | None = None,
-) -> list[PlannedRun]:
+) -> list[RunPlan]:
     """Validate models, techniques, parameters and tasks before any work, and give each run its id.
 
     ``price`` is the suite's price table resolved for this machine (stored with, and part of, every run).
     """
     from effbench.measure import accuracy
 
-    checked = [(spec, reg.technique(spec.name).validate(spec.params)) for spec in suite.techniques]
+    stacks = [
+        tuple(StackEntry(step.name, reg.technique(step.name).validate(step.params)) for step in spec.steps)
+        for spec in suite.techniques
+    ]
     for model in suite.models:
         config = zoo.config(model, revision=suite.revision, trust_remote_code=suite.trust_remote_code)
-        for spec, params in checked:
-            try:
-                reg.technique(spec.name).preflight(config, **params)
-            except ValueError as err:
-                raise EffbenchError(f"technique {spec.name!r} cannot run on {model}: {err}") from None
+        for stack in stacks:
+            for entry in stack:
+                try:
+                    reg.technique(entry.name).preflight(config, **entry.params)
+                except ValueError as err:
+                    raise EffbenchError(f"technique {entry.name!r} cannot run on {model}: {err}") from None
     task_dirs = tuple(str(d) for d in reg.task_dirs)
     if known_tasks is None:
         known_tasks = set(accuracy.known_tasks({"task_dirs": task_dirs}))
@@ -101,111 +110,115 @@ def plan(
         "idle_seconds": suite.idle_seconds,
         "price": price,
     }
-    runs = []
-    for model in suite.models:
-        for spec, params in checked:
-            identity = {
-                "model": model,
-                "revision": suite.revision,
-                "technique": spec.name,
-                "params": params,
-                "tasks": suite.tasks,
-                "settings": settings,
-                "hardware": fingerprint,
-            }
-            payload = {
-                "model": model,
-                "revision": suite.revision,
-                "technique": spec.name,
-                "params": params,
-                "tasks": suite.tasks,
-                "task_dirs": task_dirs,
-                "trust_remote_code": suite.trust_remote_code,
-                **settings,
-            }
-            runs.append(PlannedRun(_digest(identity), model, TechniqueSpec(name=spec.name, params=params), payload))
-    return runs
+    return [
+        RunPlan(
+            run_id=_digest(_identity(model, stack, suite, settings, fingerprint)),
+            model=model,
+            revision=suite.revision,
+            stack=stack,
+            tasks=tuple(suite.tasks),
+            task_dirs=task_dirs,
+            trust_remote_code=suite.trust_remote_code,
+            settings=settings,
+        )
+        for model in suite.models
+        for stack in stacks
+    ]
 
 
-def _run_row(
-    suite: Suite, run: PlannedRun, reg: Registry, outcome: Outcome, started: datetime, probes: dict, fingerprint: str
-) -> dict[str, Any]:
-    from effbench import __version__
+def run_record(
+    suite: Suite, run: RunPlan, reg: Registry, outcome: Outcome, started: datetime, probes: dict, fingerprint: str
+) -> RunRecord:
+    """The stored row of a finished run (ok or failed)."""
+    from effbench.version import __version__
 
-    technique = reg.technique(run.technique.name)
+    techniques = [reg.technique(e.name) for e in run.stack]
     finished = datetime.now(UTC)
     result = outcome.result or {}
-    return {
-        "run_id": run.run_id,
-        "suite": suite.name,
-        "model": run.model,
-        "model_revision": suite.revision,
-        "model_fingerprint": result.get("model_fingerprint"),
-        "technique": run.technique.name,
-        "technique_params": json.dumps(run.technique.params, sort_keys=True),
-        "stage": technique.stage,
-        "resources": list(technique.resources),
-        "tasks": list(suite.tasks),
-        "settings": json.dumps(
-            {k: run.payload[k] for k in SETTINGS},
-            sort_keys=True,
-        ),
-        "status": "ok" if outcome.error is None else "failed",
-        "error": outcome.error,
-        "warnings": result.get("warnings", []),
-        "hardware_fingerprint": fingerprint,
-        "hardware": json.dumps(probes, sort_keys=True),
-        "versions": json.dumps(probes.get("versions", {}), sort_keys=True),
-        "effbench_version": __version__,
-        "started_at": started,
-        "finished_at": finished,
-        "duration_s": (finished - started).total_seconds(),
-        "phase_seconds": json.dumps(result.get("phase_seconds", {})),
-    }
+    params = run.stack[0].params if len(run.stack) == 1 else {e.name: e.params for e in run.stack}
+    return RunRecord(
+        run_id=run.run_id,
+        suite=suite.name,
+        model=run.model,
+        model_revision=suite.revision,
+        model_fingerprint=result.get("model_fingerprint"),
+        technique="+".join(e.name for e in run.stack),
+        technique_params=json.dumps(params, sort_keys=True),
+        stage="+".join(dict.fromkeys(t.stage for t in techniques)),
+        resources=list(dict.fromkeys(r for t in techniques for r in t.resources)),
+        tasks=list(suite.tasks),
+        settings=json.dumps(run.settings, sort_keys=True),
+        status="ok" if outcome.error is None else "failed",
+        error=outcome.error,
+        warnings=result.get("warnings", []),
+        hardware_fingerprint=fingerprint,
+        hardware=json.dumps(probes, sort_keys=True),
+        versions=json.dumps(probes.get("versions", {}), sort_keys=True),
+        effbench_version=__version__,
+        started_at=started,
+        finished_at=finished,
+        duration_s=(finished - started).total_seconds(),
+        phase_seconds=json.dumps(result.get("phase_seconds", {})),
+        stack=json.dumps([asdict(e) for e in run.stack], sort_keys=True),
+    )
+
+
+def measurement_rows(run_id: str, outcome: Outcome) -> list[MeasurementRow]:
+    """The run's measurements as stored rows."""
+    reported = (outcome.result or {}).get("measurements", [])
+    return [
+        MeasurementRow.from_row({**m, "run_id": run_id, "phase": m.get("phase") or PHASE_EVALUATE}) for m in reported
+    ]
 
 
 def run_suite(
     suite: Suite,
     *,
     force: bool = False,
-    on_start: Callable[[PlannedRun, int, int], None] | None = None,
+    on_start: Callable[[RunPlan, int, int], None] | None = None,
     on_event: Callable[[str], None] | None = None,
-    on_done: Callable[[PlannedRun, Outcome | None], None] | None = None,
-    pool: WorkerPool | None = None,
+    on_done: Callable[[RunPlan, Outcome | None], None] | None = None,
+    executor: Executor | None = None,
 ) -> SweepResult:
-    """Run every planned run not already stored (all of them with ``force``), each in its own worker."""
+    """Run every planned run not already stored (all of them with ``force``) in the suite's executor."""
     reg = registry()
+    executor = executor or reg.executor(suite.executor)
     probes = collect_probes(reg)
     fingerprint = hardware_fingerprint(reg, probes)
     price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
-    pool = pool or WorkerPool()
     if on_event:
         on_event("starting workers (torch, transformers and lm-eval are imported once)")
-    listing = pool.run(
-        "effbench.measure.accuracy:known_tasks", {"task_dirs": [str(d) for d in reg.task_dirs]}, timeout=600
-    )
+    listing = executor.run(Job("list-tasks", LIST_TASKS, {"task_dirs": [str(d) for d in reg.task_dirs]}, timeout=600))
     if listing.error:
-        raise EffbenchError(f"the worker pool could not start: {listing.error}")
+        raise EffbenchError(f"the {executor.name} executor could not start: {listing.error}")
     runs = plan(suite, reg, fingerprint, set(listing.result), price=price)
     store = ResultsStore(suite.output)
     done = store.statuses()
     logs = suite.output / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     result = SweepResult(run_ids=[r.run_id for r in runs])
-    for index, run in enumerate(runs):
+    pending = []
+    for run in runs:
         if not force and done.get(run.run_id) == "ok":
             result.skipped.append(run.run_id)
             if on_done:
                 on_done(run, None)
-            continue
-        if on_start:
-            on_start(run, index, len(runs))
-        started = datetime.now(UTC)
-        outcome = pool.run(
-            RUN_TARGET, run.payload, timeout=suite.timeout, log_path=logs / f"{run.run_id}.log", on_event=on_event
-        )
-        row = _run_row(suite, run, reg, outcome, started, probes, fingerprint)
-        store.write_run(row, (outcome.result or {}).get("measurements", []))
+        else:
+            pending.append(run)
+    by_id = {run.run_id: run for run in pending}
+    started: dict[str, datetime] = {}
+
+    def jobs() -> Iterator[Job]:
+        for index, run in enumerate(pending):
+            if on_start:
+                on_start(run, index, len(pending))
+            started[run.run_id] = datetime.now(UTC)
+            yield Job(run.run_id, RUN_TARGET, run.to_payload(), suite.timeout, logs / f"{run.run_id}.log")
+
+    for job, outcome in executor.run_many(jobs(), on_event):
+        run = by_id[job.key]
+        record = run_record(suite, run, reg, outcome, started[job.key], probes, fingerprint)
+        store.write_run(record, measurement_rows(run.run_id, outcome))
         if outcome.error is not None:
             result.failed[run.run_id] = outcome.error
         if on_done:

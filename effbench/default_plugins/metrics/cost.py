@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from effbench.api.types import Measurement, Metric, RunContext
+from effbench.api.context import Measurement, RunContext
+from effbench.api.metric import Metric, Quantity
 from effbench.config.prices import cost
 from effbench.hookspecs import hookimpl
 
@@ -20,6 +21,7 @@ class Cost(Metric):
     higher_is_better = False
     scope = "scenario"
     description = "Cost per million output tokens (hardware $/h × time + energy × $/kWh), prices stored with it."
+    quantities = (Quantity(name, unit, resource, False, description, header="$/M tokens", digits=3),)
 
     def stop(self, run: RunContext) -> Measurement | None:
         price = run.settings.get("price")
@@ -43,6 +45,7 @@ class RunCost(Metric):
     higher_is_better = False
     scope = "run"
     description = "Hardware $/h × the run's wall clock from loading the model to the last measurement."
+    quantities = (Quantity(name, unit, resource, False, description, header="Run cost ($)", digits=5),)
 
     def stop(self, run: RunContext) -> Measurement | None:
         price = run.settings.get("price")

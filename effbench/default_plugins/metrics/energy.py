@@ -9,52 +9,84 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from effbench.api.types import Measurement, Metric, RunContext
+from effbench.api.context import Measurement, RunContext
+from effbench.api.metric import Metric, Quantity, Window
 from effbench.hookspecs import hookimpl
 
 J_PER_KWH = 3.6e6
 
 
-class _Meter(Metric):
-    """A repeat-scope energy instrument: ``begin``/``end`` read joules; idle power is measured once per run."""
+def _energy_quantities(prefix: str, source: str, headline_header: str) -> tuple[Quantity, ...]:
+    """What an energy instrument reports: its total, the share above idle, and per output token and request."""
+    return (
+        Quantity(prefix, "kWh", "energy", False, f"Energy ({source}) of the window, kWh.", detail=True),
+        Quantity(
+            f"{prefix}_above_idle", "kWh", "energy", False,
+            f"Energy ({source}) above the idle power measured first (suite idle_seconds).", detail=True,
+        ),
+        Quantity(
+            f"{prefix}_per_token", "J/token", "energy", False, f"Energy ({source}) per output token.",
+            header=headline_header, scale=1e3, digits=2, headline=True,
+        ),
+        Quantity(
+            f"{prefix}_per_request", "J/request", "energy", False, f"Energy ({source}) per request.", detail=True
+        ),
+    )  # fmt: skip
 
-    resource = "energy"
-    higher_is_better = False
-    idle_w: float | None = None
 
-    def begin(self, run: RunContext) -> None:
-        raise NotImplementedError
+class _MeterWindow(Window):
+    """An energy window: joules since it opened, above idle and per unit of work when those are known."""
 
-    def end(self) -> tuple[float, float]:
-        """Joules and seconds since ``begin``."""
-        raise NotImplementedError
+    def __init__(self, meter: _Meter, run: RunContext) -> None:
+        self.meter = meter
+        self.reading = meter.begin(run)
 
-    def method(self) -> str:
-        raise NotImplementedError
-
-    def start(self, run: RunContext) -> None:
-        idle = float(run.settings.get("idle_seconds") or 0)
-        if idle and self.idle_w is None:
-            self.begin(run)
-            time.sleep(idle)
-            joules, seconds = self.end()
-            self.idle_w = joules / seconds
-        self.begin(run)
-
-    def per_work(self, prefix: str, joules: float, seconds: float, run: RunContext, method: str) -> list[Measurement]:
-        """Energy above idle (when measured), per output token and per request."""
-        out = []
-        if self.idle_w is not None:
-            joules = max(joules - self.idle_w * seconds, 0.0)
-            method = f"{method}, idle {self.idle_w:.2f} W subtracted"
-            out.append(Measurement(f"{prefix}_above_idle", joules / J_PER_KWH, "kWh", "energy", False, method=method))
-        per = (("per_token", "J/token", run.output_tokens), ("per_request", "J/request", len(run.requests)))
+    def close(self, run: RunContext) -> list[Measurement]:
+        joules, seconds, method, extra = self.meter.end(self.reading)
+        out = [self.meter.measurement(joules / J_PER_KWH, method=method), *extra]
+        idle_w = run.idle_watts.get(self.meter.name)
+        if idle_w is not None:
+            joules = max(joules - idle_w * seconds, 0.0)
+            method = f"{method}, idle {idle_w:.2f} W subtracted"
+            out.append(self.meter.measurement(joules / J_PER_KWH, f"{self.meter.name}_above_idle", method=method))
+        per = (("per_token", run.output_tokens), ("per_request", len(run.requests)))
         out += [
-            Measurement(f"{prefix}_{what}", joules / count, unit, "energy", False, method=method)
-            for what, unit, count in per
+            self.meter.measurement(joules / count, f"{self.meter.name}_{what}", method=method)
+            for what, count in per
             if count
         ]
         return out
+
+
+class _Meter(Metric):
+    """An energy instrument: each window reads joules from its own reading; idle power is measured once per run."""
+
+    resource = "energy"
+    higher_is_better = False
+    phases = ("apply",)
+
+    def begin(self, run: RunContext) -> Any:
+        """Start a reading (a tracker, counters) that ``end`` finishes."""
+        raise NotImplementedError
+
+    def end(self, reading: Any) -> tuple[float, float, str, list[Measurement]]:
+        """Joules and seconds of the reading, how they were measured, and any other quantity it gives."""
+        raise NotImplementedError
+
+    def available(self) -> bool:
+        """Whether this machine can measure it at all."""
+        return True
+
+    def open(self, run: RunContext) -> Window | None:
+        if not self.available():
+            return None
+        idle = float(run.settings.get("idle_seconds") or 0)
+        if idle and self.name not in run.idle_watts:
+            reading = self.begin(run)
+            time.sleep(idle)
+            joules, seconds, _, _ = self.end(reading)
+            run.idle_watts[self.name] = joules / seconds
+        return _MeterWindow(self, run)
 
 
 class Energy(_Meter):
@@ -63,12 +95,19 @@ class Energy(_Meter):
     name = "energy"
     unit = "kWh"
     description = "codecarbon energy (kWh) and emissions (kg CO2eq); J per output token and per request."
+    quantities = (
+        *_energy_quantities("energy", "codecarbon", "Energy (mJ/token)"),
+        Quantity(
+            "co2", "kg CO2eq", "energy", False, "Emissions of the window's energy on the suite country's grid "
+            "(codecarbon).", header="CO2 (mg)", scale=1e6, digits=3, headline=True,
+        ),
+    )  # fmt: skip
     MEASURED_MODES = frozenset({"intel_rapl", "intel_power_gadget", "windows_emi"})
 
-    def begin(self, run: RunContext) -> None:
+    def begin(self, run: RunContext) -> Any:
         from codecarbon import OfflineEmissionsTracker
 
-        self.tracker = OfflineEmissionsTracker(
+        tracker = OfflineEmissionsTracker(
             country_iso_code=run.settings.get("country", "USA"),
             save_to_file=False,
             log_level="error",
@@ -76,30 +115,20 @@ class Energy(_Meter):
             measure_power_secs=1,
             allow_multiple_runs=True,
         )
-        self.tracker.start()
+        tracker.start()
+        return tracker
 
-    def end(self) -> tuple[float, float]:
-        self.tracker.stop()
-        data = self.tracker.final_emissions_data
-        return float(data.energy_consumed) * J_PER_KWH, float(data.duration)
+    def end(self, reading: Any) -> tuple[float, float, str, list[Measurement]]:
+        reading.stop()
+        data = reading.final_emissions_data
+        method = self.method(reading)
+        co2 = self.measurement(float(data.emissions), "co2", method=f"{method}, {data.country_iso_code} grid")
+        return float(data.energy_consumed) * J_PER_KWH, float(data.duration), method, [co2]
 
-    def stop(self, run: RunContext) -> list[Measurement]:
-        joules, seconds = self.end()
-        data = self.tracker.final_emissions_data
-        method = self.method()
-        co2 = Measurement(
-            "co2", float(data.emissions), "kg CO2eq", "energy", False, method=f"{method}, {data.country_iso_code} grid"
-        )
-        return [
-            self.measurement(joules / J_PER_KWH, method=method),
-            co2,
-            *self.per_work(self.name, joules, seconds, run, method),
-        ]
-
-    def method(self) -> str:
+    def method(self, tracker: Any) -> str:
         """Say per device whether codecarbon measured power or estimated it."""
         parts = []
-        for hw in self.tracker._hardware:
+        for hw in tracker._hardware:
             kind = type(hw).__name__
             mode = getattr(hw, "_mode", None)
             if kind == "GPU":
@@ -119,40 +148,29 @@ class DirectEnergy(_Meter):
     name = "energy_direct"
     unit = "kWh"
     description = "Hardware energy counters (RAPL package/DRAM, NVML GPU): kWh, J per output token and per request."
+    quantities = _energy_quantities("energy_direct", "hardware counters", "Energy, counters (mJ/token)")
 
     def __init__(self, sources: list[Any] | None = None) -> None:
         self.sources = sources
 
-    def begin(self, run: RunContext) -> None:
-        from effbench.measure.energy_sources import EnergyMeter
-
-        self.meter = EnergyMeter(self.sources)
-        self.meter.start()
-        self.began = time.perf_counter()
-
-    def end(self) -> tuple[float, float]:
-        return sum(self.meter.stop().values()), time.perf_counter() - self.began
-
-    def method(self) -> str:
-        return self.meter.method()
-
-    def start(self, run: RunContext) -> None:
-        if self.sources is None:
+    def available(self) -> bool:
+        if self.sources is None:  # what the machine offers does not change: detect once
             from effbench.measure.energy_sources import detect_sources
 
             self.sources = detect_sources()
-        if self.sources:
-            super().start(run)
+        return bool(self.sources)
 
-    def stop(self, run: RunContext) -> list[Measurement] | None:
-        if not self.sources:
-            return None
-        joules, seconds = self.end()
-        method = self.method()
-        return [
-            self.measurement(joules / J_PER_KWH, method=method),
-            *self.per_work(self.name, joules, seconds, run, method),
-        ]
+    def begin(self, run: RunContext) -> Any:
+        from effbench.measure.energy_sources import EnergyMeter
+
+        meter = EnergyMeter(self.sources)
+        meter.start()
+        return meter, time.perf_counter()
+
+    def end(self, reading: Any) -> tuple[float, float, str, list[Measurement]]:
+        meter, began = reading
+        joules = sum(meter.stop().values())
+        return joules, time.perf_counter() - began, meter.method(), []
 
 
 @hookimpl

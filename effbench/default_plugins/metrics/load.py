@@ -6,7 +6,8 @@ import math
 import statistics
 from collections.abc import Callable
 
-from effbench.api.types import Measurement, Metric, Request, RunContext
+from effbench.api.context import Measurement, Request, RunContext
+from effbench.api.metric import Metric, Quantity
 from effbench.hookspecs import hookimpl
 from effbench.measure.statistics import bootstrap_mean_ci, combine_repeats, cv, percentile
 
@@ -53,6 +54,33 @@ def distribution(
     return [mean, *tails]
 
 
+def distribution_quantities(
+    name: str, description: str, header: str, digits: int, ratio_header: str = ""
+) -> tuple[Quantity, ...]:
+    """A per-request time's declared quantities: the mean, and percentiles (latency's p99 shown, others detail)."""
+    is_latency = name == "latency"
+    mean = Quantity(
+        name, "ms", "computation", False, description,
+        header=header, digits=digits, ratio_header=ratio_header, headline=is_latency,
+    )  # fmt: skip
+    tails = []
+    for p in PERCENTILES:
+        shown = is_latency and p == 99
+        tails.append(
+            Quantity(
+                f"{name}_p{p}",
+                "ms",
+                "computation",
+                False,
+                f"{p}th percentile of {name} over the scenario's requests.",
+                header=f"p{p} (ms)" if is_latency else f"{name} p{p} (ms)",
+                digits=digits,
+                detail=not shown,
+            )
+        )
+    return (mean, *tails)
+
+
 class _Distribution(Metric):
     """A per-request time: its mean with a bootstrap CI and its percentiles, over all repeats of a scenario."""
 
@@ -74,6 +102,7 @@ class Latency(_Distribution):
 
     name = "latency"
     description = "End-to-end latency per request: mean with bootstrap 95 % CI, p50/p90/p95/p99."
+    quantities = distribution_quantities(name, description, "Latency (ms)", 1, ratio_header="Speed-up ×")
     method = CLOCK
 
     def value(self, request: Request) -> float:
@@ -85,6 +114,7 @@ class TimeToFirstToken(_Distribution):
 
     name = "ttft"
     description = "Time to first token: mean with bootstrap 95 % CI, p50/p90/p95/p99."
+    quantities = distribution_quantities(name, description, "TTFT (ms)", 2)
 
     def value(self, request: Request) -> float | None:
         return request.ttft_s
@@ -95,6 +125,7 @@ class TimePerOutputToken(_Distribution):
 
     name = "tpot"
     description = "Time per output token after the first: mean with bootstrap 95 % CI, p50/p90/p95/p99."
+    quantities = distribution_quantities(name, description, "TPOT (ms)", 2)
 
     def value(self, request: Request) -> float | None:
         return request.tpot_s
@@ -109,6 +140,12 @@ class Throughput(Metric):
     higher_is_better = True
     scope = "scenario"
     description = "Output tokens/s and requests/s per repeat: mean with 95 % t-interval over repeats and CV."
+    quantities = (
+        Quantity(name, unit, resource, True, "Output tokens per second of each repeat's wall clock (idle included).",
+                 header="Tokens/s", digits=1, headline=True),
+        Quantity("request_rate", "requests/s", "computation", True,
+                 "Requests served per second of each repeat's wall clock.", header="Requests/s", digits=2),
+    )  # fmt: skip
 
     def stop(self, run: RunContext) -> list[Measurement]:
         if not run.requests or not all(run.repeat_seconds):
@@ -121,9 +158,7 @@ class Throughput(Metric):
             per_repeat.append(
                 [
                     self.measurement(tokens / seconds, method=method),
-                    Measurement(
-                        "request_rate", len(served) / seconds, "requests/s", "computation", True, method=method
-                    ),
+                    self.measurement(len(served) / seconds, "request_rate", method=method),
                 ]
             )
         return combine_repeats(per_repeat)

@@ -8,7 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from effbench.api.types import QUALITY, Measurement, Metric, RunContext
+from effbench.api.context import Measurement, RunContext
+from effbench.api.metric import Metric, Quantity
+from effbench.api.vocabulary import QUALITY
 from effbench.hookspecs import hookimpl
 
 # lm-eval metrics where a smaller value is better (everything else it reports is higher-is-better).
@@ -60,6 +62,13 @@ class Parameters(Metric):
     higher_is_better = False
     scope = "run"
     description = "Total parameters, those that are not exactly zero, and those that require gradients."
+    quantities = (
+        Quantity(name, unit, resource, False, "Total parameters of the evaluated model.", detail=True),
+        Quantity("parameters_nonzero", "count", "memory", False, "Parameters that are not exactly zero.",
+                 header="Non-zero params (M)", scale=1e-6, digits=3, headline=True),
+        Quantity("parameters_trainable", "count", "memory", False, "Parameters that require gradients.",
+                 detail=True),
+    )  # fmt: skip
 
     def stop(self, run: RunContext) -> list[Measurement]:
         from effbench.modeling import parameter_counts
@@ -68,8 +77,8 @@ class Parameters(Metric):
         trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
         return [
             self.measurement(total),
-            Measurement("parameters_nonzero", nonzero, "count", "memory", False),
-            Measurement("parameters_trainable", trainable, "count", "memory", False),
+            self.measurement(nonzero, "parameters_nonzero"),
+            self.measurement(trainable, "parameters_trainable"),
         ]
 
 
@@ -82,6 +91,10 @@ class WeightBytes(Metric):
     higher_is_better = False
     scope = "run"
     description = "Parameters and buffers in memory, in megabytes (10^6 bytes)."
+    quantities = (
+        Quantity(name, unit, resource, False, description, header="Size (MB)", digits=2,
+                 ratio_header="Compression ×", headline=True),
+    )  # fmt: skip
 
     def stop(self, run: RunContext) -> Measurement:
         from effbench.modeling import weight_bytes
@@ -98,6 +111,7 @@ class DiskBytes(Metric):
     higher_is_better = False
     scope = "run"
     description = "Size of the saved weights in MB: safetensors, or torch.save where safetensors cannot hold them."
+    quantities = (Quantity(name, unit, resource, False, description, header="On disk (MB)", digits=2),)
 
     def stop(self, run: RunContext) -> Measurement:
         import torch
@@ -123,9 +137,11 @@ class ApplyTime(Metric):
     higher_is_better = False
     scope = "run"
     description = "Wall-clock seconds of Technique.apply (and generation_kwargs), paid once per model."
+    quantities = (Quantity(name, unit, resource, False, description, header="Apply (s)", digits=2),)
 
     def stop(self, run: RunContext) -> Measurement:
-        return self.measurement(run.apply_seconds, method="wall clock around Technique.apply")
+        method = "wall clock around Technique.apply of every technique of the stack"
+        return self.measurement(run.apply_seconds, method=method, phase="apply")
 
 
 def _sdpa_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
@@ -177,6 +193,12 @@ class Flops(Metric):
     higher_is_better = False
     scope = "run"
     description = "FLOPs per prompt token (prefill) and per generated token (decode), torch.utils.flop_counter."
+    quantities = (
+        Quantity(name, unit, resource, False, "FLOPs per prompt token of one prefill forward pass.",
+                 header="MFLOP/prefill tok", scale=1e3, digits=2),
+        Quantity("flops_decode", unit, resource, False, "FLOPs of one decode step (one generated token).",
+                 header="MFLOP/decode tok", scale=1e3, digits=2),
+    )  # fmt: skip
     method = (
         "torch.utils.flop_counter on one forward pass ({prompt}-token prompt; decode after it), plus formulas "
         "for SDPA's CPU kernel and int8/int4 matmuls; counts matmuls and attention (causal masking not "
@@ -197,7 +219,7 @@ class Flops(Metric):
         method = self.method.format(prompt=prompt)
         return [
             self.measurement(prefill / prompt / 1e9, method=method),
-            Measurement("flops_decode", decode / 1e9, self.unit, self.resource, False, method=method),
+            self.measurement(decode / 1e9, "flops_decode", method=method),
         ]
 
 

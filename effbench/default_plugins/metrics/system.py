@@ -1,104 +1,203 @@
-"""Memory and network during each repeat: peak RSS, accelerator peak, bytes on the wire."""
+"""Memory and network of a window (a repeat, the apply phase): peak RSS, accelerator peak, bytes on the wire."""
 
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
+from typing import Any
 
 from effbench import network
-from effbench.api.types import Measurement, Metric, RunContext
+from effbench.api.context import Measurement, RunContext
+from effbench.api.metric import Metric, Quantity, Window
 from effbench.hookspecs import hookimpl
 
 
+class PeakTracker:
+    """Peaks of a process-wide high-water mark for any number of open windows, nested or overlapping.
+
+    The counter (VmHWM, torch.cuda's peak) is one per process and a new window must reset it;
+    before every reset and at every close the counter is folded into each open window's own peak,
+    so a reset by one window never hides a peak from another.
+    """
+
+    def __init__(self, read: Callable[[], float], reset: Callable[[], bool]) -> None:
+        self.read = read
+        self.reset = reset
+        self.open_peaks: dict[int, float] = {}
+        self.resettable = True
+
+    def _fold(self) -> None:
+        current = self.read()
+        for key, peak in self.open_peaks.items():
+            self.open_peaks[key] = max(peak, current)
+
+    def begin(self) -> int:
+        """Open a window; its id."""
+        self._fold()
+        self.resettable = self.reset()
+        key = max(self.open_peaks, default=0) + 1
+        self.open_peaks[key] = self.read()
+        return key
+
+    def end(self, key: int) -> float:
+        """Close a window: the highest value the counter reached while it was open."""
+        self._fold()
+        return self.open_peaks.pop(key)
+
+
+def _vm_hwm_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_vm_hwm() -> bool:
+    try:  # writing 5 to clear_refs resets the peak RSS counter (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+RSS_PEAKS = PeakTracker(_vm_hwm_mib, _reset_vm_hwm)
+
+
+class _PeakWindow(Window):
+    """A window over a PeakTracker; the metric turns its peak into measurements."""
+
+    def __init__(self, tracker: PeakTracker, report: Callable[[float], Any]) -> None:
+        self.tracker, self.report = tracker, report
+        self.key = tracker.begin()
+
+    def close(self, run: RunContext) -> Any:
+        return self.report(self.tracker.end(self.key))
+
+
 class PeakMemory(Metric):
-    """Peak resident memory of the worker process during a repeat (kernel high-water mark, reset per repeat)."""
+    """Peak resident memory of the worker process during a window (kernel high-water mark)."""
 
     name = "peak_memory"
     unit = "MiB"
     resource = "memory"
     higher_is_better = False
-    description = "Peak RSS of the worker during each repeat (VmHWM, reset when the repeat starts)."
-    method = ""
+    phases = ("apply",)
+    description = "Peak RSS of the process during the window (VmHWM, reset when the window opens)."
+    quantities = (Quantity(name, unit, resource, False, description, header="Peak RSS (MiB)", digits=0, headline=True),)
 
-    def start(self, run: RunContext) -> None:
-        try:  # writing 5 to clear_refs resets the peak RSS counter (Linux >= 4.0)
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.method = "kernel high-water mark VmHWM, reset at repeat start"
-        except OSError:
-            self.method = "getrusage ru_maxrss (peak since worker start)"
+    def open(self, run: RunContext) -> Window:
+        def report(peak_mib: float) -> Measurement:
+            if RSS_PEAKS.resettable:
+                method = "kernel high-water mark VmHWM, reset at window start"
+            else:
+                method = "kernel high-water mark (not resettable here: peak since the process started)"
+            return self.measurement(peak_mib, method=method)
 
-    def stop(self, run: RunContext) -> Measurement:
-        peak_kib = None
-        if self.method.startswith("kernel"):
-            with open("/proc/self/status") as f:
-                peak_kib = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), None)
-        if peak_kib is None:
-            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return self.measurement(peak_kib / 1024, method=self.method)
+        return _PeakWindow(RSS_PEAKS, report)
+
+
+def _cuda_peaks() -> PeakTracker:
+    import torch
+
+    def reset() -> bool:
+        torch.cuda.reset_peak_memory_stats()
+        return True
+
+    return PeakTracker(lambda: torch.cuda.max_memory_allocated() / 2**20, reset)
 
 
 class AcceleratorMemory(Metric):
-    """Peak memory torch allocated and reserved on the GPU during a repeat (nothing to report without one)."""
+    """Peak memory torch allocated and reserved on the GPU during a window (nothing to report without one)."""
 
     name = "accelerator_peak_allocated"
     unit = "MiB"
     resource = "memory"
     higher_is_better = False
-    description = "torch.cuda peak allocated and reserved memory per repeat; absent on CPU-only machines."
+    phases = ("apply",)
+    description = "torch.cuda peak allocated memory per window; absent on CPU-only machines."
+    quantities = (
+        Quantity(name, unit, resource, False, description, header="GPU peak (MiB)", digits=0),
+        Quantity(
+            "accelerator_peak_reserved", "MiB", "memory", False,
+            "torch.cuda peak reserved memory per window (allocator cache included).", detail=True,
+        ),
+    )  # fmt: skip
+    method = "torch.cuda.max_memory_allocated / max_memory_reserved, reset at window start"
 
-    def start(self, run: RunContext) -> None:
-        import torch
+    def __init__(self) -> None:
+        self.peaks: PeakTracker | None = None
 
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-
-    def stop(self, run: RunContext) -> list[Measurement] | None:
+    def open(self, run: RunContext) -> Window | None:
         import torch
 
         if not torch.cuda.is_available():
             return None
-        method = "torch.cuda.max_memory_allocated / max_memory_reserved, reset at repeat start"
-        return [
-            self.measurement(torch.cuda.max_memory_allocated() / 2**20, method=method),
-            Measurement(
-                "accelerator_peak_reserved",
-                torch.cuda.max_memory_reserved() / 2**20,
-                "MiB",
-                "memory",
-                False,
-                method=method,
-            ),
-        ]
+        self.peaks = self.peaks or _cuda_peaks()  # one allocator per process: its tracker is shared by windows
+
+        def report(peak_mib: float) -> list[Measurement]:
+            reserved = torch.cuda.max_memory_reserved() / 2**20
+            return [
+                self.measurement(peak_mib, method=self.method),
+                self.measurement(reserved, "accelerator_peak_reserved", method=self.method),
+            ]
+
+        return _PeakWindow(self.peaks, report)
 
 
-class NetworkBytes(Metric):
-    """Bytes sent and received during a repeat: interface counters, plus what distributed code recorded."""
+class _NetworkWindow(Window):
+    """Counters read when the window opened; the difference at close."""
 
-    name = "network_sent"
-    unit = "kB"
-    resource = "network"
-    higher_is_better = False
-    description = "Bytes through the network interfaces (loopback excluded) and bytes recorded via effbench.network."
-
-    def start(self, run: RunContext) -> None:
+    def __init__(self, metric: NetworkBytes) -> None:
+        self.metric = metric
         self.before = (network.interface_bytes(), network.recorded())
 
-    def stop(self, run: RunContext) -> list[Measurement]:
+    def close(self, run: RunContext) -> list[Measurement]:
         interfaces, recorded = network.interface_bytes(), network.recorded()
         seen = {k: (interfaces[k] - self.before[0][k]) / 1e3 for k in interfaces}
         method = "interface counters of the network namespace, loopback excluded (other processes included)"
         out = [
-            self.measurement(seen["sent"], method=method),
-            Measurement("network_received", seen["received"], "kB", "network", False, method=method),
+            self.metric.measurement(seen["sent"], method=method),
+            self.metric.measurement(seen["received"], "network_received", method=method),
         ]
         own = {k: (recorded[k] - self.before[1][k]) / 1e3 for k in recorded}
         if any(own.values()):
             how = "reported by the run's own code through effbench.network.record"
             out += [
-                Measurement("network_sent_recorded", own["sent"], "kB", "network", False, method=how),
-                Measurement("network_received_recorded", own["received"], "kB", "network", False, method=how),
+                self.metric.measurement(own["sent"], "network_sent_recorded", method=how),
+                self.metric.measurement(own["received"], "network_received_recorded", method=how),
             ]
         return out
+
+
+class NetworkBytes(Metric):
+    """Bytes sent and received during a window: interface counters, plus what distributed code recorded."""
+
+    name = "network_sent"
+    unit = "kB"
+    resource = "network"
+    higher_is_better = False
+    phases = ("apply",)
+    description = "Bytes sent through the network interfaces (loopback excluded) during the window."
+    quantities = (
+        Quantity(name, unit, resource, False, description, header="Net sent (kB)", digits=1),
+        Quantity(
+            "network_received", "kB", "network", False,
+            "Bytes received through the network interfaces (loopback excluded) during the window.", detail=True,
+        ),
+        Quantity(
+            "network_sent_recorded", "kB", "network", False,
+            "Bytes the run's own code reported sending through effbench.network.record.", detail=True,
+        ),
+        Quantity(
+            "network_received_recorded", "kB", "network", False,
+            "Bytes the run's own code reported receiving through effbench.network.record.", detail=True,
+        ),
+    )  # fmt: skip
+
+    def open(self, run: RunContext) -> Window:
+        return _NetworkWindow(self)
 
 
 @hookimpl

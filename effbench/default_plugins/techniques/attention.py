@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from effbench.api.types import Technique
+from effbench.api.technique import Technique
 from effbench.hookspecs import hookimpl
 from effbench.modeling import decoder_layers
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from effbench.api.types import Technique
+from effbench.api.technique import Technique
 from effbench.hookspecs import hookimpl
 
 

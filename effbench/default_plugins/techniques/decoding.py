@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from effbench.api.types import Technique
+from effbench.api.technique import Technique
 from effbench.errors import EffbenchError
 from effbench.hookspecs import hookimpl
 from effbench.reference import zoo

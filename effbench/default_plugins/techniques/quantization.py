@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from effbench.api.types import Technique
+from effbench.api.technique import Technique
 from effbench.hookspecs import hookimpl
 from effbench.modeling import linear_layers
 

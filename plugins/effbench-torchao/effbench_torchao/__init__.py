@@ -6,6 +6,7 @@ or a run of another technique should not pay for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from effbench import Technique, hookimpl
@@ -88,6 +89,7 @@ class Int8Dynamic(TorchaoTechnique):
 
 
 @hookimpl
-def register_techniques(register):
+def register_techniques(register: Callable[[Technique], None]) -> None:
+    """effbench's hook: offer the three torchao techniques."""
     for technique in (Int8Weight(), Int4Weight(), Int8Dynamic()):
         register(technique)

@@ -1,14 +1,15 @@
 """The torchao plugin loads through its entry point and really stores int8/int4 weights on micro-m."""
 
+import effbench_torchao
 import pytest
 import torch
 
+from effbench import EffbenchError
 from effbench.config.suite import load_suite
-from effbench.errors import EffbenchError
 from effbench.modeling import linear_layers, tensor_bytes, weight_bytes
 from effbench.plugins import registry
-from effbench.reference.zoo import load
 from effbench.run.sweep import plan
+from effbench.testing import registered
 from tests.technique_helpers import applied
 
 TECHNIQUES = ("torchao-int8-weight", "torchao-int4-weight", "torchao-int8-dynamic")
@@ -16,7 +17,7 @@ TECHNIQUES = ("torchao-int8-weight", "torchao-int4-weight", "torchao-int8-dynami
 
 def _quantized(name, **params):
     """The original micro-m beside the one quantized by the plugin's technique ``name``."""
-    base, _ = load("zoo:micro-m")
+    base, _ = applied("baseline")
     model, tokenizer = applied(name, **params)
     return base, model, tokenizer
 
@@ -27,6 +28,13 @@ def test_entry_point_registers_every_technique():
         origin = reg.origins[("technique", reg.technique(name).name)]
         assert (origin.plugin, origin.distribution) == ("torchao", "effbench-torchao")
         assert reg.technique(name).stage == "inference"
+
+
+def test_registers_in_process_without_errors():
+    with registered(effbench_torchao) as reg:
+        assert not reg.errors
+        mine = {name for (_, name), origin in reg.origins.items() if origin.plugin == "effbench_torchao"}
+        assert mine == set(TECHNIQUES)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Write the reference models' cards from training logs (``python -m effbench.reference.zoo.card``)."""
+"""Write the reference models' cards from training logs and lm-eval (``python -m effbench.publish.model_card``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,20 @@
+"""Calling a job's target by name, and the one-line error a failed run stores: shared by every executor."""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+
+def call_target(target: str, payload: dict[str, Any], emit: Callable[[str], None]) -> Any:
+    """Import ``module:function`` and call it on the payload."""
+    module_name, _, func_name = target.partition(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return func(payload, emit)
+
+
+def error_text(err: BaseException) -> str:
+    """An exception as the one line a failed row stores."""
+    return "".join(traceback.format_exception_only(type(err), err)).strip()

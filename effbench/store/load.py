@@ -1,0 +1,145 @@
+"""The one reader of stored results: a results store or a dataset folder becomes validated, typed ``Results``.
+
+A results store holds ``runs/<run_id>.parquet`` and ``measurements/<run_id>.parquet``; a dataset
+folder holds one shard per machine under ``runs/`` and ``measurements/`` plus ``taxonomy/``. Both
+read through the records, so files written by earlier minor versions read back with their later
+columns null, and every report, leaderboard, comparison, build, publish and pull sees the same rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pyarrow as pa
+
+from effbench.api.vocabulary import STAGES
+from effbench.errors import EffbenchError
+from effbench.records import MeasurementRow, Record, RunRecord, TaxonomyRow
+from effbench.store.results import ResultsStore, parquet_files, to_table
+from effbench.store.validate import raise_if, read_records
+
+LAYOUTS = ("any", "store", "dataset")
+
+
+@dataclass(frozen=True)
+class Results:
+    """Runs, their measurements (each run's in the order it reported them) and, for a dataset, the taxonomy."""
+
+    runs: list[RunRecord] = field(default_factory=list)
+    measurements: list[MeasurementRow] = field(default_factory=list)
+    taxonomy: list[TaxonomyRow] = field(default_factory=list)
+
+    @cached_property
+    def _runs_by_id(self) -> dict[str, RunRecord]:
+        return {run.run_id: run for run in self.runs}
+
+    @cached_property
+    def _measurements_by_run(self) -> dict[str, list[MeasurementRow]]:
+        grouped: dict[str, list[MeasurementRow]] = {}
+        for m in self.measurements:
+            grouped.setdefault(m.run_id, []).append(m)
+        return grouped
+
+    def run(self, run_id: str) -> RunRecord:
+        """The run with this id."""
+        if run_id not in self._runs_by_id:
+            raise EffbenchError(f"no run {run_id!r} in these results")
+        return self._runs_by_id[run_id]
+
+    def has_run(self, run_id: str) -> bool:
+        """Whether a run with this id is present."""
+        return run_id in self._runs_by_id
+
+    def measurements_of(self, run_id: str) -> list[MeasurementRow]:
+        """A run's measurements, in the order it reported them."""
+        return self._measurements_by_run.get(run_id, [])
+
+    def hardware(self) -> dict[str, list[RunRecord]]:
+        """Runs by hardware fingerprint, each machine's ordered by run id."""
+        groups: dict[str, list[RunRecord]] = {}
+        for run in sorted(self.runs, key=lambda r: r.run_id):
+            groups.setdefault(run.hardware_fingerprint, []).append(run)
+        return groups
+
+    def table(self, kind: type[Record], runs: list[RunRecord] | None = None) -> pa.Table:
+        """One table in its record's schema, of ``runs`` only if given, in a stable order (runs by id)."""
+        chosen = sorted(self.runs if runs is None else runs, key=lambda r: r.run_id)
+        if kind is RunRecord:
+            rows: list[Record] = list(chosen)
+        elif kind is MeasurementRow:
+            rows = [m for run in chosen for m in self.measurements_of(run.run_id)]
+        else:
+            rows = sorted(self.taxonomy, key=_taxonomy_order)
+        return to_table(rows, kind)
+
+
+def _taxonomy_order(row: TaxonomyRow) -> tuple[str, int, str]:
+    stage = STAGES.index(row.stage) if row.stage in STAGES else len(STAGES)
+    return (row.kind, stage, row.name)
+
+
+def _load_store(root: Path) -> Results:
+    """A results store's committed runs (an interrupted run's measurements without a runs row are ignored)."""
+    store = ResultsStore(root)
+    problems: list[str] = []
+    runs: list[RunRecord] = []
+    for path in store.files(RunRecord.table):
+        rows = read_records(path, RunRecord, root, problems)
+        if len(rows) != 1 or rows[0].run_id != path.stem:
+            problems.append(f"{path.relative_to(root)}: expected the one row of run {path.stem}, found {len(rows)}")
+            continue
+        runs.extend(rows)
+    committed = {run.run_id for run in runs}
+    measurements: list[MeasurementRow] = []
+    for path in store.files(MeasurementRow.table):
+        if path.stem not in committed:
+            continue
+        rows = read_records(path, MeasurementRow, root, problems)
+        if any(row.run_id != path.stem for row in rows):
+            problems.append(f"{path.relative_to(root)}: holds measurements of another run")
+        measurements.extend(rows)
+    raise_if(problems, f"the results store {root}")
+    return Results(runs, measurements)
+
+
+def _load_dataset(root: Path) -> Results:
+    """A dataset folder (built here or downloaded), validated as a whole."""
+    if not (root / RunRecord.table).is_dir():
+        raise EffbenchError(f"{root} is not an effbench dataset: it has no runs/ folder")
+    problems: list[str] = []
+    read = {}
+    for kind in (RunRecord, MeasurementRow, TaxonomyRow):
+        files = parquet_files(root / kind.table)
+        if kind is TaxonomyRow and not files:
+            problems.append("taxonomy/: no Parquet file")
+        read[kind] = [row for path in files for row in read_records(path, kind, root, problems)]
+    results = Results(read[RunRecord], read[MeasurementRow], read[TaxonomyRow])
+    ids = Counter(run.run_id for run in results.runs)
+    problems += [f"runs: run {r} appears twice" for r, n in sorted(ids.items()) if n > 1]
+    orphans = sorted({m.run_id for m in results.measurements} - set(ids))
+    problems += [f"measurements: run {r} has measurements but no runs row" for r in orphans]
+    if len({(t.kind, t.name) for t in results.taxonomy}) != len(results.taxonomy):
+        problems.append("taxonomy: an entry appears twice")
+    raise_if(problems, f"the dataset in {root}")
+    return results
+
+
+def load(root: Path | str, layout: str = "any") -> Results:
+    """Validated results of a store or dataset folder: the one reader, so every output sees the same rows."""
+    root = Path(root)
+    if layout == "store":  # empty when the store does not exist yet (a pull's target)
+        return _load_store(root)
+    if layout == "dataset":
+        return _load_dataset(root)
+    if layout != "any":
+        raise EffbenchError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    # "any": a dataset folder has taxonomy/, a store does not; what is shown must hold results
+    if not root.is_dir():
+        raise EffbenchError(f"{root} does not exist or is not a folder")
+    results = _load_dataset(root) if (root / TaxonomyRow.table).is_dir() else _load_store(root)
+    if not results.runs:
+        raise EffbenchError(f"no results in {root}")
+    return results

@@ -1,0 +1,198 @@
+"""The run's seams: windows that hold their own state, the apply phase measured, stacks, executors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+
+from effbench import network
+from effbench.api.context import Measurement, RunContext
+from effbench.api.metric import Metric
+from effbench.config.suite import load_suite
+from effbench.default_plugins.executors import ForkserverExecutor, InlineExecutor
+from effbench.default_plugins.metrics.system import NetworkBytes, PeakMemory
+from effbench.errors import EffbenchError
+from effbench.measure.windows import Instruments
+from effbench.records import MeasurementRow, RunRecord
+from effbench.run.sweep import run_suite
+from effbench.store.load import load
+
+TINY = {
+    "tasks": ["micro_copy"],
+    "limit": 3,
+    "bootstrap_iters": 0,
+    "scenarios": ["single-stream:repeats=2,min_requests=2,output_tokens=3,prompt_tokens=8,warmup=0"],
+}
+
+
+def _ctx() -> RunContext:
+    return RunContext(model=None, tokenizer=None, technique="baseline", params={})
+
+
+def _value(reported, metric: str) -> float:
+    return next(m.value for m in reported if m.metric == metric)
+
+
+def test_one_network_instrument_measures_two_overlapping_windows_independently():
+    metric, ctx = NetworkBytes(), _ctx()
+    outer = metric.open(ctx)
+    network.record(sent=1000)
+    inner = metric.open(ctx)
+    network.record(sent=500, received=200)
+    inner_reported = inner.close(ctx)
+    network.record(sent=250)
+    outer_reported = outer.close(ctx)
+    assert _value(inner_reported, "network_sent_recorded") == pytest.approx(0.5)
+    assert _value(inner_reported, "network_received_recorded") == pytest.approx(0.2)
+    assert _value(outer_reported, "network_sent_recorded") == pytest.approx(1.75)
+
+
+def test_peak_memory_of_a_window_is_not_hidden_by_a_window_opened_inside_it():
+    metric, ctx = PeakMemory(), _ctx()
+    start = psutil.Process().memory_info().rss / 2**20
+    outer = metric.open(ctx)
+    block = b"\x01" * (300 * 2**20)  # touched pages: RSS really grows by 300 MiB
+    del block
+    inner = metric.open(ctx)  # resets the kernel's high-water mark: the outer peak must survive it
+    small = b"\x01" * (20 * 2**20)
+    del small
+    inner_peak = inner.close(ctx).value
+    outer_peak = outer.close(ctx).value
+    assert outer_peak >= start + 290
+    assert inner_peak < outer_peak - 200
+
+
+class OldStyleMetric(Metric):
+    """A metric written against the start/stop API, keeping its state on self."""
+
+    name = "old_style_calls"
+    unit = "count"
+    resource = "computation"
+    higher_is_better = False
+
+    def start(self, run):
+        self.started = True
+
+    def stop(self, run):
+        return 7.0 if self.started else None
+
+
+def test_a_start_stop_metric_still_works_through_windows_and_gets_the_phase():
+    instruments = Instruments([OldStyleMetric()])
+    ctx = _ctx()
+    ctx.phase = "apply"
+    assert instruments.open(instruments.for_phase("apply"), ctx) == []  # not opted into the apply phase
+    opened = instruments.open(instruments.by_scope["repeat"], ctx)
+    [reported] = instruments.close(opened, ctx)
+    assert (reported.metric, reported.value, reported.phase) == ("old_style_calls", 7.0, "apply")
+    assert instruments.warnings == []
+
+
+def test_a_metric_reporting_an_undeclared_quantity_is_warned_about():
+    class Sloppy(OldStyleMetric):
+        name = "sloppy"
+
+        def stop(self, run):
+            return [self.measurement(1.0), Measurement("surprise", 2.0, "", "memory", False)]
+
+    instruments = Instruments([Sloppy()])
+    instruments.close(instruments.open([*instruments.by_scope["repeat"]], _ctx()), _ctx())
+    assert any("'surprise'" in w for w in instruments.warnings)
+
+
+def test_stack_syntax_and_its_refusals():
+    suite = load_suite(None, techniques=["prune-magnitude:sparsity=0.5+dynamic-int8", {"stack": ["prune-nm", "dtype"]}])
+    assert [t.label for t in suite.techniques] == [
+        "baseline",
+        "prune-magnitude(sparsity=0.5) + dynamic-int8",
+        "prune-nm + dtype",
+    ]
+    with pytest.raises(EffbenchError, match="'baseline' is the unmodified model"):
+        load_suite(None, techniques=["baseline+dynamic-int8"])
+    with pytest.raises(EffbenchError, match="appears twice"):
+        load_suite(None, techniques=["dtype+dtype:dtype=fp16"])
+
+
+@pytest.fixture(scope="module")
+def inline_store(tmp_path_factory):
+    """The baseline and a prune-then-quantize stack, run in this process."""
+    output = tmp_path_factory.mktemp("inline")
+    suite = load_suite(None, techniques=["prune-magnitude:sparsity=0.5+dynamic-int8"], output=str(output), **TINY)
+    result = run_suite(suite, executor=InlineExecutor())
+    assert result.failed == {}
+    return output
+
+
+def _rows(store: Path) -> tuple[dict[str, RunRecord], dict[str, list[MeasurementRow]]]:
+    results = load(store)
+    runs = {run.technique: run for run in results.runs}
+    return runs, {name: results.measurements_of(run.run_id) for name, run in runs.items()}
+
+
+def test_the_apply_phase_has_time_peak_memory_and_energy_rows(inline_store):
+    store = inline_store
+    _, rows = _rows(store)
+    for technique, measured in rows.items():
+        apply_rows = {m.metric: m for m in measured if m.phase == "apply"}
+        assert {"apply_time", "peak_memory", "energy", "co2"} <= set(apply_rows), technique
+        assert apply_rows["peak_memory"].value > 0 and apply_rows["apply_time"].value >= 0
+        assert not {"latency", "throughput"} & set(apply_rows)  # load figures belong to the evaluate phase
+
+
+def test_a_stack_applies_every_technique_and_is_labelled_as_one(inline_store):
+    store = inline_store
+    runs, rows = _rows(store)
+    stacked = runs["prune-magnitude+dynamic-int8"]
+    assert stacked.label == "prune-magnitude(scope=layer, sparsity=0.5) + dynamic-int8"
+    assert [e.name for e in stacked.stack_entries()] == ["prune-magnitude", "dynamic-int8"]
+    assert json.loads(stacked.technique_params) == {
+        "prune-magnitude": {"scope": "layer", "sparsity": 0.5},
+        "dynamic-int8": {},
+    }
+
+    def figure(technique: str, metric: str) -> float:
+        return next(m.value for m in rows[technique] if m.metric == metric and m.phase == "evaluate")
+
+    # pruning acted (half the weights zero) and quantization acted (int8 weights: about a quarter of the bytes)
+    ratio_nonzero = figure("prune-magnitude+dynamic-int8", "parameters_nonzero") / figure(
+        "baseline", "parameters_nonzero"
+    )
+    ratio_bytes = figure("prune-magnitude+dynamic-int8", "weight_bytes") / figure("baseline", "weight_bytes")
+    assert 0.45 < ratio_nonzero < 0.6
+    assert ratio_bytes < 0.4
+
+
+def test_a_single_technique_keeps_the_run_id_it_had_before_stacks(inline_store):
+    """Stores written before stacks resume: the identity of a one-technique run is unchanged."""
+    store = inline_store
+    runs, _ = _rows(store)
+    baseline = runs["baseline"]
+    identity = {
+        "model": "zoo:micro-m",
+        "revision": None,
+        "technique": "baseline",
+        "params": {},
+        "tasks": ["micro_copy"],
+        "settings": json.loads(baseline.settings),
+        "hardware": baseline.hardware_fingerprint,
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert baseline.run_id == digest
+
+
+def test_inline_and_forkserver_executors_give_the_same_measurement_names(inline_store, tmp_path):
+    inline = inline_store
+    suite = load_suite(None, techniques=["prune-magnitude:sparsity=0.5+dynamic-int8"], output=str(tmp_path), **TINY)
+    executor = ForkserverExecutor()
+    result = run_suite(suite, executor=executor)
+    assert result.failed == {}
+
+    def names(store: Path) -> set[tuple[str, str, str, str]]:
+        results = load(store)
+        return {(results.run(m.run_id).technique, m.metric, m.phase, m.scenario) for m in results.measurements}
+
+    assert names(tmp_path) == names(inline)
