@@ -13,7 +13,8 @@ from bare_loop import OUTPUT_TOKENS, PROMPT_TOKENS, alternate, load, run_cli, ti
 from effbench.api.context import RunContext
 from effbench.config.suite import Scenario
 from effbench.default_plugins.metrics.load import Latency
-from effbench.run.pipeline import Instruments, measure_scenario
+from effbench.measure.windows import Instruments
+from effbench.run.pipeline import measure_scenario
 
 
 def main(rounds: int, requests: int) -> None:

@@ -12,14 +12,17 @@ import pytest
 from effbench import network
 from effbench.api.context import Measurement, RunContext
 from effbench.api.metric import Metric
+from effbench.api.probe import Probe
 from effbench.config.suite import load_suite
 from effbench.default_plugins.executors import ForkserverExecutor, InlineExecutor
 from effbench.default_plugins.metrics.system import NetworkBytes, PeakMemory
 from effbench.errors import EffbenchError
+from effbench.hookspecs import hookimpl
 from effbench.measure.windows import Instruments
 from effbench.records import MeasurementRow, RunRecord
 from effbench.run.sweep import run_suite
 from effbench.store.load import load
+from effbench.testing import registered
 
 TINY = {
     "tasks": ["micro_copy"],
@@ -27,6 +30,7 @@ TINY = {
     "bootstrap_iters": 0,
     "scenarios": ["single-stream:repeats=2,min_requests=2,output_tokens=3,prompt_tokens=8,warmup=0"],
 }
+TINY_SCENARIO = "single-stream"
 
 
 def _ctx() -> RunContext:
@@ -196,3 +200,94 @@ def test_inline_and_forkserver_executors_give_the_same_measurement_names(inline_
         return {(results.run(m.run_id).technique, m.metric, m.phase, m.scenario) for m in results.measurements}
 
     assert names(tmp_path) == names(inline)
+
+
+TASK_YAML = """
+task: plugin_parity
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: "{{{{answer}}}}"
+metric_list:
+  - metric: acc
+"""
+
+
+class CountingMetric(Metric):
+    """Written against the start/stop API of effbench 0.1: state on self, a number from stop."""
+
+    name = "old_plugin_generate_calls"
+    unit = "count"
+    resource = "computation"
+    higher_is_better = False
+
+    def start(self, run):
+        self.before = len(run.requests)
+
+    def stop(self, run):
+        return float(len(run.requests) - self.before)
+
+
+class RoomProbe(Probe):
+    name = "room"
+
+    def collect(self):
+        return {"room": "lab 3"}
+
+
+class OldPlugin:
+    """A technique, a start/stop metric, a probe and a task folder, as a plugin of effbench 0.1 registers them."""
+
+    def __init__(self, task_dir: Path) -> None:
+        self.task_dir = task_dir
+
+    @hookimpl
+    def register_techniques(self, register):
+        from effbench_example import DropLastLayers
+
+        register(DropLastLayers())
+
+    @hookimpl
+    def register_metrics(self, register):
+        register(CountingMetric())
+
+    @hookimpl
+    def register_probes(self, register):
+        register(RoomProbe())
+
+    @hookimpl
+    def register_tasks(self, register):
+        register(self.task_dir)
+
+
+def test_a_plugin_written_for_the_old_api_loads_and_runs_unchanged(tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    data = tasks / "parity.jsonl"
+    docs = [{"question": f"is {n} even ?", "choices": ["yes", "no"], "answer": n % 2} for n in range(6)]
+    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tasks / "parity.yaml").write_text(TASK_YAML.format(data=data))
+    out = tmp_path / "results"
+    with registered(OldPlugin(tasks), load_entry_points=False) as reg:
+        assert reg.errors == []
+        suite = load_suite(
+            None,
+            techniques=["example-drop-last-layers:layers=1"],
+            output=str(out),
+            **{**TINY, "tasks": ["plugin_parity"]},
+        )
+        assert run_suite(suite, executor=InlineExecutor()).failed == {}
+    results = load(out)
+    for run in results.runs:
+        rows = {(m.metric, m.scenario, m.task) for m in results.measurements_of(run.run_id)}
+        assert ("old_plugin_generate_calls", TINY_SCENARIO, "") in rows  # the old metric measured every repeat
+        assert ("acc", "", "plugin_parity") in rows  # the plugin's task was evaluated
+        assert json.loads(run.hardware)["room"] == {"room": "lab 3"}  # the plugin's probe is stored
+    per_run = {r.technique: r for r in results.runs}
+    calls = [m for m in results.measurements_of(per_run["baseline"].run_id) if m.metric == "old_plugin_generate_calls"]
+    assert calls[0].value == 2.0 and calls[0].n == 2  # two requests per repeat, two repeats combined
