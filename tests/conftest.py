@@ -19,6 +19,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # after the environment above, so nothing it imports reaches the network
 from effbench.testing import effbench_registry  # noqa: F401 - the fixture for in-process plugins
 
+# A measured workload small enough for tests about something else than the load (runs take seconds, not tens)
+QUICK_SCENARIO = "single-stream:repeats=1,min_requests=2,output_tokens=4,prompt_tokens=8,warmup=0"
+
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     """Run the ``effbench`` command line in this process (same parsing, errors and output as the installed one)."""

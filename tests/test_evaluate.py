@@ -13,7 +13,7 @@ import datasets
 from effbench.records import MeasurementRow, RunRecord
 from effbench.store.load import load
 from effbench.store.results import ResultsStore
-from tests.conftest import cli, make_plugin_dist, run_cli
+from tests.conftest import QUICK_SCENARIO, cli, make_plugin_dist, run_cli
 
 CRASHING = """
 import os, time
@@ -47,7 +47,7 @@ def register_techniques(register):
         register(t)
 """
 
-QUICK = ["--task", "micro_copy", "--task", "micro_recall", "--limit", "8"]
+QUICK = ["--task", "micro_copy", "--task", "micro_recall", "--limit", "8", "--scenario", QUICK_SCENARIO]
 
 
 def _runs(store_dir):
@@ -123,7 +123,7 @@ def test_failing_runs_become_failed_rows_and_the_sweep_goes_on(tmp_path, plugin_
         str(out),
         *QUICK,
         "--timeout",
-        "30",
+        "15",
         "--technique",
         "crash-raise",
         "--technique",
@@ -139,7 +139,7 @@ def test_failing_runs_become_failed_rows_and_the_sweep_goes_on(tmp_path, plugin_
     assert runs["crash-raise{}"].status == "failed"
     assert "RuntimeError: this technique is broken on purpose" in runs["crash-raise{}"].error
     assert "SIGABRT" in runs["crash-abort{}"].error
-    assert "timed out after 30 s" in runs["crash-sleep{}"].error
+    assert "timed out after 15 s" in runs["crash-sleep{}"].error
     assert runs["baseline{}"].status == "ok"
     assert runs['prune-magnitude{"scope": "layer", "sparsity": 0.2}'].status == "ok"
     assert "failed: RuntimeError" in (out / "report.md").read_text()

@@ -19,7 +19,7 @@ from effbench.records import SCHEMA_VERSION, MeasurementRow, RunRecord
 from effbench.store.load import load
 from effbench.store.results import ResultsStore
 from effbench.store.validate import VERSION_KEY
-from tests.conftest import run_cli
+from tests.conftest import QUICK_SCENARIO, cli, run_cli
 from tests.hub_server import HubServer
 from tests.store_helpers import COLUMNS, as_written_by, rewrite, synthetic_store, values_as_text
 
@@ -191,23 +191,23 @@ def test_cli_round_trip_never_writes_the_token(hub_server, tmp_path):
     env, url = _cli_env(hub_server, tmp_path), hub_server.url
     outputs = []
 
-    def cli(*args):
+    def run(*args):
         result = run_cli(*args, "--endpoint", url, env=env, cwd=tmp_path) if args[0] != "leaderboard" else run_cli(
             *args, env=env, cwd=tmp_path)  # fmt: skip
         outputs.append(result.stdout + result.stderr)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    dry = cli("publish", "--repo", REPO, "--dry-run")
+    dry = run("publish", "--repo", REPO, "--dry-run")
     assert "dry run, nothing sent: would create dataset" in dry and not hub_server.state.repos
-    assert "published to" in cli("publish", "--repo", REPO)
-    assert "already up to date" in cli("publish", "--repo", REPO)
-    assert "4 runs added" in cli("publish", "--repo", REPO, "--results", "other-machine")
-    assert "8 runs added" in cli("dataset", "pull", REPO)
-    shown = cli("compare", "--against", REPO, "--markdown", "compare.md")
+    assert "published to" in run("publish", "--repo", REPO)
+    assert "already up to date" in run("publish", "--repo", REPO)
+    assert "4 runs added" in run("publish", "--repo", REPO, "--results", "other-machine")
+    assert "8 runs added" in run("dataset", "pull", REPO)
+    shown = run("compare", "--against", REPO, "--markdown", "compare.md")
     assert "yours" in shown and "OTHER hardware" in shown
     assert "| published · OTHER hardware | hwB (Test CPU B" in (tmp_path / "compare.md").read_text()
-    cli("leaderboard", "--results", f"effbench-pulled/{REPO}", "--out", "boards")
+    run("leaderboard", "--results", f"effbench-pulled/{REPO}", "--out", "boards")
     assert (tmp_path / "boards" / "hwB" / "pareto-energy.png").is_file()
 
     sent = [r for r in hub_server.state.requests if r.headers.get("authorization") == f"Bearer {TOKEN}"]
@@ -247,16 +247,15 @@ def test_cli_refuses_bad_input_with_clear_errors(hub_server, tmp_path):
 def test_a_real_run_round_trips_through_build_publish_pull_and_load(hub_server, tmp_path):
     """One short real run of the reference model: evaluate -> build -> publish -> pull -> load gives the same rows."""
     results = tmp_path / "results"
-    run = run_cli(
-        "evaluate", "--task", "micro_copy", "--technique", "baseline", "--limit", "5", "--output", str(results)
-    )
+    evaluate = ("evaluate", "--task", "micro_copy", "--technique", "baseline", "--limit", "5")
+    run = cli(*evaluate, "--output", str(results), "--scenario", QUICK_SCENARIO, "--executor", "inline")
     assert run.returncode == 0, run.stderr
     store = ResultsStore(results)
     stored = load(results)
     quality = [m for m in stored.measurements if m.resource == "quality"]
     assert quality and {m.task for m in quality} == {"micro_copy"}
 
-    built = run_cli("dataset", "build", "--results", str(results), "--out", str(tmp_path / "built"))
+    built = cli("dataset", "build", "--results", str(results), "--out", str(tmp_path / "built"))
     assert built.returncode == 0, built.stderr
     _publish(hub_server, store)
     hub.pull(REPO, tmp_path / "pulled", endpoint=hub_server.url, token=TOKEN)

@@ -72,6 +72,23 @@ def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings:
     return identity
 
 
+def validate_stacks(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]]:
+    """Every technique known, its parameters valid and possible on every model: checked before any worker starts."""
+    stacks = [
+        tuple(StackEntry(step.name, reg.technique(step.name).validate(step.params)) for step in spec.steps)
+        for spec in suite.techniques
+    ]
+    for model in suite.models:
+        config = zoo.config(model, revision=suite.revision, trust_remote_code=suite.trust_remote_code)
+        for stack in stacks:
+            for entry in stack:
+                try:
+                    reg.technique(entry.name).preflight(config, **entry.params)
+                except ValueError as err:
+                    raise EffbenchError(f"technique {entry.name!r} cannot run on {model}: {err}") from None
+    return stacks
+
+
 def plan(
     suite: Suite,
     reg: Registry,
@@ -85,18 +102,7 @@ def plan(
     """
     from effbench.measure import accuracy
 
-    stacks = [
-        tuple(StackEntry(step.name, reg.technique(step.name).validate(step.params)) for step in spec.steps)
-        for spec in suite.techniques
-    ]
-    for model in suite.models:
-        config = zoo.config(model, revision=suite.revision, trust_remote_code=suite.trust_remote_code)
-        for stack in stacks:
-            for entry in stack:
-                try:
-                    reg.technique(entry.name).preflight(config, **entry.params)
-                except ValueError as err:
-                    raise EffbenchError(f"technique {entry.name!r} cannot run on {model}: {err}") from None
+    stacks = validate_stacks(suite, reg)
     task_dirs = tuple(str(d) for d in reg.task_dirs)
     if known_tasks is None:
         known_tasks = set(accuracy.known_tasks({"task_dirs": task_dirs}))
@@ -183,6 +189,7 @@ def run_suite(
     """Run every planned run not already stored (all of them with ``force``) in the suite's executor."""
     reg = registry()
     executor = executor or reg.executor(suite.executor)
+    validate_stacks(suite, reg)  # a typo is reported at once, not after the workers imported torch
     probes = collect_probes(reg)
     fingerprint = hardware_fingerprint(reg, probes)
     price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
