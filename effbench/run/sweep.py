@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -193,41 +194,43 @@ def run_suite(
     probes = collect_probes(reg)
     fingerprint = hardware_fingerprint(reg, probes)
     price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
-    if on_event:
-        on_event("starting workers (torch, transformers and lm-eval are imported once)")
-    listing = executor.run(Job("list-tasks", LIST_TASKS, {"task_dirs": [str(d) for d in reg.task_dirs]}, timeout=600))
-    if listing.error:
-        raise EffbenchError(f"the {executor.name} executor could not start: {listing.error}")
-    runs = plan(suite, reg, fingerprint, set(listing.result), price=price)
-    store = ResultsStore(suite.output)
-    done = store.statuses()
-    logs = suite.output / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    result = SweepResult(run_ids=[r.run_id for r in runs])
-    pending = []
-    for run in runs:
-        if not force and done.get(run.run_id) == "ok":
-            result.skipped.append(run.run_id)
+    with contextlib.closing(executor):
+        if on_event:
+            on_event("starting workers (torch, transformers and lm-eval are imported once)")
+        task_dirs = {"task_dirs": [str(d) for d in reg.task_dirs]}
+        listing = executor.run(Job("list-tasks", LIST_TASKS, task_dirs, timeout=600))
+        if listing.error:
+            raise EffbenchError(f"the {executor.name} executor could not start: {listing.error}")
+        runs = plan(suite, reg, fingerprint, set(listing.result), price=price)
+        store = ResultsStore(suite.output)
+        done = store.statuses()
+        result = SweepResult(run_ids=[r.run_id for r in runs])
+        pending = []
+        for run in runs:
+            if not force and done.get(run.run_id) == "ok":
+                result.skipped.append(run.run_id)
+                if on_done:
+                    on_done(run, None)
+            else:
+                pending.append(run)
+        logs = suite.output / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        started: dict[str, datetime] = {}
+
+        def jobs() -> Iterator[Job]:
+            for index, run in enumerate(pending):
+                if on_start:
+                    on_start(run, index, len(pending))
+                started[run.run_id] = datetime.now(UTC)
+                yield Job(run.run_id, RUN_TARGET, run.to_payload(), suite.timeout, logs / f"{run.run_id}.log")
+
+        by_id = {run.run_id: run for run in pending}
+        for job, outcome in executor.run_many(jobs(), on_event):
+            run = by_id[job.key]
+            record = run_record(suite, run, reg, outcome, started[job.key], probes, fingerprint)
+            store.write_run(record, measurement_rows(run.run_id, outcome))  # only this process writes the store
+            if outcome.error is not None:
+                result.failed[run.run_id] = outcome.error
             if on_done:
-                on_done(run, None)
-        else:
-            pending.append(run)
-    by_id = {run.run_id: run for run in pending}
-    started: dict[str, datetime] = {}
-
-    def jobs() -> Iterator[Job]:
-        for index, run in enumerate(pending):
-            if on_start:
-                on_start(run, index, len(pending))
-            started[run.run_id] = datetime.now(UTC)
-            yield Job(run.run_id, RUN_TARGET, run.to_payload(), suite.timeout, logs / f"{run.run_id}.log")
-
-    for job, outcome in executor.run_many(jobs(), on_event):
-        run = by_id[job.key]
-        record = run_record(suite, run, reg, outcome, started[job.key], probes, fingerprint)
-        store.write_run(record, measurement_rows(run.run_id, outcome))
-        if outcome.error is not None:
-            result.failed[run.run_id] = outcome.error
-        if on_done:
-            on_done(run, outcome)
+                on_done(run, outcome)
     return result

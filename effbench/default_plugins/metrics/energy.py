@@ -16,17 +16,24 @@ from effbench.hookspecs import hookimpl
 J_PER_KWH = 3.6e6
 
 
-def _energy_quantities(prefix: str, source: str, headline_header: str) -> tuple[Quantity, ...]:
-    """What an energy instrument reports: its total, the share above idle, and per output token and request."""
+def _energy_quantities(prefix: str, source: str, label: str) -> tuple[Quantity, ...]:
+    """What an energy instrument reports: its total, the share above idle, and per output token and request.
+
+    Stored in kWh (codecarbon's unit), shown in joules: a window of a small model spends a few of them.
+    """
     return (
-        Quantity(prefix, "kWh", "energy", False, f"Energy ({source}) of the window, kWh.", detail=True),
+        Quantity(
+            prefix, "kWh", "energy", False, f"Energy ({source}) of the window, kWh.",
+            header=f"{label} (J)", scale=J_PER_KWH, digits=2, detail=True,
+        ),
         Quantity(
             f"{prefix}_above_idle", "kWh", "energy", False,
-            f"Energy ({source}) above the idle power measured first (suite idle_seconds).", detail=True,
+            f"Energy ({source}) above the idle power measured first (suite idle_seconds).",
+            header=f"{label} above idle (J)", scale=J_PER_KWH, digits=2, detail=True,
         ),
         Quantity(
             f"{prefix}_per_token", "J/token", "energy", False, f"Energy ({source}) per output token.",
-            header=headline_header, scale=1e3, digits=2, headline=True,
+            header=f"{label} (mJ/token)", scale=1e3, digits=2, headline=True,
         ),
         Quantity(
             f"{prefix}_per_request", "J/request", "energy", False, f"Energy ({source}) per request.", detail=True
@@ -96,7 +103,7 @@ class Energy(_Meter):
     unit = "kWh"
     description = "codecarbon energy (kWh) and emissions (kg CO2eq); J per output token and per request."
     quantities = (
-        *_energy_quantities("energy", "codecarbon", "Energy (mJ/token)"),
+        *_energy_quantities("energy", "codecarbon", "Energy"),
         Quantity(
             "co2", "kg CO2eq", "energy", False, "Emissions of the window's energy on the suite country's grid "
             "(codecarbon).", header="CO2 (mg)", scale=1e6, digits=3, headline=True,
@@ -148,7 +155,7 @@ class DirectEnergy(_Meter):
     name = "energy_direct"
     unit = "kWh"
     description = "Hardware energy counters (RAPL package/DRAM, NVML GPU): kWh, J per output token and per request."
-    quantities = _energy_quantities("energy_direct", "hardware counters", "Energy, counters (mJ/token)")
+    quantities = _energy_quantities("energy_direct", "hardware counters", "Energy, counters")
 
     def __init__(self, sources: list[Any] | None = None) -> None:
         self.sources = sources
