@@ -101,6 +101,13 @@ class StackEntry:
 STACK_SEPARATOR = "+"
 
 
+def stack_params(stack: list[StackEntry] | tuple[StackEntry, ...]) -> dict[str, Any]:
+    """A stack's parameters as stored: one technique's own, or an object per technique name for a stack."""
+    if len(stack) == 1:
+        return stack[0].params
+    return {entry.name: entry.params for entry in stack}
+
+
 def stack_label(stack: list[StackEntry]) -> str:
     """A stack as one label: its techniques' labels in order of application, joined by ``+``."""
     return f" {STACK_SEPARATOR} ".join(entry.label for entry in stack)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from effbench.config.countries import check_country
 from effbench.config.prices import Prices
 from effbench.errors import EffbenchError
+from effbench.records import StackEntry, stack_label
 
 DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5")
 # Without a suite file, evaluate this many documents per task (of 500) so the default comparison
@@ -36,9 +37,7 @@ class TechniqueSpec(BaseModel):
     @property
     def label(self) -> str:
         """How the technique is shown in tables: ``name(k=v, ...)``."""
-        if not self.params:
-            return self.name
-        return f"{self.name}({', '.join(f'{k}={v}' for k, v in sorted(self.params.items()))})"
+        return StackEntry(self.name, self.params).label
 
 
 # "a + b": techniques applied one after another; a "+" between digits (1e+3) is not a separator.
@@ -86,7 +85,7 @@ class Stack(BaseModel):
     @property
     def label(self) -> str:
         """How the stack is shown in tables: ``name(k=v) + other``."""
-        return " + ".join(step.label for step in self.steps)
+        return stack_label([StackEntry(step.name, step.params) for step in self.steps])
 
 
 def parse_short(text: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from effbench.measure import accuracy, scenarios
 from effbench.measure.statistics import combine_repeats
 from effbench.measure.windows import Instruments
 from effbench.plugins import Registry, registry
-from effbench.records import PHASE_EVALUATE, RunPlan, StackEntry
+from effbench.records import PHASE_EVALUATE, RunPlan, StackEntry, stack_params
 from effbench.reference import zoo
 
 PHASE_TITLES = {
@@ -150,7 +150,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         model=model,
         tokenizer=tokenizer,
         technique=plan.label,
-        params={e.name: e.params for e in plan.stack} if len(plan.stack) > 1 else plan.stack[0].params,
+        params=stack_params(plan.stack),
         settings={
             **{k: settings[k] for k in ("country", "idle_seconds", "price")},
             "prompt_tokens": settings["scenarios"][0]["prompt_tokens"],

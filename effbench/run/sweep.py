@@ -15,7 +15,7 @@ from effbench.config import prices
 from effbench.config.suite import Suite
 from effbench.errors import EffbenchError
 from effbench.plugins import Registry, registry
-from effbench.records import PHASE_EVALUATE, MeasurementRow, RunPlan, RunRecord, StackEntry
+from effbench.records import PHASE_EVALUATE, MeasurementRow, RunPlan, RunRecord, StackEntry, stack_params
 from effbench.reference import zoo
 from effbench.store.results import ResultsStore
 
@@ -63,7 +63,7 @@ def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings:
         "model": model,
         "revision": suite.revision,
         "technique": "+".join(e.name for e in stack),
-        "params": stack[0].params if len(stack) == 1 else {e.name: e.params for e in stack},
+        "params": stack_params(stack),
         "tasks": suite.tasks,
         "settings": settings,
         "hardware": hardware,
@@ -142,7 +142,6 @@ def run_record(
     techniques = [reg.technique(e.name) for e in run.stack]
     finished = datetime.now(UTC)
     result = outcome.result or {}
-    params = run.stack[0].params if len(run.stack) == 1 else {e.name: e.params for e in run.stack}
     return RunRecord(
         run_id=run.run_id,
         suite=suite.name,
@@ -150,7 +149,7 @@ def run_record(
         model_revision=suite.revision,
         model_fingerprint=result.get("model_fingerprint"),
         technique="+".join(e.name for e in run.stack),
-        technique_params=json.dumps(params, sort_keys=True),
+        technique_params=json.dumps(stack_params(run.stack), sort_keys=True),
         stage="+".join(dict.fromkeys(t.stage for t in techniques)),
         resources=list(dict.fromkeys(r for t in techniques for r in t.resources)),
         tasks=list(suite.tasks),
