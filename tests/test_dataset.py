@@ -175,9 +175,10 @@ def test_a_bad_store_file_names_the_file_and_the_store_is_left_alone(tmp_path):
     victim = store.files("measurements")[0]
     rewrite(victim, values_as_text)
     before = victim.read_bytes()
-    with pytest.raises(EffbenchError, match=f"measurements/{victim.name}: column 'value' has type string"):
-        load(store.root)
-    assert victim.read_bytes() == before
+    stored = load(store.root)  # a store's bad file is skipped with its run, not fatal (tests/test_damaged_store.py)
+    [problem] = stored.problems
+    assert str(problem) == f"measurements/{victim.name}: column 'value' has type string, expected double"
+    assert len(stored.runs) == 3 and victim.read_bytes() == before
 
 
 def test_import_adds_only_new_or_better_runs(built, tmp_path):
@@ -228,9 +229,13 @@ def test_a_store_from_an_earlier_schema_builds_with_the_later_columns_empty(tmp_
     assert "prune-magnitude(sparsity=0.9)" in {r.label for r in built.runs}
 
 
-def test_rebuilding_replaces_the_dataset_whole(built, tmp_path):
-    store, out = built
-    (out / "runs" / "hw-stale.parquet").write_bytes((out / "runs" / "hw-hwA.parquet").read_bytes())
-    hub.build(store.root, out)
-    assert sorted(p.name for p in (out / "runs").iterdir()) == ["hw-hwA.parquet", "hw-hwB.parquet"]
+def test_rebuilding_replaces_what_the_last_build_wrote_and_nothing_else(built, tmp_path):
+    _, out = built
+    one_machine = synthetic_store(tmp_path / "one")
+    hub.build(one_machine.root, out)  # hwB's shards were the last build's: they go
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["hw-hwA.parquet"]
     assert yaml.safe_load((out / "README.md").read_text().split("---")[1])["configs"]
+    (out / "runs" / "hw-mine.parquet").write_bytes(b"a shard effbench did not write")
+    with pytest.raises(EffbenchError, match=r"holds runs/hw-mine\.parquet, which effbench did not write"):
+        hub.build(one_machine.root, out)
+    assert (out / "runs" / "hw-mine.parquet").read_bytes() == b"a shard effbench did not write"

@@ -1,32 +1,43 @@
-"""The terminal: rich consoles and tables shared by every command."""
+"""The terminal: rich consoles and tables shared by every command.
+
+Text from data (model, task and technique names, parameters, file names, errors) is printed through
+``rich.markup.escape``, so a ``[bold]`` or ``[/x]`` in it is shown as itself rather than read as markup; emoji codes
+such as ``:thumbs_up:`` are never replaced either.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-# Wide enough for the comparison table when output goes to a file or a pipe.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from effbench.present.report import ComparisonTable
+
+# Wide enough for the comparison table when output goes to a file or a pipe, where an error stays one line.
+console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
+err_console = Console(stderr=True, emoji=False, soft_wrap=not sys.stderr.isatty())
 
 
 def print_table(title: str, headers: list[str], rows: list[list[str]], numeric: bool = False) -> None:
-    """A rich table on the terminal; ``numeric`` right-aligns every column but the report's text columns."""
+    """A rich table on the terminal, every text shown as itself; ``numeric`` right-aligns all but the text columns."""
     from effbench.present.report import TEXT_COLUMNS
 
-    view = Table(title=title)
+    view = Table(title=escape(title))
     for header in headers:
-        view.add_column(header, justify="right" if numeric and header not in TEXT_COLUMNS else "left")
+        view.add_column(escape(header), justify="right" if numeric and header not in TEXT_COLUMNS else "left")
     for row in rows:
-        view.add_row(*row)
+        view.add_row(*map(escape, row))
     console.print(view)
 
 
-def print_tables(tables) -> None:
+def print_tables(tables: list[ComparisonTable]) -> None:
+    """Each comparison table section by section (narrow enough to read), then its notes."""
     for table in tables:
         for title, headers, rows in table.parts():
             print_table(f"{table.title}: {title}", headers, [[c.text for c in row] for row in rows], numeric=True)
         for note in table.notes:
-            console.print(f"  [dim]{note}[/dim]")
+            console.print(f"  [dim]{escape(note)}[/dim]")

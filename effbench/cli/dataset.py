@@ -7,6 +7,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from rich.markup import escape
+
 from effbench.errors import EffbenchError
 
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
@@ -27,10 +29,11 @@ def repo_id(text: str) -> str:
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     """Build the dataset folder (runs, measurements, taxonomy, card) from a results store."""
     from effbench.cli.console import console
+    from effbench.cli.store import warn_problems
     from effbench.publish import hub
 
-    files = hub.build(args.results, args.out)
-    console.print(f"dataset written to {args.out}: {', '.join(str(f.relative_to(args.out)) for f in files)}")
+    files = hub.build(args.results, args.out, warn=warn_problems)
+    console.print(escape(f"dataset written to {args.out}: {', '.join(str(f.relative_to(args.out)) for f in files)}"))
     return 0
 
 
@@ -42,8 +45,10 @@ def cmd_dataset_pull(args: argparse.Namespace) -> int:
     out = args.out or Path("effbench-pulled") / args.repo
     report = hub.pull(args.repo, out, revision=args.revision, endpoint=args.endpoint)
     console.print(
-        f"pulled {args.repo} into {out}: {len(report.added)} runs added, {len(report.updated)} updated, "
-        f"{len(report.kept)} already there"
+        escape(
+            f"pulled {args.repo} into {out}: {len(report.added)} runs added, {len(report.updated)} updated, "
+            f"{len(report.kept)} already there"
+        )
     )
     return 0
 
@@ -51,31 +56,34 @@ def cmd_dataset_pull(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     """Merge your results into a Hub dataset repo (created if needed), keyed by run id, in one commit."""
     from effbench.cli.console import console
+    from effbench.cli.store import warn_problems
     from effbench.publish import hub
 
-    result = hub.publish(args.results, args.repo, private=args.private, dry_run=args.dry_run, endpoint=args.endpoint)
+    result = hub.publish(
+        args.results, args.repo, private=args.private, dry_run=args.dry_run, endpoint=args.endpoint, warn=warn_problems
+    )
     report = result.report
     counts = f"{len(report.added)} runs added, {len(report.updated)} updated, {len(report.kept)} already there"
     if args.dry_run:
         create = f"create {'private ' if args.private else ''}dataset {args.repo} and " if result.created else ""
         console.print(f"dry run, nothing sent: would {create}commit to {args.repo} ({counts})")
-        console.print(f"  {result.message}\n{result.description}")
-        console.print(f"  files: {', '.join(result.files)}")
+        console.print(escape(f"  {result.message}\n{result.description}"))  # model and technique names
+        console.print(escape(f"  files: {', '.join(result.files)}"))
     elif result.commit is None:
         console.print(f"{args.repo} is already up to date: nothing to publish ({counts})")
     else:
-        console.print(f"published to {args.repo} ({counts}): commit {result.commit}\n  {result.message}")
+        console.print(escape(f"published to {args.repo} ({counts}): commit {result.commit}\n  {result.message}"))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Your runs beside published runs of the same model, technique and task, same hardware first."""
     from effbench.cli.console import console, print_table
+    from effbench.cli.store import load_results as load
     from effbench.plugins import registry
     from effbench.present import compare
     from effbench.present.columns import registry_columns
     from effbench.publish import hub
-    from effbench.store.load import load
 
     mine = load(args.results)
     if Path(args.against).is_dir():
@@ -89,18 +97,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for c in comparisons:
         print_table(f"{c.title} ({c.scenario or 'no scenario'})", c.headers, c.rows)
     if args.markdown:
-        args.markdown.write_text(compare.to_markdown(comparisons))
-        console.print(f"written to {args.markdown}")
+        args.markdown.write_text(compare.to_markdown(comparisons), encoding="utf-8")
+        console.print(escape(f"written to {args.markdown}"))
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Leaderboards per machine (Markdown, CSV) and Pareto plots of accuracy vs latency, energy and memory."""
     from effbench.cli.console import console, print_table
+    from effbench.cli.store import load_results as load
     from effbench.plugins import registry
     from effbench.present import leaderboard
     from effbench.present.columns import registry_columns
-    from effbench.store.load import load
 
     results = load(args.results)
     boards = leaderboard.boards(results, registry_columns(registry()))
@@ -109,7 +117,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         rows = [leaderboard.cells(board, i) for i in range(len(board.entries))]
         title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
         print_table(title, leaderboard.headers(board), rows)
-    console.print(f"{len(files)} files written to {args.out}")
+    console.print(escape(f"{len(files)} files written to {args.out}"))
     return 0
 
 
@@ -121,7 +129,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     build = ds_sub.add_parser("build", help=cmd_dataset_build.__doc__, description=cmd_dataset_build.__doc__)
     build.add_argument("--results", type=Path, default=Path("effbench-results"), help="results store")
-    build.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    build.add_argument("--out", type=Path, required=True, help="folder to write: new, empty, or a dataset (replaced)")
     build.set_defaults(func=cmd_dataset_build)
 
     pull = ds_sub.add_parser("pull", help=cmd_dataset_pull.__doc__, description=cmd_dataset_pull.__doc__)
@@ -149,5 +157,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     lb = sub.add_parser("leaderboard", help=cmd_leaderboard.__doc__, description=cmd_leaderboard.__doc__)
     lb.add_argument("--results", type=Path, default=Path("effbench-results"), help=results_help)
-    lb.add_argument("--out", type=Path, default=Path("leaderboards"), help="folder to write (replaced whole)")
+    lb.add_argument(
+        "--out", type=Path, default=Path("leaderboards"), help="folder to write: new, empty, or leaderboards (replaced)"
+    )
     lb.set_defaults(func=cmd_leaderboard)

@@ -6,7 +6,9 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,10 +35,10 @@ def _positive(text: str) -> float:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run a suite (the default one without arguments) and print the comparison table."""
+    from effbench.cli.store import load_results
     from effbench.config.suite import load_suite
     from effbench.present import report
     from effbench.run.sweep import run_suite
-    from effbench.store.load import load
 
     overrides = {
         "models": [args.model] if args.model else None,
@@ -49,6 +51,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "executor": args.executor,
     }
     suite = load_suite(args.suite, **overrides)
+    report.check_writable(suite.output)  # before any run: a refusal after the sweep would waste it
     started = time.perf_counter()
     with Progress(
         SpinnerColumn(),
@@ -63,7 +66,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         bar = progress.add_task("runs", total=len(suite.models) * len(suite.techniques), phase="planning")
 
         def on_start(run, index, total):
-            progress.update(bar, description=f"{run.model} · {run.label}", phase="starting worker")
+            progress.update(bar, description=escape(f"{run.model} · {run.label}"), phase="starting worker")
 
         def on_done(run, outcome):
             phase = "stored (already done)" if outcome is None else ("failed" if outcome.error else "done")
@@ -73,30 +76,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             suite,
             force=args.force,
             on_start=on_start,
-            on_event=lambda text: progress.update(bar, phase=text),
+            on_event=lambda text: progress.update(bar, phase=escape(text)),
             on_done=on_done,
         )
-    tables = report.build(load(suite.output, "store"), result.run_ids, suite.unstable_cv)
+    tables = report.build(load_results(suite.output, "store"), result.run_ids, suite.unstable_cv)
     paths = report.write(tables, suite.output)
     print_tables(tables)
-    console.print(
+    summary = (
         f"{len(result.run_ids)} runs ({len(result.skipped)} already stored, {len(result.failed)} failed) "
         f"in {time.perf_counter() - started:.1f} s; results in {suite.output}, report in "
         f"{', '.join(str(p) for p in paths.values())}"
     )
+    console.print(escape(summary))
     for run_id, error in result.failed.items():
-        err_console.print(f"[red]run {run_id} failed:[/red] {error} (log: {suite.output / 'logs' / run_id}.log)")
+        log = suite.output / "logs" / f"{run_id}.log"
+        err_console.print(f"[red]run {run_id} failed:[/red] {escape(f'{error} (log: {log})')}")
     return 1 if result.failed else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Re-render the comparison table from a results store."""
+    from effbench.cli.store import load_results
     from effbench.plugins import registry
     from effbench.present import report
     from effbench.present.columns import registry_columns
-    from effbench.store.load import load
 
-    results = load(args.results)
+    results = load_results(args.results)
     tables = report.build(results, unstable_cv=args.unstable_cv, columns=registry_columns(registry()))
     report.write(tables, args.results)
     print_tables(tables)
@@ -209,22 +214,41 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_probe)
 
     from effbench.cli.dataset import add_commands
+    from effbench.cli.store import add_commands as add_store_commands
 
     add_commands(sub)
+    add_store_commands(sub)
     return parser
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the sweep is, so the worker is stopped and nothing half-done is stored (like Ctrl-C)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.func(args)
     except EffbenchError as err:
-        err_console.print(f"[red]error:[/red] {err}")
+        err_console.print(f"[red]error:[/red] {escape(str(err))}")
         return 2
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted: finished runs are stored; rerun the same command to resume[/yellow]")
-        return 130
+    except KeyboardInterrupt as stop:
+        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        err_console.print(
+            f"[yellow]{what}: the run in progress was stopped and not stored; finished runs are stored; "
+            "rerun the same command to resume[/yellow]"
+        )
+        return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from effbench.present.columns import Column, fmt
 from effbench.present.leaderboard import Entry, entry, headline, measured_columns, scenario_note, shared_scenario
-from effbench.present.report import markdown_table, status_text
+from effbench.present.report import markdown_table, md, status_text
 from effbench.records import RunRecord
 from effbench.store.load import Results
 
@@ -79,5 +79,5 @@ def to_markdown(comparisons: list[Comparison]) -> str:
     for c in comparisons:
         published = len(c.rows) - c.sources.count(YOURS)
         note = "" if published else "\nNo published run of this model, technique and task.\n"
-        parts.append(f"### {c.title}\n\n{scenario_note(c.scenario)}\n\n{markdown_table(c.headers, c.rows)}{note}")
+        parts.append(f"### {md(c.title)}\n\n{scenario_note(c.scenario)}\n\n{markdown_table(c.headers, c.rows)}{note}")
     return "\n".join(parts)

@@ -11,7 +11,6 @@ import csv
 import io
 import math
 import textwrap
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,10 @@ from pathlib import Path
 from effbench.api.metric import Quantity
 from effbench.api.vocabulary import QUALITY
 from effbench.present.columns import Column, candidates, fmt
-from effbench.present.report import SEPARATE_COLUMNS_NOTE, markdown_table, primary_quality
+from effbench.present.report import SEPARATE_COLUMNS_NOTE, markdown_table, md, md_code, primary_quality
 from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
-from effbench.store.dataset import check_replaceable, swap_in
 from effbench.store.load import Results
+from effbench.store.ownership import Output, replace_folder
 from effbench.version import __version__
 
 # file suffix -> the quantities it plots, the first one measured on the machine wins (counters before estimates)
@@ -32,6 +31,13 @@ FRONTIERS = {
     "memory": ("peak_memory",),
 }
 TITLE = "# effbench leaderboards"
+PER_MACHINE = ("leaderboard.md", "leaderboard.csv", "pareto-*.png")
+LEADERBOARDS = Output(
+    "leaderboards",
+    "effbench leaderboards",
+    patterns=("README.md", *(f"*/{name}" for name in PER_MACHINE)),
+    starts={"README.md": f"{TITLE}\n\nRendered by `effbench leaderboard`".encode()},  # how earlier versions began it
+)
 
 
 @dataclass
@@ -199,16 +205,16 @@ def scenario_note(scenario: str | None) -> str:
     """Which load scenario the per-scenario figures (latency, throughput, memory, energy...) come from."""
     if scenario is None:
         return "No run measured a load scenario."
-    return f"Figures measured under load are from the `{scenario}` scenario (runs without it: –)."
+    return f"Figures measured under load are from the {md_code(scenario)} scenario (runs without it: –)."
 
 
 def to_markdown(board: Board) -> str:
     """The machine's leaderboard, with what the score means and the Pareto plots."""
-    score = ", ".join(f"{t} {m}" for t, m in board.scored) or "no task every run shares (no score)"
+    score = md(", ".join(f"{t} {m}" for t, m in board.scored) or "no task every run shares (no score)")
     lines = [
-        f"## {board.machine}",
+        f"## {md(board.machine)}",
         "",
-        f"Hardware fingerprint `{board.fingerprint}`; {len(board.entries)} successful runs. "
+        f"Hardware fingerprint {md_code(board.fingerprint)}; {len(board.entries)} successful runs. "
         f"Score: mean of {score}. {scenario_note(board.scenario)} "
         "Resource figures are comparable only on this machine; "
         f"{SEPARATE_COLUMNS_NOTE}, and leaderboard.csv holds every quantity measured.",
@@ -267,69 +273,70 @@ def plot(board: Board, name: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    column = board.frontiers[name]
-    kept, points = board.points[name]
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
-    front = board.fronts[name]
-    middle = (min(x for x, _ in points) + max(x for x, _ in points)) / 2 if points else 0.0
-    for on, color, legend in ((True, "tab:red", "Pareto-optimal"), (False, "tab:gray", "dominated")):
-        chosen = [p for i, p in zip(kept, points, strict=True) if (i in front) == on]
-        if chosen:
-            ax.scatter(*zip(*chosen, strict=True), s=70, color=color, edgecolor="black", linewidth=0.5, zorder=3,
-                       label=legend)  # fmt: skip
-    one_model = len({e.run.model for e in board.entries}) == 1
-    for i, (x, y) in zip(kept, points, strict=True):
-        right = x <= middle  # labels point inwards so they stay inside the figure
-        text = board.entries[i].run.label if one_model else board.entries[i].label
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(6 if right else -6, 6),
-                    ha="left" if right else "right", fontsize=8)  # fmt: skip
-    steps = sorted(p for i, p in zip(kept, points, strict=True) if i in front)
-    if len(steps) > 1:
-        ax.step([x for x, _ in steps], [y for _, y in steps], where="post", color="tab:red", label="Pareto frontier")
-    if points:
-        ax.legend(loc="best")
-    else:
-        ax.text(0.5, 0.5, f"no run has both a score and {column.name}", ha="center", transform=ax.transAxes)
-    score = ", ".join(f"{t} {m}" for t, m in board.scored) or "no shared task"
-    better = "higher" if column.quantity.higher_is_better else "lower"
-    ax.set_xlabel(f"{column.header}  ({better} is better; {board.scenario or 'no scenario'})")
-    ax.set_ylabel(textwrap.fill(f"score: mean of {score} (higher is better)", 60), fontsize=9)
-    model = f"{board.entries[0].run.model} · " if one_model else ""
-    ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.margins(0.15)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with plt.rc_context({"text.parse_math": False}):  # a '$' in a model or machine name is text, not math
+        column = board.frontiers[name]
+        kept, points = board.points[name]
+        fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+        front = board.fronts[name]
+        middle = (min(x for x, _ in points) + max(x for x, _ in points)) / 2 if points else 0.0
+        for on, color, legend in ((True, "tab:red", "Pareto-optimal"), (False, "tab:gray", "dominated")):
+            chosen = [p for i, p in zip(kept, points, strict=True) if (i in front) == on]
+            if chosen:
+                ax.scatter(*zip(*chosen, strict=True), s=70, color=color, edgecolor="black", linewidth=0.5, zorder=3,
+                           label=legend)  # fmt: skip
+        one_model = len({e.run.model for e in board.entries}) == 1
+        for i, (x, y) in zip(kept, points, strict=True):
+            right = x <= middle  # labels point inwards so they stay inside the figure
+            text = board.entries[i].run.label if one_model else board.entries[i].label
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(6 if right else -6, 6),
+                        ha="left" if right else "right", fontsize=8)  # fmt: skip
+        steps = sorted(p for i, p in zip(kept, points, strict=True) if i in front)
+        if len(steps) > 1:
+            ax.step(
+                [x for x, _ in steps], [y for _, y in steps], where="post", color="tab:red", label="Pareto frontier"
+            )
+        if points:
+            ax.legend(loc="best")
+        else:
+            ax.text(0.5, 0.5, f"no run has both a score and {column.name}", ha="center", transform=ax.transAxes)
+        score = ", ".join(f"{t} {m}" for t, m in board.scored) or "no shared task"
+        better = "higher" if column.quantity.higher_is_better else "lower"
+        ax.set_xlabel(f"{column.header}  ({better} is better; {board.scenario or 'no scenario'})")
+        ax.set_ylabel(textwrap.fill(f"score: mean of {score} (higher is better)", 60), fontsize=9)
+        model = f"{board.entries[0].run.model} · " if one_model else ""
+        ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.margins(0.15)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
 
 
 def write(results: Results, built: list[Board], out: Path) -> list[Path]:
-    """Write README.md (index) and per machine leaderboard.md, leaderboard.csv and the Pareto PNGs; returns them."""
-    index = out / "README.md"
-    check_replaceable(out, index.is_file() and index.read_text().startswith(TITLE), "effbench leaderboards")
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    tmp.mkdir(parents=True)
+    """Write the README.md index and per machine leaderboard.md/.csv and Pareto PNGs as one folder; returns them."""
     suites = ", ".join(sorted({r.suite or "?" for r in results.runs}))
     lines = [
         TITLE,
         "",
         f"Rendered by `effbench leaderboard` (effbench {__version__}) from {len(results.runs)} runs "
-        f"of suite(s) {suites}. "
+        f"of suite(s) {md(suites)}. "
         "One leaderboard per machine (hardware fingerprint): resource figures of different machines differ.",
         "",
     ]
     for board in built:
-        folder = tmp / board.fingerprint
-        folder.mkdir()
-        (folder / "leaderboard.md").write_text(to_markdown(board))
-        (folder / "leaderboard.csv").write_text(to_csv(board))
-        for name in FRONTIERS:
-            plot(board, name, folder / f"pareto-{name}.png")
         best = board.entries[0]
         lines.append(
-            f"- [{board.machine}]({board.fingerprint}/leaderboard.md) (`{board.fingerprint}`): "
-            f"{len(board.entries)} runs; top score {fmt(best.score, 3)} by {best.label}"
+            f"- [{md(board.machine)}]({board.fingerprint}/leaderboard.md) ({md_code(board.fingerprint)}): "
+            f"{len(board.entries)} runs; top score {fmt(best.score, 3)} by {md(best.label)}"
         )
-    (tmp / "README.md").write_text("\n".join(lines) + "\n")
-    swap_in(tmp, out)
-    return sorted(p for p in out.rglob("*") if p.is_file())
+
+    def render(folder: Path) -> None:
+        for board in built:
+            (folder / board.fingerprint).mkdir()
+            (folder / board.fingerprint / "leaderboard.md").write_text(to_markdown(board), encoding="utf-8")
+            (folder / board.fingerprint / "leaderboard.csv").write_text(to_csv(board), encoding="utf-8")
+            for name in FRONTIERS:
+                plot(board, name, folder / board.fingerprint / f"pareto-{name}.png")
+        (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    return replace_folder(out, LEADERBOARDS, render)

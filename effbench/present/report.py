@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from effbench.plugins import registry
 from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
 from effbench.store.load import Results
+from effbench.store.ownership import Output, check_files, replace_files
 
 KEEP_FRACTION = 0.99  # MLPerf: an optimised system must keep >= 99 % of the reference accuracy
 UNSTABLE_MARK = "†"
@@ -264,41 +266,61 @@ def _resource_cell(section: Section, column: Column, values: dict, base: dict, u
     return Cell(value, stderr, column.format(value, spread) + mark * flagged, low, high, m.cv, flagged)
 
 
+MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<|])")  # code, emphasis, links, HTML tags, table cells
+
+
+def md(text: object) -> str:
+    """Text that Markdown shows as itself: stored names and errors must not become code, links, HTML or cells."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def md_code(text: object) -> str:
+    """A code span showing ``text`` as is: fenced by more backticks than any run of them inside it."""
+    text = " ".join(str(text).split())
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def markdown_table(titles: list[str], rows: list[list[str]]) -> str:
-    """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
+    """A GitHub-flavoured Markdown table, every header and cell shown as itself (``md``)."""
 
     def line(values: list[str]) -> str:
-        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+        return "| " + " | ".join(md(v) for v in values) + " |"
 
     return "\n".join([line(titles), "|" + "---|" * len(titles), *(line(r) for r in rows)]) + "\n"
 
 
 def to_markdown(table: ComparisonTable) -> str:
     """GitHub-flavoured Markdown: one table per section, then the notes."""
-    lines = [f"### {table.title}"]
+    lines = [f"### {md(table.title)}"]
     for title, headers, rows in table.parts():
-        lines += ["", f"**{title}**", "", markdown_table(headers, [[c.text for c in row] for row in rows]).rstrip("\n")]
-    lines += [""] + [f"- {note}" for note in table.notes]
+        lines += ["", f"**{md(title)}**", "", markdown_table(headers, [[c.text for c in row] for row in rows]).rstrip()]
+    lines += [""] + [f"- {md(note)}" for note in table.notes]
     return "\n".join(lines) + "\n"
 
 
+TEX = {
+    **{c: "\\" + c for c in "{}$&#%_"},
+    "\\": r"\textbackslash{}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    ">=": r"$\geq$",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "×": r"$\times$",
+    "–": "--",
+    UNSTABLE_MARK: r"$^\dagger$",
+}
+TEX_SPECIAL = re.compile("|".join(map(re.escape, sorted(TEX, key=len, reverse=True))) + r"|\s+")
+
+
 def _tex(s: str) -> str:
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("_", r"\_"),
-        ("%", r"\%"),
-        ("&", r"\&"),
-        ("#", r"\#"),
-        ("$", r"\$"),
-        ("±", r"$\pm$"),
-        ("Δ", r"$\Delta$"),
-        (">=", r"$\geq$"),
-        ("×", r"$\times$"),
-        ("–", "--"),
-        (UNSTABLE_MARK, r"$^\dagger$"),
-    ):
-        s = s.replace(a, b)
-    return s
+    """Text LaTeX typesets as itself, in one pass (so no replacement is escaped again); line breaks become spaces."""
+    return TEX_SPECIAL.sub(lambda m: TEX.get(m.group(), " "), s)
 
 
 def to_latex(table: ComparisonTable) -> str:
@@ -359,15 +381,33 @@ def details_csv(tables: list[ComparisonTable]) -> str:
     return buffer.getvalue()
 
 
+REPORT = Output(
+    "report",
+    "effbench report",
+    starts={
+        "report.md": b"### ",
+        "report.tex": rb"\begin{table}",
+        "report.csv": b"table,",
+        "report-measurements.csv": b"table,technique,",
+    },  # how earlier versions' report files began: adopted without a manifest only when all four are there
+    manifest=".effbench-report.json",  # the results store is not effbench's alone: only these files are
+)
+
+
+REPORT_FILES = ("report.md", "report.tex", "report.csv", "report-measurements.csv")
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse, before a sweep starts, a results folder whose report files effbench did not write."""
+    check_files(folder, REPORT, REPORT_FILES)
+
+
 def write(tables: list[ComparisonTable], folder: Path) -> dict[str, Path]:
-    """Write report.md, report.tex, report.csv (the tables) and report-measurements.csv (every figure)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write report.md, .tex, .csv and report-measurements.csv atomically, never over a file effbench did not write."""
     contents = {
         "report.md": "\n".join(to_markdown(t) for t in tables),
         "report.tex": "\n".join(to_latex(t) for t in tables),
         "report.csv": to_csv(tables),
         "report-measurements.csv": details_csv(tables),
     }
-    for name, text in contents.items():
-        (folder / name).write_text(text)
-    return {name: folder / name for name in contents}
+    return replace_files(folder, REPORT, contents)

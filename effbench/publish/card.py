@@ -3,6 +3,7 @@ machine, rendered from the template in ``effbench/dataset_cards/`` with ``huggin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from effbench.api.metric import Quantity
 from effbench.api.vocabulary import QUALITY
 from effbench.plugins import Registry
 from effbench.present.columns import declared_quantities
+from effbench.present.report import md, md_code
 from effbench.records import DATASET_RECORDS, SCHEMA_VERSION
 from effbench.store.load import Results
 
@@ -41,9 +43,9 @@ def _configs_doc() -> list[dict[str, Any]]:
     return configs
 
 
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell (stored and plugin text may hold pipes or line breaks)."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+def _code(text: str) -> str:
+    """Text for the template's `...` spans in table cells: refenced if it holds backticks, pipes escaped."""
+    return md_code(text)[1:-1].replace("|", "\\|")
 
 
 def _metric_doc(metric: str, resource: str, declared: dict[str, tuple[Quantity, str]]) -> str:
@@ -70,13 +72,13 @@ def _metrics_doc(results: Results, reg: Registry) -> list[dict[str, str]]:
     ):
         out.append(
             {
-                "metric": _cell(metric),
-                "unit": _cell(unit) or "–",
+                "metric": _code(metric),
+                "unit": md(unit) or "–",
                 "resource": resource,
                 "better": {True: "higher", False: "lower", None: "–"}[higher],
                 "phases": ", ".join(sorted(phases)),
-                "methods": _cell("; ".join(sorted(m for m in methods if m))) or "–",
-                "doc": _cell(_metric_doc(metric, resource, declared)),
+                "methods": md("; ".join(sorted(m for m in methods if m))) or "–",
+                "doc": md(_metric_doc(metric, resource, declared)),
             }
         )
     return out
@@ -89,10 +91,10 @@ def _hardware_doc(results: Results) -> list[dict[str, Any]]:
         energy = {m.method for m in rows if m.resource == "energy" and m.method}
         out.append(
             {
-                "fingerprint": fingerprint,
-                "label": _cell(runs[0].machine),
+                "fingerprint": _code(fingerprint),
+                "label": md(runs[0].machine),
                 "runs": len(runs),
-                "energy": _cell("; ".join(sorted(energy))) or "not measured",
+                "energy": md("; ".join(sorted(energy))) or "not measured",
             }
         )
     return out
@@ -128,7 +130,7 @@ def render(results: Results, reg: Registry, location: str) -> str:
         card_data,
         template_path=str(TEMPLATE),
         pretty_name=PRETTY_NAME,
-        location=location,
+        location=json.dumps(location, ensure_ascii=False)[1:-1],  # in the card's Python and BibTeX strings
         counts=counts,
         schema_version=SCHEMA_VERSION,
         configs_doc=_configs_doc(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +28,14 @@ from effbench.plugins import registry
 from effbench.publish.card import render
 from effbench.publish.taxonomy import taxonomy_rows
 from effbench.store.dataset import MergeReport, import_into_store, merge, write_dataset
-from effbench.store.load import Results, load
+from effbench.store.load import Results, load, no_results
+from effbench.store.validate import Problem
 from effbench.version import __version__
 
 REPO_TYPE = "dataset"
 DATA_PATTERNS = ["README.md", "runs/*", "measurements/*", "taxonomy/*"]
+
+Warn = Callable[[Path, list[Problem]], None]  # told a store's bad files (left out) before anything is built or sent
 
 
 @dataclass
@@ -48,17 +51,19 @@ class PublishResult:
     commit: str | None = None  # None when nothing was committed
 
 
-def collect(results: Path) -> Results:
-    """The validated runs of a results store plus this installation's taxonomy."""
+def collect(results: Path, warn: Warn | None = None) -> Results:
+    """The valid runs of a results store plus this installation's taxonomy; bad files are left out and warned of."""
     stored = load(results, "store")
     if not stored.runs:
-        raise EffbenchError(f"no results in {results}: run `effbench evaluate --output {results}` first")
+        raise no_results(results, stored.problems, f"run `effbench evaluate --output {results}` first")
+    if stored.problems and warn:
+        warn(results, stored.problems)
     return Results(stored.runs, stored.measurements, taxonomy_rows(registry()))
 
 
-def build(results: Path, out: Path) -> list[Path]:
-    """Write the dataset folder of a results store (card included); returns the files written."""
-    collected = collect(results)
+def build(results: Path, out: Path, *, warn: Warn | None = None) -> list[Path]:
+    """Write the dataset folder of a results store's valid runs (card included); returns the files written."""
+    collected = collect(results, warn)
     return write_dataset(collected, out, render(collected, registry(), str(out)))
 
 
@@ -171,9 +176,10 @@ def publish(
     dry_run: bool = False,
     endpoint: str | None = None,
     token: str | None = None,
+    warn: Warn | None = None,
 ) -> PublishResult:
-    """Merge the store's runs into the dataset repo ``repo`` and commit once; nothing is written on a dry run."""
-    local = collect(results)
+    """Merge the store's valid runs into the dataset repo ``repo`` and commit once; nothing is written on a dry run."""
+    local = collect(results, warn)
     api = _api(endpoint, token)
     with _hub_errors(repo, api.endpoint), tempfile.TemporaryDirectory(prefix="effbench-publish-") as tmp:
         remote, head = _remote(api, repo, Path(tmp) / "remote")

@@ -7,10 +7,12 @@ or exceeds its timeout only takes its own process down and comes back as a faile
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -25,8 +27,40 @@ PRELOAD = ["effbench.run.preload"]
 POLL_SECONDS = 0.2
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCH_SECONDS = 0.5
+
+
+def exit_with_the_sweep() -> None:
+    """In the forkserver: exit as soon as the sweep's process is gone (even after kill -9), checked twice a second.
+
+    Python's forkserver outlives a killed parent; its workers are killed with it (``_die_with_the_forkserver``),
+    so a killed sweep leaves no process behind (on a GPU, none holding its memory).
+    """
+    sweep = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == sweep:
+            time.sleep(WATCH_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="effbench-sweep-watch", daemon=True).start()
+
+
+def _die_with_the_forkserver() -> None:
+    """In a worker: be killed by the kernel when the forkserver that forked it ends."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the forkserver went before the request took effect
+        os._exit(1)
+
+
 def _child(conn: Connection, target: str, payload: dict[str, Any], log_path: str | None, dispatched: float) -> None:
     """Worker body: report readiness, run ``target(payload, emit)``, send back its result or traceback."""
+    _die_with_the_forkserver()
     conn.send(("ready", time.perf_counter() - dispatched))
     if log_path:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

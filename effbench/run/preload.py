@@ -12,5 +12,7 @@ import transformers.models.llama.modeling_llama  # noqa: F401
 from effbench.measure.accuracy import task_manager
 from effbench.plugins import registry
 from effbench.run import pipeline  # noqa: F401
+from effbench.run.forkserver import exit_with_the_sweep
 
 task_manager(tuple(str(d) for d in registry().task_dirs))
+exit_with_the_sweep()

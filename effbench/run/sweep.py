@@ -17,6 +17,7 @@ from effbench.errors import EffbenchError
 from effbench.plugins import Registry, registry
 from effbench.records import PHASE_EVALUATE, MeasurementRow, RunPlan, RunRecord, StackEntry, stack_params
 from effbench.reference import zoo
+from effbench.store.lock import StoreLock
 from effbench.store.results import ResultsStore
 
 RUN_TARGET = "effbench.run.pipeline:execute"
@@ -193,7 +194,7 @@ def run_suite(
     probes = collect_probes(reg)
     fingerprint = hardware_fingerprint(reg, probes)
     price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
-    with contextlib.closing(executor):
+    with StoreLock(suite.output), contextlib.closing(executor):  # one writer per store
         if on_event:
             on_event("starting workers (torch, transformers and lm-eval are imported once)")
         task_dirs = {"task_dirs": [str(d) for d in reg.task_dirs]}
@@ -202,6 +203,7 @@ def run_suite(
             raise EffbenchError(f"the {executor.name} executor could not start: {listing.error}")
         runs = plan(suite, reg, fingerprint, set(listing.result), price=price)
         store = ResultsStore(suite.output)
+        store.clean_leftovers()  # temporary files of writes an earlier, interrupted sweep never finished
         done = store.statuses()
         result = SweepResult(run_ids=[r.run_id for r in runs])
         pending = []

@@ -1,26 +1,33 @@
 """The open dataset: merge results by run id, and write the ``runs``, ``measurements`` and ``taxonomy`` tables.
 
 A dataset is a folder (and a Hub dataset repo): ``README.md`` (the card), one Parquet file per hardware
-fingerprint under ``runs/`` and ``measurements/``, and ``taxonomy/taxonomy.parquet``. It is read, like a
-results store, by ``effbench.store.load``.
+fingerprint under ``runs/`` and ``measurements/``, ``taxonomy/taxonomy.parquet`` and, in a local folder, the
+manifest that lets a later build replace it (``effbench.store.ownership``). It is read, like a results store, by
+``effbench.store.load``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from effbench.errors import EffbenchError
 from effbench.records import RESULT_RECORDS, SCHEMA_VERSION, RunRecord, TaxonomyRow
 from effbench.store.load import Results, load
+from effbench.store.lock import StoreLock
+from effbench.store.ownership import Output, replace_folder
 from effbench.store.results import ResultsStore
 from effbench.store.validate import VERSION_KEY
+
+TAXONOMY_FILE = f"{TaxonomyRow.table}/taxonomy.parquet"
+DATASET = Output(
+    "dataset",
+    "effbench dataset",
+    patterns=("README.md", *(f"{kind.table}/hw-*.parquet" for kind in RESULT_RECORDS), TAXONOMY_FILE),
+    starts={"README.md": b"---\n", TAXONOMY_FILE: b"PAR1"},  # the card's YAML; Parquet
+)
 
 
 @dataclass
@@ -78,40 +85,23 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 
 
 def write_dataset(results: Results, out: Path, card: str) -> list[Path]:
-    """Write the dataset folder atomically (built beside ``out``, then swapped in); returns the files."""
-    check_replaceable(out, (out / TaxonomyRow.table).is_dir(), "effbench dataset")  # a results store has runs/ too
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    for fingerprint, runs in results.hardware().items():
-        for kind in RESULT_RECORDS:
-            _write_parquet(results.table(kind, runs), tmp / kind.table / f"hw-{fingerprint}.parquet")
-    _write_parquet(results.table(TaxonomyRow), tmp / TaxonomyRow.table / "taxonomy.parquet")
-    (tmp / "README.md").write_text(card, encoding="utf-8")
-    swap_in(tmp, out)
-    return sorted(p for p in out.rglob("*") if p.is_file())
+    """Write the dataset folder, swapped in for ``out`` if that is new, empty or a dataset; returns the files."""
 
+    def write(folder: Path) -> None:
+        for fingerprint, runs in results.hardware().items():
+            for kind in RESULT_RECORDS:
+                _write_parquet(results.table(kind, runs), folder / kind.table / f"hw-{fingerprint}.parquet")
+        _write_parquet(results.table(TaxonomyRow), folder / TAXONOMY_FILE)
+        (folder / "README.md").write_text(card, encoding="utf-8")
 
-def check_replaceable(out: Path, ours: bool, what: str) -> None:
-    """Refuse to replace a folder holding something other than earlier output of ours."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not ours)):
-        raise EffbenchError(f"{out} is not empty and holds no {what}: choose a new folder")
-
-
-def swap_in(tmp: Path, out: Path) -> None:
-    """Replace ``out`` with the fully written ``tmp`` so a reader never sees half of the new output."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+    return replace_folder(out, DATASET, write)
 
 
 def import_into_store(results: Results, root: Path) -> MergeReport:
     """Add validated results' runs to a results store, run by run, keeping the better record of each run."""
-    merged, report = merge(load(root, "store"), Results(results.runs, results.measurements))  # a store has no taxonomy
-    store = ResultsStore(root)
-    for run_id in (*report.added, *report.updated):
-        store.write_run(merged.run(run_id), merged.measurements_of(run_id))
+    with StoreLock(root):  # a sweep writing the same store at the same time is refused
+        merged, report = merge(load(root, "store"), Results(results.runs, results.measurements))  # no taxonomy
+        store = ResultsStore(root)
+        for run_id in (*report.added, *report.updated):
+            store.write_run(merged.run(run_id), merged.measurements_of(run_id))
     return report

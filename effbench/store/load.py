@@ -4,6 +4,8 @@ A results store holds ``runs/<run_id>.parquet`` and ``measurements/<run_id>.parq
 folder holds one shard per machine under ``runs/`` and ``measurements/`` plus ``taxonomy/``. Both
 read through the records, so files written by earlier minor versions read back with their later
 columns null, and every report, leaderboard, comparison, build, publish and pull sees the same rows.
+A store is the user's own work: its bad files are skipped and listed in ``Results.problems``. A
+dataset comes from elsewhere: one bad file rejects it whole.
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ from effbench.api.vocabulary import STAGES
 from effbench.errors import EffbenchError
 from effbench.records import MeasurementRow, Record, RunRecord, TaxonomyRow
 from effbench.store.results import ResultsStore, parquet_files, to_table
-from effbench.store.validate import raise_if, read_records
+from effbench.store.validate import Problem, raise_if, read_records
 
 LAYOUTS = ("any", "store", "dataset")
 
 
 @dataclass(frozen=True)
 class Results:
-    """Runs, their measurements (each run's in the order it reported them) and, for a dataset, the taxonomy."""
+    """Runs, their measurements (each run's in the order it reported), a dataset's taxonomy, a store's bad files."""
 
     runs: list[RunRecord] = field(default_factory=list)
     measurements: list[MeasurementRow] = field(default_factory=list)
     taxonomy: list[TaxonomyRow] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # one per bad store file, its path relative to the store
 
     @cached_property
     def _runs_by_id(self) -> dict[str, RunRecord]:
@@ -82,53 +85,48 @@ def _taxonomy_order(row: TaxonomyRow) -> tuple[str, int, str]:
 
 
 def _load_store(root: Path) -> Results:
-    """A results store's committed runs (an interrupted run's measurements without a runs row are ignored)."""
-    store = ResultsStore(root)
-    problems: list[str] = []
-    runs: list[RunRecord] = []
-    for path in store.files(RunRecord.table):
-        rows = read_records(path, RunRecord, root, problems)
-        if len(rows) != 1 or rows[0].run_id != path.stem:
-            problems.append(f"{path.relative_to(root)}: expected the one row of run {path.stem}, found {len(rows)}")
-            continue
-        runs.extend(rows)
-    committed = {run.run_id for run in runs}
-    measurements: list[MeasurementRow] = []
-    for path in store.files(MeasurementRow.table):
-        if path.stem not in committed:
-            continue
-        rows = read_records(path, MeasurementRow, root, problems)
-        if any(row.run_id != path.stem for row in rows):
-            problems.append(f"{path.relative_to(root)}: holds measurements of another run")
-        measurements.extend(rows)
-    raise_if(problems, f"the results store {root}")
-    return Results(runs, measurements)
+    """A results store's valid committed runs, and its bad files (skipped, each with its run)."""
+    runs, measurements, problems = ResultsStore(root).read()
+    return Results(runs, measurements, problems=problems)
+
+
+def is_dataset(root: Path) -> bool:
+    """A dataset folder has taxonomy/, a results store does not."""
+    return (root / TaxonomyRow.table).is_dir()
+
+
+def no_results(root: Path, problems: list[Problem], hint: str = "") -> EffbenchError:
+    """The error for a folder without a valid run: when its files are damaged, how many and the first one."""
+    if problems:
+        first = f"{problems[0]}" + (f"; {len(problems) - 1} more" if len(problems) > 1 else "")
+        hint = f"every run has a damaged file ({first}); `effbench store check --results {root}` lists them"
+    return EffbenchError(f"no results in {root}" + (f": {hint}" if hint else ""))
 
 
 def _load_dataset(root: Path) -> Results:
     """A dataset folder (built here or downloaded), validated as a whole."""
     if not (root / RunRecord.table).is_dir():
         raise EffbenchError(f"{root} is not an effbench dataset: it has no runs/ folder")
-    problems: list[str] = []
+    problems: list[Problem] = []
     read = {}
     for kind in (RunRecord, MeasurementRow, TaxonomyRow):
         files = parquet_files(root / kind.table)
         if kind is TaxonomyRow and not files:
-            problems.append("taxonomy/: no Parquet file")
+            problems.append(Problem("taxonomy/", "no Parquet file"))
         read[kind] = [row for path in files for row in read_records(path, kind, root, problems)]
     results = Results(read[RunRecord], read[MeasurementRow], read[TaxonomyRow])
     ids = Counter(run.run_id for run in results.runs)
-    problems += [f"runs: run {r} appears twice" for r, n in sorted(ids.items()) if n > 1]
+    problems += [Problem("runs", f"run {r} appears twice") for r, n in sorted(ids.items()) if n > 1]
     orphans = sorted({m.run_id for m in results.measurements} - set(ids))
-    problems += [f"measurements: run {r} has measurements but no runs row" for r in orphans]
+    problems += [Problem("measurements", f"run {r} has measurements but no runs row") for r in orphans]
     if len({(t.kind, t.name) for t in results.taxonomy}) != len(results.taxonomy):
-        problems.append("taxonomy: an entry appears twice")
+        problems.append(Problem("taxonomy", "an entry appears twice"))
     raise_if(problems, f"the dataset in {root}")
     return results
 
 
 def load(root: Path | str, layout: str = "any") -> Results:
-    """Validated results of a store or dataset folder: the one reader, so every output sees the same rows."""
+    """Validated results of a store (its bad files skipped) or a dataset folder: the one reader of every output."""
     root = Path(root)
     if layout == "store":  # empty when the store does not exist yet (a pull's target)
         return _load_store(root)
@@ -136,10 +134,9 @@ def load(root: Path | str, layout: str = "any") -> Results:
         return _load_dataset(root)
     if layout != "any":
         raise EffbenchError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
-    # "any": a dataset folder has taxonomy/, a store does not; what is shown must hold results
-    if not root.is_dir():
+    if not root.is_dir():  # "any": what is shown must hold results
         raise EffbenchError(f"{root} does not exist or is not a folder")
-    results = _load_dataset(root) if (root / TaxonomyRow.table).is_dir() else _load_store(root)
+    results = _load_dataset(root) if is_dataset(root) else _load_store(root)
     if not results.runs:
-        raise EffbenchError(f"no results in {root}")
+        raise no_results(root, results.problems)
     return results

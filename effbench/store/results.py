@@ -2,20 +2,36 @@
 
 A run's measurements are written first and its ``runs`` row last, so a run exists exactly
 when its row does: a sweep killed at any point leaves no half-run behind, and a rerun
-replaces a run's files under the same run id instead of adding a duplicate.
+replaces a run's files under the same run id instead of adding a duplicate. Reading skips
+damaged files (truncated, empty, foreign) and reports each once, so one bad file never blocks
+a report or a resume; ``quarantine`` moves them aside and ``clean_leftovers`` removes the
+temporary files of interrupted writes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import stat
+import time
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from effbench.records import SCHEMA_VERSION, MeasurementRow, Record, RunRecord
+from effbench.store.validate import Problem, first_of_file, read_records
+
+TEMP_NAME = re.compile(r"\..+\.parquet\.[0-9a-f]{32}\.tmp")  # what _write_atomic names its temporary files
+LEFTOVER_AGE_S = 60.0  # an unlocked temporary file this old has no writer (see _abandoned)
+QUARANTINE = "quarantine"
+
+R = TypeVar("R", RunRecord, MeasurementRow)
 
 
 def parquet_files(folder: Path) -> list[Path]:
@@ -29,12 +45,39 @@ def to_table(records: list[Record], kind: type[Record]) -> pa.Table:
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
+    """Write to a temporary file beside ``path``, locked until it is renamed into place (see ``_abandoned``)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        pq.write_table(table, tmp)
+        os.fsync(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(handle)  # releases the lock; the kernel does the same when the writer is killed
+
+
+def _abandoned(path: Path, now: float) -> bool:
+    """Whether a temporary file's writer is gone, so removing it can never break a write in progress."""
+    # A writer locks its temporary file from creating it until renaming it, and the kernel drops the lock when the
+    # writer dies (even by kill -9): a lock that can be taken means no one writes. The age covers create-then-lock.
+    try:
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < LEFTOVER_AGE_S:
+            return False
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a live writer holds it
+        return False
+    finally:
+        os.close(handle)
+    return True
 
 
 class ResultsStore:
@@ -57,10 +100,83 @@ class ResultsStore:
         written = replace(record, schema_version=SCHEMA_VERSION)
         _write_atomic(to_table([written], RunRecord), self.root / RunRecord.table / f"{run_id}.parquet")
 
-    def statuses(self) -> dict[str, str]:
-        """Status (ok / failed) of every stored run, by run id."""
-        statuses: dict[str, str] = {}
+    def _read_run_file(self, path: Path, kind: type[R], problems: list[Problem]) -> list[R] | None:
+        """The rows of one run's file, or None (its one problem added) when it is bad or holds another run's rows."""
+        found: list[Problem] = []
+        rows = read_records(path, kind, self.root, found)
+        where = path.relative_to(self.root).as_posix()
+        others = sorted({row.run_id for row in rows} - {path.stem})
+        if not found and others:
+            found.append(Problem(where, f"holds rows of run {others[0]}, expected run {path.stem}"))
+        elif not found and kind is RunRecord and len(rows) != 1:
+            found.append(Problem(where, f"holds {len(rows)} runs rows, expected one"))
+        if found:
+            problems.append(first_of_file(found))
+            return None
+        return rows
+
+    def read(self) -> tuple[list[RunRecord], list[MeasurementRow], list[Problem]]:
+        """The valid runs with their measurements, and one problem per bad file, skipped with its run: none is used."""
+        problems: list[Problem] = []
+        runs: dict[str, RunRecord] = {}
         for path in self.files(RunRecord.table):
-            table = pq.read_table(path, columns=["run_id", "status"])
-            statuses.update(zip(table.column("run_id").to_pylist(), table.column("status").to_pylist(), strict=True))
-        return statuses
+            rows = self._read_run_file(path, RunRecord, problems)
+            if rows is not None:
+                runs[path.stem] = rows[0]
+        measurements: list[MeasurementRow] = []
+        for path in self.files(MeasurementRow.table):
+            if path.stem in runs:  # without a runs row, measurements are an interrupted run's: ignored, unread
+                rows = self._read_run_file(path, MeasurementRow, problems)
+                if rows is None:
+                    del runs[path.stem]
+                else:
+                    measurements.extend(rows)
+        return list(runs.values()), measurements, problems
+
+    def statuses(self) -> dict[str, str]:
+        """Status (ok / failed) of every valid stored run by run id; a damaged run is not stored: a resume reruns it."""
+        return {run.run_id: run.status for run in self.read()[0]}
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files of interrupted writes: only names ``_write_atomic`` gives, only once their writer is gone."""
+        now = time.time()
+        folders = [self.root / kind.table for kind in (RunRecord, MeasurementRow)]
+        return [
+            path
+            for folder in folders
+            if folder.is_dir()
+            for path in sorted(folder.iterdir())
+            if TEMP_NAME.fullmatch(path.name) and _abandoned(path, now)
+        ]
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove the leftovers of interrupted writes so they do not pile up; returns the files removed."""
+        removed = []
+        for path in self.leftovers():
+            try:
+                path.unlink()
+            except OSError:  # removed meanwhile, or not ours to remove: it stays harmless, never listed as a run
+                continue
+            removed.append(path)
+        return removed
+
+    def quarantine(self, problems: list[Problem]) -> list[Path]:
+        """Move bad files to ``quarantine/<UTC time>/`` (never deleted) so the store reads clean; returns the paths."""
+        tables = (RunRecord.table, MeasurementRow.table)
+        moving: dict[Path, None] = {}  # ordered, without duplicates
+        for problem in problems:
+            relative = Path(problem.path)
+            if len(relative.parts) != 2 or relative.parts[0] not in tables:
+                continue
+            if relative.parts[0] == MeasurementRow.table:  # its run row first: rerun, not kept without figures
+                moving[Path(RunRecord.table, relative.name)] = None
+            moving[relative] = None
+        present = [relative for relative in moving if (self.root / relative).exists()]
+        if not present:
+            return []
+        folder = self.root / QUARANTINE / datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        folder.mkdir(parents=True)  # a new folder: an earlier quarantine's files are never overwritten
+        for relative in present:
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.root / relative, folder / relative)
+        return [folder / relative for relative in present]
