@@ -32,8 +32,8 @@ TECHNIQUES = ("prune-magnitude:sparsity=0.1", "prune-magnitude:sparsity=0.3", "d
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
 
-def command(out: Path) -> list[str]:
-    args = [sys.executable, "-m", "effbench.cli", "evaluate", "--output", str(out), "--task", "micro_copy"]
+def command(out: Path, *extra: str) -> list[str]:
+    args = [sys.executable, "-m", "effbench.cli", "evaluate", "--output", str(out), "--task", "micro_copy", *extra]
     args += ["--limit", "8", "--scenario", SCENARIO]
     for technique in TECHNIQUES:
         args += ["--technique", technique]
@@ -69,15 +69,15 @@ def main(trials: int, seed: int) -> None:
     lost = duplicated = unreadable = survivors = refused = concurrent = 0
     for trial in range(trials):
         before = {k for k, v in ResultsStore(out).statuses().items() if v == "ok"}
-        sweep = subprocess.Popen(
-            command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        sweep = subprocess.Popen(  # --force: every trial reruns every run, so the signal lands mid-run
+            command(out, "--force"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         second = None
         if trial % 4 == 0 and holds_the_lock(out, sweep):  # a second sweep on the same store at the same time
             concurrent += 1
             second = subprocess.run(command(out), capture_output=True, text=True, timeout=600)
             refused += second.returncode == 2 and "another effbench sweep" in second.stderr
-        time.sleep(rng.uniform(2, 20))
+        time.sleep(rng.uniform(3, 25))
         how = rng.choice(SIGNALS)
         descendants = [p.pid for p in psutil.Process(sweep.pid).children(recursive=True)]
         if how == signal.SIGINT:

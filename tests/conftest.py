@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["EFFBENCH_CACHE"] = tempfile.mkdtemp(prefix="effbench-cache-")  # the task index of this test session
 
 # after the environment above, so nothing it imports reaches the network
 from effbench.testing import effbench_registry  # noqa: F401 - the fixture for in-process plugins

@@ -16,7 +16,7 @@ import pytest
 from effbench.errors import EffbenchError
 from effbench.publish import hub
 from effbench.store.load import load
-from effbench.store.results import ResultsStore
+from effbench.store.results import STORE_MANIFEST, ResultsStore
 from effbench.store.validate import Problem
 from tests.conftest import cli
 from tests.store_helpers import measurements, rewrite, run_row, synthetic_store, values_as_text
@@ -241,3 +241,29 @@ def test_datasets_stay_strict(tmp_path):
     with pytest.raises(EffbenchError, match=r"is invalid; nothing was changed:\n  runs/hw-hwA.parquet: empty file"):
         load(tmp_path / "dataset")
     assert cli("store", "check", "--results", str(tmp_path / "dataset")).returncode == 2
+
+
+def test_a_store_says_it_is_one_and_only_a_store_has_files_moved_or_removed(tmp_path):
+    """Quarantine and leftover cleaning act in a folder effbench made a store, never in another one."""
+    store = synthetic_store(tmp_path / "store")
+    assert (tmp_path / "store" / STORE_MANIFEST).is_file() and store.is_store()
+
+    user = tmp_path / "user"  # a folder of the user's that happens to have a runs/ folder
+    (user / "runs").mkdir(parents=True)
+    (user / "runs" / "x.parquet").write_bytes(b"not parquet")
+    (user / "notes.txt").write_text("mine")
+    stale = user / "runs" / f".x.parquet.{uuid.uuid4().hex}.tmp"
+    stale.write_bytes(b"")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    foreign = ResultsStore(user)
+    assert not foreign.is_store() and foreign.leftovers() == [] and foreign.clean_leftovers() == []
+    with pytest.raises(EffbenchError, match=r"is not an effbench results store .* nothing was moved"):
+        foreign.quarantine([Problem("runs/x.parquet", "not a Parquet file")])
+    assert (user / "runs" / "x.parquet").is_file() and stale.is_file()
+
+    earlier = tmp_path / "earlier"  # a store written before manifests: recognised by its exact layout, adopted
+    synthetic_store(earlier)
+    (earlier / STORE_MANIFEST).unlink()
+    (earlier / "runs" / "hwA-0.parquet").write_bytes(b"")
+    moved = ResultsStore(earlier).quarantine([Problem("runs/hwA-0.parquet", "empty file")])
+    assert moved and (earlier / STORE_MANIFEST).is_file()

@@ -86,28 +86,42 @@ def register_techniques(register):
 """
 
 
-def test_sigterm_and_kill_minus_9_stop_the_worker_at_once_and_store_nothing_half_done(tmp_path, plugin_path):
+def test_ctrl_c_sigterm_and_kill_minus_9_stop_the_worker_at_once_and_store_nothing_half_done(tmp_path, plugin_path):
     root, env = plugin_path
     make_plugin_dist(root, "sleeper-dist", "sleeper", "sleeper_plugin", SLEEPER)
     out = tmp_path / "results"
     args = [sys.executable, "-m", "effbench.cli", *_args(out, ("sleeps",))]
-    for how in (signal.SIGTERM, signal.SIGKILL):
-        log = tmp_path / f"{how.name}.log"
+    moments = (
+        (signal.SIGINT, "starting"),
+        (signal.SIGINT, "running"),
+        (signal.SIGTERM, "running"),
+        (signal.SIGKILL, "running"),
+    )
+    for how, moment in moments:
+        log = tmp_path / f"{how.name}-{moment}.log"
         with open(log, "w") as stderr:  # a file, not a pipe: a pipe would tie the workers' fate to its reader
             sweep = subprocess.Popen(
                 args, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, **env}, start_new_session=True
             )
-        _wait_for(lambda sweep=sweep: len(ResultsStore(out).statuses()) == 1 and _worker_started(sweep))
-        time.sleep(1)  # the baseline's worker has ended; the one asleep in apply is the run in progress
-        assert _worker_started(sweep)
+        if moment == "starting":  # the forkserver is still importing torch and lm-eval
+            _wait_for(lambda: (out / LOCK_NAME).is_file())
+        else:
+            _wait_for(lambda sweep=sweep: len(ResultsStore(out).statuses()) == 1 and _worker_started(sweep))
+            time.sleep(1)  # the baseline's worker has ended; the one asleep in apply is the run in progress
+            assert _worker_started(sweep)
         descendants = [p.pid for p in psutil.Process(sweep.pid).children(recursive=True)]
-        os.kill(sweep.pid, how)  # the sweep's process only: its forkserver and worker must follow it
+        if how == signal.SIGINT:
+            os.killpg(sweep.pid, how)  # Ctrl-C: the terminal signals the whole process group
+        else:
+            os.kill(sweep.pid, how)  # the sweep's process only: its forkserver and worker must follow it
         sweep.wait(timeout=60)
         assert _all_gone(descendants), f"a worker outlived the sweep after {how.name}"
-        if how == signal.SIGTERM:
-            assert sweep.returncode == 128 + signal.SIGTERM
-            assert "terminated: the run in progress was stopped and not stored" in log.read_text()
-        assert list(ResultsStore(out).statuses().values()) == ["ok"]  # the baseline only: no half-done run
+        said = log.read_text()
+        if how != signal.SIGKILL:
+            assert sweep.returncode == 128 + how
+            assert "the run in progress was stopped and not stored" in said
+            assert "Traceback" not in said  # one line, from the sweep; nothing from the server or the worker
+        assert list(ResultsStore(out).statuses().values()) == ["ok"] * (moment == "running")  # nothing half-done
 
 
 ORPHAN = """
@@ -123,7 +137,7 @@ time.sleep(120)
 @pytest.mark.parametrize(
     "guard",
     [
-        "exit_with_the_sweep",  # the forkserver: Python's own outlives a parent killed with -9
+        "follow_the_sweep",  # the forkserver: Python's own outlives a parent killed with -9
         "_die_with_the_forkserver",  # a worker: killed by the kernel when its forkserver ends
     ],
 )

@@ -34,12 +34,16 @@ EventSink = Callable[[str], None]
 class Executor:
     """Runs jobs and returns their outcomes; a failure of the job is an Outcome with ``error``, never an exception.
 
-    ``run`` executes one job; ``run_many`` may run several at once and yields each outcome as it
-    finishes (the default runs them one after another). ``close`` releases workers.
+    ``start`` may begin starting workers early; ``run`` executes one job; ``run_many`` may run several at
+    once and yields each outcome as it finishes (the default runs them one after another); ``close``
+    releases workers.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+
+    def start(self) -> None:
+        """Begin starting workers in the background while the sweep is validated (the default does nothing)."""
 
     def run(self, job: Job, on_event: EventSink | None = None) -> Outcome:
         """Execute one job and wait for its outcome."""

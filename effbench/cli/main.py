@@ -41,7 +41,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from effbench.run.sweep import run_suite
 
     overrides = {
-        "models": [args.model] if args.model else None,
+        "models": None if args.model is None else [args.model],
         "techniques": args.technique,
         "tasks": args.task or None,
         "output": args.output,
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="technique to run (repeatable); a stack applies several in turn, e.g. prune-nm+dynamic-int8",
     )
     ev.add_argument("--task", action="append", help="lm-eval task or group (repeatable)")
-    ev.add_argument("--output", type=Path, help="results directory (default ./effbench-results)")
+    ev.add_argument("--output", help="results directory (default ./effbench-results)")
     ev.add_argument("--limit", type=int, help="documents per task")
     ev.add_argument("--timeout", type=float, help="seconds per run before it is stopped")
     ev.add_argument(

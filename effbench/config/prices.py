@@ -40,7 +40,9 @@ class Prices(BaseModel):
     @field_validator("hardware_usd_per_hour")
     @classmethod
     def _over_defaults(cls, value: dict[str, float]) -> dict[str, float]:
-        """Setting one device's price keeps the defaults for all the others."""
+        """Setting one device's price keeps the defaults for all the others; an empty name would match every GPU."""
+        if any(not key.strip() for key in value):
+            raise ValueError("empty device name; expected 'cpu-core', a GPU name fragment (A100) or an exact CPU model")
         return {**DEFAULT_HARDWARE_USD_PER_HOUR, **value}
 
 

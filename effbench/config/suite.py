@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from effbench.config.countries import check_country
 from effbench.config.prices import Prices
@@ -20,13 +21,90 @@ DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5"
 # takes about a minute on a laptop CPU; suite files evaluate every document unless they set a limit.
 DEFAULT_SUITE_LIMIT = 200
 UNSTABLE_CV = 0.10  # default: a figure whose repeats vary by more than this is flagged unstable
+# A suite is a short text: a larger file is a mistake, and the cap bounds the work of reading any file.
+MAX_SUITE_BYTES = 1_000_000
+# Deeper than any suite needs; deeper YAML would exhaust Python's recursion while it is composed.
+MAX_DEPTH = 32
+# Plain YAML values a suite uses; dates (2024-13-45 raises) and the `=` value type are read as strings.
+SCALAR_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float")}
+TECHNIQUE_FORMS = "NAME[:k=v,...], NAME + NAME (a stack), {name: NAME, params: {...}} or {stack: [NAME, ...]}"
+
+
+class SuiteLoader(yaml.SafeLoader):
+    """YAML as suites are written: no anchors or aliases (an alias bomb cannot expand), tags or dates, bounded depth."""
+
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern]]]] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag in SCALAR_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """Refuse anchors, aliases, tags and deep nesting as soon as the parser meets them, before anything expands."""
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            problem = "YAML anchors and aliases (&name, *name) are not supported: write each value out"
+        elif getattr(event, "tag", None) is not None:
+            problem = f"YAML tags ({event.tag}) are not supported: write the plain value (quoted for a string)"
+        elif self.depth >= MAX_DEPTH:
+            problem = f"nested more than {MAX_DEPTH} levels deep"
+        else:
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+        raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A number YAML's patterns accept but Python cannot convert (``0b_``, 5,000 digits) is a YAML error too."""
+        try:
+            return super().construct_object(node, deep)
+        except ValueError:
+            shown = node.value if len(node.value) <= 20 else f"{node.value[:20]}…"
+            problem = f"{shown!r} is not a valid number"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+def read_yaml(text: str) -> Any:
+    """Parse suite YAML (a file or a short form's value) with ``SuiteLoader``."""
+    loader = SuiteLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def yaml_problem(err: yaml.YAMLError, located: bool = True) -> str:
+    """A YAML error in one line, what is wrong and (``located``) where: PyYAML's own text spans several lines."""
+    if isinstance(err, yaml.reader.ReaderError):
+        return f"unacceptable character #x{err.character:04x}: {err.reason} (position {err.position})"
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem:
+        mark = err.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if located and mark else ""
+        return f"{err.problem}{where}"
+    return " ".join(str(err).split())
+
+
+def not_blank(expected: str) -> Callable[[Any], Any]:
+    """A check refusing empty text, saying what to give: ``--model ""`` must not quietly mean the default model."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"empty; expected {expected}")
+        return value
+
+    return check
 
 
 class TechniqueSpec(BaseModel):
     """One technique with its parameters; written ``name`` or ``name:key=value,...`` for short."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
+    name: Annotated[str, BeforeValidator(not_blank("a technique name (`effbench plugins` lists them)"))]
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -51,25 +129,34 @@ class Stack(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    steps: tuple[TechniqueSpec, ...] = Field(min_length=1)
+    steps: tuple[TechniqueSpec, ...]  # not min_length=1: pydantic would add "at least 1 item" to a step's error
 
     @model_validator(mode="before")
     @classmethod
     def _from_short(cls, value: Any) -> Any:
+        """Accept every written form of a technique, and say which forms there are for anything else."""
         if isinstance(value, str):
-            return {"steps": [part for part in STACK_SPLIT.split(value.strip())]}
+            return {"steps": STACK_SPLIT.split(value.strip())}
         if isinstance(value, TechniqueSpec):
             return {"steps": [value]}
         if isinstance(value, dict) and "stack" in value:
+            extra = sorted(map(repr, set(value) - {"stack"}))
+            if extra:
+                raise ValueError(f"unknown field {', '.join(extra)} beside 'stack': a stack is {{stack: [NAME, ...]}}")
             return {"steps": value["stack"]}
         if isinstance(value, dict) and "name" in value:
             return {"steps": [value]}
-        return value
+        if isinstance(value, Stack) or (isinstance(value, dict) and "steps" in value):
+            return value
+        got = "a mapping without name or stack" if isinstance(value, dict) else repr(value)
+        raise ValueError(f"expected a technique: {TECHNIQUE_FORMS}; got {got}")
 
     @model_validator(mode="after")
     def _distinct(self) -> Stack:
         """A stack names each technique once, and the baseline only alone (it is what stacks are compared with)."""
         names = [step.name for step in self.steps]
+        if not names:
+            raise ValueError(f"an empty stack; expected {TECHNIQUE_FORMS}")
         if len(names) > 1 and "baseline" in names:
             raise ValueError("'baseline' is the unmodified model: it cannot be part of a stack")
         repeated = sorted({n for n in names if names.count(n) > 1})
@@ -96,7 +183,11 @@ def parse_short(text: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"{text!r}: expected key=value, got {item!r}")
-        params[key.strip()] = yaml.safe_load(raw)
+        try:
+            params[key.strip()] = read_yaml(raw)
+        except yaml.YAMLError as err:
+            problem = yaml_problem(err, located=False)
+            raise ValueError(f"{text!r}: the value of {key.strip()!r} is not valid YAML: {problem}") from None
     return {"name": name.strip(), "params": params}
 
 
@@ -109,7 +200,7 @@ class Scenario(BaseModel):
     served in batches of ``batch_size`` for maximum throughput.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: Literal["single-stream", "fixed-batch", "server", "offline"] = "single-stream"
     prompt_tokens: int = Field(32, ge=1, description="tokens per prompt")
     output_tokens: int = Field(32, ge=1, description="tokens generated per request (min = max new tokens)")
@@ -156,29 +247,44 @@ class Scenario(BaseModel):
         return self.kind
 
 
+def listed_once(items: list, keys: list, what: str) -> list:
+    """Refuse an item listed twice (compared by ``keys``): a duplicate would be run or measured twice."""
+    for index, key in enumerate(keys):
+        first = keys.index(key)
+        if first != index:
+            raise ValueError(f"items {first} and {index} are both {what} {key!r}: list each {what} once")
+    return items
+
+
 class Suite(BaseModel):
     """Everything that defines a sweep; fields that change results are part of each run's identity."""
 
-    model_config = ConfigDict(extra="forbid")
-    name: str = "default"
-    models: list[str] = Field(default_factory=lambda: ["zoo:micro-m"], min_length=1)
-    revision: str | None = None
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    name: Annotated[str, BeforeValidator(not_blank("a name for the suite"))] = "default"
+    models: list[Annotated[str, BeforeValidator(not_blank("zoo:NAME, a Hub id or a local directory"))]] = Field(
+        default_factory=lambda: ["zoo:micro-m"], min_length=1
+    )
+    revision: Annotated[str, BeforeValidator(not_blank("a branch, tag or commit of the models"))] | None = None
     techniques: list[Stack] = Field(
         default_factory=lambda: [Stack.model_validate(t) for t in DEFAULT_TECHNIQUES], min_length=1
     )
-    tasks: list[str] = Field(default_factory=lambda: ["micro_world"], min_length=1)
+    tasks: list[Annotated[str, BeforeValidator(not_blank("an lm-eval task or group name"))]] = Field(
+        default_factory=lambda: ["micro_world"], min_length=1
+    )
     limit: int | None = Field(None, ge=1, description="documents per task (None: all)")
     batch_size: int = Field(64, ge=1)
     bootstrap_iters: int = Field(1000, ge=0)
     timeout: float = Field(900.0, gt=0, description="seconds per run before it is stopped")
-    output: Path = Path("effbench-results")
+    output: Annotated[Path, BeforeValidator(not_blank("a results directory"))] = Path("effbench-results")
     scenarios: list[Scenario] = Field(default_factory=lambda: [Scenario()], min_length=1)
     country: str = Field("USA", description="ISO 3166 alpha-3 code for the CO2 intensity of the grid")
     idle_seconds: float = Field(0.0, ge=0, description="measure idle power this long first and subtract it")
     prices: Prices = Field(default_factory=Prices)
     unstable_cv: float = Field(UNSTABLE_CV, gt=0, description="flag a figure whose CV across repeats exceeds this")
     trust_remote_code: bool = False
-    executor: str = Field("forkserver", description="where runs execute: forkserver, inline, or a plugin's")
+    executor: Annotated[str, BeforeValidator(not_blank("forkserver, inline or a plugin's executor"))] = Field(
+        "forkserver", description="where runs execute: forkserver, inline, or a plugin's"
+    )
 
     @field_validator("country")
     @classmethod
@@ -188,6 +294,24 @@ class Suite(BaseModel):
         except EffbenchError as err:  # pydantic reports ValueErrors with the field's name
             raise ValueError(str(err)) from None
 
+    @field_validator("models", "tasks")
+    @classmethod
+    def _names_once(cls, value: list[str], info: pydantic.ValidationInfo) -> list[str]:
+        """A model or task listed twice would be run (or evaluated) twice."""
+        return listed_once(value, value, info.field_name.removesuffix("s"))
+
+    @field_validator("techniques")
+    @classmethod
+    def _stacks_once(cls, value: list[Stack]) -> list[Stack]:
+        """The same stack with the same parameters twice would run twice, as two rows no table could tell apart."""
+        return listed_once(value, [stack.label for stack in value], "technique")
+
+    @field_validator("scenarios")
+    @classmethod
+    def _scenarios_once(cls, value: list[Scenario]) -> list[Scenario]:
+        """Measurements are stored by the scenario's label, so two scenarios with one label could not be told apart."""
+        return listed_once(value, [scenario.label for scenario in value], "scenario")
+
     @model_validator(mode="after")
     def _baseline_first(self) -> Suite:
         """Every comparison needs the baseline: add it when the suite leaves it out."""
@@ -196,13 +320,66 @@ class Suite(BaseModel):
         return self
 
 
+# The model an unknown field was found in, by the field names of its location (list indices left out).
+MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
+    (): Suite,
+    ("techniques",): Stack,
+    ("techniques", "steps"): TechniqueSpec,
+    ("scenarios",): Scenario,
+    ("prices",): Prices,
+}
+
+
+def _field(part: str | int) -> str:
+    """One part of an error's location, quoted when it is blank or would break the line."""
+    text = str(part)
+    return text if text and text.isprintable() and text.strip() == text else repr(text)
+
+
+def _problem(error: Any) -> str:
+    """pydantic's message for one error, with the valid fields for an unknown one and without its "Value error,"."""
+    if error["type"] == "extra_forbidden":
+        model = MODEL_AT.get(tuple(p for p in error["loc"][:-1] if isinstance(p, str)))
+        return f"unknown field; valid fields: {', '.join(model.model_fields)}" if model else "unknown field"
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    return error["msg"]
+
+
 def _explain(err: pydantic.ValidationError, source: str) -> EffbenchError:
     lines = [f"{source}: invalid suite"]
     for e in err.errors():
-        where = ".".join(map(str, e["loc"])) or "(top level)"
-        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {where}: {msg}")
+        where = ".".join(map(_field, e["loc"])) or "(top level)"
+        lines.append(f"  {where}: {_problem(e)}")
     return EffbenchError("\n".join(lines))
+
+
+def read_suite_file(path: Path) -> dict[str, Any]:
+    """The fields of a suite file; whatever is wrong with the file (or its YAML) is one ``EffbenchError``."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SUITE_BYTES + 1)
+    except FileNotFoundError:
+        raise EffbenchError(f"suite file {path} does not exist") from None
+    except IsADirectoryError:
+        raise EffbenchError(f"suite file {path} is a directory: give a suite YAML file") from None
+    except OSError as err:
+        raise EffbenchError(f"cannot read suite file {path}: {err.strerror or err}") from None
+    if len(raw) > MAX_SUITE_BYTES:
+        raise EffbenchError(f"{path}: larger than {MAX_SUITE_BYTES:,} bytes: a suite is a short YAML file")
+    try:
+        data = read_yaml(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise EffbenchError(
+            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}): save it as UTF-8"
+        ) from None
+    except yaml.YAMLError as err:
+        raise EffbenchError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
+    if data is None:  # empty, or only comments: every field keeps its default
+        return {}
+    if not isinstance(data, dict):
+        raise EffbenchError(f"{path}: a suite is a mapping of fields, got {type(data).__name__}")
+    return data
 
 
 def load_suite(path: Path | None = None, **overrides: Any) -> Suite:
@@ -210,20 +387,10 @@ def load_suite(path: Path | None = None, **overrides: Any) -> Suite:
     data: dict[str, Any] = {"limit": DEFAULT_SUITE_LIMIT}
     source = "default suite"
     if path is not None:
-        data = {}
+        data = read_suite_file(Path(path))
         source = str(path)
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise EffbenchError(f"suite file {path} does not exist") from None
-        except yaml.YAMLError as err:
-            raise EffbenchError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(data, dict):
-            raise EffbenchError(f"{path}: a suite is a mapping of fields, got {type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Suite.model_validate(data)
-    except (pydantic.ValidationError, ValueError) as err:
-        if isinstance(err, pydantic.ValidationError):
-            raise _explain(err, source) from None
-        raise EffbenchError(f"{source}: {err}") from None
+    except pydantic.ValidationError as err:
+        raise _explain(err, source) from None

@@ -23,6 +23,10 @@ class ForkserverExecutor(Executor):
     def __init__(self) -> None:
         self.pool: WorkerPool | None = None
 
+    def start(self) -> None:
+        self.pool = self.pool or WorkerPool()
+        self.pool.start()
+
     def run(self, job: Job, on_event: EventSink | None = None) -> Outcome:
         self.pool = self.pool or WorkerPool()
         return self.pool.run(job.target, job.payload, timeout=job.timeout, log_path=job.log_path, on_event=on_event)

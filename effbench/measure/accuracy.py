@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,39 @@ def task_manager(task_dirs: tuple[str, ...]) -> Any:
 def known_tasks(payload: dict[str, Any], emit: Any = None) -> list[str]:
     """Every task and group name lm-eval knows (a worker target: the forkserver has the index built)."""
     return sorted(task_manager(tuple(payload["task_dirs"])).all_tasks)
+
+
+CACHE_ENV = "EFFBENCH_CACHE"
+
+
+def _task_index_file(task_dirs: tuple[str, ...]) -> Path:
+    """Where the task names of this lm-eval version and these task folders (as they are now) are kept."""
+    from importlib.metadata import version
+
+    key = [version("lm-eval")]
+    for folder in sorted(task_dirs):
+        key += [f"{p}:{p.stat().st_mtime_ns}" for p in sorted(Path(folder).rglob("*.yaml"))]
+    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "effbench")
+    return root / f"tasks-{digest}.json"
+
+
+def cached_known_tasks(task_dirs: tuple[str, ...]) -> set[str] | None:
+    """The task names a previous sweep listed for the same lm-eval and task folders, without importing lm-eval."""
+    try:
+        return set(json.loads(_task_index_file(task_dirs).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remember_known_tasks(task_dirs: tuple[str, ...], names: list[str]) -> None:
+    """Keep the task names for the next sweep (best effort: an unwritable cache only costs time)."""
+    path = _task_index_file(task_dirs)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sorted(names)))
+        os.replace(tmp, path)
 
 
 def check_tasks(tasks: list[str], task_dirs: tuple[str, ...], known: set[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -31,12 +32,16 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WATCH_SECONDS = 0.5
 
 
-def exit_with_the_sweep() -> None:
-    """In the forkserver: exit as soon as the sweep's process is gone (even after kill -9), checked twice a second.
+def follow_the_sweep() -> None:
+    """In the forkserver: leave Ctrl-C to the sweep, and exit as soon as the sweep's process is gone.
 
-    Python's forkserver outlives a killed parent; its workers are killed with it (``_die_with_the_forkserver``),
-    so a killed sweep leaves no process behind (on a GPU, none holding its memory).
+    The terminal's SIGINT reaches the whole process group; the sweep stops the worker itself, so the
+    server and its workers ignore it (no traceback of a half-imported library, no failed row for a run
+    that was only interrupted). Python's forkserver outlives a parent killed with -9: a thread checks
+    twice a second, and the workers die with the server (``_die_with_the_forkserver``), so a killed
+    sweep leaves no process behind (on a GPU, none holding its memory).
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sweep = os.getppid()
 
     def watch() -> None:
@@ -93,6 +98,10 @@ class WorkerPool:
     def __init__(self, preload: list[str] | None = None) -> None:
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(PRELOAD if preload is None else preload)
+
+    def start(self) -> None:
+        """Start the forkserver now: it imports torch, transformers and lm-eval while the parent validates."""
+        multiprocessing.forkserver.ensure_running()
 
     def run(
         self,

@@ -15,7 +15,15 @@ from effbench.config import prices
 from effbench.config.suite import Suite
 from effbench.errors import EffbenchError
 from effbench.plugins import Registry, registry
-from effbench.records import PHASE_EVALUATE, MeasurementRow, RunPlan, RunRecord, StackEntry, stack_params
+from effbench.records import (
+    PHASE_EVALUATE,
+    MeasurementRow,
+    RunPlan,
+    RunRecord,
+    StackEntry,
+    stack_label,
+    stack_params,
+)
 from effbench.reference import zoo
 from effbench.store.lock import StoreLock
 from effbench.store.results import ResultsStore
@@ -88,6 +96,15 @@ def validate_stacks(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]]
                     reg.technique(entry.name).preflight(config, **entry.params)
                 except ValueError as err:
                     raise EffbenchError(f"technique {entry.name!r} cannot run on {model}: {err}") from None
+    seen: dict[str, str] = {}
+    for spec, stack in zip(suite.techniques, stacks, strict=True):
+        label = stack_label(list(stack))
+        if label in seen:
+            raise EffbenchError(
+                f"techniques {seen[label]!r} and {spec.label!r} are the same run once defaults are filled in "
+                f"({label}): list it once"
+            )
+        seen[label] = spec.label
     return stacks
 
 
@@ -178,6 +195,23 @@ def measurement_rows(run_id: str, outcome: Outcome) -> list[MeasurementRow]:
     ]
 
 
+def known_tasks(reg: Registry, executor: Executor, on_event: Callable[[str], None] | None) -> set[str]:
+    """lm-eval's task names: kept from an earlier sweep (same lm-eval, same task folders), else listed by a worker."""
+    from effbench.measure import accuracy
+
+    task_dirs = tuple(str(d) for d in reg.task_dirs)
+    cached = accuracy.cached_known_tasks(task_dirs)
+    if cached is not None:
+        return cached
+    if on_event:
+        on_event("starting workers (torch, transformers and lm-eval are imported once)")
+    listing = executor.run(Job("list-tasks", LIST_TASKS, {"task_dirs": list(task_dirs)}, timeout=600))
+    if listing.error:
+        raise EffbenchError(f"the {executor.name} executor could not start: {listing.error}")
+    accuracy.remember_known_tasks(task_dirs, listing.result)
+    return set(listing.result)
+
+
 def run_suite(
     suite: Suite,
     *,
@@ -190,18 +224,13 @@ def run_suite(
     """Run every planned run not already stored (all of them with ``force``) in the suite's executor."""
     reg = registry()
     executor = executor or reg.executor(suite.executor)
+    executor.start()  # workers import torch, transformers and lm-eval while the suite is checked here
     validate_stacks(suite, reg)  # a typo is reported at once, not after the workers imported torch
     probes = collect_probes(reg)
     fingerprint = hardware_fingerprint(reg, probes)
     price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
     with StoreLock(suite.output), contextlib.closing(executor):  # one writer per store
-        if on_event:
-            on_event("starting workers (torch, transformers and lm-eval are imported once)")
-        task_dirs = {"task_dirs": [str(d) for d in reg.task_dirs]}
-        listing = executor.run(Job("list-tasks", LIST_TASKS, task_dirs, timeout=600))
-        if listing.error:
-            raise EffbenchError(f"the {executor.name} executor could not start: {listing.error}")
-        runs = plan(suite, reg, fingerprint, set(listing.result), price=price)
+        runs = plan(suite, reg, fingerprint, known_tasks(reg, executor, on_event), price=price)
         store = ResultsStore(suite.output)
         store.clean_leftovers()  # temporary files of writes an earlier, interrupted sweep never finished
         done = store.statuses()

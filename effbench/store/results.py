@@ -11,6 +11,7 @@ temporary files of interrupted writes.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import stat
@@ -24,8 +25,10 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from effbench.errors import EffbenchError
 from effbench.records import SCHEMA_VERSION, MeasurementRow, Record, RunRecord
 from effbench.store.validate import Problem, first_of_file, read_records
+from effbench.version import __version__
 
 TEMP_NAME = re.compile(r"\..+\.parquet\.[0-9a-f]{32}\.tmp")  # what _write_atomic names its temporary files
 LEFTOVER_AGE_S = 60.0  # an unlocked temporary file this old has no writer (see _abandoned)
@@ -80,11 +83,37 @@ def _abandoned(path: Path, now: float) -> bool:
     return True
 
 
+STORE_MANIFEST = ".effbench-store.json"  # says the folder is an effbench results store, written with its first run
+# What a results store written before manifests holds, at its top level: recognised only if nothing else is there.
+EARLIER_STORE = frozenset(
+    {"runs", "measurements", "logs", QUARANTINE, ".effbench.lock", ".effbench-report.json", "report.md", "report.tex",
+     "report.csv", "report-measurements.csv"}
+)  # fmt: skip
+
+
 class ResultsStore:
     """A directory holding ``runs/<run_id>.parquet`` and ``measurements/<run_id>.parquet``."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+
+    def is_store(self) -> bool:
+        """Whether effbench may move or remove files here: its manifest, or the exact layout of an earlier store."""
+        if (self.root / STORE_MANIFEST).is_file():
+            return True
+        if not (self.root / RunRecord.table).is_dir() or self.root.is_symlink():
+            return False
+        return all(entry.name in EARLIER_STORE for entry in self.root.iterdir())
+
+    def _claim(self) -> None:
+        """Mark the folder as an effbench results store (once), so later commands know what they may touch."""
+        manifest = self.root / STORE_MANIFEST
+        if not manifest.exists():
+            data = {"effbench_manifest": 1, "kind": "results-store", "effbench_version": __version__,
+                    "holds": ["runs/", "measurements/", "logs/", f"{QUARANTINE}/", "report files"]}  # fmt: skip
+            tmp = manifest.with_name(f".{manifest.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, manifest)
 
     def files(self, table: str) -> list[Path]:
         """The committed Parquet files of a table (``runs`` or ``measurements``)."""
@@ -96,6 +125,7 @@ class ResultsStore:
         rows: list[Record] = [replace(m, run_id=run_id) for m in measurements]
         for kind in (MeasurementRow, RunRecord):
             (self.root / kind.table).mkdir(parents=True, exist_ok=True)
+        self._claim()
         _write_atomic(to_table(rows, MeasurementRow), self.root / MeasurementRow.table / f"{run_id}.parquet")
         written = replace(record, schema_version=SCHEMA_VERSION)
         _write_atomic(to_table([written], RunRecord), self.root / RunRecord.table / f"{run_id}.parquet")
@@ -139,6 +169,8 @@ class ResultsStore:
 
     def leftovers(self) -> list[Path]:
         """Temporary files of interrupted writes: only names ``_write_atomic`` gives, only once their writer is gone."""
+        if not self.is_store():  # a folder effbench did not make a store: nothing in it is effbench's to remove
+            return []
         now = time.time()
         folders = [self.root / kind.table for kind in (RunRecord, MeasurementRow)]
         return [
@@ -162,6 +194,12 @@ class ResultsStore:
 
     def quarantine(self, problems: list[Problem]) -> list[Path]:
         """Move bad files to ``quarantine/<UTC time>/`` (never deleted) so the store reads clean; returns the paths."""
+        if not self.is_store():
+            raise EffbenchError(
+                f"{self.root} is not an effbench results store (no {STORE_MANIFEST}, and it holds other files): "
+                "nothing was moved"
+            )
+        self._claim()  # an earlier version's store, recognised by its layout, is adopted
         tables = (RunRecord.table, MeasurementRow.table)
         moving: dict[Path, None] = {}  # ordered, without duplicates
         for problem in problems:

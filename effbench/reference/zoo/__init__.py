@@ -10,6 +10,7 @@ from effbench.errors import EffbenchError
 PREFIX = "zoo:"
 MODELS_DIR = Path(__file__).parent / "models"
 WEIGHTS = "model.safetensors"
+SIZES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size", "intermediate_size")
 
 
 def available() -> list[str]:
@@ -31,11 +32,22 @@ def config(model_id: str, *, revision: str | None = None, trust_remote_code: boo
     """The model's transformers config (cheap: no weights), with a clear error when it cannot be read."""
     from transformers import AutoConfig
 
+    if not model_id.strip():
+        raise EffbenchError("model '': give a zoo:NAME, a Hub id or a local directory")
     location = resolve(model_id)
+    local = Path(location)
+    if local.is_dir() and not any(local.glob("*.safetensors")):
+        raise EffbenchError(f"model {model_id!r}: no safetensors weights in {local} (expected {WEIGHTS})")
     try:
-        return AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise EffbenchError(f"model {model_id!r}: no usable config at {location}: {err}") from None
+        loaded = AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as err:  # a malformed config.json fails in many ways inside transformers
+        reason = " ".join(str(err).split())[:300] or type(err).__name__  # one line, however transformers words it
+        raise EffbenchError(f"model {model_id!r}: no usable config at {location}: {reason}") from None
+    for key in SIZES:
+        value = getattr(loaded, key, None)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise EffbenchError(f"model {model_id!r}: config.json {key} must be a positive integer, got {value!r}")
+    return loaded
 
 
 def load(model_id: str, *, revision: str | None = None, trust_remote_code: bool = False, **kwargs: Any):
