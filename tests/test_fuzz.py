@@ -14,7 +14,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from effbench.config.suite import MAX_DEPTH, Scenario, Suite, load_suite
+from effbench.config.suite import Scenario, Suite, load_suite
+from effbench.config.yaml_reader import MAX_DEPTH
 from effbench.errors import EffbenchError
 from tests.test_suite_validation import checked, evaluate_until_planned
 

@@ -10,7 +10,8 @@ from unittest import mock
 
 import pytest
 
-from effbench.config.suite import MAX_DEPTH, MAX_SUITE_BYTES, Suite, load_suite
+from effbench.config.suite import Suite, load_suite
+from effbench.config.yaml_reader import MAX_DEPTH, MAX_SUITE_BYTES
 from effbench.errors import EffbenchError
 from tests.conftest import cli
 
