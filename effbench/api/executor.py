@@ -42,8 +42,8 @@ class Executor:
     name: ClassVar[str]
     description: ClassVar[str] = ""
 
-    def start(self) -> None:
-        """Begin starting workers in the background while the sweep is validated (the default does nothing)."""
+    def start(self, logs: Path) -> None:
+        """Begin starting workers in the background while the sweep is checked; their own output goes to ``logs``."""
 
     def run(self, job: Job, on_event: EventSink | None = None) -> Outcome:
         """Execute one job and wait for its outcome."""

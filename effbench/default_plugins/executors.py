@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
+from pathlib import Path
 
 from effbench.api.executor import EventSink, Executor, Job, Outcome
 from effbench.hookspecs import hookimpl
@@ -23,9 +24,9 @@ class ForkserverExecutor(Executor):
     def __init__(self) -> None:
         self.pool: WorkerPool | None = None
 
-    def start(self) -> None:
+    def start(self, logs: Path) -> None:
         self.pool = self.pool or WorkerPool()
-        self.pool.start()
+        self.pool.start(logs / "forkserver.log")
 
     def run(self, job: Job, on_event: EventSink | None = None) -> Outcome:
         self.pool = self.pool or WorkerPool()

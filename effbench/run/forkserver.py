@@ -30,6 +30,7 @@ POLL_SECONDS = 0.2
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WATCH_SECONDS = 0.5
+SERVER_LOG_ENV = "EFFBENCH_SERVER_LOG"
 
 
 def follow_the_sweep() -> None:
@@ -42,6 +43,12 @@ def follow_the_sweep() -> None:
     sweep leaves no process behind (on a GPU, none holding its memory).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    log = os.environ.get(SERVER_LOG_ENV)
+    if log:  # library warnings while importing go to the sweep's log, not over the user's terminal
+        handle = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(handle, 1)
+        os.dup2(handle, 2)
+        os.close(handle)
     sweep = os.getppid()
 
     def watch() -> None:
@@ -99,9 +106,21 @@ class WorkerPool:
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(PRELOAD if preload is None else preload)
 
-    def start(self) -> None:
-        """Start the forkserver now: it imports torch, transformers and lm-eval while the parent validates."""
-        multiprocessing.forkserver.ensure_running()
+    def start(self, log_path: Path) -> None:
+        """Start the forkserver now: it imports torch, transformers and lm-eval while the parent validates.
+
+        Its own output (library warnings while it imports) goes to ``log_path``, not to the user's terminal.
+        """
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        previous = os.environ.get(SERVER_LOG_ENV)
+        os.environ[SERVER_LOG_ENV] = str(log_path)  # the server is spawned with this environment
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            if previous is None:
+                del os.environ[SERVER_LOG_ENV]
+            else:
+                os.environ[SERVER_LOG_ENV] = previous
 
     def run(
         self,

@@ -82,12 +82,17 @@ def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings:
     return identity
 
 
-def validate_stacks(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]]:
-    """Every technique known, its parameters valid and possible on every model: checked before any worker starts."""
-    stacks = [
+def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]]:
+    """Every technique known and its parameters valid: checked from the registry alone, in a fraction of a second."""
+    return [
         tuple(StackEntry(step.name, reg.technique(step.name).validate(step.params)) for step in spec.steps)
         for spec in suite.techniques
     ]
+
+
+def validate_stacks(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]]:
+    """Every technique known, its parameters valid and possible on every model: checked before any run starts."""
+    stacks = check_parameters(suite, reg)
     for model in suite.models:
         config = zoo.config(model, revision=suite.revision, trust_remote_code=suite.trust_remote_code)
         for stack in stacks:
@@ -224,8 +229,9 @@ def run_suite(
     """Run every planned run not already stored (all of them with ``force``) in the suite's executor."""
     reg = registry()
     executor = executor or reg.executor(suite.executor)
-    executor.start()  # workers import torch, transformers and lm-eval while the suite is checked here
-    validate_stacks(suite, reg)  # a typo is reported at once, not after the workers imported torch
+    check_parameters(suite, reg)  # a typo is reported at once, before any worker starts
+    executor.start(suite.output / "logs")  # workers import torch and lm-eval while the rest is checked here
+    validate_stacks(suite, reg)
     probes = collect_probes(reg)
     fingerprint = hardware_fingerprint(reg, probes)
     price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
