@@ -70,7 +70,11 @@ def main(trials: int, seed: int) -> None:
     for trial in range(trials):
         before = {k for k, v in ResultsStore(out).statuses().items() if v == "ok"}
         sweep = subprocess.Popen(  # --force: every trial reruns every run, so the signal lands mid-run
-            command(out, "--force"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            command(out, "--force"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, even from `cmd &`
         )
         second = None
         if trial % 4 == 0 and holds_the_lock(out, sweep):  # a second sweep on the same store at the same time

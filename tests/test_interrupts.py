@@ -38,6 +38,11 @@ def _wait_for(condition, seconds: float = 240) -> None:
         time.sleep(0.1)
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C delivered as in a terminal: a test runner started in the background inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _worker_started(sweep: subprocess.Popen) -> bool:
     """A run's worker is busy: the sweep has its resource tracker, its forkserver and a worker forked from it."""
     return len(psutil.Process(sweep.pid).children(recursive=True)) >= 3
@@ -101,7 +106,12 @@ def test_ctrl_c_sigterm_and_kill_minus_9_stop_the_worker_at_once_and_store_nothi
         log = tmp_path / f"{how.name}-{moment}.log"
         with open(log, "w") as stderr:  # a file, not a pipe: a pipe would tie the workers' fate to its reader
             sweep = subprocess.Popen(
-                args, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, **env}, start_new_session=True
+                args,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env={**os.environ, **env},
+                start_new_session=True,
+                preexec_fn=_as_from_a_terminal,
             )
         if moment == "starting":  # the forkserver is still importing torch and lm-eval
             _wait_for(lambda: (out / LOCK_NAME).is_file())
