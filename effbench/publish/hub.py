@@ -89,9 +89,10 @@ def _hub_errors(repo: str, endpoint: str) -> Iterator[None]:
             ) from None
         if status == 412:
             raise EffbenchError(f"{repo} changed while publishing: run the same command again") from None
-        raise EffbenchError(f"the Hub refused the request for {repo}: {err}") from None
+        detail = " ".join(str(err).split())  # the client's message spans lines (status, URL, server's reason)
+        raise EffbenchError(f"the Hub refused the request for {repo}: {detail}") from None
     except (httpx2.HTTPError, LocalEntryNotFoundError) as err:
-        raise EffbenchError(f"cannot reach {endpoint}: {err}") from None
+        raise EffbenchError(f"cannot reach {endpoint}: {' '.join(str(err).split())}") from None  # one line
 
 
 def _api(endpoint: str | None, token: str | None) -> HfApi:
@@ -101,17 +102,24 @@ def _api(endpoint: str | None, token: str | None) -> HfApi:
 
 
 def _download(api: HfApi, repo: str, revision: str, dest: Path) -> Results:
-    snapshot_download(
-        repo_id=repo,
-        repo_type=REPO_TYPE,
-        revision=revision,
-        local_dir=dest,
-        allow_patterns=DATA_PATTERNS,
-        endpoint=api.endpoint,
-        token=api.token,
-        library_name="effbench",
-        library_version=__version__,
-    )
+    """The repo's data files, validated whole; a file the client will not write here is an error, not a crash."""
+    try:
+        snapshot_download(
+            repo_id=repo,
+            repo_type=REPO_TYPE,
+            revision=revision,
+            local_dir=dest,
+            allow_patterns=DATA_PATTERNS,
+            endpoint=api.endpoint,
+            token=api.token,
+            library_name="effbench",
+            library_version=__version__,
+        )
+    except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled):
+        raise  # put in words by _hub_errors
+    except (OSError, ValueError) as err:  # a name with '..' (refused by the client), too long for this filesystem
+        first = str(err).partition("\n")[0] or type(err).__name__
+        raise EffbenchError(f"cannot download {repo}: {first}") from None
     return load(dest, "dataset")
 
 

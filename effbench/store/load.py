@@ -115,9 +115,9 @@ def _load_dataset(root: Path) -> Results:
             problems.append(Problem("taxonomy/", "no Parquet file"))
         read[kind] = [row for path in files for row in read_records(path, kind, root, problems)]
     results = Results(read[RunRecord], read[MeasurementRow], read[TaxonomyRow])
-    ids = Counter(run.run_id for run in results.runs)
+    ids = Counter(run.run_id for run in results.runs if run.run_id)  # a null id is already a problem; None sorts not
     problems += [Problem("runs", f"run {r} appears twice") for r, n in sorted(ids.items()) if n > 1]
-    orphans = sorted({m.run_id for m in results.measurements} - set(ids))
+    orphans = sorted({m.run_id for m in results.measurements if m.run_id} - set(ids))
     problems += [Problem("measurements", f"run {r} has measurements but no runs row") for r in orphans]
     if len({(t.kind, t.name) for t in results.taxonomy}) != len(results.taxonomy):
         problems.append(Problem("taxonomy", "an entry appears twice"))

@@ -203,18 +203,22 @@ class ResultsStore:
         tables = (RunRecord.table, MeasurementRow.table)
         moving: dict[Path, None] = {}  # ordered, without duplicates
         for problem in problems:
-            relative = Path(problem.path)
+            relative = Path(problem.file or problem.path)  # the real name, when the shown one was escaped
             if len(relative.parts) != 2 or relative.parts[0] not in tables:
                 continue
             if relative.parts[0] == MeasurementRow.table:  # its run row first: rerun, not kept without figures
                 moving[Path(RunRecord.table, relative.name)] = None
             moving[relative] = None
-        present = [relative for relative in moving if (self.root / relative).exists()]
+        present = [relative for relative in moving if os.path.lexists(self.root / relative)]  # a broken link too
         if not present:
             return []
         folder = self.root / QUARANTINE / datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         folder.mkdir(parents=True)  # a new folder: an earlier quarantine's files are never overwritten
+        moved = []
         for relative in present:
+            if not os.path.lexists(self.root / relative):  # moved with an earlier one (linked table folders)
+                continue
             (folder / relative).parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.root / relative, folder / relative)
-        return [folder / relative for relative in present]
+            moved.append(folder / relative)
+        return moved

@@ -9,12 +9,15 @@ skips its bad files (``ResultsStore.read``).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, get_args, get_type_hints
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,11 +33,14 @@ SHOWN_COLUMNS = 5
 PARQUET_MAGIC = b"PAR1"  # the first (and last) four bytes of every Parquet file
 STATUSES = ("ok", "failed")
 KINDS = ("technique", "family")
+MAJOR = re.compile(r"[0-9]{1,18}")  # a major version: plain digits, few enough for int()
+MACHINE_PROBES = ("cpu", "memory", "os")  # the probes RunRecord.machine reads fields of
 
 
 def _major(version: str | None) -> int | None:
+    """The major version, or None: isdigit() accepts '²' and 5,000 digits, which int() refuses."""
     head = str(version).split(".", 1)[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if MAJOR.fullmatch(head) else None
 
 
 SUPPORTED_MAJOR = _major(SCHEMA_VERSION)
@@ -44,12 +50,25 @@ JSON_NAMES = {dict: "object", list: "list"}
 R = TypeVar("R", bound=Record)
 
 
+def printable(text: str) -> str:
+    """``text`` with unprintable characters escaped: a newline or a non-UTF-8 byte in a name never breaks a line."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 @dataclass(frozen=True)
 class Problem:
     """What is wrong with one stored file, so a warning or an error can name the file and the reason."""
 
-    path: str  # relative to the store or dataset folder, POSIX
+    path: str  # relative to the store or dataset folder, POSIX; shown escaped (see ``printable``)
     reason: str
+    file: str | None = field(default=None, compare=False, repr=False)  # the real path, when ``path`` was escaped
+
+    def __post_init__(self) -> None:
+        """Keep every problem one printable line, whatever a file name or stored value holds; the real path stays."""
+        if printable(self.path) != self.path:
+            object.__setattr__(self, "file", self.file or self.path)
+            object.__setattr__(self, "path", printable(self.path))
+        object.__setattr__(self, "reason", printable(self.reason))
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -58,7 +77,7 @@ class Problem:
 def first_of_file(found: list[Problem]) -> Problem:
     """A file's problems as one line (the first, and how many more), so each bad file is reported once."""
     more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
-    return Problem(found[0].path, found[0].reason + more)
+    return Problem(found[0].path, found[0].reason + more, found[0].file)
 
 
 def _quoted(names: list[str]) -> str:
@@ -98,10 +117,25 @@ def _schema_problems(schema: pa.Schema, kind: type[Record], where: str) -> list[
 def _read_table(path: Path, where: str, problems: list[Problem]) -> pa.Table | None:
     """The file's table, or None with why it is not one: unreadable, empty, not Parquet, truncated or corrupt."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(PARQUET_MAGIC))
-            f.seek(max(os.fstat(f.fileno()).st_size - len(PARQUET_MAGIC), 0))
-            tail = f.read(len(PARQUET_MAGIC))
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a named pipe must not block forever
+    except OSError as err:
+        problems.append(Problem(where, f"unreadable ({err.strerror or err})"))
+        return None
+    try:
+        return _read_open_table(handle, where, problems)
+    finally:
+        os.close(handle)
+
+
+def _read_open_table(handle: int, where: str, problems: list[Problem]) -> pa.Table | None:
+    """Read through the open handle: a pipe or device is refused unread, and arrow never sees a non-UTF-8 name."""
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            problems.append(Problem(where, "not a regular file (a pipe, socket or device)"))
+            return None
+        head = os.pread(handle, len(PARQUET_MAGIC), 0)  # a folder: "Is a directory"
+        tail = os.pread(handle, len(PARQUET_MAGIC), max(info.st_size - len(PARQUET_MAGIC), 0))
     except OSError as err:
         problems.append(Problem(where, f"unreadable ({err.strerror or err})"))
         return None
@@ -110,9 +144,10 @@ def _read_table(path: Path, where: str, problems: list[Problem]) -> pa.Table | N
         problems.append(Problem(where, "empty file" if not head else reason))
         return None
     try:
-        return pq.read_table(path)
+        with io.FileIO(handle, closefd=False) as file:
+            return pq.read_table(file)
     except (pa.ArrowException, OSError) as err:
-        detail = str(err).splitlines()[0].rsplit("': ", 1)[-1]  # arrow's message names the path: drop it
+        detail = str(err).splitlines()[0].rsplit("': ", 1)[-1]  # arrow's message names the source: drop it
         problems.append(Problem(where, f"corrupt Parquet file ({detail})"))
         return None
 
@@ -146,14 +181,24 @@ def _bad_json(record: Record, name: str, expected: type) -> bool:
     if text is None:
         return False
     try:
-        return not isinstance(json.loads(text), expected)
-    except (ValueError, RecursionError):  # not JSON, or nested too deep to be ours
+        value = json.loads(text)
+        json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate (\udcff) cannot be written as UTF-8
+    except (ValueError, RecursionError):  # not JSON, nested too deep to be ours, or not text
         return True
+    return not isinstance(value, expected)
+
+
+@cache
+def _never_null(kind: type[Record]) -> tuple[str, ...]:
+    """Columns whose record type has no None: the commands sort, join and count them, so a stored null is bad."""
+    hints = get_type_hints(kind)
+    return tuple(f.name for f in fields(kind) if type(None) not in get_args(hints[f.name]))
 
 
 def row_problems(record: Record, where: str) -> list[Problem]:
     """What is wrong with one row: empty required values first, then the record's own invariants."""
     empty = [c for c in record.required_columns() if getattr(record, c) in (None, "")]
+    empty += [c for c in _never_null(type(record)) if getattr(record, c) is None and c not in empty]
     if empty:
         return [Problem(where, f"a {record.table} row has no {c}") for c in empty]
     reasons = [
@@ -181,7 +226,27 @@ def _run_problems(run: RunRecord) -> list[str]:
         problems.append(f"run {run.run_id} has schema version {run.schema_version}, {UPGRADE}")
     if run.status not in STATUSES:
         problems.append(f"run {run.run_id} has status {run.status!r}, expected 'ok' or 'failed'")
+    stack = json.loads(run.stack) if run.stack and not _bad_json(run, "stack", list) else []
+    if not all(_stack_entry(entry) for entry in stack):  # read entry by entry: names joined, parameters sorted
+        problems.append("stack is not a JSON list of objects with a name (text) and params (an object)")
+    hardware = json.loads(run.hardware) if run.hardware and not _bad_json(run, "hardware", dict) else {}
+    problems += [f"hardware probe {k!r} is not a JSON object" for k in MACHINE_PROBES if _not_object(hardware.get(k))]
     return problems
+
+
+def _stack_entry(entry: object) -> bool:
+    """Whether one stack entry is what ``RunRecord.stack_entries`` reads."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("name"), str)
+        and bool(entry["name"])
+        and isinstance(entry.get("params", {}), dict)
+    )
+
+
+def _not_object(value: object) -> bool:
+    """A probe's value that ``RunRecord.machine`` cannot read fields of (it skips an empty one)."""
+    return bool(value) and not isinstance(value, dict)
 
 
 def _measurement_problems(row: MeasurementRow) -> list[str]:
