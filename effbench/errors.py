@@ -1,5 +1,12 @@
-"""The one exception type whose message is shown to users as-is, without a traceback."""
+"""The one exception type whose message is shown to users as-is, and how any other failure is put in one line."""
+
+import traceback
 
 
 class EffbenchError(Exception):
     """Bad input or a broken artifact, described in words the user can act on."""
+
+
+def error_text(err: BaseException) -> str:
+    """An exception as the line a failed run or a plugin load error stores: its type and message, no traceback."""
+    return "".join(traceback.format_exception_only(type(err), err)).strip()

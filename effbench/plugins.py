@@ -6,7 +6,6 @@ import difflib
 import importlib
 import importlib.metadata
 import os
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from effbench.api.executor import Executor, check_executor
 from effbench.api.metric import Metric, check_metric
 from effbench.api.probe import Probe, check_probe
 from effbench.api.technique import Technique, check_technique
-from effbench.errors import EffbenchError
+from effbench.errors import EffbenchError, error_text
 
 ENTRY_POINT_GROUP = "effbench"
 LOAD_ENV = "EFFBENCH_LOAD_PLUGINS"
@@ -113,10 +112,6 @@ def _disabled(valid: set[str]) -> set[str]:
     return names
 
 
-def _error_text(err: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(err), err)).strip()
-
-
 def _entry_points() -> list[tuple[importlib.metadata.EntryPoint, Origin]]:
     """Every ``effbench`` entry point with its origin; a distribution found twice on the path counts once."""
     found: dict[tuple[str, str], tuple[importlib.metadata.EntryPoint, Origin]] = {}
@@ -146,7 +141,7 @@ def _register(
     try:
         pm.register(load(), name=origin.plugin)
     except Exception as err:  # any import-time or validation failure of plugin code
-        errors.append(LoadError(origin, _error_text(err)))
+        errors.append(LoadError(origin, error_text(err)))
         return
     origins[origin.plugin] = origin
 
@@ -192,7 +187,7 @@ def _collect(
         try:
             impl.function(register=register)
         except Exception as err:  # third-party hook code
-            registry.errors.append(LoadError(origin, f"{hook_name} failed: {_error_text(err)}"))
+            registry.errors.append(LoadError(origin, f"{hook_name} failed: {error_text(err)}"))
 
 
 def _add_named(table: dict[str, Any], kind: str, registry: Registry, obj: Any, origin: Origin) -> None:

@@ -108,6 +108,11 @@ def stack_params(stack: list[StackEntry] | tuple[StackEntry, ...]) -> dict[str, 
     return {entry.name: entry.params for entry in stack}
 
 
+def stack_name(stack: list[StackEntry] | tuple[StackEntry, ...]) -> str:
+    """A stack's techniques' names joined by ``+`` (a single technique's own name), as runs.technique stores it."""
+    return STACK_SEPARATOR.join(entry.name for entry in stack)
+
+
 def stack_label(stack: list[StackEntry]) -> str:
     """A stack as one label: its techniques' labels in order of application, joined by ``+``."""
     return f" {STACK_SEPARATOR} ".join(entry.label for entry in stack)

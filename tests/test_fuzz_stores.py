@@ -655,18 +655,13 @@ def test_damaged_datasets_load_whole_or_not_at_all_and_a_refused_build_changes_n
         load_dataset(root)
         before = snapshot(root)
         build = cli("dataset", "build", "--results", str(store), "--out", str(root))
-        if any("\n" in rel for rel in before):  # ownership names a stray file as it is (the xfail test below)
-            event("a name with a newline in the folder")
-            assert build.returncode in (0, 2) and build.stderr.startswith("error: " if build.returncode else "")
-        else:
-            exit_line(build, (0, 2))
+        exit_line(build, (0, 2))
         if build.returncode:
             assert snapshot(root) == before  # a folder effbench cannot show it wrote is never changed
         else:
             assert {run.run_id for run in load(root, "dataset").runs} == {run.run_id for run in load(store).runs}
 
 
-@pytest.mark.xfail(strict=True, reason="effbench/store/ownership.py names a stray file raw: outside this change")
 def test_a_stray_name_with_a_newline_is_refused_on_one_line(scratch, pristine_dataset):
     store, pristine = pristine_dataset
     with example_folder(scratch) as folder:

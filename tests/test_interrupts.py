@@ -15,6 +15,7 @@ from effbench.store.load import load
 from effbench.store.lock import LOCK_NAME
 from effbench.store.results import ResultsStore
 from tests.conftest import QUICK_SCENARIO, cli, make_plugin_dist
+from tests.test_evaluate import CRASHING
 
 TECHNIQUES = ("prune-magnitude:sparsity=0.3",)
 
@@ -73,29 +74,11 @@ def test_a_second_sweep_on_the_same_store_is_refused_while_the_first_writes(tmp_
     assert len(load(out).runs) == 1 + len(TECHNIQUES)
 
 
-SLEEPER = """
-import time
-from effbench import Technique, hookimpl
-
-class Sleeps(Technique):
-    name = "sleeps"
-    stage = "inference"
-    resources = ("computation",)
-    def apply(self, model, tokenizer):
-        time.sleep(300)
-        return model
-
-@hookimpl
-def register_techniques(register):
-    register(Sleeps())
-"""
-
-
 def test_ctrl_c_sigterm_and_kill_minus_9_stop_the_worker_at_once_and_store_nothing_half_done(tmp_path, plugin_path):
     root, env = plugin_path
-    make_plugin_dist(root, "sleeper-dist", "sleeper", "sleeper_plugin", SLEEPER)
+    make_plugin_dist(root, "crash-dist", "crash", "crash_plugin", CRASHING)  # crash-sleep: asleep in apply
     out = tmp_path / "results"
-    args = [sys.executable, "-m", "effbench.cli", *_args(out, ("sleeps",))]
+    args = [sys.executable, "-m", "effbench.cli", *_args(out, ("crash-sleep",))]
     moments = (
         (signal.SIGINT, "starting"),
         (signal.SIGINT, "running"),

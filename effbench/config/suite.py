@@ -15,7 +15,7 @@ from effbench.config.countries import check_country
 from effbench.config.prices import Prices
 from effbench.config.yaml_reader import read_suite_file, read_yaml, yaml_problem
 from effbench.errors import EffbenchError
-from effbench.records import StackEntry, stack_label
+from effbench.records import StackEntry, stack_label, stack_name
 
 DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5")
 # Without a suite file, evaluate this many documents per task (of 500) so the default comparison
@@ -104,7 +104,7 @@ class Stack(BaseModel):
     @property
     def name(self) -> str:
         """The techniques' names joined by ``+`` (a single technique's own name)."""
-        return "+".join(step.name for step in self.steps)
+        return stack_name([StackEntry(step.name, step.params) for step in self.steps])
 
     @property
     def label(self) -> str:

@@ -7,9 +7,10 @@ import traceback
 from pathlib import Path
 
 from effbench.api.executor import EventSink, Executor, Job, Outcome
+from effbench.errors import error_text
 from effbench.hookspecs import hookimpl
 from effbench.run.forkserver import WorkerPool
-from effbench.run.targets import call_target, error_text
+from effbench.run.targets import call_target
 
 
 class ForkserverExecutor(Executor):

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from effbench.api.executor import Outcome
-from effbench.run.targets import call_target, error_text
+from effbench.errors import error_text
+from effbench.run.targets import call_target
 
 PRELOAD = ["effbench.run.preload"]
 POLL_SECONDS = 0.2

@@ -16,12 +16,12 @@ from effbench.config.suite import Suite
 from effbench.errors import EffbenchError
 from effbench.plugins import Registry, registry
 from effbench.records import (
-    PHASE_EVALUATE,
     MeasurementRow,
     RunPlan,
     RunRecord,
     StackEntry,
     stack_label,
+    stack_name,
     stack_params,
 )
 from effbench.reference import zoo
@@ -71,7 +71,7 @@ def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings:
     identity = {
         "model": model,
         "revision": suite.revision,
-        "technique": "+".join(e.name for e in stack),
+        "technique": stack_name(stack),
         "params": stack_params(stack),
         "tasks": suite.tasks,
         "settings": settings,
@@ -90,9 +90,11 @@ def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]
     ]
 
 
-def validate_stacks(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]]:
+def validate_stacks(
+    suite: Suite, reg: Registry, stacks: list[tuple[StackEntry, ...]] | None = None
+) -> list[tuple[StackEntry, ...]]:
     """Every technique known, its parameters valid and possible on every model: checked before any run starts."""
-    stacks = check_parameters(suite, reg)
+    stacks = check_parameters(suite, reg) if stacks is None else stacks
     for model in suite.models:
         config = zoo.config(model, revision=suite.revision, trust_remote_code=suite.trust_remote_code)
         for stack in stacks:
@@ -119,14 +121,16 @@ def plan(
     fingerprint: str,
     known_tasks: set[str] | None = None,
     price: dict[str, Any] | None = None,
+    stacks: list[tuple[StackEntry, ...]] | None = None,
 ) -> list[RunPlan]:
     """Validate models, techniques, parameters and tasks before any work, and give each run its id.
 
-    ``price`` is the suite's price table resolved for this machine (stored with, and part of, every run).
+    ``price`` is the suite's price table resolved for this machine (stored with, and part of, every run);
+    ``stacks`` are the suite's techniques already validated (``validate_stacks``), so models are read once.
     """
     from effbench.measure import accuracy
 
-    stacks = validate_stacks(suite, reg)
+    stacks = validate_stacks(suite, reg) if stacks is None else stacks
     task_dirs = tuple(str(d) for d in reg.task_dirs)
     if known_tasks is None:
         known_tasks = set(accuracy.known_tasks({"task_dirs": task_dirs}))
@@ -171,7 +175,7 @@ def run_record(
         model=run.model,
         model_revision=suite.revision,
         model_fingerprint=result.get("model_fingerprint"),
-        technique="+".join(e.name for e in run.stack),
+        technique=stack_name(run.stack),
         technique_params=json.dumps(stack_params(run.stack), sort_keys=True),
         stage="+".join(dict.fromkeys(t.stage for t in techniques)),
         resources=list(dict.fromkeys(r for t in techniques for r in t.resources)),
@@ -195,9 +199,7 @@ def run_record(
 def measurement_rows(run_id: str, outcome: Outcome) -> list[MeasurementRow]:
     """The run's measurements as stored rows."""
     reported = (outcome.result or {}).get("measurements", [])
-    return [
-        MeasurementRow.from_row({**m, "run_id": run_id, "phase": m.get("phase") or PHASE_EVALUATE}) for m in reported
-    ]
+    return [MeasurementRow.from_row({**m, "run_id": run_id}) for m in reported]  # the instruments set each phase
 
 
 def known_tasks(reg: Registry, executor: Executor, on_event: Callable[[str], None] | None) -> set[str]:
@@ -229,44 +231,46 @@ def run_suite(
     """Run every planned run not already stored (all of them with ``force``) in the suite's executor."""
     reg = registry()
     executor = executor or reg.executor(suite.executor)
-    check_parameters(suite, reg)  # a typo is reported at once, before any worker starts
+    stacks = check_parameters(suite, reg)  # a typo is reported at once, before any worker starts
     executor.start(suite.output / "logs")  # workers import torch and lm-eval while the rest is checked here
-    validate_stacks(suite, reg)
-    probes = collect_probes(reg)
-    fingerprint = hardware_fingerprint(reg, probes)
-    price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
-    with StoreLock(suite.output), contextlib.closing(executor):  # one writer per store
-        runs = plan(suite, reg, fingerprint, known_tasks(reg, executor, on_event), price=price)
-        store = ResultsStore(suite.output)
-        store.clean_leftovers()  # temporary files of writes an earlier, interrupted sweep never finished
-        done = store.statuses()
-        result = SweepResult(run_ids=[r.run_id for r in runs])
-        pending = []
-        for run in runs:
-            if not force and done.get(run.run_id) == "ok":
+    with contextlib.closing(executor):
+        validate_stacks(suite, reg, stacks)
+        probes = collect_probes(reg)
+        fingerprint = hardware_fingerprint(reg, probes)
+        price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
+        with StoreLock(suite.output):  # one writer per store
+            tasks = known_tasks(reg, executor, on_event)
+            runs = plan(suite, reg, fingerprint, tasks, price=price, stacks=stacks)
+            store = ResultsStore(suite.output)
+            store.clean_leftovers()  # temporary files of writes an earlier, interrupted sweep never finished
+            done = store.statuses()
+            result = SweepResult(run_ids=[r.run_id for r in runs])
+            pending = []
+            for run in runs:
+                if force or done.get(run.run_id) != "ok":
+                    pending.append(run)
+                    continue
                 result.skipped.append(run.run_id)
                 if on_done:
                     on_done(run, None)
-            else:
-                pending.append(run)
-        logs = suite.output / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        started: dict[str, datetime] = {}
+            logs = suite.output / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            started: dict[str, datetime] = {}
 
-        def jobs() -> Iterator[Job]:
-            for index, run in enumerate(pending):
-                if on_start:
-                    on_start(run, index, len(pending))
-                started[run.run_id] = datetime.now(UTC)
-                yield Job(run.run_id, RUN_TARGET, run.to_payload(), suite.timeout, logs / f"{run.run_id}.log")
+            def jobs() -> Iterator[Job]:
+                for index, run in enumerate(pending):
+                    if on_start:
+                        on_start(run, index, len(pending))
+                    started[run.run_id] = datetime.now(UTC)
+                    yield Job(run.run_id, RUN_TARGET, run.to_payload(), suite.timeout, logs / f"{run.run_id}.log")
 
-        by_id = {run.run_id: run for run in pending}
-        for job, outcome in executor.run_many(jobs(), on_event):
-            run = by_id[job.key]
-            record = run_record(suite, run, reg, outcome, started[job.key], probes, fingerprint)
-            store.write_run(record, measurement_rows(run.run_id, outcome))  # only this process writes the store
-            if outcome.error is not None:
-                result.failed[run.run_id] = outcome.error
-            if on_done:
-                on_done(run, outcome)
+            by_id = {run.run_id: run for run in pending}
+            for job, outcome in executor.run_many(jobs(), on_event):
+                run = by_id[job.key]
+                record = run_record(suite, run, reg, outcome, started[job.key], probes, fingerprint)
+                store.write_run(record, measurement_rows(run.run_id, outcome))  # only this process writes the store
+                if outcome.error is not None:
+                    result.failed[run.run_id] = outcome.error
+                if on_done:
+                    on_done(run, outcome)
     return result

@@ -1,9 +1,8 @@
-"""Calling a job's target by name, and the one-line error a failed run stores: shared by every executor."""
+"""Calling a job's target (``module:function``) by name: shared by every executor."""
 
 from __future__ import annotations
 
 import importlib
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +12,3 @@ def call_target(target: str, payload: dict[str, Any], emit: Callable[[str], None
     module_name, _, func_name = target.partition(":")
     func = getattr(importlib.import_module(module_name), func_name)
     return func(payload, emit)
-
-
-def error_text(err: BaseException) -> str:
-    """An exception as the one line a failed row stores."""
-    return "".join(traceback.format_exception_only(type(err), err)).strip()

@@ -24,6 +24,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from effbench.errors import EffbenchError
+from effbench.store.validate import printable
 from effbench.version import __version__
 
 MANIFEST = ".effbench-manifest.json"
@@ -142,13 +143,14 @@ def check_folder(target: Path, output: Output) -> set[str]:
         folders = _ancestors(listed)
         files, _, stray = _scan(target, lambda rel, is_dir: rel in (folders if is_dir else listed))
         if stray is not None:
+            stray = printable(stray)  # a file name may hold a newline: the refusal stays one line
             raise EffbenchError(f"{target} holds {stray}, which effbench did not write: move it out, or {CHOOSE}")
         return files
     if not any(target.iterdir()):
         return set()
     earlier = _earlier(target, output)
     if earlier is None:
-        found = ", ".join(sorted(p.name for p in target.iterdir())[:3])
+        found = printable(", ".join(sorted(p.name for p in target.iterdir())[:3]))
         raise EffbenchError(f"{target} is not empty (found {found}) and holds no {output.what}: {CHOOSE}")
     return earlier
 
