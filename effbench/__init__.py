@@ -5,7 +5,7 @@ from effbench.api.executor import Executor, Job, Outcome
 from effbench.api.metric import Metric, Quantity, Window
 from effbench.api.probe import Probe
 from effbench.api.technique import Technique
-from effbench.errors import EffbenchError
+from effbench.errors import EffbenchError, NotApplicable
 from effbench.hookspecs import hookimpl
 from effbench.version import __version__
 
@@ -15,6 +15,7 @@ __all__ = [
     "Job",
     "Measurement",
     "Metric",
+    "NotApplicable",
     "Outcome",
     "Probe",
     "Quantity",

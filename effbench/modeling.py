@@ -8,33 +8,118 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from effbench.errors import NotApplicable
+
 __all__ = [
+    "NotApplicable",
     "check_divides",
     "decoder_layers",
     "head_dim",
+    "intermediate_size",
+    "kv_heads",
     "linear_input_sizes",
     "linear_layers",
     "parameter_counts",
+    "replace_decoder_layers",
+    "set_intermediate_size",
     "tensor_bytes",
     "weight_bytes",
 ]
 
+# Where each family's config keeps the MLP width: Llama-likes and GPT-NeoX, OPT, GPT-2 (None there: 4 × hidden).
+INTERMEDIATE_FIELDS = ("intermediate_size", "ffn_dim", "n_inner")
+
+
+def intermediate_size(config: Any) -> int:
+    """Width of the MLP's hidden layer, whatever the family calls it."""
+    for field in INTERMEDIATE_FIELDS:
+        if hasattr(config, field):
+            return getattr(config, field) or 4 * config.hidden_size
+    raise NotApplicable(f"{type(config).__name__} names no MLP width ({', '.join(INTERMEDIATE_FIELDS)})")
+
+
+def set_intermediate_size(config: Any, value: int) -> None:
+    """Record a pruned MLP width in the field the family's config uses, so the config matches the weights."""
+    field = next(f for f in INTERMEDIATE_FIELDS if hasattr(config, f))
+    setattr(config, field, value)
+
+
+def kv_heads(config: Any) -> int:
+    """Key/value heads: grouped-query models say so; multi-head ones (GPT-2, GPT-NeoX, OPT) have one per query head."""
+    return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+
+
+def _linearize(model: Any) -> None:
+    """Replace GPT-2-style ``Conv1D`` layers (weight stored input × output) by the equivalent ``nn.Linear``.
+
+    The computation is the same (x @ W + b); afterwards every technique sees one kind of layer. The model
+    keeps working, but a GPT-2 saved afterwards stores transposed weights that GPT-2's own class cannot reload.
+    """
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Conv1D):
+            weight = module.weight
+            linear = torch.nn.Linear(weight.shape[0], weight.shape[1], bias=module.bias is not None)
+            linear = linear.to(device=weight.device, dtype=weight.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(weight.T)
+                if module.bias is not None:
+                    linear.bias.copy_(module.bias)
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, linear)
+
 
 def linear_layers(model: Any) -> list[tuple[str, Any]]:
-    """The transformer blocks' linear layers, what quantization and pruning rewrite (not embeddings or the LM head)."""
+    """The decoder blocks' linear layers, what quantization and pruning rewrite (not embeddings or the LM head).
+
+    GPT-2's ``Conv1D`` layers are first replaced by the equivalent ``nn.Linear`` (see ``_linearize``).
+    """
     import torch
 
-    head = model.get_output_embeddings()
+    _linearize(model)
+    prefix = _decoder_layers_name(model) + "."
     return [
         (name, module)
         for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and module is not head
+        if name.startswith(prefix) and isinstance(module, torch.nn.Linear)
     ]
 
 
+def _decoder_layers_name(model: Any) -> str:
+    """Where the model keeps its blocks: the first ``ModuleList`` as long as the config's layer count."""
+    import torch
+
+    layers = model.config.num_hidden_layers
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == layers:
+            return name
+    raise NotApplicable(f"{type(model).__name__} has no list of {layers} decoder blocks")
+
+
 def decoder_layers(model: Any) -> Any:
-    """The decoder's ``ModuleList`` of transformer blocks, for techniques that drop or rewrite whole blocks."""
-    return model.get_decoder().layers
+    """The decoder's ``ModuleList`` of transformer blocks (``model.layers``, GPT-2's ``transformer.h``, …)."""
+    return model.get_submodule(_decoder_layers_name(model))
+
+
+def replace_decoder_layers(model: Any, keep: list[int]) -> None:
+    """Keep only the blocks at ``keep``, renumbered so the KV cache (indexed by position in the stack) stays right."""
+    import torch
+
+    name = _decoder_layers_name(model)
+    blocks = model.get_submodule(name)
+    kept = [blocks[i] for i in keep]
+    for index, block in enumerate(kept):
+        for module in block.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = index
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent), attr, torch.nn.ModuleList(kept))
+    config = model.config
+    if getattr(config, "layer_types", None):  # per-layer attention kinds (Gemma's sliding/full pattern)
+        config.layer_types = [config.layer_types[i] for i in keep]
+    config.num_hidden_layers = len(kept)
 
 
 def head_dim(config: Any) -> int:
@@ -43,11 +128,11 @@ def head_dim(config: Any) -> int:
 
 
 def linear_input_sizes(config: Any) -> dict[str, int]:
-    """The input widths of a Llama-style block's linear layers, named by config field so errors can cite them."""
+    """The input widths of a decoder block's linear layers, named by config field so errors can cite them."""
     return {
         "hidden_size": config.hidden_size,
         "num_attention_heads × head_dim": config.num_attention_heads * head_dim(config),
-        "intermediate_size": config.intermediate_size,
+        "intermediate size": intermediate_size(config),
     }
 
 

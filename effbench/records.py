@@ -170,8 +170,16 @@ class RunRecord(Record):
         "{}",
         json_type=dict,
     )
-    status: str = column(pa.string(), "`ok`, or `failed` with the error in `error`.", "ok", required=True)
-    error: str | None = column(pa.string(), "Why the run failed (the exception, a crash, a timeout); empty when ok.")
+    status: str = column(
+        pa.string(),
+        "`ok`; `failed` with the error in `error`; or `not-applicable` (the technique has nothing to act on in this "
+        "model's architecture) with the reason in `error`.",
+        "ok",
+        required=True,
+    )
+    error: str | None = column(
+        pa.string(), "Why the run failed (the exception, a crash, a timeout) or is not applicable; empty when ok."
+    )
     warnings: list[str] = column(pa.list_(pa.string()), "Warnings raised during the run.")
     hardware_fingerprint: str = column(
         pa.string(),
@@ -339,6 +347,11 @@ RESULT_RECORDS: tuple[type[Record], ...] = (RunRecord, MeasurementRow)  # a resu
 DATASET_RECORDS: tuple[type[Record], ...] = (*RESULT_RECORDS, TaxonomyRow)  # the open dataset's configs
 
 
+STATUS_OK, STATUS_FAILED, STATUS_NOT_APPLICABLE = "ok", "failed", "not-applicable"
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_NOT_APPLICABLE)
+FINAL_STATUSES = (STATUS_OK, STATUS_NOT_APPLICABLE)  # a resumed sweep does not run these again
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """What a worker needs to execute one run: plain data, so any executor (fork, in-process, cluster) can ship it."""
@@ -351,6 +364,7 @@ class RunPlan:
     task_dirs: tuple[str, ...]
     trust_remote_code: bool
     settings: dict[str, Any]  # limit, batch_size, bootstrap_iters, scenarios, country, idle_seconds, price
+    not_applicable: str | None = None  # why a technique's preflight refused this model: stored, not run
 
     def to_payload(self) -> dict[str, Any]:
         """The plan as JSON-compatible data."""

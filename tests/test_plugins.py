@@ -425,7 +425,7 @@ def test_bad_parameter_names_the_technique_and_its_parameters():
         with pytest.raises(EffbenchError, match=message) as info:
             plan(suite, registry(), "fp")
         assert "technique 'prune-magnitude'" in str(info.value)
-        assert "Parameters: sparsity: float (>= 0.0, < 1.0) = 0.5" in str(info.value)
+        assert "Parameters: sparsity: float (> 0.0, < 1.0) = 0.5" in str(info.value)
 
 
 def test_unknown_task_lists_the_bundled_tasks():

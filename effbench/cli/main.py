@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from effbench.api.executor import Outcome
 from effbench.cli.console import console, err_console, print_tables
 from effbench.config.suite import UNSTABLE_CV
 from effbench.errors import EffbenchError
@@ -31,6 +32,13 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
     return value
+
+
+def outcome_text(outcome: Outcome) -> str:
+    """How a finished run is shown on the progress bar."""
+    if outcome.error:
+        return "failed"
+    return "not applicable" if (outcome.result or {}).get("not_applicable") else "done"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -69,7 +77,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             progress.update(bar, description=escape(f"{run.model} · {run.label}"), phase="starting worker")
 
         def on_done(run, outcome):
-            phase = "stored (already done)" if outcome is None else ("failed" if outcome.error else "done")
+            phase = "stored (already done)" if outcome is None else outcome_text(outcome)
             progress.update(bar, advance=1, phase=phase)
 
         result = run_suite(
@@ -83,11 +91,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = report.write(tables, suite.output)
     print_tables(tables)
     summary = (
-        f"{len(result.run_ids)} runs ({len(result.skipped)} already stored, {len(result.failed)} failed) "
+        f"{len(result.run_ids)} runs ({len(result.skipped)} already stored, {len(result.failed)} failed, "
+        f"{len(result.not_applicable)} not applicable) "
         f"in {time.perf_counter() - started:.1f} s; results in {suite.output}, report in "
         f"{', '.join(str(p) for p in paths.values())}"
     )
     console.print(escape(summary))
+    for run_id, reason in result.not_applicable.items():
+        err_console.print(f"[yellow]run {run_id} not applicable:[/yellow] {escape(reason)}")
     for run_id, error in result.failed.items():
         log = suite.output / "logs" / f"{run_id}.log"
         err_console.print(f"[red]run {run_id} failed:[/red] {escape(f'{error} (log: {log})')}")

@@ -19,7 +19,7 @@ from effbench.api.vocabulary import QUALITY
 from effbench.config.suite import UNSTABLE_CV
 from effbench.plugins import registry
 from effbench.present.columns import Column, candidates, fmt, registry_columns
-from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
+from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, check_files, replace_files
 
@@ -138,8 +138,8 @@ def primary_quality(rows: list[MeasurementRow]) -> dict[str, MeasurementRow]:
 
 
 def status_text(run: RunRecord) -> str:
-    """``ok``, or ``failed: <error>``."""
-    return run.status if run.status == "ok" else f"failed: {run.error}"
+    """``ok``, ``failed: <error>`` or ``not applicable: <reason>``."""
+    return run.status if run.status == STATUS_OK else f"{run.status.replace('-', ' ')}: {run.error}"
 
 
 def _key(m: MeasurementRow) -> tuple[str, str, str, str]:

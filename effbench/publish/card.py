@@ -14,7 +14,7 @@ from effbench.api.vocabulary import QUALITY
 from effbench.plugins import Registry
 from effbench.present.columns import declared_quantities
 from effbench.present.report import md, md_code
-from effbench.records import DATASET_RECORDS, SCHEMA_VERSION
+from effbench.records import DATASET_RECORDS, SCHEMA_VERSION, STATUS_FAILED, STATUS_NOT_APPLICABLE, STATUS_OK
 from effbench.store.load import Results
 
 TEMPLATE = Path(__file__).parent / "dataset_cards" / "results.md"
@@ -119,8 +119,9 @@ def render(results: Results, reg: Registry, location: str) -> str:
     )
     counts = {
         "runs": len(runs),
-        "ok": sum(r.status == "ok" for r in runs),
-        "failed": sum(r.status != "ok" for r in runs),
+        "ok": sum(r.status == STATUS_OK for r in runs),
+        "failed": sum(r.status == STATUS_FAILED for r in runs),
+        "not_applicable": sum(r.status == STATUS_NOT_APPLICABLE for r in runs),
         "models": len({r.model for r in runs}),
         "techniques": len({r.label for r in runs}),
         "measurements": measured,

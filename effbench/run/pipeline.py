@@ -18,7 +18,7 @@ from typing import Any
 from effbench.api.context import Measurement, RunContext
 from effbench.api.technique import Technique
 from effbench.config.suite import Scenario
-from effbench.errors import EffbenchError
+from effbench.errors import EffbenchError, NotApplicable
 from effbench.measure import accuracy, scenarios
 from effbench.measure.statistics import combine_repeats
 from effbench.measure.windows import Instruments
@@ -97,7 +97,10 @@ def apply_stack(steps: list[Step], model: Any, tokenizer: Any) -> tuple[Any, dic
     """Apply each technique in turn; merge their ``generate`` arguments (a key two techniques set is an error)."""
     generate_kwargs: dict[str, Any] = {}
     for step in steps:
-        model = step.technique.apply(model, tokenizer, **step.params)
+        try:
+            model = step.technique.apply(model, tokenizer, **step.params)
+        except NotApplicable as err:  # named, since a stack has several techniques
+            raise NotApplicable(f"{step.technique.name}: {err}") from None
         model.eval()
     for step in steps:
         extra = step.technique.generation_kwargs(model, tokenizer, **step.params)
@@ -163,7 +166,12 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         ctx.phase = phase
         opened = instruments.open(instruments.for_phase(phase), ctx)
         clock.start(phase)  # after the instruments opened: their start-up is not the technique's time
-        model, generate_kwargs = apply_stack([s for s in steps if s.phase == phase], model, tokenizer)
+        try:
+            model, generate_kwargs = apply_stack([s for s in steps if s.phase == phase], model, tokenizer)
+        except NotApplicable as err:  # nothing to measure: a "not applicable" row, not a failure
+            clock.stop()
+            instruments.close(opened, ctx)  # stop the instruments' trackers; their figures describe nothing
+            return {"phase_seconds": clock.seconds, "not_applicable": str(err), "model_fingerprint": fingerprint}
         ctx.generate_kwargs.update(generate_kwargs)
         clock.stop()
         measurements += instruments.close(opened, ctx)

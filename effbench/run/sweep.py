@@ -13,9 +13,13 @@ from typing import Any
 from effbench.api.executor import Executor, Job, Outcome
 from effbench.config import prices
 from effbench.config.suite import Suite
-from effbench.errors import EffbenchError
+from effbench.errors import EffbenchError, NotApplicable
 from effbench.plugins import Registry, registry
 from effbench.records import (
+    FINAL_STATUSES,
+    STATUS_FAILED,
+    STATUS_NOT_APPLICABLE,
+    STATUS_OK,
     MeasurementRow,
     RunPlan,
     RunRecord,
@@ -59,11 +63,12 @@ def hardware_fingerprint(reg: Registry, probes: dict[str, Any]) -> str:
 
 @dataclass
 class SweepResult:
-    """What a sweep did: run ids in suite order, and which were skipped or failed."""
+    """What a sweep did: run ids in suite order, which were skipped, failed or not applicable (with why)."""
 
     run_ids: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
 
 def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings: dict, hardware: str) -> dict:
@@ -93,16 +98,8 @@ def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]
 def validate_stacks(
     suite: Suite, reg: Registry, stacks: list[tuple[StackEntry, ...]] | None = None
 ) -> list[tuple[StackEntry, ...]]:
-    """Every technique known, its parameters valid and possible on every model: checked before any run starts."""
+    """Every technique known, its parameters valid, no run listed twice: checked before any run starts."""
     stacks = check_parameters(suite, reg) if stacks is None else stacks
-    for model in suite.models:
-        config = zoo.config(model, revision=suite.revision, trust_remote_code=suite.trust_remote_code)
-        for stack in stacks:
-            for entry in stack:
-                try:
-                    reg.technique(entry.name).preflight(config, **entry.params)
-                except ValueError as err:
-                    raise EffbenchError(f"technique {entry.name!r} cannot run on {model}: {err}") from None
     seen: dict[str, str] = {}
     for spec, stack in zip(suite.techniques, stacks, strict=True):
         label = stack_label(list(stack))
@@ -115,6 +112,30 @@ def validate_stacks(
     return stacks
 
 
+Refusals = dict[tuple[str, int], str]  # (model, index of the stack) → why the stack cannot act on that model
+
+
+def preflight(suite: Suite, reg: Registry, stacks: list[tuple[StackEntry, ...]]) -> Refusals:
+    """Read each model's config once and ask every technique whether it can run there, before any run starts.
+
+    A parameter impossible for a model (``ValueError``) stops the sweep; a technique with nothing to act
+    on in a model's architecture (``NotApplicable``) becomes that run's "not applicable" row.
+    """
+    refusals: Refusals = {}
+    for model in suite.models:
+        config = zoo.config(model, revision=suite.revision, trust_remote_code=suite.trust_remote_code)
+        for index, stack in enumerate(stacks):
+            for entry in stack:
+                try:
+                    reg.technique(entry.name).preflight(config, **entry.params)
+                except NotApplicable as err:
+                    refusals[(model, index)] = f"{entry.name}: {err}"
+                    break
+                except ValueError as err:
+                    raise EffbenchError(f"technique {entry.name!r} cannot run on {model}: {err}") from None
+    return refusals
+
+
 def plan(
     suite: Suite,
     reg: Registry,
@@ -122,15 +143,18 @@ def plan(
     known_tasks: set[str] | None = None,
     price: dict[str, Any] | None = None,
     stacks: list[tuple[StackEntry, ...]] | None = None,
+    refusals: Refusals | None = None,
 ) -> list[RunPlan]:
     """Validate models, techniques, parameters and tasks before any work, and give each run its id.
 
     ``price`` is the suite's price table resolved for this machine (stored with, and part of, every run);
-    ``stacks`` are the suite's techniques already validated (``validate_stacks``), so models are read once.
+    ``stacks`` and ``refusals`` are the suite's techniques already validated (``validate_stacks``) and
+    preflighted (``preflight``), so models are read once.
     """
     from effbench.measure import accuracy
 
     stacks = validate_stacks(suite, reg) if stacks is None else stacks
+    refusals = preflight(suite, reg, stacks) if refusals is None else refusals
     task_dirs = tuple(str(d) for d in reg.task_dirs)
     if known_tasks is None:
         known_tasks = set(accuracy.known_tasks({"task_dirs": task_dirs}))
@@ -154,9 +178,10 @@ def plan(
             task_dirs=task_dirs,
             trust_remote_code=suite.trust_remote_code,
             settings=settings,
+            not_applicable=refusals.get((model, index)),
         )
         for model in suite.models
-        for stack in stacks
+        for index, stack in enumerate(stacks)
     ]
 
 
@@ -169,6 +194,7 @@ def run_record(
     techniques = [reg.technique(e.name) for e in run.stack]
     finished = datetime.now(UTC)
     result = outcome.result or {}
+    reason = outcome.error or result.get("not_applicable")
     return RunRecord(
         run_id=run.run_id,
         suite=suite.name,
@@ -181,8 +207,8 @@ def run_record(
         resources=list(dict.fromkeys(r for t in techniques for r in t.resources)),
         tasks=list(suite.tasks),
         settings=json.dumps(run.settings, sort_keys=True),
-        status="ok" if outcome.error is None else "failed",
-        error=outcome.error,
+        status=STATUS_FAILED if outcome.error else STATUS_NOT_APPLICABLE if reason else STATUS_OK,
+        error=reason,
         warnings=result.get("warnings", []),
         hardware_fingerprint=fingerprint,
         hardware=json.dumps(probes, sort_keys=True),
@@ -235,24 +261,32 @@ def run_suite(
     executor.start(suite.output / "logs")  # workers import torch and lm-eval while the rest is checked here
     with contextlib.closing(executor):
         validate_stacks(suite, reg, stacks)
+        refusals = preflight(suite, reg, stacks)
         probes = collect_probes(reg)
         fingerprint = hardware_fingerprint(reg, probes)
         price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
         with StoreLock(suite.output):  # one writer per store
             tasks = known_tasks(reg, executor, on_event)
-            runs = plan(suite, reg, fingerprint, tasks, price=price, stacks=stacks)
+            runs = plan(suite, reg, fingerprint, tasks, price=price, stacks=stacks, refusals=refusals)
             store = ResultsStore(suite.output)
             store.clean_leftovers()  # temporary files of writes an earlier, interrupted sweep never finished
             done = store.statuses()
             result = SweepResult(run_ids=[r.run_id for r in runs])
             pending = []
             for run in runs:
-                if force or done.get(run.run_id) != "ok":
+                if not force and done.get(run.run_id) in FINAL_STATUSES:
+                    result.skipped.append(run.run_id)
+                    if on_done:
+                        on_done(run, None)
+                elif run.not_applicable:  # refused by a technique's preflight: stored without a worker
+                    outcome = Outcome(result={"not_applicable": run.not_applicable})
+                    now = datetime.now(UTC)
+                    store.write_run(run_record(suite, run, reg, outcome, now, probes, fingerprint), [])
+                    result.not_applicable[run.run_id] = run.not_applicable
+                    if on_done:
+                        on_done(run, outcome)
+                else:
                     pending.append(run)
-                    continue
-                result.skipped.append(run.run_id)
-                if on_done:
-                    on_done(run, None)
             logs = suite.output / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             started: dict[str, datetime] = {}
@@ -271,6 +305,8 @@ def run_suite(
                 store.write_run(record, measurement_rows(run.run_id, outcome))  # only this process writes the store
                 if outcome.error is not None:
                     result.failed[run.run_id] = outcome.error
+                elif record.status == STATUS_NOT_APPLICABLE:
+                    result.not_applicable[run.run_id] = record.error
                 if on_done:
                     on_done(run, outcome)
     return result

@@ -24,14 +24,21 @@ import pyarrow.parquet as pq
 
 from effbench.api.vocabulary import PHASES, QUALITY, RESOURCES, STAGES
 from effbench.errors import EffbenchError
-from effbench.records import PHASE_EVALUATE, SCHEMA_VERSION, MeasurementRow, Record, RunRecord, TaxonomyRow
+from effbench.records import (
+    PHASE_EVALUATE,
+    SCHEMA_VERSION,
+    STATUSES,
+    MeasurementRow,
+    Record,
+    RunRecord,
+    TaxonomyRow,
+)
 
 VERSION_KEY = b"effbench.schema_version"
 SAFE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")  # run ids and fingerprints become file names
 SHOWN_PROBLEMS = 12
 SHOWN_COLUMNS = 5
 PARQUET_MAGIC = b"PAR1"  # the first (and last) four bytes of every Parquet file
-STATUSES = ("ok", "failed")
 KINDS = ("technique", "family")
 MAJOR = re.compile(r"[0-9]{1,18}")  # a major version: plain digits, few enough for int()
 MACHINE_PROBES = ("cpu", "memory", "os")  # the probes RunRecord.machine reads fields of

@@ -14,11 +14,13 @@ only the last ``window - 1`` keys and values of every layer: the KV cache really
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from effbench.api.technique import Technique
+from effbench.errors import EffbenchError, NotApplicable
 from effbench.hookspecs import hookimpl
 from effbench.modeling import decoder_layers
 
@@ -35,8 +37,18 @@ class Attention(Technique):
     references = ("https://arxiv.org/abs/2205.14135",)
 
     def apply(self, model: Any, tokenizer: Any, *, implementation: Literal["eager", "sdpa"] = "sdpa") -> Any:
-        model.set_attn_implementation(implementation)
+        if model.config._attn_implementation == implementation:
+            raise NotApplicable(f"the model runs {implementation} attention already; compare the other implementation")
+        _set_attention(model, implementation)
         return model
+
+
+def _set_attention(model: Any, implementation: str) -> None:
+    """Switch the attention implementation; a family without it (Gemma 2 has no SDPA) is not applicable."""
+    try:
+        model.set_attn_implementation(implementation)
+    except ValueError as err:
+        raise NotApplicable(str(err).split(". ")[0]) from None
 
 
 def _sliding_window_mask(*, mask_function: Any, config: Any, **kwargs: Any) -> Any:
@@ -45,6 +57,7 @@ def _sliding_window_mask(*, mask_function: Any, config: Any, **kwargs: Any) -> A
 
     window = config.sliding_window
     band = and_masks(mask_function, sliding_window_overlay(window))
+    kwargs.pop("local_size", None)  # given for a family's own sliding layers (Mistral, Gemma): ours is the band
     return sdpa_mask(mask_function=band, local_size=window, config=config, **kwargs)
 
 
@@ -76,8 +89,46 @@ class SlidingWindow(Technique):
         _register_sliding_window_attention()
         model.config.sliding_window = window
         model.config.layer_types = ["sliding_attention"] * len(decoder_layers(model))
-        model.set_attn_implementation(SLIDING_WINDOW_ATTENTION)
+        for module in model.modules():
+            if hasattr(module, "has_sliding_layers"):  # Qwen2/3 build a sliding mask only when told at init
+                module.has_sliding_layers = True
+        _set_attention(model, SLIDING_WINDOW_ATTENTION)
+        if not _window_reaches_every_block(model, window):
+            raise NotApplicable(f"{type(model).__name__} does not pass a sliding-window mask to its attention blocks")
         return model
+
+
+def _window_reaches_every_block(model: Any, window: int) -> bool:
+    """Whether every block receives a mask hiding, from the last of ``window + 1`` tokens, the first one."""
+    import torch
+
+    masks: list[Any] = []
+    blocks = decoder_layers(model)
+
+    def record(block: Any, args: tuple, kwargs: dict) -> None:
+        bound = inspect.signature(block.forward).bind_partial(*args, **kwargs).arguments
+        masks.append(bound.get("attention_mask"))  # GPT-2 passes it by position
+
+    hooks = [block.register_forward_pre_hook(record, with_kwargs=True) for block in blocks]
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, window + 1), dtype=torch.long, device=model.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return len(masks) == len(blocks) and all(_hides_first_from_last(mask) for mask in masks)
+
+
+def _hides_first_from_last(mask: Any) -> bool:
+    """A 4-D mask (boolean: True attends; float: 0 attends) where the last query sees itself, not the first."""
+    import torch
+
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 4:
+        return False
+    first, own = mask[..., -1, 0], mask[..., -1, -1]
+    if mask.dtype == torch.bool:
+        return bool((~first).all() and own.all())
+    return bool((first < 0).all() and (own == 0).all())
 
 
 class Compile(Technique):
@@ -100,6 +151,8 @@ class Compile(Technique):
         mode: Literal["default", "reduce-overhead", "max-autotune"] = "default",
     ) -> Any:
         model.compile(mode=mode, dynamic=True)
+        if getattr(model, "_compiled_call_impl", None) is None:
+            raise EffbenchError(f"torch.compile left {type(model).__name__}'s forward uncompiled")
         _warm_up(model, tokenizer)  # compiles the prefill and the decode step
         return model
 

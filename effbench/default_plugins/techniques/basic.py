@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from effbench.api.technique import Technique
+from effbench.errors import NotApplicable
 from effbench.hookspecs import hookimpl
 
 
@@ -29,7 +30,11 @@ class Dtype(Technique):
     def apply(self, model: Any, tokenizer: Any, *, dtype: Literal["bf16", "fp16"] = "bf16") -> Any:
         import torch
 
-        return model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
+        target = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+        floating = [p for p in model.parameters() if p.is_floating_point()]
+        if all(p.dtype == target for p in floating):
+            raise NotApplicable(f"the model's weights are {target} already")
+        return model.to(target)
 
 
 @hookimpl

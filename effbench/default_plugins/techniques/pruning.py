@@ -1,23 +1,52 @@
 """Builtin pruning techniques: unstructured magnitude, semi-structured N:M, structured heads/neurons, depth.
 
-Structured pruning of attention heads keeps grouped-query attention consistent by removing
-*query* heads only, the same number from every key/value group: the KV heads (and so the
-KV cache) are untouched, and every group keeps ``num_attention_heads / num_key_value_heads``
-query heads, which is what Llama-style attention assumes.
+They work from each model's module structure and config conventions, not from one family's attribute
+names: the blocks are the model's list of decoder layers, the linear layers are whatever ``nn.Linear``
+(or GPT-2 ``Conv1D``) the blocks hold, and the MLP's layers are told apart by their widths. Each one
+checks that it acted (weights zeroed, tensors shrunk, layers dropped) and raises ``NotApplicable``
+when it found nothing to act on.
+
+Structured pruning of attention heads needs separate query, key and value projections. With
+grouped-query attention it removes *query* heads only, the same number from every key/value group:
+the KV heads (and so the KV cache) are untouched. With multi-head attention (one KV head per query
+head: OPT, Llama-1/2) it removes whole heads from queries, keys and values alike.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import Field
 
 from effbench.api.technique import Technique
+from effbench.errors import NotApplicable
 from effbench.hookspecs import hookimpl
-from effbench.modeling import check_divides, decoder_layers, head_dim, linear_layers
+from effbench.modeling import (
+    check_divides,
+    decoder_layers,
+    head_dim,
+    intermediate_size,
+    kv_heads,
+    linear_layers,
+    replace_decoder_layers,
+    set_intermediate_size,
+)
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def _zeros(weights: list[Any]) -> int:
+    """Zero entries over ``weights``: what a pruning technique must have raised."""
+    return sum(int((w == 0).sum()) for w in weights)
+
+
+def _block_weights(model: Any) -> list[Any]:
+    """The blocks' linear weights; ``NotApplicable`` when the blocks hold none."""
+    weights = [layer.weight for _, layer in linear_layers(model)]
+    if not weights:
+        raise NotApplicable(f"{type(model).__name__}'s decoder blocks hold no linear layer to prune")
+    return weights
 
 
 class PruneMagnitude(Technique):
@@ -34,12 +63,13 @@ class PruneMagnitude(Technique):
         model: Any,
         tokenizer: Any,
         *,
-        sparsity: Annotated[Fraction, Field(description="fraction of weights set to zero")] = 0.5,
+        sparsity: Annotated[float, Field(gt=0.0, lt=1.0, description="fraction of weights set to zero")] = 0.5,
         scope: Literal["layer", "global"] = "layer",
     ) -> Any:
         import torch
 
-        weights = [layer.weight for _, layer in linear_layers(model)]
+        weights = _block_weights(model)
+        zeros = _zeros(weights)
         with torch.no_grad():
             if scope == "global":
                 threshold = _kth_smallest(torch.cat([w.abs().flatten() for w in weights]), sparsity)
@@ -48,6 +78,8 @@ class PruneMagnitude(Technique):
             else:
                 for weight in weights:
                     _zero_at_most(weight, _kth_smallest(weight.abs().flatten(), sparsity))
+        if _zeros(weights) == zeros:
+            raise NotApplicable(f"sparsity {sparsity} zeroes no further weight (the layers are that sparse already)")
         return model
 
 
@@ -88,28 +120,34 @@ class PruneNM(Technique):
         import torch
 
         self.preflight(model.config, n=n, m=m)
+        weights = _block_weights(model)
+        zeros = _zeros(weights)
         with torch.no_grad():
-            for _, layer in linear_layers(model):
-                groups = layer.weight.view(layer.weight.shape[0], -1, m)
+            for weight in weights:
+                groups = weight.view(weight.shape[0], -1, m)
                 drop = groups.abs().topk(m - n, dim=-1, largest=False).indices
                 groups.scatter_(-1, drop, 0.0)
+        if _zeros(weights) == zeros:
+            raise NotApplicable(f"the layers are {n}:{m} sparse already")
         return model
 
 
 class PruneStructured(Technique):
-    """Remove whole query heads and MLP neurons: the Linear tensors really shrink, and so do FLOPs."""
+    """Remove whole attention heads and MLP neurons: the Linear tensors really shrink, and so do FLOPs."""
 
     name = "prune-structured"
     stage = "inference"
     resources = ("memory", "computation", "energy")
     description = (
-        "Structured pruning: drop the lowest-norm query heads (equally in every KV group) and MLP neurons, "
-        "shrinking the weight matrices and the config."
+        "Structured pruning: drop the lowest-norm attention heads (query heads equally in every KV group "
+        "under grouped-query attention) and MLP neurons, shrinking the weight matrices and the config."
     )
     references = ("https://arxiv.org/abs/2305.11627", "https://arxiv.org/abs/1905.10650")
 
     def preflight(self, config: Any, *, heads: float, neurons: float) -> None:
-        _removed_heads_per_group(config, heads)
+        if not heads and not neurons:
+            raise ValueError("parameters 'heads' and 'neurons' are both 0, so nothing would be pruned; give one > 0")
+        _removed_heads(config, heads)
         _removed_neurons(config, neurons)
 
     def apply(
@@ -117,38 +155,47 @@ class PruneStructured(Technique):
         model: Any,
         tokenizer: Any,
         *,
-        heads: Annotated[Fraction, Field(description="fraction of query heads removed (per KV group)")] = 0.5,
+        heads: Annotated[Fraction, Field(description="fraction of attention heads removed (per KV group)")] = 0.5,
         neurons: Annotated[Fraction, Field(description="fraction of MLP neurons removed")] = 0.25,
     ) -> Any:
         import torch
 
+        self.preflight(model.config, heads=heads, neurons=neurons)
         config = model.config
-        per_group = _removed_heads_per_group(config, heads)
-        drop_neurons = _removed_neurons(config, neurons)
-        dim = head_dim(config)
-        kv_heads = config.num_key_value_heads
-        q_per_group = config.num_attention_heads // kv_heads
+        removed_heads, removed_neurons = _removed_heads(config, heads), _removed_neurons(config, neurons)
+        shape = _HeadShape(config.num_attention_heads, kv_heads(config), head_dim(config))
+        width = intermediate_size(config)
+        linear_layers(model)  # GPT-2's Conv1D layers become nn.Linear: one code path prunes every family
+        before = sum(p.numel() for p in model.parameters())
         with torch.no_grad():
             for block in decoder_layers(model):
-                if per_group:
-                    attn = block.self_attn
-                    keep = _keep_heads(attn.q_proj.weight, attn.o_proj.weight, dim, kv_heads, q_per_group - per_group)
-                    attn.q_proj = _select(attn.q_proj, keep, dim=0)
-                    attn.o_proj = _select(attn.o_proj, keep, dim=1)
-                    attn.num_key_value_groups = q_per_group - per_group
-                if drop_neurons:
-                    mlp = block.mlp
-                    score = mlp.gate_proj.weight.norm(dim=1) * mlp.up_proj.weight.norm(dim=1)
-                    score = score * mlp.down_proj.weight.norm(dim=0)
-                    keep = score.topk(score.numel() - drop_neurons).indices.sort().values
-                    mlp.gate_proj = _select(mlp.gate_proj, keep, dim=0)
-                    mlp.up_proj = _select(mlp.up_proj, keep, dim=0)
-                    mlp.down_proj = _select(mlp.down_proj, keep, dim=1)
-                    mlp.intermediate_size = keep.numel()
-        config.head_dim = dim  # no longer implied by hidden_size / num_attention_heads
-        config.num_attention_heads = (q_per_group - per_group) * kv_heads
-        config.intermediate_size -= drop_neurons
+                if removed_heads:
+                    _prune_heads(_attention(model, block), shape, removed_heads)
+                if removed_neurons:
+                    _prune_neurons(model, block, width, removed_neurons)
+        if removed_heads:
+            config.head_dim = shape.dim  # no longer implied by hidden_size / num_attention_heads
+            config.num_attention_heads -= removed_heads
+            if shape.multi_head and getattr(config, "num_key_value_heads", None):
+                config.num_key_value_heads -= removed_heads
+        if removed_neurons:
+            set_intermediate_size(config, width - removed_neurons)
+        if sum(p.numel() for p in model.parameters()) >= before:
+            raise NotApplicable("no weight tensor shrank")
         return model
+
+
+class _HeadShape(NamedTuple):
+    """The attention's head layout before pruning."""
+
+    queries: int
+    kv: int
+    dim: int
+
+    @property
+    def multi_head(self) -> bool:
+        """One key/value head per query head: pruning a head removes its keys and values too."""
+        return self.kv == self.queries
 
 
 def _nearest(value: float) -> int:
@@ -156,40 +203,120 @@ def _nearest(value: float) -> int:
     return math.floor(value + 0.5)
 
 
-def _removed_heads_per_group(config: Any, fraction: float) -> int:
-    """Query heads removed from each KV group; fail when ``fraction`` rounds to none or to all of them."""
-    per_group = config.num_attention_heads // config.num_key_value_heads
-    removed = _nearest(fraction * per_group)
-    if fraction and not 0 < removed < per_group:
-        steps = ", ".join(f"{k / per_group:g}" for k in range(1, per_group))
+def _removed_heads(config: Any, fraction: float) -> int:
+    """Query heads removed from every block (a multiple of the KV groups); fail when that is none or all."""
+    queries, groups = config.num_attention_heads, kv_heads(config)
+    per_group = queries // groups  # 1 under multi-head attention: then whole heads go, as one group
+    unit = groups if per_group > 1 else 1
+    among = per_group if per_group > 1 else queries
+    removed = _nearest(fraction * among)
+    if fraction and not 0 < removed < among:
+        steps = ", ".join(f"{k / among:g}" for k in range(1, min(among, 9)))
+        where = f"of the {per_group} query heads per KV group" if per_group > 1 else f"of the {queries} heads"
         raise ValueError(
-            f"parameter 'heads': {fraction} of the {per_group} query heads per KV group rounds to {removed} heads; "
-            f"valid values for this model: 0 or about {steps or '(none: one query head per group)'}"
+            f"parameter 'heads': {fraction} {where} rounds to {removed} heads; "
+            f"valid values for this model: 0 or about {steps or '(none)'}"
         )
-    return removed
+    return removed * unit
 
 
 def _removed_neurons(config: Any, fraction: float) -> int:
     """MLP neurons removed from every block; fail when ``fraction`` rounds to all of them."""
-    removed = _nearest(fraction * config.intermediate_size)
-    if removed >= config.intermediate_size:
+    width = intermediate_size(config)
+    removed = _nearest(fraction * width)
+    if removed >= width:
         raise ValueError(
-            f"parameter 'neurons': {fraction} of {config.intermediate_size} neurons rounds to all of them; "
-            f"valid range: 0 <= neurons < {(config.intermediate_size - 0.5) / config.intermediate_size:g}"
+            f"parameter 'neurons': {fraction} of {width} neurons rounds to all of them; "
+            f"valid range: 0 <= neurons < {(width - 0.5) / width:g}"
         )
     return removed
 
 
-def _keep_heads(q_weight: Any, o_weight: Any, dim: int, kv_heads: int, keep_per_group: int) -> Any:
-    """Row indices of q_proj (= column indices of o_proj) of the strongest query heads of every KV group."""
+def _attention(model: Any, block: Any) -> Any:
+    """The block's attention with separate q/k/v projections; ``NotApplicable`` for a fused one."""
+    for module in block.children():
+        if all(hasattr(module, p) for p in ("q_proj", "k_proj", "v_proj")):
+            return module
+    raise NotApplicable(
+        f"{type(model).__name__} computes queries, keys and values in one fused layer; structured head pruning "
+        "needs separate q/k/v projections (heads=0 prunes MLP neurons only)"
+    )
+
+
+def _output_projection(attention: Any) -> str:
+    """The name of the attention's output projection (``o_proj`` in Llama-likes, ``out_proj`` in OPT)."""
+    return next(name for name in ("o_proj", "out_proj", "dense") if hasattr(attention, name))
+
+
+def _prune_heads(attention: Any, shape: _HeadShape, removed: int) -> None:
+    """Drop the ``removed`` weakest query heads (equally per KV group), or whole heads under multi-head attention."""
+    out_name = _output_projection(attention)
+    out = getattr(attention, out_name)
+    keep_heads = shape.queries - removed
+    keep = _keep_heads(attention.q_proj.weight, out.weight, shape, keep_heads)
+    attention.q_proj = _select(attention.q_proj, keep, dim=0)
+    setattr(attention, out_name, _select(out, keep, dim=1))
+    if shape.multi_head:
+        attention.k_proj = _select(attention.k_proj, keep, dim=0)
+        attention.v_proj = _select(attention.v_proj, keep, dim=0)
+    else:
+        attention.num_key_value_groups = keep_heads // shape.kv
+    for name, value in (("num_heads", keep_heads), ("num_attention_heads", keep_heads)):
+        if hasattr(attention, name):  # OPT reshapes by its own head count
+            setattr(attention, name, value)
+    if shape.multi_head and hasattr(attention, "num_key_value_heads"):
+        attention.num_key_value_heads = keep_heads
+
+
+def _keep_heads(q_weight: Any, o_weight: Any, shape: _HeadShape, keep_heads: int) -> Any:
+    """Row indices of the query projection (= column indices of the output projection) of the strongest heads.
+
+    Under grouped-query attention every KV group keeps the same number of query heads.
+    """
     import torch
 
+    dim = shape.dim
     score = q_weight.view(-1, dim, q_weight.shape[1]).norm(dim=(1, 2))
     score = score * o_weight.view(o_weight.shape[0], -1, dim).norm(dim=(0, 2))
-    groups = score.view(kv_heads, -1)
-    best = groups.topk(keep_per_group, dim=1).indices.sort(dim=1).values
-    heads = (best + torch.arange(kv_heads, device=best.device).unsqueeze(1) * groups.shape[1]).flatten()
+    groups = 1 if shape.multi_head else shape.kv
+    scores = score.view(groups, -1)
+    best = scores.topk(keep_heads // groups, dim=1).indices.sort(dim=1).values
+    heads = (best + torch.arange(groups, device=best.device).unsqueeze(1) * scores.shape[1]).flatten()
     return (heads.unsqueeze(1) * dim + torch.arange(dim, device=best.device)).flatten()
+
+
+def _prune_neurons(model: Any, block: Any, width: int, removed: int) -> None:
+    """Drop the ``removed`` weakest MLP neurons; the MLP's layers are found by their widths, not their names.
+
+    Its inputs are the layers ``width`` wide (up, and gate when gated) or one ``2 × width`` wide (Phi-3's
+    fused gate_up, split in halves); its output is the one layer reading ``width`` inputs.
+    """
+    import torch
+
+    linears = {name: m for name, m in block.named_modules() if isinstance(m, torch.nn.Linear)}
+    outputs = [name for name, m in linears.items() if m.in_features == width]
+    inputs = [name for name, m in linears.items() if m.out_features == width]
+    fused = [name for name, m in linears.items() if m.out_features == 2 * width]
+    if len(outputs) != 1 or not (1 <= len(inputs) <= 2 or (not inputs and len(fused) == 1)):
+        raise NotApplicable(f"cannot tell {type(model).__name__}'s MLP layers apart by their widths")
+    halves = 1 if inputs else 2
+    score = linears[outputs[0]].weight.norm(dim=0)
+    for name in inputs or fused:
+        score = score * linears[name].weight.norm(dim=1).view(halves, width).prod(dim=0)
+    keep = score.topk(width - removed).indices.sort().values
+    rows = torch.cat([keep + half * width for half in range(halves)])
+    for name in inputs or fused:
+        _replace(block, name, _select(linears[name], rows, dim=0))
+    _replace(block, outputs[0], _select(linears[outputs[0]], keep, dim=1))
+    for module in block.modules():
+        if hasattr(module, "intermediate_size"):
+            module.intermediate_size = width - removed
+
+
+def _replace(root: Any, name: str, module: Any) -> None:
+    """Put ``module`` where ``name`` is inside ``root``."""
+    parent, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(parent), attr, module)
 
 
 def _select(linear: Any, index: Any, *, dim: int) -> Any:
@@ -229,17 +356,9 @@ class PruneDepth(Technique):
         layers: Annotated[int, Field(ge=1, description="decoder layers removed")] = 1,
         start: Annotated[int, Field(ge=0, description="index of the first removed layer")] | None = None,
     ) -> Any:
-        import torch
-
-        blocks = decoder_layers(model)
-        dropped = _dropped(len(blocks), layers, start)
-        kept = [block for i, block in enumerate(blocks) if i not in dropped]
-        for index, block in enumerate(kept):
-            block.self_attn.layer_idx = index  # the KV cache is indexed by position in the stack
-        model.get_decoder().layers = torch.nn.ModuleList(kept)
-        model.config.num_hidden_layers = len(kept)
-        if getattr(model.config, "layer_types", None):
-            model.config.layer_types = [t for i, t in enumerate(model.config.layer_types) if i not in dropped]
+        total = len(decoder_layers(model))
+        dropped = _dropped(total, layers, start)
+        replace_decoder_layers(model, [i for i in range(total) if i not in dropped])
         return model
 
 

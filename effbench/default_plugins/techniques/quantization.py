@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from effbench.api.technique import Technique
+from effbench.errors import EffbenchError, NotApplicable
 from effbench.hookspecs import hookimpl
 from effbench.modeling import linear_layers
 
@@ -24,10 +25,19 @@ class DynamicInt8(Technique):
 
     def apply(self, model: Any, tokenizer: Any) -> Any:
         import torch
+        from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
         from torch.ao.quantization import quantize_dynamic
 
-        targets = {name for name, _ in linear_layers(model)}
-        return quantize_dynamic(model, qconfig_spec=targets, dtype=torch.qint8, inplace=True)
+        targets = {name for name, layer in linear_layers(model) if layer.weight.dtype == torch.float32}
+        if not targets:
+            raise NotApplicable(
+                "no float32 linear layer in the decoder blocks (torch's dynamic int8 takes float32 ones)"
+            )
+        model = quantize_dynamic(model, qconfig_spec=targets, dtype=torch.qint8, inplace=True)
+        quantized = sum(isinstance(m, QuantizedLinear) for m in model.modules())
+        if quantized < len(targets):
+            raise EffbenchError(f"dynamic int8 quantized {quantized} of the {len(targets)} linear layers")
+        return model
 
 
 class KVCacheQuant(Technique):
@@ -41,6 +51,17 @@ class KVCacheQuant(Technique):
         "the quanto and HQQ backends need packages that are not effbench dependencies."
     )
     references = ("https://arxiv.org/abs/2402.02750",)
+
+    def preflight(self, config: Any) -> None:
+        sliding = sorted(set(getattr(config, "layer_types", None) or ()) - {"full_attention"})
+        if sliding:
+            raise NotApplicable(
+                f"transformers' QuantizedCache needs full-attention layers only; this model has {sliding}"
+            )
+
+    def apply(self, model: Any, tokenizer: Any) -> Any:
+        self.preflight(model.config)
+        return model
 
     def generation_kwargs(self, model: Any, tokenizer: Any) -> dict[str, Any]:
         return {"cache_implementation": "quantized", "cache_config": {"backend": "fp8"}}

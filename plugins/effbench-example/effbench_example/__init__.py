@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from effbench import Technique, hookimpl
+from effbench.modeling import decoder_layers, replace_decoder_layers
 
 
 class DropLastLayers(Technique):
@@ -15,18 +16,20 @@ class DropLastLayers(Technique):
     resources = ("computation", "memory")
     description = "Remove the last `layers` decoder layers (example plugin)."
 
+    def preflight(self, config: Any, *, layers: int) -> None:
+        if layers >= config.num_hidden_layers:
+            raise ValueError(f"layers={layers}: the model has only {config.num_hidden_layers} decoder layers")
+
     def apply(
         self,
         model: Any,
         tokenizer: Any,
         *,
-        layers: Annotated[int, Field(ge=0, description="decoder layers removed from the top")] = 1,
+        layers: Annotated[int, Field(ge=1, description="decoder layers removed from the top")] = 1,
     ) -> Any:
-        decoder = model.get_decoder()
-        if layers >= len(decoder.layers):
-            raise ValueError(f"layers={layers}: the model has only {len(decoder.layers)} decoder layers")
-        decoder.layers = decoder.layers[: len(decoder.layers) - layers]
-        model.config.num_hidden_layers = len(decoder.layers)
+        total = len(decoder_layers(model))  # GPT-2's transformer.h, Llama's model.layers, …
+        self.preflight(model.config, layers=layers)
+        replace_decoder_layers(model, list(range(total - layers)))
         return model
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from effbench import Technique, hookimpl
+from effbench import EffbenchError, NotApplicable, Technique, hookimpl
 from effbench.modeling import check_divides, linear_layers
 
 INT4_GROUP_SIZES = (32, 64, 128)
@@ -20,7 +20,12 @@ def quantize_blocks(model: Any, config: Any) -> Any:
     from torchao.quantization import quantize_
 
     targets = {name for name, _ in linear_layers(model)}
+    if not targets:
+        raise NotApplicable(f"{type(model).__name__}'s decoder blocks hold no linear layer to quantize")
     quantize_(model, config, filter_fn=lambda module, fqn: fqn in targets)
+    quantized = sum(hasattr(m.weight, "__tensor_flatten__") for name, m in model.named_modules() if name in targets)
+    if quantized < len(targets):
+        raise EffbenchError(f"torchao quantized {quantized} of the {len(targets)} linear layers")
     return model
 
 
