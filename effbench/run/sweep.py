@@ -210,19 +210,19 @@ def measurement_rows(run_id: str, outcome: Outcome) -> list[MeasurementRow]:
     return [MeasurementRow.from_row({**m, "run_id": run_id}) for m in reported]  # the instruments set each phase
 
 
-def known_tasks(task_dirs: tuple[str, ...], executor: Executor, on_event: Callable[[str], None] | None) -> set[str]:
+def known_tasks(folders: tuple[str, ...], executor: Executor, on_event: Callable[[str], None] | None) -> set[str]:
     """lm-eval's task names: kept from an earlier sweep (same lm-eval, same task folders), else listed by a worker."""
     from effbench.measure import accuracy
 
-    cached = accuracy.cached_known_tasks(task_dirs)
+    cached = accuracy.cached_known_tasks(folders)
     if cached is not None:
         return cached
     if on_event:
         on_event("starting workers (torch, transformers and lm-eval are imported once)")
-    listing = executor.run(Job("list-tasks", LIST_TASKS, {"task_dirs": list(task_dirs)}, timeout=600))
+    listing = executor.run(Job("list-tasks", LIST_TASKS, {"task_dirs": list(folders)}, timeout=600))
     if listing.error:
         raise EffbenchError(f"the {executor.name} executor could not start: {listing.error}")
-    accuracy.remember_known_tasks(task_dirs, listing.result)
+    accuracy.remember_known_tasks(folders, listing.result)
     return set(listing.result)
 
 
