@@ -52,6 +52,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "models": None if args.model is None else [args.model],
         "techniques": args.technique,
         "tasks": args.task or None,
+        "task_dirs": args.include_path,
         "output": args.output,
         "limit": args.limit,
         "timeout": args.timeout,
@@ -192,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="technique to run (repeatable); a stack applies several in turn, e.g. prune-nm+dynamic-int8",
     )
     ev.add_argument("--task", action="append", help="lm-eval task or group (repeatable)")
+    ev.add_argument(
+        "--include-path",
+        action="append",
+        metavar="DIR",
+        help="a folder of your own lm-eval task YAML files (repeatable), added to the suite's task_dirs; "
+        "README, 'Your tasks': include lm-eval's task file and point it at local data",
+    )
     ev.add_argument("--output", help="results directory (default ./effbench-results)")
     ev.add_argument("--limit", type=int, help="documents per task")
     ev.add_argument("--timeout", type=float, help="seconds per run before it is stopped")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -193,6 +194,17 @@ def listed_once(items: list, keys: list, what: str) -> list:
     return items
 
 
+def existing_folder(value: Any) -> Path:
+    """A task folder that exists, made absolute so the workers and the task-name cache see the same one."""
+    expected = "expected a folder of lm-eval task YAML files"
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise ValueError(f"{expected}, got {value!r}")
+    expanded = os.path.expanduser(value)  # os.path: a bad name is "not a folder", never an exception
+    if not os.path.isdir(expanded):
+        raise ValueError(f"{_field(str(value))} is not an existing folder; {expected}")
+    return Path(expanded).resolve()
+
+
 class Suite(BaseModel):
     """Everything that defines a sweep; fields that change results are part of each run's identity."""
 
@@ -207,6 +219,9 @@ class Suite(BaseModel):
     )
     tasks: list[Annotated[str, BeforeValidator(not_blank("an lm-eval task or group name"))]] = Field(
         default_factory=lambda: ["micro_world"], min_length=1
+    )
+    task_dirs: list[Annotated[Path, BeforeValidator(existing_folder)]] = Field(
+        default_factory=list, description="the user's lm-eval task folders, beside the plugins' (--include-path)"
     )
     limit: int | None = Field(None, ge=1, description="documents per task (None: all)")
     batch_size: int = Field(64, ge=1)
@@ -236,6 +251,12 @@ class Suite(BaseModel):
     def _names_once(cls, value: list[str], info: pydantic.ValidationInfo) -> list[str]:
         """A model or task listed twice would be run (or evaluated) twice."""
         return listed_once(value, value, info.field_name.removesuffix("s"))
+
+    @field_validator("task_dirs")
+    @classmethod
+    def _folders_once(cls, value: list[Path]) -> list[Path]:
+        """A folder given twice (in the suite and with --include-path) is read once."""
+        return list(dict.fromkeys(value))
 
     @field_validator("techniques")
     @classmethod
@@ -291,6 +312,16 @@ def _explain(err: pydantic.ValidationError, source: str) -> EffbenchError:
     return EffbenchError("\n".join(lines))
 
 
+def _beside(suite_file: Path, folders: Any) -> Any:
+    """A suite file's relative task folders are relative to the file (not to where effbench is started)."""
+    if not isinstance(folders, list):
+        return folders  # validation names the wrong type
+    return [
+        os.path.join(suite_file.parent, os.path.expanduser(f)) if isinstance(f, str) and f.strip() else f
+        for f in folders
+    ]
+
+
 def load_suite(path: Path | None = None, **overrides: Any) -> Suite:
     """Read a suite YAML (or the default suite) and apply command-line overrides on top."""
     data: dict[str, Any] = {"limit": DEFAULT_SUITE_LIMIT}
@@ -298,6 +329,10 @@ def load_suite(path: Path | None = None, **overrides: Any) -> Suite:
     if path is not None:
         data = read_suite_file(Path(path))
         source = str(path)
+        data["task_dirs"] = _beside(Path(path), data.get("task_dirs", []))
+    suite_dirs = data.get("task_dirs", [])
+    if isinstance(overrides.get("task_dirs"), list) and isinstance(suite_dirs, list):  # --include-path adds to them
+        overrides["task_dirs"] = [*suite_dirs, *overrides["task_dirs"]]
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Suite.model_validate(data)

@@ -35,10 +35,18 @@ def _task_index_file(task_dirs: tuple[str, ...]) -> Path:
 
     key = [version("lm-eval")]
     for folder in sorted(task_dirs):
-        key += [f"{p}:{p.stat().st_mtime_ns}" for p in sorted(Path(folder).rglob("*.yaml"))]
+        key += [_stamp(p) for p in sorted(Path(folder).rglob("*.yaml"))]
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "effbench")
     return root / f"tasks-{digest}.json"
+
+
+def _stamp(path: Path) -> str:
+    """A task file and its modification time, which a user's folder may lack (a dangling link)."""
+    try:
+        return f"{path}:{path.stat().st_mtime_ns}"
+    except OSError:
+        return f"{path}:-"
 
 
 def cached_known_tasks(task_dirs: tuple[str, ...]) -> set[str] | None:
@@ -72,21 +80,23 @@ def check_tasks(tasks: list[str], task_dirs: tuple[str, ...], known: set[str]) -
         close = difflib.get_close_matches(name, known, n=3)
         hints.append(f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
     raise EffbenchError(
-        f"unknown task {', '.join(hints)}; bundled and plugin tasks: {', '.join(local)}; "
+        f"unknown task {', '.join(hints)}; tasks in the bundled, plugins' and your task folders: {', '.join(local)}; "
         f"any of lm-eval's {len(known)} tasks and groups also works (`lm-eval ls tasks`)"
     )
 
 
 def _names_in(folder: Path) -> list[str]:
-    """Task and group names declared by the YAML files of a task directory."""
+    """Task and group names declared by the YAML files of a task directory and its subfolders (as lm-eval reads it)."""
     import yaml
 
     names = []
-    for path in folder.glob("*.yaml"):
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("task", "group") and value.strip():
-                names.append(yaml.safe_load(value))
+    for path in folder.rglob("*.yaml"):
+        with contextlib.suppress(OSError, yaml.YAMLError):  # a user's folder may hold anything: it only costs the hint
+            for line in path.read_text(errors="replace").splitlines():
+                key, _, value = line.partition(":")
+                name = yaml.safe_load(value) if key in ("task", "group") else None
+                if isinstance(name, str) and name:
+                    names.append(name)
     return names
 
 

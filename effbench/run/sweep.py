@@ -71,6 +71,11 @@ class SweepResult:
     not_applicable: dict[str, str] = field(default_factory=dict)
 
 
+def task_dirs(suite: Suite, reg: Registry) -> tuple[str, ...]:
+    """The plugins' task folders, then the suite's (lm-eval lets a later folder's task replace an earlier one's)."""
+    return tuple(str(d) for d in (*reg.task_dirs, *suite.task_dirs))
+
+
 def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings: dict, hardware: str) -> dict:
     """What makes a run itself; a single technique keeps the identity (and run id) it had before stacks existed."""
     identity = {
@@ -78,6 +83,9 @@ def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings:
         "revision": suite.revision,
         "technique": stack_name(stack),
         "params": stack_params(stack),
+        # A task is its name, not the folder it was found in: the same task reached through another path (a moved
+        # checkout, another machine) keeps its run ids, so resuming and comparing work; a path says nothing of the
+        # content anyway. Change a task's name (or use --force) when its definition changes.
         "tasks": suite.tasks,
         "settings": settings,
         "hardware": hardware,
@@ -155,10 +163,10 @@ def plan(
 
     stacks = validate_stacks(suite, reg) if stacks is None else stacks
     refusals = preflight(suite, reg, stacks) if refusals is None else refusals
-    task_dirs = tuple(str(d) for d in reg.task_dirs)
+    folders = task_dirs(suite, reg)
     if known_tasks is None:
-        known_tasks = set(accuracy.known_tasks({"task_dirs": task_dirs}))
-    accuracy.check_tasks(suite.tasks, task_dirs, known_tasks)
+        known_tasks = set(accuracy.known_tasks({"task_dirs": folders}))
+    accuracy.check_tasks(suite.tasks, folders, known_tasks)
     settings = {
         "limit": suite.limit,
         "batch_size": suite.batch_size,
@@ -175,7 +183,7 @@ def plan(
             revision=suite.revision,
             stack=stack,
             tasks=tuple(suite.tasks),
-            task_dirs=task_dirs,
+            task_dirs=folders,
             trust_remote_code=suite.trust_remote_code,
             settings=settings,
             not_applicable=refusals.get((model, index)),
@@ -228,20 +236,19 @@ def measurement_rows(run_id: str, outcome: Outcome) -> list[MeasurementRow]:
     return [MeasurementRow.from_row({**m, "run_id": run_id}) for m in reported]  # the instruments set each phase
 
 
-def known_tasks(reg: Registry, executor: Executor, on_event: Callable[[str], None] | None) -> set[str]:
+def known_tasks(folders: tuple[str, ...], executor: Executor, on_event: Callable[[str], None] | None) -> set[str]:
     """lm-eval's task names: kept from an earlier sweep (same lm-eval, same task folders), else listed by a worker."""
     from effbench.measure import accuracy
 
-    task_dirs = tuple(str(d) for d in reg.task_dirs)
-    cached = accuracy.cached_known_tasks(task_dirs)
+    cached = accuracy.cached_known_tasks(folders)
     if cached is not None:
         return cached
     if on_event:
         on_event("starting workers (torch, transformers and lm-eval are imported once)")
-    listing = executor.run(Job("list-tasks", LIST_TASKS, {"task_dirs": list(task_dirs)}, timeout=600))
+    listing = executor.run(Job("list-tasks", LIST_TASKS, {"task_dirs": list(folders)}, timeout=600))
     if listing.error:
         raise EffbenchError(f"the {executor.name} executor could not start: {listing.error}")
-    accuracy.remember_known_tasks(task_dirs, listing.result)
+    accuracy.remember_known_tasks(folders, listing.result)
     return set(listing.result)
 
 
@@ -266,7 +273,7 @@ def run_suite(
         fingerprint = hardware_fingerprint(reg, probes)
         price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
         with StoreLock(suite.output):  # one writer per store
-            tasks = known_tasks(reg, executor, on_event)
+            tasks = known_tasks(task_dirs(suite, reg), executor, on_event)
             runs = plan(suite, reg, fingerprint, tasks, price=price, stacks=stacks, refusals=refusals)
             store = ResultsStore(suite.output)
             store.clean_leftovers()  # temporary files of writes an earlier, interrupted sweep never finished
