@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,3 +186,10 @@ def test_a_cuda_run_stores_its_device_and_accelerator_memory(tmp_path):
     assert (run.device, run.dtype, run.status) == ("cuda:0", "bfloat16", "ok")
     peaks = [m.value for m in load(out).measurements if m.metric == "accelerator_peak_allocated"]
     assert peaks and min(peaks) > 0
+
+
+def test_the_gpu_check_says_in_one_line_when_its_device_is_missing():
+    script = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
+    result = subprocess.run([sys.executable, str(script), "--device", "cuda:99"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout.startswith("error: device 'cuda:99' is not on this machine")
+    assert len(result.stdout.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -22,12 +22,13 @@ DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5"
 # takes about a minute on a laptop CPU; suite files evaluate every document unless they set a limit.
 DEFAULT_SUITE_LIMIT = 200
 UNSTABLE_CV = 0.10  # default: a figure whose repeats vary by more than this is flagged unstable
-# A suite is a short text: a larger file is a mistake, and the cap bounds the work of reading any file.
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
-# transformers' attention kernels by name; a Hub kernel repository (ORG/NAME, the `kernels` package) also works
 LOAD_OPTIONS = ("device_map", "attn_implementation")  # Suite fields given to from_pretrained as they are
+# transformers' attention kernels by name, or a Hub kernel repository (the `kernels` package's ORG/NAME[@REV])
 ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+HUB_KERNEL = re.compile(r"[\w.-]+/[\w.-]+([@:][\w.-]+)*")
+# A suite is a short text: a larger file is a mistake, and the cap bounds the work of reading any file.
 TECHNIQUE_FORMS = "NAME[:k=v,...], NAME + NAME (a stack), {name: NAME, params: {...}} or {stack: [NAME, ...]}"
 
 
@@ -246,7 +247,7 @@ class Suite(BaseModel):
     @field_validator("attn_implementation")
     @classmethod
     def _known_attention(cls, value: str | None) -> str | None:
-        if value is not None and value not in ATTENTION and value.count("/") != 1:
+        if value is not None and value not in ATTENTION and not HUB_KERNEL.fullmatch(value):
             raise ValueError(f"unknown attention {value!r}; valid: {', '.join(ATTENTION)} or a Hub kernel ORG/NAME")
         return value
 
