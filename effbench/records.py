@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Self
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.2"  # 1.1: measurements gained scenario and cv; 1.2: runs gained stack, measurements phase
+SCHEMA_VERSION = "1.3"  # 1.1: measurements gained scenario and cv; 1.2: runs gained stack, measurements phase;
+# 1.3: runs gained device and dtype
 
 
 def column(
@@ -166,7 +167,8 @@ class RunRecord(Record):
     settings: str = column(
         pa.string(),
         "Run settings (JSON object): document limit, batch size, bootstrap iterations, load scenarios, "
-        "country, idle seconds, and the prices used (device, $/hour, $/kWh).",
+        "country, idle seconds, the prices used (device, $/hour, $/kWh), and device_map and "
+        "attn_implementation when given.",
         "{}",
         json_type=dict,
     )
@@ -207,6 +209,18 @@ class RunRecord(Record):
         since="1.2",
         json_type=list,
     )
+    device: str | None = column(
+        pa.string(),
+        "Device the model ran on (`cpu`, `cuda:0`, `mps`; the first device of a `device_map`); "
+        "null in rows written before 1.3 (which ran on cpu).",
+        since="1.3",
+    )
+    dtype: str | None = column(
+        pa.string(),
+        "Floating-point type the weights were loaded in (`float32`, `bfloat16`, `float16`), before any technique; "
+        "null in rows written before 1.3 (the checkpoint's own).",
+        since="1.3",
+    )
 
     def stack_entries(self) -> list[StackEntry]:
         """The techniques applied in order (rows written before 1.2 hold one, in ``technique``)."""
@@ -218,6 +232,12 @@ class RunRecord(Record):
     def label(self) -> str:
         """The run's technique stack as a suite writes it, e.g. ``prune-magnitude(sparsity=0.5) + dynamic-int8``."""
         return stack_label(self.stack_entries())
+
+    @property
+    def placement(self) -> str:
+        """Where and in what precision the model ran, e.g. ``device cuda:0, dtype bfloat16`` ("" before 1.3)."""
+        parts = [f"{name} {value}" for name, value in (("device", self.device), ("dtype", self.dtype)) if value]
+        return ", ".join(parts)
 
     @property
     def machine(self) -> str:
@@ -363,7 +383,9 @@ class RunPlan:
     tasks: tuple[str, ...]
     task_dirs: tuple[str, ...]
     trust_remote_code: bool
-    settings: dict[str, Any]  # limit, batch_size, bootstrap_iters, scenarios, country, idle_seconds, price
+    settings: dict[str, Any]  # limit, batch_size, bootstrap_iters, scenarios, country, idle_seconds, price, ...
+    device: str  # resolved: cpu, cuda:N or mps
+    dtype: str  # resolved: float32, bfloat16 or float16
     not_applicable: str | None = None  # why a technique's preflight refused this model: stored, not run
 
     def to_payload(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from effbench.plugins import registry
 from effbench.publish import hub
 from effbench.publish.card import _metrics_doc, _size_category
 from effbench.publish.taxonomy import FAMILIES, SECTIONS, taxonomy_rows
-from effbench.records import DATASET_RECORDS, SCHEMA_VERSION, MeasurementRow
+from effbench.records import DATASET_RECORDS, SCHEMA_VERSION, MeasurementRow, RunRecord
 from effbench.store.dataset import import_into_store, merge, write_dataset
 from effbench.store.load import Results, load
 from effbench.store.results import ResultsStore
@@ -213,19 +213,21 @@ def test_building_into_a_results_store_is_refused_and_loses_nothing(tmp_path):
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
 def test_a_store_from_an_earlier_schema_builds_with_the_later_columns_empty(tmp_path, version):
-    """1.1 added measurements.scenario and .cv, 1.2 runs.stack and measurements.phase: older stores still build,
-    and those columns read back as nulls (a run's stack is then its one technique, a row's phase evaluate)."""
+    """1.1 added measurements.scenario and .cv, 1.2 runs.stack and measurements.phase, 1.3 runs.device and .dtype:
+    older stores still build, and those columns read back as nulls (a run's stack is then its one technique, a
+    row's phase evaluate)."""
     store = synthetic_store(tmp_path / "store")
     as_written_by(store, version)
     hub.build(store.root, tmp_path / "dataset")
     built = read_dataset(tmp_path / "dataset")
-    later = MeasurementRow.later_columns(after=version)
-    assert built.measurements and all(getattr(m, c) is None for m in built.measurements for c in later)
+    for kind, rows in ((MeasurementRow, built.measurements), (RunRecord, built.runs)):
+        later = kind.later_columns(after=version)
+        assert rows and all(getattr(row, c) is None for row in rows for c in later)
     assert all(m.in_phase == "evaluate" for m in built.measurements)
     assert len(built.measurements) == len(load(store.root).measurements) == 4 * 7
-    assert {r.stack for r in built.runs} == {None} and {r.schema_version for r in built.runs} == {version}
+    assert {r.schema_version for r in built.runs} == {version} and {r.placement for r in built.runs} == {""}
     assert "prune-magnitude(sparsity=0.9)" in {r.label for r in built.runs}
 
 

@@ -153,6 +153,8 @@ plausible: dict[str, st.SearchStrategy[Any]] = {
     )
     | values,
     "executor": st.sampled_from(["forkserver", "inline", ""]) | texts,
+    "device": st.sampled_from(["auto", "cpu", "cuda:0", "cuda:", "tpu"]) | texts,
+    "dtype": st.sampled_from(["auto", "bfloat16", "float8"]) | texts,
 }
 suite_fields = st.sampled_from(list(Suite.model_fields)) | texts
 suite_documents = st.dictionaries(suite_fields, values, max_size=5) | st.fixed_dictionaries(
@@ -284,6 +286,10 @@ def command_lines(draw: st.DrawFn, suite_paths: list[str]) -> list[str]:
         "--timeout": st.floats().map(str) | texts,
         "--scenario": scenario_shorts,
         "--executor": st.sampled_from(["forkserver", "inline", "no-such"]) | names,
+        "--device": st.sampled_from(["auto", "cpu", "cuda", "cuda:1", "cuda:x", "mps", "gpu"]) | names,
+        "--dtype": st.sampled_from(["auto", "float32", "bfloat16", "float8", "bf16"]) | names,
+        "--device-map": st.sampled_from(["auto", "balanced", "everywhere"]) | names,
+        "--attn-implementation": st.sampled_from(["sdpa", "eager", "org/kernel", "a/b/c"]) | names,
     }
     chosen = draw(st.lists(st.sampled_from(sorted(flags)), max_size=6))
     argv = [f"{flag}={draw(flags[flag])}" for flag in chosen]

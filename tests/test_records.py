@@ -38,7 +38,7 @@ def test_columns_keep_their_published_order_and_later_ones_come_last():
         "run_id", "schema_version", "suite", "model", "model_revision", "model_fingerprint", "technique",
         "technique_params", "stage", "resources", "tasks", "settings", "status", "error", "warnings",
         "hardware_fingerprint", "hardware", "versions", "effbench_version", "started_at", "finished_at", "duration_s",
-        "phase_seconds", "stack",
+        "phase_seconds", "stack", "device", "dtype",
     ]  # fmt: skip
     assert MeasurementRow.schema().names == [
         "run_id", "task", "metric", "value", "unit", "resource", "higher_is_better", "stderr", "ci_low", "ci_high",
@@ -52,9 +52,10 @@ def test_columns_keep_their_published_order_and_later_ones_come_last():
 def test_later_columns_are_the_ones_each_minor_version_added():
     assert MeasurementRow.later_columns() == ("scenario", "cv", "phase")
     assert MeasurementRow.later_columns(after="1.1") == ("phase",)
-    assert RunRecord.later_columns() == ("stack",) == RunRecord.later_columns(after="1.1")
+    assert RunRecord.later_columns() == ("stack", "device", "dtype") == RunRecord.later_columns(after="1.1")
+    assert RunRecord.later_columns(after="1.2") == ("device", "dtype")
     assert RunRecord.later_columns(after=SCHEMA_VERSION) == () == TaxonomyRow.later_columns()
-    assert SCHEMA_VERSION == "1.2"
+    assert SCHEMA_VERSION == "1.3"
 
 
 def test_a_run_record_round_trips_through_the_store(tmp_path):
@@ -67,6 +68,8 @@ def test_a_run_record_round_trips_through_the_store(tmp_path):
         warnings=["slow"],
         error=None,
         finished_at=datetime(2026, 3, 1, 8, 30, 15, tzinfo=UTC),
+        device="cuda:0",
+        dtype="bfloat16",
     )
     rows = [measurement("latency", 12.5, "ms", "computation", scenario="single-stream", cv=0.01, n=30)]
     rows.append(measurement("apply_time", 3.0, "s", "computation", phase="apply"))
@@ -77,6 +80,7 @@ def test_a_run_record_round_trips_through_the_store(tmp_path):
     assert loaded.measurements_of("r1") == [MeasurementRow(**{**m.as_row(), "run_id": "r1"}) for m in rows]
     assert loaded.run("r1").stack_entries() == stack
     assert loaded.run("r1").label == "prune-magnitude(sparsity=0.5) + dynamic-int8"
+    assert loaded.run("r1").placement == "device cuda:0, dtype bfloat16"
     assert [m.in_phase for m in loaded.measurements] == ["evaluate", "apply"]
     assert pq.read_table(store.files("runs")[0]).schema.names == RunRecord.schema().names
     assert store.statuses() == {"r1": "ok"}
@@ -88,12 +92,17 @@ def test_the_stored_schema_version_is_the_writers(tmp_path):
     assert load(tmp_path).run("r1").schema_version == SCHEMA_VERSION
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
 def test_rows_of_an_earlier_version_read_with_their_meaning(tmp_path, version):
     store = synthetic_store(tmp_path)
     as_written_by(store, version)
     loaded = load(tmp_path)
     run = loaded.run("hwA-2")
+    assert (run.device, run.dtype, run.placement) == (None, None, "")  # 1.3's columns read back empty
+    if version == "1.2":
+        assert run.stack_entries() == [StackEntry("prune-magnitude", {"sparsity": 0.5})] and run.stack
+        assert {m.phase for m in loaded.measurements} == {"evaluate"}  # 1.2 wrote the phase
+        return
     assert run.stack is None and run.stack_entries() == [StackEntry("prune-magnitude", {"sparsity": 0.5})]
     assert {m.in_phase for m in loaded.measurements} == {"evaluate"} and {m.phase for m in loaded.measurements} == {
         None

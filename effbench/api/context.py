@@ -71,6 +71,7 @@ class RunContext:
     started_at: float = 0.0  # time.perf_counter() when the run began (loading the model)
     phase: str = "evaluate"  # the phase being measured: "evaluate", or a one-off phase such as "apply"
     idle_watts: dict[str, float] = field(default_factory=dict)  # idle power per energy instrument, measured once
+    device: str = "cpu"  # the run's device (cpu, cuda:N, mps): where instruments read accelerator figures
 
     @property
     def output_tokens(self) -> int:

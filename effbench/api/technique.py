@@ -25,6 +25,8 @@ class Technique:
     resources: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
     references: ClassVar[tuple[str, ...]] = ()
+    # device types with kernels for it ("cpu", "cuda", "mps"); None: any. A suite pairing it with another is refused.
+    devices: ClassVar[tuple[str, ...] | None] = None
 
     def apply(self, model: Any, tokenizer: Any, **params: Any) -> Any:
         """Return the model to evaluate (may modify ``model`` in place)."""
@@ -134,4 +136,9 @@ def check_technique(obj: Technique) -> None:
     resources = getattr(obj, "resources", ())
     if not resources or not set(resources) <= set(RESOURCES):
         raise TypeError(f"technique {name!r}: resources must be a non-empty subset of {', '.join(RESOURCES)}")
+    devices = getattr(obj, "devices", None)
+    if devices is not None and (
+        isinstance(devices, str) or not devices or not all(isinstance(d, str) for d in devices)
+    ):
+        raise TypeError(f"technique {name!r}: devices must be None (any) or device types, e.g. ('cpu', 'cuda')")
     _params_model(type(obj))

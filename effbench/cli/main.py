@@ -58,6 +58,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "timeout": args.timeout,
         "scenarios": args.scenario,
         "executor": args.executor,
+        "device": args.device,
+        "dtype": args.dtype,
+        "device_map": args.device_map,
+        "attn_implementation": args.attn_implementation,
     }
     suite = load_suite(args.suite, **overrides)
     report.check_writable(suite.output)  # before any run: a refusal after the sweep would waste it
@@ -212,6 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--force", action="store_true", help="rerun runs already in the results store")
     ev.add_argument(
         "--executor", help="where runs execute: forkserver (default: a fresh process per run), inline, or a plugin's"
+    )
+    ev.add_argument("--device", help="auto (default: the first GPU, else cpu), cpu, cuda, cuda:N or mps")
+    ev.add_argument(
+        "--dtype",
+        help="weights' dtype: auto (default: the checkpoint's on a GPU, float32 on cpu), float32, bfloat16 or float16",
+    )
+    ev.add_argument(
+        "--device-map",
+        "--device_map",
+        help="spread a model too large for one device: auto, balanced, balanced_low_0 or sequential (accelerate)",
+    )
+    ev.add_argument(
+        "--attn-implementation",
+        help="attention kernel at load: eager, sdpa, flash_attention_2, ... (default: transformers')",
     )
     ev.set_defaults(func=cmd_evaluate)
 

@@ -23,6 +23,12 @@ DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5"
 # takes about a minute on a laptop CPU; suite files evaluate every document unless they set a limit.
 DEFAULT_SUITE_LIMIT = 200
 UNSTABLE_CV = 0.10  # default: a figure whose repeats vary by more than this is flagged unstable
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+LOAD_OPTIONS = ("device_map", "attn_implementation")  # Suite fields given to from_pretrained as they are
+# transformers' attention kernels by name, or a Hub kernel repository (the `kernels` package's ORG/NAME[@REV])
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+HUB_KERNEL = re.compile(r"[\w.-]+/[\w.-]+([@:][\w.-]+)*")
 # A suite is a short text: a larger file is a mistake, and the cap bounds the work of reading any file.
 TECHNIQUE_FORMS = "NAME[:k=v,...], NAME + NAME (a stack), {name: NAME, params: {...}} or {stack: [NAME, ...]}"
 
@@ -237,6 +243,28 @@ class Suite(BaseModel):
     executor: Annotated[str, BeforeValidator(not_blank("forkserver, inline or a plugin's executor"))] = Field(
         "forkserver", description="where runs execute: forkserver, inline, or a plugin's"
     )
+    device: str = Field("auto", description=f"where the model runs: {DEVICES} (auto: the first GPU, else cpu)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights' dtype when loaded (auto: the checkpoint's on a GPU, float32 on cpu)"
+    )
+    device_map: Literal["auto", "balanced", "balanced_low_0", "sequential"] | None = Field(
+        None, description="spread a model too large for one device over several (accelerate's strategies)"
+    )
+    attn_implementation: str | None = Field(None, description="attention kernel at load (None: transformers' choice)")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not DEVICE.fullmatch(value):
+            raise ValueError(f"unknown device {value!r}; valid: {DEVICES}")
+        return value
+
+    @field_validator("attn_implementation")
+    @classmethod
+    def _known_attention(cls, value: str | None) -> str | None:
+        if value is not None and value not in ATTENTION and not HUB_KERNEL.fullmatch(value):
+            raise ValueError(f"unknown attention {value!r}; valid: {', '.join(ATTENTION)} or a Hub kernel ORG/NAME")
+        return value
 
     @field_validator("country")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any
 from effbench.api.context import Request, RunContext
 from effbench.config.suite import Scenario
 from effbench.measure.accuracy import ONE_SEQUENCE_AT_A_TIME
+from effbench.measure.device import synchronize
 from effbench.reference import microworld
 
 
@@ -41,13 +42,15 @@ def poisson_arrivals(rate: float, seed: int) -> Iterator[float]:
 class FirstToken:
     """A generate() streamer that notes when the first new token leaves the model (the prompt comes first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: Any) -> None:
+        self.device = device
         self.calls = 0
         self.at: float | None = None
 
     def put(self, value: Any) -> None:
         self.calls += 1
         if self.calls == 2:
+            synchronize(self.device)  # the token exists once the device has computed it, not when it was queued
             self.at = time.perf_counter()
 
     def end(self) -> None:
@@ -70,7 +73,7 @@ class Generator:
         }
         # draft models and prompt lookup only work one sequence at a time: a batch is then served row by row
         self.row_by_row = bool(ONE_SEQUENCE_AT_A_TIME & set(ctx.generate_kwargs))
-        self.device = next(ctx.model.parameters()).device
+        self.device = next(ctx.model.parameters()).device  # the first layer's, for a model spread by device_map
 
     def __call__(self, batch: list[list[int]]) -> tuple[list[int], float | None, float]:
         """Generate for ``batch``; return new tokens per row, first-token time and finish time (perf_counter)."""
@@ -82,12 +85,13 @@ class Generator:
         with torch.inference_mode():
             for group in rows:
                 input_ids = torch.tensor(group, device=self.device)
-                streamer = FirstToken()
+                streamer = FirstToken(self.device)
                 output = self.model.generate(
                     input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer, **self.settings
                 )
                 first = first or streamer.at
                 new_tokens += [output.shape[1] - input_ids.shape[1]] * len(group)
+        synchronize(self.device)
         return new_tokens, first, time.perf_counter()
 
 

@@ -115,17 +115,20 @@ def build(
     unstable_cv: float = UNSTABLE_CV,
     columns: list[Column] | None = None,
 ) -> list[ComparisonTable]:
-    """One table per (model, hardware) among the selected runs, baseline first; CV above ``unstable_cv`` is flagged."""
+    """One table per model, machine, device and dtype among the selected runs, baseline first.
+
+    A figure whose CV across repeats is above ``unstable_cv`` is flagged.
+    """
     if columns is None:  # the registered metrics' declared quantities; tests pass their own
         columns = registry_columns(registry())
     if run_ids is None:
         runs = sorted(results.runs, key=lambda r: (r.technique != "baseline", r.started_at or EPOCH))
     else:
         runs = [results.run(r) for r in run_ids if results.has_run(r)]
-    groups: dict[tuple[str, str], list[RunRecord]] = {}
-    for run in runs:
-        groups.setdefault((run.model, run.hardware_fingerprint), []).append(run)
-    return [_table(model, hw, group, results, columns, unstable_cv) for (model, hw), group in groups.items()]
+    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+    for run in runs:  # each device and dtype is compared with its own baseline
+        groups.setdefault((run.model, run.hardware_fingerprint, run.placement), []).append(run)
+    return [_table(model, hw, group, results, columns, unstable_cv) for (model, hw, _), group in groups.items()]
 
 
 def primary_quality(rows: list[MeasurementRow]) -> dict[str, MeasurementRow]:
@@ -157,9 +160,9 @@ def _sections(rows: list[MeasurementRow]) -> list[Section]:
     ]
 
 
-def _notes(model: str, hardware: str, rows: list[MeasurementRow], unstable: bool, unstable_cv: float) -> list[str]:
+def _notes(where: str, rows: list[MeasurementRow], unstable: bool, unstable_cv: float) -> list[str]:
     notes = [
-        f"model {model}; hardware fingerprint {hardware}",
+        where,
         "accuracy ± lm-eval's standard error; resources ± half the 95 % confidence interval "
         "(bootstrap over requests for latencies, Student t over repeats otherwise); bounds in report.csv",
         SEPARATE_COLUMNS_NOTE,
@@ -222,8 +225,15 @@ def _table(
         for run in runs
         for m in rows_of[run.run_id]
     ]
-    notes = _notes(model, hardware, every_row, unstable, unstable_cv)
-    return ComparisonTable(f"{model} ({hardware})", headers, rows, notes, sections, details, short_headers)
+    placement = runs[0].placement
+    notes = _notes(
+        "; ".join(filter(None, [f"model {model}", f"hardware fingerprint {hardware}", placement])),
+        every_row,
+        unstable,
+        unstable_cv,
+    )
+    title = f"{model} ({hardware})" + (f" on {placement}" if placement else "")
+    return ComparisonTable(title, headers, rows, notes, sections, details, short_headers)
 
 
 def _accuracy_cells(run: RunRecord, values: dict, base: dict, primary: dict[str, MeasurementRow]) -> list[Cell]:

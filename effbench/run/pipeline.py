@@ -17,9 +17,10 @@ from typing import Any
 
 from effbench.api.context import Measurement, RunContext
 from effbench.api.technique import Technique
-from effbench.config.suite import Scenario
+from effbench.config.suite import LOAD_OPTIONS, Scenario
 from effbench.errors import EffbenchError, NotApplicable
 from effbench.measure import accuracy, scenarios
+from effbench.measure.device import synchronize
 from effbench.measure.statistics import combine_repeats
 from effbench.measure.windows import Instruments
 from effbench.plugins import Registry, registry
@@ -146,9 +147,16 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
     instruments = Instruments(list(reg.metrics.values()))
     clock = PhaseClock(emit)
     clock.start("load")
-    model, tokenizer = zoo.load(plan.model, revision=plan.revision, trust_remote_code=plan.trust_remote_code)
-    fingerprint = model_fingerprint(plan.model, model)
     settings = plan.settings
+    model, tokenizer = zoo.load(
+        plan.model,
+        revision=plan.revision,
+        trust_remote_code=plan.trust_remote_code,
+        device=plan.device,
+        dtype=plan.dtype,
+        **{option: settings[option] for option in LOAD_OPTIONS if option in settings},
+    )
+    fingerprint = model_fingerprint(plan.model, model)
     ctx = RunContext(
         model=model,
         tokenizer=tokenizer,
@@ -159,6 +167,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
             "prompt_tokens": settings["scenarios"][0]["prompt_tokens"],
         },
         started_at=clock.started_at,
+        device=plan.device,
     )
     measurements: list[Measurement] = []
     for phase in dict.fromkeys(step.phase for step in steps):  # each phase once, in order of first use
@@ -173,6 +182,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
             instruments.close(opened, ctx)  # stop the instruments' trackers; their figures describe nothing
             return {"phase_seconds": clock.seconds, "not_applicable": str(err), "model_fingerprint": fingerprint}
         ctx.generate_kwargs.update(generate_kwargs)
+        synchronize(plan.device)  # the technique's queued device work is part of its time
         clock.stop()
         measurements += instruments.close(opened, ctx)
     ctx.model, ctx.phase = model, PHASE_EVALUATE

@@ -12,8 +12,9 @@ from typing import Any
 
 from effbench.api.executor import Executor, Job, Outcome
 from effbench.config import prices
-from effbench.config.suite import Suite
+from effbench.config.suite import LOAD_OPTIONS, Suite
 from effbench.errors import EffbenchError, NotApplicable
+from effbench.measure.device import CPU, device_type, resolve_device
 from effbench.plugins import Registry, registry
 from effbench.records import (
     FINAL_STATUSES,
@@ -76,8 +77,14 @@ def task_dirs(suite: Suite, reg: Registry) -> tuple[str, ...]:
     return tuple(str(d) for d in (*reg.task_dirs, *suite.task_dirs))
 
 
-def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings: dict, hardware: str) -> dict:
-    """What makes a run itself; a single technique keeps the identity (and run id) it had before stacks existed."""
+# Where every run ran before device and dtype were settings: such a run keeps the id it had then.
+FIRST_PLACEMENT = {"device": CPU, "dtype": "float32"}
+
+
+def _identity(
+    model: str, stack: tuple[StackEntry, ...], suite: Suite, settings: dict, hardware: str, placement: dict
+) -> dict:
+    """What makes a run itself; a single technique on cpu in float32 keeps the id it had before stacks and devices."""
     identity = {
         "model": model,
         "revision": suite.revision,
@@ -92,6 +99,8 @@ def _identity(model: str, stack: tuple[StackEntry, ...], suite: Suite, settings:
     }
     if len(stack) > 1:
         identity["stack"] = [asdict(e) for e in stack]
+    if placement != FIRST_PLACEMENT:
+        identity["placement"] = placement
     return identity
 
 
@@ -101,6 +110,41 @@ def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]
         tuple(StackEntry(step.name, reg.technique(step.name).validate(step.params)) for step in spec.steps)
         for spec in suite.techniques
     ]
+
+
+def check_devices(stacks: list[tuple[StackEntry, ...]], reg: Registry, device: str, device_map: str | None) -> None:
+    """Refuse a technique on a device type it has no kernels for, and a cpu-only one on a model spread by device_map."""
+    for name in dict.fromkeys(entry.name for stack in stacks for entry in stack):
+        devices = reg.technique(name).devices
+        if devices is None:
+            continue
+        if device_type(device) not in devices:
+            raise EffbenchError(
+                f"technique {name!r} has no kernels for device {device!r}; it runs on: {', '.join(devices)}"
+            )
+        if device_map and set(devices) <= {CPU}:
+            raise EffbenchError(
+                f"technique {name!r} runs on cpu only, but device_map {device_map!r} spreads the model over "
+                "accelerators: drop device_map or the technique"
+            )
+
+
+def resolve_placement(suite: Suite, reg: Registry, stacks: list[tuple[StackEntry, ...]], requested: str) -> str:
+    """The run's device (``auto`` resolved once, here, so run ids are stable), checked against every technique."""
+    device = resolve_device(requested)
+    check_devices(stacks, reg, device, suite.device_map)
+    return device
+
+
+def run_dtype(suite: Suite, model: str, device: str) -> str:
+    """The dtype weights are loaded in: as asked, else float32 on cpu and the checkpoint's own on an accelerator."""
+    if suite.dtype != "auto":
+        return suite.dtype
+    if device == CPU:
+        return "float32"
+    config = zoo.config(model, revision=suite.revision, trust_remote_code=suite.trust_remote_code)
+    saved = str(getattr(config, "dtype", None)).removeprefix("torch.")
+    return saved if saved in ("bfloat16", "float16") else "float32"
 
 
 def validate_stacks(
@@ -152,12 +196,14 @@ def plan(
     price: dict[str, Any] | None = None,
     stacks: list[tuple[StackEntry, ...]] | None = None,
     refusals: Refusals | None = None,
+    device: str = CPU,
 ) -> list[RunPlan]:
     """Validate models, techniques, parameters and tasks before any work, and give each run its id.
 
     ``price`` is the suite's price table resolved for this machine (stored with, and part of, every run);
     ``stacks`` and ``refusals`` are the suite's techniques already validated (``validate_stacks``) and
-    preflighted (``preflight``), so models are read once.
+    preflighted (``preflight``), so models are read once; ``device`` is the resolved device
+    (``resolve_placement``).
     """
     from effbench.measure import accuracy
 
@@ -176,9 +222,14 @@ def plan(
         "idle_seconds": suite.idle_seconds,
         "price": price,
     }
+    # loading options only when given, so the settings (and ids) of runs that leave them to transformers stay put
+    settings.update({k: getattr(suite, k) for k in LOAD_OPTIONS if getattr(suite, k) is not None})
+    dtypes = {model: run_dtype(suite, model, device) for model in suite.models}
     return [
         RunPlan(
-            run_id=_digest(_identity(model, stack, suite, settings, fingerprint)),
+            run_id=_digest(
+                _identity(model, stack, suite, settings, fingerprint, {"device": device, "dtype": dtypes[model]})
+            ),
             model=model,
             revision=suite.revision,
             stack=stack,
@@ -186,6 +237,8 @@ def plan(
             task_dirs=folders,
             trust_remote_code=suite.trust_remote_code,
             settings=settings,
+            device=device,
+            dtype=dtypes[model],
             not_applicable=refusals.get((model, index)),
         )
         for model in suite.models
@@ -227,6 +280,8 @@ def run_record(
         duration_s=(finished - started).total_seconds(),
         phase_seconds=json.dumps(result.get("phase_seconds", {})),
         stack=json.dumps([asdict(e) for e in run.stack], sort_keys=True),
+        device=run.device,
+        dtype=run.dtype,
     )
 
 
@@ -265,8 +320,11 @@ def run_suite(
     reg = registry()
     executor = executor or reg.executor(suite.executor)
     stacks = check_parameters(suite, reg)  # a typo is reported at once, before any worker starts
+    # a GPU this machine lacks is refused before any worker starts; auto cannot fail: it is resolved while they start
+    device = None if suite.device == "auto" else resolve_placement(suite, reg, stacks, suite.device)
     executor.start(suite.output / "logs")  # workers import torch and lm-eval while the rest is checked here
     with contextlib.closing(executor):
+        device = device or resolve_placement(suite, reg, stacks, "auto")
         validate_stacks(suite, reg, stacks)
         refusals = preflight(suite, reg, stacks)
         probes = collect_probes(reg)
@@ -274,7 +332,7 @@ def run_suite(
         price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
         with StoreLock(suite.output):  # one writer per store
             tasks = known_tasks(task_dirs(suite, reg), executor, on_event)
-            runs = plan(suite, reg, fingerprint, tasks, price=price, stacks=stacks, refusals=refusals)
+            runs = plan(suite, reg, fingerprint, tasks, price=price, stacks=stacks, refusals=refusals, device=device)
             store = ResultsStore(suite.output)
             store.clean_leftovers()  # temporary files of writes an earlier, interrupted sweep never finished
             done = store.statuses()

@@ -12,7 +12,7 @@ from effbench.hookspecs import hookimpl
 from effbench.measure.statistics import bootstrap_mean_ci, combine_repeats, cv, percentile
 
 PERCENTILES = (50, 90, 95, 99)
-CLOCK = "time.perf_counter around generate()"
+CLOCK = "time.perf_counter around generate(), read once the device has finished its work"
 
 
 def _per_repeat_means(requests: list[Request], value: Callable[[Request], float | None]) -> list[float]:

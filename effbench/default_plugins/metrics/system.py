@@ -10,6 +10,7 @@ from effbench import network
 from effbench.api.context import Measurement, RunContext
 from effbench.api.metric import Metric, Quantity, Window
 from effbench.hookspecs import hookimpl
+from effbench.measure.device import device_type
 
 
 class PeakTracker:
@@ -98,14 +99,14 @@ class PeakMemory(Metric):
         return _PeakWindow(RSS_PEAKS, report)
 
 
-def _cuda_peaks() -> PeakTracker:
+def _cuda_peaks(device: str) -> PeakTracker:
     import torch
 
     def reset() -> bool:
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(device)
         return True
 
-    return PeakTracker(lambda: torch.cuda.max_memory_allocated() / 2**20, reset)
+    return PeakTracker(lambda: torch.cuda.max_memory_allocated(device) / 2**20, reset)
 
 
 class AcceleratorMemory(Metric):
@@ -116,7 +117,7 @@ class AcceleratorMemory(Metric):
     resource = "memory"
     higher_is_better = False
     phases = ("apply",)
-    description = "torch.cuda peak allocated memory per window; absent on CPU-only machines."
+    description = "torch.cuda peak allocated memory of the run's device per window; absent for runs on cpu."
     quantities = (
         Quantity(name, unit, resource, False, description, header="GPU peak (MiB)", digits=0),
         Quantity(
@@ -127,23 +128,26 @@ class AcceleratorMemory(Metric):
     method = "torch.cuda.max_memory_allocated / max_memory_reserved, reset at window start"
 
     def __init__(self) -> None:
-        self.peaks: PeakTracker | None = None
+        self.peaks: dict[str, PeakTracker] = {}
 
     def open(self, run: RunContext) -> Window | None:
         import torch
 
-        if not torch.cuda.is_available():
+        if device_type(run.device) != "cuda":
             return None
-        self.peaks = self.peaks or _cuda_peaks()  # one allocator per process: its tracker is shared by windows
+        # one allocator per device and process: its tracker is shared by the windows open on it
+        if run.device not in self.peaks:
+            self.peaks[run.device] = _cuda_peaks(run.device)
+        peaks = self.peaks[run.device]
 
         def report(peak_mib: float) -> list[Measurement]:
-            reserved = torch.cuda.max_memory_reserved() / 2**20
+            reserved = torch.cuda.max_memory_reserved(run.device) / 2**20
             return [
                 self.measurement(peak_mib, method=self.method),
                 self.measurement(reserved, "accelerator_peak_reserved", method=self.method),
             ]
 
-        return _PeakWindow(self.peaks, report)
+        return _PeakWindow(peaks, report)
 
 
 class _NetworkWindow(Window):

@@ -59,7 +59,7 @@ class Speculative(Technique):
     def generation_kwargs(
         self, model: Any, tokenizer: Any, *, draft: str, draft_tokens: int, schedule: str
     ) -> dict[str, Any]:
-        assistant = _draft(draft).to(model.device)
+        assistant = _draft(draft).to(device=model.device, dtype=model.dtype)  # the run's device and dtype
         assistant.generation_config.num_assistant_tokens = draft_tokens
         assistant.generation_config.num_assistant_tokens_schedule = schedule
         return {"assistant_model": assistant}

@@ -22,6 +22,7 @@ class DynamicInt8(Technique):
     resources = ("memory", "computation")
     description = "torch-native dynamic int8 quantization of the blocks' linear layers (CPU kernels)."
     references = ("https://arxiv.org/abs/1712.05877",)
+    devices = ("cpu",)  # torch's dynamic quantized Linear has fbgemm/qnnpack kernels only
 
     def apply(self, model: Any, tokenizer: Any) -> Any:
         import torch

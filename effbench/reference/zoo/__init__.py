@@ -50,8 +50,14 @@ def config(model_id: str, *, revision: str | None = None, trust_remote_code: boo
     return loaded
 
 
-def load(model_id: str, *, revision: str | None = None, trust_remote_code: bool = False, **kwargs: Any):
-    """Load (model, tokenizer) with safetensors only, turning broken files into a clear error."""
+def load(
+    model_id: str, *, revision: str | None = None, trust_remote_code: bool = False, device: str = "cpu", **kwargs: Any
+):
+    """Load (model, tokenizer) with safetensors only onto ``device``, turning broken files into a clear error.
+
+    ``kwargs`` go to ``from_pretrained`` (``dtype``, ``attn_implementation``, ``device_map``, which then places the
+    model instead of ``device``).
+    """
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -66,5 +72,7 @@ def load(model_id: str, *, revision: str | None = None, trust_remote_code: bool 
         )
     except (SafetensorError, OSError, ValueError) as err:
         raise EffbenchError(f"model {model_id!r} could not be loaded from {location}: {err}") from err
+    if not kwargs.get("device_map"):
+        model.to(device)
     model.eval()
     return model, tokenizer

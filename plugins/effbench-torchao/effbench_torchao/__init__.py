@@ -63,6 +63,7 @@ class Int4Weight(TorchaoTechnique):
     name = "torchao-int4-weight"
     description = "torchao int4 weight-only quantization (groupwise, CPU tinygemm kernel) of the blocks' linear layers."
     references = ("https://github.com/pytorch/ao", "https://arxiv.org/abs/2210.17323")
+    devices = ("cpu",)  # the prototype int4 config packs for the CPU kernel
 
     def preflight(self, config: Any, *, group_size: int) -> None:
         check_divides("group_size", group_size, config, INT4_GROUP_SIZES)
