@@ -51,9 +51,9 @@ class Entry(NamedTuple):
     nbytes: int
 
 
-def header(entries: dict[str, Entry], metadata: dict[str, str] = METADATA) -> bytes:
+def header(entries: dict[str, Entry]) -> bytes:
     """The first bytes of the file safetensors writes for these tensors: length, then the padded JSON header."""
-    layout: dict[str, Any] = {"__metadata__": metadata}
+    layout: dict[str, Any] = {"__metadata__": METADATA}
     offset = 0
     for name in sorted(entries, key=lambda n: (-RANK[entries[n].dtype], n.encode())):
         entry = entries[name]
