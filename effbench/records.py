@@ -140,7 +140,10 @@ class RunRecord(Record):
     )
     model_revision: str | None = column(pa.string(), "Hub revision of the model, when one was given.")
     model_fingerprint: str | None = column(
-        pa.string(), "Hash of the loaded weights, so two runs can be checked to use the same model."
+        pa.string(),
+        "Identity of the loaded weights, so two runs can be checked to use the same model: `st-sampled:` (local "
+        "safetensors: names, sizes, headers, sampled bytes), `commit:` (Hub), or in stores written by earlier "
+        "versions `sha256:` (every byte hashed).",
     )
     technique: str = column(
         pa.string(),

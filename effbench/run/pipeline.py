@@ -8,11 +8,9 @@ of each scenario, each scenario, and the run.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from effbench.api.context import Measurement, RunContext
@@ -26,6 +24,7 @@ from effbench.measure.windows import Instruments
 from effbench.plugins import Registry, registry
 from effbench.records import PHASE_EVALUATE, RunPlan, StackEntry, stack_params
 from effbench.reference import zoo
+from effbench.run.fingerprint import model_fingerprint
 
 PHASE_TITLES = {
     "load": "loading model",
@@ -63,17 +62,6 @@ class PhaseClock:
         if self._current:
             self.seconds[self._current] = round(time.perf_counter() - self._since, 3)
             self._current = None
-
-
-def model_fingerprint(model_id: str, model: Any) -> str:
-    """Identify the exact weights: a hash of local safetensors files, else the Hub commit."""
-    location = Path(zoo.resolve(model_id))
-    if location.is_dir():
-        digest = hashlib.sha256()
-        for path in sorted(location.glob("*.safetensors")):
-            digest.update(path.read_bytes())
-        return f"sha256:{digest.hexdigest()[:16]}"
-    return f"commit:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
 
 
 @dataclass(frozen=True)

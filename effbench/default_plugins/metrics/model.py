@@ -11,6 +11,7 @@ from typing import Any
 from effbench.api.context import Measurement, RunContext
 from effbench.api.metric import Metric, Quantity
 from effbench.api.vocabulary import QUALITY
+from effbench.default_plugins.metrics.safetensors_size import NotComputable, saved_bytes
 from effbench.hookspecs import hookimpl
 
 # lm-eval metrics where a smaller value is better (everything else it reports is higher-is-better).
@@ -103,7 +104,7 @@ class WeightBytes(Metric):
 
 
 class DiskBytes(Metric):
-    """Size of the model as saved with safetensors: what a user downloads and stores."""
+    """Size of the model as saved with safetensors (computed, not written, where it can be): what a user stores."""
 
     name = "disk_bytes"
     unit = "MB"
@@ -112,15 +113,24 @@ class DiskBytes(Metric):
     scope = "run"
     description = "Size of the saved weights in MB: safetensors, or torch.save where safetensors cannot hold them."
     quantities = (Quantity(name, unit, resource, False, description, header="On disk (MB)", digits=2),)
+    method = (
+        "size of the safetensors files save_pretrained would write, computed from the dtypes and shapes of "
+        "the tensors it saves (headers built as safetensors does; nothing written)"
+    )
 
     def stop(self, run: RunContext) -> Measurement:
         import torch
 
         try:
+            return self.measurement(saved_bytes(run.model) / 1e6, method=self.method)
+        except Exception as err:  # NotComputable, or transformers refusing the state dict: writing decides
+            why = str(err) if isinstance(err, NotComputable) else type(err).__name__
+        try:
             with tempfile.TemporaryDirectory() as folder:
                 run.model.save_pretrained(folder)
                 size = sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
-            return self.measurement(size / 1e6, method="safetensors files written by save_pretrained")
+            method = f"safetensors files written by save_pretrained (size not computable: {why})"
+            return self.measurement(size / 1e6, method=method)
         except Exception as err:  # packed int8 or tensor subclasses safetensors cannot hold
             buffer = io.BytesIO()
             torch.save(run.model.state_dict(), buffer)
