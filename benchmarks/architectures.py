@@ -3,7 +3,8 @@
 Builds tiny random-weight models of Llama, Mistral, Qwen2, Qwen3, Phi-3, Gemma 2, Gemma 3, GPT-2, GPT-NeoX and
 OPT (``effbench.reference.families``; no download), runs one sweep of all of them × every builtin and first-party
 technique (``families.TRIALS``) on a short task and scenario, and prints the matrix and every refusal's reason.
-Exits 1 if any run failed (a technique must act or be refused, never crash).
+A run that changes the weights must show it in its stored figures (``families.STORED_EFFECTS``, against the
+family's baseline), else its cell reads NO-EFFECT. Exits 1 on any failed or no-effect run.
 Run: python benchmarks/architectures.py [RESULTS_DIR]    (about 15-25 minutes on 2 CPU cores)
 """
 
@@ -19,7 +20,7 @@ from effbench.reference import families
 from effbench.store.load import load
 
 SCENARIO = "single-stream:repeats=1,min_requests=2,output_tokens=4,prompt_tokens=8,warmup=0"
-SHORT = {"ok": "ok", "not-applicable": "n/a", "failed": "FAILED"}
+SHORT = {"ok": "ok", "not-applicable": "n/a", "failed": "FAILED", "no-effect": "NO-EFFECT"}
 
 
 def main() -> int:
@@ -45,21 +46,31 @@ def main() -> int:
         started = time.perf_counter()
         sweep = subprocess.run([sys.executable, "-m", "effbench.cli", "evaluate", str(suite)], capture_output=True)
         seconds = time.perf_counter() - started
-        runs = load(output).runs
-    cells = {(Path(r.model).name, r.label): r for r in runs}
-    labels = list(dict.fromkeys(r.label for r in runs))
+        results = load(output)
+    runs = results.runs
+    figures = {(m.run_id, m.metric): m.value for m in results.measurements if not m.scenario and m.phase == "evaluate"}
+    baselines = {r.model: r.run_id for r in runs if r.technique == "baseline"}
+    status = {r.run_id: r.status for r in runs}
+    for r in runs:
+        if r.status == "ok" and r.technique in families.STORED_EFFECTS:
+            metric, ratio = families.STORED_EFFECTS[r.technique]
+            base = figures.get((baselines.get(r.model), metric))
+            if not base or figures.get((r.run_id, metric), base) >= ratio * base:
+                status[r.run_id] = "no-effect"
+    cells = {(Path(r.model).name, r.label): status[r.run_id] for r in runs}
+    labels = sorted({r.label for r in runs}, key=lambda label: (label != "baseline", label))
     width = max(map(len, labels))
     print(f"{len(runs)} runs of {len(models)} families in {seconds:.0f} s (effbench evaluate exit {sweep.returncode})")
     print(" " * width + " " + " ".join(f"{f[:8]:>8}" for f in families.FAMILIES))
     for label in labels:
-        row = [SHORT.get(getattr(cells.get((f, label)), "status", ""), "-") for f in families.FAMILIES]
+        row = [SHORT.get(cells.get((f, label), ""), "-") for f in families.FAMILIES]
         print(f"{label:<{width}} " + " ".join(f"{c:>8}" for c in row))
-    counts = {status: sum(r.status == status for r in runs) for status in SHORT}
-    print(", ".join(f"{n} {status}" for status, n in counts.items()))
-    for r in sorted(runs, key=lambda r: (r.status, r.label)):
-        if r.status != "ok":
-            print(f"{r.status:>14}  {Path(r.model).name:<9} {r.label}: {r.error}")
-    return 1 if counts["failed"] or sweep.returncode else 0
+    counts = {name: sum(s == name for s in status.values()) for name in SHORT}
+    print(", ".join(f"{n} {name}" for name, n in counts.items()))
+    for r in sorted(runs, key=lambda r: (status[r.run_id], r.label)):
+        if status[r.run_id] != "ok":
+            print(f"{status[r.run_id]:>14}  {Path(r.model).name:<9} {r.label}: {r.error or 'stored figures unchanged'}")
+    return 1 if counts["failed"] or counts["no-effect"] or sweep.returncode else 0
 
 
 if __name__ == "__main__":

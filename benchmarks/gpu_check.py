@@ -3,8 +3,9 @@
 Builds the model from a LlamaConfig (no download; the bundled character tokenizer of zoo:micro-m), saves it with
 safetensors to a temporary folder, runs suites/inference.yaml's techniques that have kernels for the device
 through the sweep (as `effbench evaluate` does), and prints per technique its status, device, dtype, latency,
-accelerator peak memory and whether energy was measured (NVML) or estimated. Exit status: 0 when every run is ok,
-1 when one failed, 2 when the device is missing (one line saying so).
+accelerator peak memory and whether energy was measured (NVML) or estimated. Exit status: 0 when every run is ok
+or not applicable (with its reason: e.g. a bf16 cast of a model already in bf16), 1 when one failed, 2 when the
+device is missing (one line saying so).
 Run: python benchmarks/gpu_check.py                      (a GPU machine)
      python benchmarks/gpu_check.py --device cpu --dtype float32 --hidden 64 --layers 2 --quick   (the script itself)
 """
@@ -23,7 +24,7 @@ from effbench.config.yaml_reader import read_suite_file
 from effbench.errors import EffbenchError
 from effbench.measure.device import resolve_device
 from effbench.plugins import registry
-from effbench.records import StackEntry
+from effbench.records import FINAL_STATUSES, STATUS_OK, StackEntry
 from effbench.reference import zoo
 from effbench.run.sweep import check_devices, run_suite
 from effbench.store.load import load
@@ -87,9 +88,11 @@ def energy_source(methods: list[str]) -> str:
 
 
 def report(suite: Suite, run_ids: list[str]) -> bool:
-    """Print one line per run, in suite order; whether every run is ok."""
+    """Print one line per run, in suite order; whether none failed."""
     results = load(suite.output)
-    print(f"{'technique':<44} {'status':<7} {'device':<7} {'dtype':<9} {'latency ms':>10} {'GPU peak MiB':>12}  energy")
+    print(
+        f"{'technique':<44} {'status':<14} {'device':<7} {'dtype':<9} {'latency ms':>10} {'GPU peak MiB':>12}  energy"
+    )
     runs = [results.run(run_id) for run_id in run_ids]
     for run in runs:
         rows = [m for m in results.measurements_of(run.run_id) if m.in_phase == "evaluate"]
@@ -98,10 +101,10 @@ def report(suite: Suite, run_ids: list[str]) -> bool:
         peak = f"{max(peaks):.1f}" if peaks else "–"  # runs on cpu have none
         energy = energy_source([m.method for m in rows if m.metric.startswith("energy")])
         where = f"{run.device:<7} {run.dtype:<9}"
-        print(f"{run.label[:44]:<44} {run.status:<7} {where} {latency:>10.2f} {peak:>12}  {energy}")
-        if run.status != "ok":
-            print(f"  error: {run.error}")
-    return all(run.status == "ok" for run in runs)
+        print(f"{run.label[:44]:<44} {run.status:<14} {where} {latency:>10.2f} {peak:>12}  {energy}")
+        if run.status != STATUS_OK:
+            print(f"  {run.status}: {run.error}")
+    return all(run.status in FINAL_STATUSES for run in runs)
 
 
 def main() -> int:

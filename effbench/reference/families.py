@@ -75,6 +75,23 @@ TRIALS = (
 )
 
 
+# What a technique that changes the weights must show in its stored run-scope figures, as a ratio to the
+# baseline's on the same model: the quantity, and the ratio it must stay below. The other techniques change
+# how the model runs (kernels, caches, decoding), not what it stores; they check their effect in ``apply``.
+STORED_EFFECTS: dict[str, tuple[str, float]] = {
+    "dtype": ("weight_bytes", 0.55),
+    "dynamic-int8": ("weight_bytes", 0.6),
+    "example-drop-last-layers": ("parameters", 0.95),
+    "prune-depth": ("parameters", 0.95),
+    "prune-magnitude": ("parameters_nonzero", 0.75),
+    "prune-nm": ("parameters_nonzero", 0.75),
+    "prune-structured": ("parameters", 0.95),
+    "torchao-int4-weight": ("weight_bytes", 0.6),
+    "torchao-int8-dynamic": ("weight_bytes", 0.6),
+    "torchao-int8-weight": ("weight_bytes", 0.6),
+}
+
+
 def build(family: str, seed: int = 0) -> tuple[Any, Any]:
     """A random-weight (model, tokenizer) of ``family``, sharing the bundled tokenizer's vocabulary and special ids."""
     import torch

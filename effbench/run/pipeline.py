@@ -88,8 +88,10 @@ def apply_stack(steps: list[Step], model: Any, tokenizer: Any) -> tuple[Any, dic
     for step in steps:
         try:
             model = step.technique.apply(model, tokenizer, **step.params)
-        except NotApplicable as err:  # named, since a stack has several techniques
-            raise NotApplicable(f"{step.technique.name}: {err}") from None
+        except NotApplicable as err:
+            if len(steps) == 1:
+                raise
+            raise NotApplicable(f"{step.technique.name}: {err}") from None  # which of the stack's techniques
         model.eval()
     for step in steps:
         extra = step.technique.generation_kwargs(model, tokenizer, **step.params)

@@ -181,7 +181,7 @@ def preflight(suite: Suite, reg: Registry, stacks: list[tuple[StackEntry, ...]])
                 try:
                     reg.technique(entry.name).preflight(config, **entry.params)
                 except NotApplicable as err:
-                    refusals[(model, index)] = f"{entry.name}: {err}"
+                    refusals[(model, index)] = f"{entry.name}: {err}" if len(stack) > 1 else str(err)
                     break
                 except ValueError as err:
                     raise EffbenchError(f"technique {entry.name!r} cannot run on {model}: {err}") from None

@@ -150,10 +150,14 @@ class Compile(Technique):
         *,
         mode: Literal["default", "reduce-overhead", "max-autotune"] = "default",
     ) -> Any:
+        import torch._dynamo
+
+        torch._dynamo.reset()  # compile afresh: graphs cached by an earlier run in this process would hide the cost
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         model.compile(mode=mode, dynamic=True)
-        if getattr(model, "_compiled_call_impl", None) is None:
-            raise EffbenchError(f"torch.compile left {type(model).__name__}'s forward uncompiled")
         _warm_up(model, tokenizer)  # compiles the prefill and the decode step
+        if torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs:
+            raise EffbenchError(f"torch.compile captured no graph of {type(model).__name__}: it would run eagerly")
         return model
 
 
