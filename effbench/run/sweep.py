@@ -324,9 +324,9 @@ def run_suite(
     device = None if suite.device == "auto" else resolve_placement(suite, reg, stacks, suite.device)
     executor.start(suite.output / "logs")  # workers import torch and lm-eval while the rest is checked here
     with contextlib.closing(executor):
-        device = device or resolve_placement(suite, reg, stacks, "auto")
         validate_stacks(suite, reg, stacks)
-        refusals = preflight(suite, reg, stacks)
+        refusals = preflight(suite, reg, stacks)  # a broken model is reported before torch is imported here
+        device = device or resolve_placement(suite, reg, stacks, "auto")
         probes = collect_probes(reg)
         fingerprint = hardware_fingerprint(reg, probes)
         price = prices.resolve(suite.prices, probes)  # an unpriced device is an error before any work
