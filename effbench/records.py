@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Self
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.3"  # 1.1: measurements gained scenario and cv; 1.2: runs gained stack, measurements phase;
-# 1.3: runs gained device and dtype
+SCHEMA_VERSION = "1.4"  # 1.1: measurements gained scenario and cv; 1.2: runs gained stack, measurements phase;
+# 1.3: runs gained device and dtype; 1.4: the samples table
 
 
 def column(
@@ -43,6 +43,7 @@ class Record:
 
     table: ClassVar[str]
     summary: ClassVar[str]
+    since: ClassVar[str] = "1.0"  # the version that added the table: stores and datasets written before lack it
 
     @classmethod
     def schema(cls) -> pa.Schema:
@@ -317,19 +318,44 @@ class MeasurementRow(Record):
         return self.scenario or ""
 
 
+# lm-eval metrics aggregated over the corpus from each document's (log-likelihood, words or bytes): a document's
+# value is its log-likelihood and its weight the count, so the task's figure is recomputed from the sums.
+WEIGHTED_METRICS = frozenset({"word_perplexity", "byte_perplexity", "bits_per_byte"})
+
+
 @dataclass
 class SampleRow(Record):
     """One document's outcome in one task of a run: what paired statistics and flips are computed from."""
 
     table: ClassVar[str] = "samples"
     summary: ClassVar[str] = "One row per document and metric of a run's lm-eval tasks: the per-sample outcomes."
+    since: ClassVar[str] = "1.4"
 
-    run_id: str = column(pa.string(), "The run this outcome belongs to.", "")
-    task: str = column(pa.string(), "lm-eval task.", "")
-    doc_id: int = column(pa.int64(), "Index of the document in the task's evaluation split.", 0)
-    metric: str = column(pa.string(), "lm-eval metric of the outcome (acc, exact_match, ...).", "")
-    value: float = column(pa.float64(), "The document's value of `metric`.", 0.0)
-    prediction_tokens: int | None = column(pa.int64(), "Length of the model's prediction in tokens, when generated.")
+    run_id: str = column(pa.string(), "The run this outcome belongs to.", "", required=True)
+    task: str = column(pa.string(), "lm-eval task.", "", required=True)
+    doc_id: int = column(pa.int64(), "Index of the document in the task's evaluation split (lm-eval's doc_id).", 0)
+    metric: str = column(
+        pa.string(), "lm-eval metric of the outcome (acc, exact_match, word_perplexity, ...).", "", required=True
+    )
+    filter: str = column(
+        pa.string(), "lm-eval filter the metric was computed after (`none`, `strict-match`, ...).", "none"
+    )
+    value: float = column(
+        pa.float64(),
+        "The document's value of `metric` as lm-eval scores it (1/0 for acc and exact_match); for word_perplexity, "
+        "byte_perplexity and bits_per_byte, which lm-eval aggregates over the corpus, the document's log-likelihood.",
+        0.0,
+    )
+    weight: int | None = column(
+        pa.int64(),
+        "For word_perplexity, byte_perplexity and bits_per_byte: the document's count of words or bytes, so the "
+        "task's figure is recomputed from the sums over documents; null for metrics averaged over documents.",
+    )
+    prediction_tokens: int | None = column(
+        pa.int64(),
+        "Length in tokens (the model's tokenizer) of the model's generated answer, before lm-eval's filters; "
+        "null for tasks scored by log-likelihood.",
+    )
 
 
 @dataclass
@@ -366,7 +392,7 @@ class TaxonomyRow(Record):
     )
 
 
-RESULT_RECORDS: tuple[type[Record], ...] = (RunRecord, MeasurementRow)  # a results store's tables
+RESULT_RECORDS: tuple[type[Record], ...] = (RunRecord, MeasurementRow, SampleRow)  # a results store's tables
 DATASET_RECORDS: tuple[type[Record], ...] = (*RESULT_RECORDS, TaxonomyRow)  # the open dataset's configs
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +15,7 @@ import pyarrow.parquet as pq
 from effbench.api.metric import Metric, Quantity
 from effbench.plugins import Registry
 from effbench.present.columns import registry_columns
-from effbench.records import MeasurementRow, RunRecord
+from effbench.records import MeasurementRow, RunRecord, SampleRow, version_tuple
 from effbench.store.results import ResultsStore
 
 MACHINES = {
@@ -83,6 +85,22 @@ def measurements(
     ]
 
 
+DOCS = 50  # documents per task of the synthetic runs
+
+
+def samples(acc: float, ppl: float, shift: int) -> list[SampleRow]:
+    """Per-document outcomes that aggregate to ``acc`` and ``ppl``: document i is right when (i + shift) mod 50 is
+    below acc × 50, so runs with different shifts flip documents both ways; 10 words and 40 bytes per text."""
+    right = round(acc * DOCS)
+    rows = [SampleRow(task="micro_copy", doc_id=i, metric="exact_match", value=float((i + shift) % DOCS < right),
+                      prediction_tokens=6) for i in range(DOCS)]  # fmt: skip
+    for i in range(DOCS):
+        text = {"task": "micro_text", "doc_id": i}
+        rows.append(SampleRow(**text, metric="word_perplexity", value=-10 * math.log(ppl), weight=10))
+        rows.append(SampleRow(**text, metric="bits_per_byte", value=-60 * math.log(2), weight=40))
+    return rows
+
+
 class DeclaredMetric(Metric):
     """A metric that only declares quantities: what tables need from a metric, without measuring anything."""
 
@@ -134,8 +152,11 @@ def values_as_text(table: pa.Table) -> pa.Table:
 
 
 def as_written_by(store: ResultsStore, version: str) -> None:
-    """Rewrite a store's files as an earlier schema version wrote them: without the columns added since."""
-    for kind in (RunRecord, MeasurementRow):
+    """Rewrite a store's files as an earlier schema version wrote them: without the columns and tables added since."""
+    for kind in (RunRecord, MeasurementRow, SampleRow):
+        if version_tuple(kind.since) > version_tuple(version):
+            shutil.rmtree(store.root / kind.table, ignore_errors=True)
+            continue
         later = list(kind.later_columns(after=version))
         for path in store.files(kind.table):
             rewrite(path, lambda t, later=later: t.drop_columns(later))
@@ -156,5 +177,6 @@ def synthetic_store(root: Path, hardware: str = "hwA", prefix: str = "", scale: 
         store.write_run(
             run_row(f"{prefix}{hardware}-{i}", technique, params, hardware),
             measurements(acc, ppl, latency * scale, joules * scale, peak * scale, weight),
+            samples(acc, ppl, shift=3 * i),
         )
     return store

@@ -1,5 +1,7 @@
 """lm-eval runs every bundled task offline on the reference models, and the models are good enough."""
 
+import math
+
 import pytest
 
 from effbench.measure import accuracy
@@ -9,7 +11,7 @@ from effbench.reference.tasks import CHANCE, GROUP, PRIMARY_METRIC, TASK_NAMES
 
 
 @pytest.fixture(scope="module")
-def results():
+def evaluated():
     task_dirs = tuple(str(d) for d in registry().task_dirs)
     out = {}
     for name in ("micro-m", "micro-s"):
@@ -18,6 +20,32 @@ def results():
             model, tokenizer, [GROUP], task_dirs=task_dirs, limit=None, batch_size=64, bootstrap_iters=1000
         )
     return out
+
+
+@pytest.fixture(scope="module")
+def results(evaluated):
+    return {name: figures for name, (figures, _) in evaluated.items()}
+
+
+def test_every_document_has_an_outcome_that_averages_to_the_task_figure(evaluated):
+    """The samples are lm-eval's per-document values: their mean (or, for perplexity, the corpus formula) is the
+    task's figure, and a generated answer's length is counted in tokens."""
+    figures, samples = evaluated["micro-s"]
+    for task in TASK_NAMES:
+        metrics = {s["metric"] for s in samples if s["task"] == task}
+        assert metrics == {key.split(",")[0] for key in figures[task] if key.endswith(",none") and "_stderr" not in key}
+        for metric in metrics:
+            rows = [s for s in samples if s["task"] == task and s["metric"] == metric]
+            assert sorted(s["doc_id"] for s in rows) == list(range(500))
+            if metric == "word_perplexity":
+                per_word = sum(s["value"] for s in rows) / sum(s["weight"] for s in rows)
+                assert math.exp(-per_word) == pytest.approx(figures[task][f"{metric},none"])
+            elif metric not in ("byte_perplexity", "bits_per_byte"):
+                assert sum(s["value"] for s in rows) / 500 == pytest.approx(figures[task][f"{metric},none"])
+                assert all(s["weight"] is None for s in rows)
+    copied = [s for s in samples if s["task"] == "micro_copy"]
+    assert all(s["prediction_tokens"] > 0 for s in copied)
+    assert all(s["prediction_tokens"] is None for s in samples if s["task"] == "micro_recall")
 
 
 def test_group_runs_every_task_with_every_output_type(results):

@@ -19,7 +19,7 @@ from effbench.store.load import load
 from effbench.store.results import STORE_MANIFEST, ResultsStore
 from effbench.store.validate import Problem
 from tests.conftest import cli
-from tests.store_helpers import measurements, rewrite, run_row, synthetic_store, values_as_text
+from tests.store_helpers import as_written_by, measurements, rewrite, run_row, synthetic_store, values_as_text
 from tests.test_hub import REPO, TOKEN, hub_server  # noqa: F401 - the local Hub fixture
 
 BAD = {  # file -> the start of its reason
@@ -262,7 +262,7 @@ def test_a_store_says_it_is_one_and_only_a_store_has_files_moved_or_removed(tmp_
     assert (user / "runs" / "x.parquet").is_file() and stale.is_file()
 
     earlier = tmp_path / "earlier"  # a store written before manifests: recognised by its exact layout, adopted
-    synthetic_store(earlier)
+    as_written_by(synthetic_store(earlier), "1.3")  # manifests came before samples
     (earlier / STORE_MANIFEST).unlink()
     (earlier / "runs" / "hwA-0.parquet").write_bytes(b"")
     moved = ResultsStore(earlier).quarantine([Problem("runs/hwA-0.parquet", "empty file")])

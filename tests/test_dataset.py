@@ -1,5 +1,6 @@
 """The dataset: build from a store, load with `datasets`, the card, the taxonomy, merging and validation."""
 
+import shutil
 from datetime import UTC, datetime
 
 import datasets
@@ -51,10 +52,12 @@ def test_build_writes_one_shard_per_machine_and_keeps_every_row(built):
     assert sorted(built.runs, key=lambda r: r.run_id) == stored.runs
     for run in stored.runs:  # every value, in the order the run reported it
         assert built.measurements_of(run.run_id) == stored.measurements_of(run.run_id)
+        assert built.samples_of(run.run_id) == stored.samples_of(run.run_id)
+        assert len(stored.samples_of(run.run_id)) == 150
     assert {(t.kind, t.name) for t in built.taxonomy} >= {("technique", n) for n in registry().techniques}
 
 
-@pytest.mark.parametrize("config", ["runs", "measurements", "taxonomy"])
+@pytest.mark.parametrize("config", ["runs", "measurements", "samples", "taxonomy"])
 def test_load_dataset_reads_every_config(built, config, tmp_path):
     _, out = built
     loaded = datasets.load_dataset(str(out), config, split="train", cache_dir=str(tmp_path / "cache"))
@@ -70,6 +73,7 @@ def test_card_header_and_body_document_everything(built):
     assert {c["config_name"]: c["data_files"][0]["path"] for c in meta["configs"]} == {
         "runs": "runs/*.parquet",
         "measurements": "measurements/*.parquet",
+        "samples": "samples/*.parquet",
         "taxonomy": "taxonomy/*.parquet",
     }
     assert meta["license"] == "cc-by-4.0" and meta["task_categories"] and meta["pretty_name"]
@@ -82,6 +86,7 @@ def test_card_header_and_body_document_everything(built):
         assert f"| `{metric}` | {unit} | {resource} | lower | evaluate | " in body
     assert "| `hwB` | Test CPU B (64 cores), 512 GiB, Linux | 4 | CPU estimated (cpu_load) |" in body
     assert "@article{bai2024beyond" in body and "**8 runs** (8 ok, 0 failed, 0 not applicable)" in body
+    assert "1200 per-document outcomes" in body
 
 
 def test_size_category_follows_the_hubs_buckets():
@@ -213,15 +218,20 @@ def test_building_into_a_results_store_is_refused_and_loses_nothing(tmp_path):
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2", "1.3"])
 def test_a_store_from_an_earlier_schema_builds_with_the_later_columns_empty(tmp_path, version):
     """1.1 added measurements.scenario and .cv, 1.2 runs.stack and measurements.phase, 1.3 runs.device and .dtype:
     older stores still build, and those columns read back as nulls (a run's stack is then its one technique, a
-    row's phase evaluate)."""
+    row's phase evaluate); 1.4 added the samples table: they have none."""
     store = synthetic_store(tmp_path / "store")
     as_written_by(store, version)
     hub.build(store.root, tmp_path / "dataset")
     built = read_dataset(tmp_path / "dataset")
+    assert built.samples == []
+    card = DatasetCard.load(tmp_path / "dataset" / "README.md").data.to_dict()
+    assert [c["config_name"] for c in card["configs"]] == ["runs", "measurements", "taxonomy"]  # no samples to load
+    shutil.rmtree(tmp_path / "dataset" / "samples")  # as an earlier version built it
+    assert read_dataset(tmp_path / "dataset") == built
     for kind, rows in ((MeasurementRow, built.measurements), (RunRecord, built.runs)):
         later = kind.later_columns(after=version)
         assert rows and all(getattr(row, c) is None for row in rows for c in later)

@@ -14,7 +14,7 @@ from huggingface_hub import HfApi, constants, snapshot_download
 from effbench.errors import EffbenchError
 from effbench.present.compare import OTHER, SAME, YOURS, compare
 from effbench.publish import hub
-from effbench.records import SCHEMA_VERSION, MeasurementRow, RunRecord
+from effbench.records import SCHEMA_VERSION, MeasurementRow, RunRecord, SampleRow
 from effbench.store.load import load
 from effbench.store.results import ResultsStore
 from effbench.store.validate import VERSION_KEY
@@ -78,7 +78,8 @@ def test_round_trip_gives_the_same_rows_and_publishing_twice_adds_nothing(hub_se
     assert repo.commits[-1].title == first.message and "add 4 run(s), update 0 from 1 machine(s)" in first.message
     assert "zoo:micro-m × prune-magnitude" in repo.commits[-1].description
     assert sorted(repo.commits[-1].files) == [
-        ".gitattributes", "README.md", "measurements/hw-hwA.parquet", "runs/hw-hwA.parquet", "taxonomy/taxonomy.parquet"
+        ".gitattributes", "README.md", "measurements/hw-hwA.parquet", "runs/hw-hwA.parquet", "samples/hw-hwA.parquet",
+        "taxonomy/taxonomy.parquet",
     ]  # fmt: skip
 
     again = _publish(hub_server, store)
@@ -253,13 +254,15 @@ def test_a_real_run_round_trips_through_build_publish_pull_and_load(hub_server, 
     stored = load(results)
     quality = [m for m in stored.measurements if m.resource == "quality"]
     assert quality and {m.task for m in quality} == {"micro_copy"}
+    outcomes = sorted((s.task, s.metric, s.doc_id) for s in stored.samples)
+    assert outcomes == [("micro_copy", "exact_match", i) for i in range(5)]
 
     built = cli("dataset", "build", "--results", str(results), "--out", str(tmp_path / "built"))
     assert built.returncode == 0, built.stderr
     _publish(hub_server, store)
     hub.pull(REPO, tmp_path / "pulled", endpoint=hub_server.url, token=TOKEN)
     folder = snapshot_download(REPO, repo_type="dataset", endpoint=hub_server.url, local_dir=tmp_path / "dl")
-    for kind in (RunRecord, MeasurementRow):
+    for kind in (RunRecord, MeasurementRow, SampleRow):
         expected = stored.table(kind).to_pylist()
         for source in (tmp_path / "built", folder):
             loaded = datasets.load_dataset(str(source), kind.table, split="train", cache_dir=str(tmp_path / "cache"))
@@ -267,7 +270,7 @@ def test_a_real_run_round_trips_through_build_publish_pull_and_load(hub_server, 
     assert load(tmp_path / "pulled") == stored
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.3"])
 def test_a_store_from_an_earlier_schema_publishes_pulls_and_reports(hub_server, tmp_path, version):
     store = synthetic_store(tmp_path / "store")
     as_written_by(store, version)

@@ -55,7 +55,9 @@ def test_later_columns_are_the_ones_each_minor_version_added():
     assert RunRecord.later_columns() == ("stack", "device", "dtype") == RunRecord.later_columns(after="1.1")
     assert RunRecord.later_columns(after="1.2") == ("device", "dtype")
     assert RunRecord.later_columns(after=SCHEMA_VERSION) == () == TaxonomyRow.later_columns()
-    assert SCHEMA_VERSION == "1.3"
+    assert SampleRow.since == "1.4" and SampleRow.later_columns() == ()  # 1.4 added the whole table
+    assert RunRecord.since == MeasurementRow.since == "1.0"
+    assert SCHEMA_VERSION == "1.4"
 
 
 def test_a_run_record_round_trips_through_the_store(tmp_path):
@@ -92,12 +94,16 @@ def test_the_stored_schema_version_is_the_writers(tmp_path):
     assert load(tmp_path).run("r1").schema_version == SCHEMA_VERSION
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2", "1.3"])
 def test_rows_of_an_earlier_version_read_with_their_meaning(tmp_path, version):
     store = synthetic_store(tmp_path)
+    assert load(tmp_path).samples_of("hwA-2")
     as_written_by(store, version)
     loaded = load(tmp_path)
     run = loaded.run("hwA-2")
+    assert loaded.samples == [] and loaded.samples_of("hwA-2") == []  # before 1.4: no per-document outcomes
+    if version == "1.3":
+        return  # its runs and measurements are today's
     assert (run.device, run.dtype, run.placement) == (None, None, "")  # 1.3's columns read back empty
     if version == "1.2":
         assert run.stack_entries() == [StackEntry("prune-magnitude", {"sparsity": 0.5})] and run.stack

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from effbench.errors import EffbenchError
+from effbench.records import WEIGHTED_METRICS
 
 
 @cache
@@ -144,8 +145,9 @@ def evaluate(
     batch_size: int,
     bootstrap_iters: int,
     generate_kwargs: dict[str, Any] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Run lm-eval on the model object; return per-task results, each with its sample count ``n``.
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Run lm-eval on the model object; return per-task results, each with its sample count ``n``, and every
+    document's outcome (``SampleRow`` fields but the run id).
 
     No response cache is used: lm-eval's cache is not keyed by model, so sharing one across
     techniques would silently reuse another model's answers.
@@ -160,7 +162,7 @@ def evaluate(
         limit=limit,
         bootstrap_iters=bootstrap_iters,
         use_cache=None,
-        log_samples=False,
+        log_samples=True,  # per-document outcomes: paired statistics against the baseline
     )
     results = {}
     for task, values in output["results"].items():
@@ -168,4 +170,44 @@ def evaluate(
             continue  # a group's row: its member tasks carry the figures
         counts = output["n-samples"][task]
         results[task] = {**values, "n": counts.get("effective", counts.get("original"))}
-    return results
+    logged = output.get("samples", {})
+    samples = [row for task, entries in logged.items() for row in sample_rows(task, entries, tokenizer)]
+    return results, samples
+
+
+def _number(value: Any) -> float | None:
+    """A per-document value as a float, or None when lm-eval keeps something else there (texts, pairs for F1)."""
+    if isinstance(value, bool | int | float) or (hasattr(value, "item") and getattr(value, "ndim", 1) == 0):
+        return float(value)
+    return None
+
+
+def sample_rows(task: str, logged: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
+    """Each logged document's numeric metric values, with its generated answer's length in tokens.
+
+    A corpus-level metric (``WEIGHTED_METRICS``) is logged as (log-likelihood, words or bytes): both are kept.
+    Values lm-eval keeps for a non-numeric aggregation (F1's, BLEU's pairs of texts) are not stored.
+    """
+    rows = []
+    for entry in logged:
+        generated = [r[0] for r in entry.get("resps", []) if r and isinstance(r[0], str)]
+        tokens = sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in generated)
+        for metric in entry.get("metrics", []):
+            value, weight = entry.get(metric), None
+            if metric in WEIGHTED_METRICS and isinstance(value, tuple | list) and len(value) == 2:
+                value, weight = value[0], int(value[1])
+            number = _number(value)
+            if number is None:
+                continue
+            rows.append(
+                {
+                    "task": task,
+                    "doc_id": int(entry["doc_id"]),
+                    "metric": metric,
+                    "filter": entry.get("filter", "none"),
+                    "value": number,
+                    "weight": weight,
+                    "prediction_tokens": tokens if generated else None,
+                }
+            )
+    return rows

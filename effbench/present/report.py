@@ -17,6 +17,7 @@ from typing import Any
 
 from effbench.api.vocabulary import QUALITY
 from effbench.config.suite import UNSTABLE_CV
+from effbench.measure.paired import Paired, compare_samples
 from effbench.plugins import registry
 from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
@@ -26,6 +27,14 @@ from effbench.store.ownership import Output, check_files, replace_files
 KEEP_FRACTION = 0.99  # MLPerf: an optimised system must keep >= 99 % of the reference accuracy
 UNSTABLE_MARK = "†"
 EPOCH = datetime.min.replace(tzinfo=UTC)
+PAIRED_SECTION = "accuracy vs baseline, document by document"
+PAIRED_NOTE = (
+    "Δ [95 % CI]: technique − baseline with a paired bootstrap interval over the documents both runs scored "
+    "(documents resampled jointly, 2000 iterations, fixed seed); p: McNemar's exact test (two-sided binomial "
+    "test on the documents only one of the two got right); right→wrong / wrong→right: those documents as "
+    "fractions of all (flips); – where a run stored no per-document outcomes (before schema 1.4) or the "
+    "documents differ"
+)
 SEPARATE_COLUMNS_NOTE = (
     "a column is shown only where some run measured it; the same quantity from different instruments "
     "(e.g. energy per token from hardware counters and from codecarbon) has a column per instrument"
@@ -193,6 +202,7 @@ def _table(
     rows_of = {run.run_id: results.measurements_of(run.run_id) for run in runs}
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
     base_rows = rows_of[base_run.run_id] if base_run else []
+    base_samples = results.samples_of(base_run.run_id) if base_run else []
     every_row = [m for run in runs for m in rows_of[run.run_id]]
     primary = primary_quality(base_rows or every_row)
     base = {_key(m): m for m in base_rows}
@@ -201,9 +211,25 @@ def _table(
     for task, row in primary.items():
         headers += [f"{task} {row.metric}", f"Δ {task}"]
     headers += [f">= {KEEP_FRACTION:.0%} base", "Status"]
-    short_headers = list(headers)
+    paired = {
+        run.run_id: {
+            task: compare_samples(results.samples_of(run.run_id), base_samples, task, row.metric)
+            if run is not base_run
+            else None
+            for task, row in primary.items()
+        }
+        for run in runs
+    }
+    rows = [_accuracy_cells(run, values[run.run_id], base, primary, paired[run.run_id]) for run in runs]
     sections = [("accuracy", list(range(len(headers))))]
-    rows = [_accuracy_cells(run, values[run.run_id], base, primary) for run in runs]
+    paired_tasks = [task for task in primary if any(paired[run.run_id][task] for run in runs)]  # else no column
+    paired_columns = [f"{name} {task}" for task in paired_tasks for name in ("p", "right→wrong", "wrong→right")]
+    if paired_columns:
+        sections.append((PAIRED_SECTION, [0, *range(len(headers), len(headers) + len(paired_columns))]))
+    headers += paired_columns
+    short_headers = list(headers)
+    for run, row in zip(runs, rows, strict=True):
+        row += [cell for task in paired_tasks for cell in _paired_cells(paired[run.run_id][task])]
     unstable = False
     for section in _sections(every_row):
         printed = []
@@ -232,11 +258,15 @@ def _table(
         unstable,
         unstable_cv,
     )
+    if paired_columns:
+        notes.insert(2, PAIRED_NOTE)
     title = f"{model} ({hardware})" + (f" on {placement}" if placement else "")
     return ComparisonTable(title, headers, rows, notes, sections, details, short_headers)
 
 
-def _accuracy_cells(run: RunRecord, values: dict, base: dict, primary: dict[str, MeasurementRow]) -> list[Cell]:
+def _accuracy_cells(
+    run: RunRecord, values: dict, base: dict, primary: dict[str, MeasurementRow], paired: dict[str, Paired | None]
+) -> list[Cell]:
     cells = [Cell(text=run.label)]
     keeps: list[bool | None] = []
     for task, prow in primary.items():
@@ -246,12 +276,34 @@ def _accuracy_cells(run: RunRecord, values: dict, base: dict, primary: dict[str,
         stderr = m.stderr if m else None
         cells.append(Cell(value, stderr, fmt(value, 3, stderr)))
         delta = value - b.value if m and b else None
-        cells.append(Cell(delta, None, fmt(delta, 3, sign=True)))
+        cells.append(_delta_cell(delta, paired[task]))
         keeps.append(_keeps(value, b.value if b else None, prow.higher_is_better))
     gate = None if not keeps or None in keeps else all(keeps)
     cells.append(Cell(None if gate is None else float(gate), text={True: "yes", False: "no", None: "–"}[gate]))
     cells.append(Cell(text=status_text(run)))
     return cells
+
+
+def _delta_cell(delta: float | None, paired: Paired | None) -> Cell:
+    """Δ vs the baseline, with its paired bootstrap interval when both runs stored their documents' outcomes."""
+    if delta is None or paired is None:
+        return Cell(delta, None, fmt(delta, 3, sign=True))
+    bounds = f"[{fmt(paired.ci_low, 3, sign=True)}, {fmt(paired.ci_high, 3, sign=True)}]"
+    return Cell(delta, None, f"{fmt(delta, 3, sign=True)} {bounds}", paired.ci_low, paired.ci_high)
+
+
+def _p_text(p: float | None) -> str:
+    return "–" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _paired_cells(paired: Paired | None) -> list[Cell]:
+    """McNemar's p and the two kinds of flips (as percentages of the documents); dashes where not computed."""
+    if paired is None:
+        return [Cell(text="–") for _ in range(3)]
+    flips = [
+        Cell(f, None, "–" if f is None else f"{100 * f:.1f} %") for f in (paired.right_to_wrong, paired.wrong_to_right)
+    ]
+    return [Cell(paired.p_value, None, _p_text(paired.p_value)), *flips]
 
 
 def _unstable(m: MeasurementRow | None, threshold: float) -> bool:
@@ -321,6 +373,7 @@ TEX = {
     ">=": r"$\geq$",
     "±": r"$\pm$",
     "Δ": r"$\Delta$",
+    "→": r"$\to$",
     "×": r"$\times$",
     "–": "--",
     UNSTABLE_MARK: r"$^\dagger$",

@@ -102,9 +102,10 @@ def _hardware_doc(results: Results) -> list[dict[str, Any]]:
 
 def render(results: Results, reg: Registry, location: str) -> str:
     """The README.md of a dataset; ``location`` is where readers load it from (a repo id or a folder)."""
-    configs = [
+    configs = [  # a config without rows (samples of runs before 1.4) is not loadable: not listed
         {"config_name": kind.table, "data_files": [{"split": "train", "path": f"{kind.table}/*.parquet"}]}
         for kind in DATASET_RECORDS
+        if results.table(kind).num_rows
     ]
     runs = results.runs
     measured = len(results.measurements)
@@ -125,6 +126,7 @@ def render(results: Results, reg: Registry, location: str) -> str:
         "models": len({r.model for r in runs}),
         "techniques": len({r.label for r in runs}),
         "measurements": measured,
+        "samples": len(results.samples),
         "taxonomy": len(results.taxonomy),
     }
     card = DatasetCard.from_template(

@@ -33,7 +33,7 @@ from effbench.store.validate import Problem
 from effbench.version import __version__
 
 REPO_TYPE = "dataset"
-DATA_PATTERNS = ["README.md", "runs/*", "measurements/*", "taxonomy/*"]
+DATA_PATTERNS = ["README.md", "runs/*", "measurements/*", "samples/*", "taxonomy/*"]
 
 Warn = Callable[[Path, list[Problem]], None]  # told a store's bad files (left out) before anything is built or sent
 
@@ -58,7 +58,7 @@ def collect(results: Path, warn: Warn | None = None) -> Results:
         raise no_results(results, stored.problems, f"run `effbench evaluate --output {results}` first")
     if stored.problems and warn:
         warn(results, stored.problems)
-    return Results(stored.runs, stored.measurements, taxonomy_rows(registry()))
+    return Results(stored.runs, stored.measurements, taxonomy_rows(registry()), samples=stored.samples)
 
 
 def build(results: Path, out: Path, *, warn: Warn | None = None) -> list[Path]:

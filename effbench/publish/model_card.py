@@ -17,7 +17,7 @@ def score(name: str, limit: int | None = None) -> tuple[dict[str, dict[str, Any]
     """lm-eval results of the whole bundled group for ``zoo:name``, and the seconds the evaluation took."""
     model, tokenizer = load(f"zoo:{name}")
     started = time.perf_counter()
-    results = accuracy.evaluate(
+    results, _ = accuracy.evaluate(
         model,
         tokenizer,
         [GROUP],

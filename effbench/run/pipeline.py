@@ -130,7 +130,7 @@ def measure(ctx: RunContext, instruments: Instruments, scenario_list: list[Scena
 
 
 def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, Any]:
-    """Run one planned run (a ``RunPlan`` payload); return its measurements, phase times and warnings."""
+    """Run one planned run (a ``RunPlan`` payload); return its measurements, samples, phase times and warnings."""
     plan = RunPlan.from_payload(payload)
     reg = registry()
     steps = resolve_stack(plan.stack, reg)
@@ -178,7 +178,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
     ctx.model, ctx.phase = model, PHASE_EVALUATE
     ctx.apply_seconds = clock.seconds.get("apply", 0.0)
     clock.start("accuracy")
-    ctx.accuracy = accuracy.evaluate(
+    ctx.accuracy, samples = accuracy.evaluate(
         model,
         tokenizer,
         list(plan.tasks),
@@ -195,6 +195,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
     return {
         "phase_seconds": clock.seconds,
         "measurements": [asdict(m) for m in measurements],
+        "samples": samples,
         "warnings": instruments.warnings,
         "model_fingerprint": fingerprint,
     }

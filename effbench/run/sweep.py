@@ -24,6 +24,7 @@ from effbench.records import (
     MeasurementRow,
     RunPlan,
     RunRecord,
+    SampleRow,
     StackEntry,
     stack_label,
     stack_name,
@@ -291,6 +292,11 @@ def measurement_rows(run_id: str, outcome: Outcome) -> list[MeasurementRow]:
     return [MeasurementRow.from_row({**m, "run_id": run_id}) for m in reported]  # the instruments set each phase
 
 
+def sample_rows(run_id: str, outcome: Outcome) -> list[SampleRow]:
+    """The run's per-document outcomes as stored rows."""
+    return [SampleRow.from_row({**s, "run_id": run_id}) for s in (outcome.result or {}).get("samples", [])]
+
+
 def known_tasks(folders: tuple[str, ...], executor: Executor, on_event: Callable[[str], None] | None) -> set[str]:
     """lm-eval's task names: kept from an earlier sweep (same lm-eval, same task folders), else listed by a worker."""
     from effbench.measure import accuracy
@@ -367,7 +373,8 @@ def run_suite(
             for job, outcome in executor.run_many(jobs(), on_event):
                 run = by_id[job.key]
                 record = run_record(suite, run, reg, outcome, started[job.key], probes, fingerprint)
-                store.write_run(record, measurement_rows(run.run_id, outcome))  # only this process writes the store
+                rows = measurement_rows(run.run_id, outcome)
+                store.write_run(record, rows, sample_rows(run.run_id, outcome))  # only this process writes the store
                 if outcome.error is not None:
                     result.failed[run.run_id] = outcome.error
                 elif record.status == STATUS_NOT_APPLICABLE:

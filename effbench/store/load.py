@@ -1,7 +1,8 @@
 """The one reader of stored results: a results store or a dataset folder becomes validated, typed ``Results``.
 
-A results store holds ``runs/<run_id>.parquet`` and ``measurements/<run_id>.parquet``; a dataset
-folder holds one shard per machine under ``runs/`` and ``measurements/`` plus ``taxonomy/``. Both
+A results store holds ``runs/<run_id>.parquet``, ``measurements/<run_id>.parquet`` and (from 1.4)
+``samples/<run_id>.parquet``; a dataset folder holds one shard per machine under ``runs/``, ``measurements/``
+and (from 1.4) ``samples/`` plus ``taxonomy/``. Both
 read through the records, so files written by earlier minor versions read back with their later
 columns null, and every report, leaderboard, comparison, build, publish and pull sees the same rows.
 A store is the user's own work: its bad files are skipped and listed in ``Results.problems``. A
@@ -19,7 +20,7 @@ import pyarrow as pa
 
 from effbench.api.vocabulary import STAGES
 from effbench.errors import EffbenchError
-from effbench.records import MeasurementRow, Record, RunRecord, TaxonomyRow
+from effbench.records import MeasurementRow, Record, RunRecord, SampleRow, TaxonomyRow
 from effbench.store.results import ResultsStore, parquet_files, to_table
 from effbench.store.validate import Problem, raise_if, read_records
 
@@ -28,12 +29,14 @@ LAYOUTS = ("any", "store", "dataset")
 
 @dataclass(frozen=True)
 class Results:
-    """Runs, their measurements (each run's in the order it reported), a dataset's taxonomy, a store's bad files."""
+    """Runs, their measurements (each run's in the order it reported) and samples, a dataset's taxonomy, a store's
+    bad files."""
 
     runs: list[RunRecord] = field(default_factory=list)
     measurements: list[MeasurementRow] = field(default_factory=list)
     taxonomy: list[TaxonomyRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # one per bad store file, its path relative to the store
+    samples: list[SampleRow] = field(default_factory=list)  # per-document outcomes (none in results before 1.4)
 
     @cached_property
     def _runs_by_id(self) -> dict[str, RunRecord]:
@@ -44,6 +47,13 @@ class Results:
         grouped: dict[str, list[MeasurementRow]] = {}
         for m in self.measurements:
             grouped.setdefault(m.run_id, []).append(m)
+        return grouped
+
+    @cached_property
+    def _samples_by_run(self) -> dict[str, list[SampleRow]]:
+        grouped: dict[str, list[SampleRow]] = {}
+        for s in self.samples:
+            grouped.setdefault(s.run_id, []).append(s)
         return grouped
 
     def run(self, run_id: str) -> RunRecord:
@@ -60,6 +70,10 @@ class Results:
         """A run's measurements, in the order it reported them."""
         return self._measurements_by_run.get(run_id, [])
 
+    def samples_of(self, run_id: str) -> list[SampleRow]:
+        """A run's per-document outcomes, in the order lm-eval logged them (none for runs written before 1.4)."""
+        return self._samples_by_run.get(run_id, [])
+
     def hardware(self) -> dict[str, list[RunRecord]]:
         """Runs by hardware fingerprint, each machine's ordered by run id."""
         groups: dict[str, list[RunRecord]] = {}
@@ -74,6 +88,8 @@ class Results:
             rows: list[Record] = list(chosen)
         elif kind is MeasurementRow:
             rows = [m for run in chosen for m in self.measurements_of(run.run_id)]
+        elif kind is SampleRow:
+            rows = [s for run in chosen for s in self.samples_of(run.run_id)]
         else:
             rows = sorted(self.taxonomy, key=_taxonomy_order)
         return to_table(rows, kind)
@@ -86,8 +102,8 @@ def _taxonomy_order(row: TaxonomyRow) -> tuple[str, int, str]:
 
 def _load_store(root: Path) -> Results:
     """A results store's valid committed runs, and its bad files (skipped, each with its run)."""
-    runs, measurements, problems = ResultsStore(root).read()
-    return Results(runs, measurements, problems=problems)
+    runs, measurements, samples, problems = ResultsStore(root).read()
+    return Results(runs, measurements, problems=problems, samples=samples)
 
 
 def is_dataset(root: Path) -> bool:
@@ -109,16 +125,17 @@ def _load_dataset(root: Path) -> Results:
         raise EffbenchError(f"{root} is not an effbench dataset: it has no runs/ folder")
     problems: list[Problem] = []
     read = {}
-    for kind in (RunRecord, MeasurementRow, TaxonomyRow):
+    for kind in (RunRecord, MeasurementRow, SampleRow, TaxonomyRow):  # a dataset before 1.4 has no samples/
         files = parquet_files(root / kind.table)
         if kind is TaxonomyRow and not files:
             problems.append(Problem("taxonomy/", "no Parquet file"))
         read[kind] = [row for path in files for row in read_records(path, kind, root, problems)]
-    results = Results(read[RunRecord], read[MeasurementRow], read[TaxonomyRow])
+    results = Results(read[RunRecord], read[MeasurementRow], read[TaxonomyRow], samples=read[SampleRow])
     ids = Counter(run.run_id for run in results.runs if run.run_id)  # a null id is already a problem; None sorts not
     problems += [Problem("runs", f"run {r} appears twice") for r, n in sorted(ids.items()) if n > 1]
-    orphans = sorted({m.run_id for m in results.measurements if m.run_id} - set(ids))
-    problems += [Problem("measurements", f"run {r} has measurements but no runs row") for r in orphans]
+    for kind, rows in ((MeasurementRow, results.measurements), (SampleRow, results.samples)):
+        orphans = sorted({row.run_id for row in rows if row.run_id} - set(ids))
+        problems += [Problem(kind.table, f"run {r} has {kind.table} but no runs row") for r in orphans]
     if len({(t.kind, t.name) for t in results.taxonomy}) != len(results.taxonomy):
         problems.append(Problem("taxonomy", "an entry appears twice"))
     raise_if(problems, f"the dataset in {root}")

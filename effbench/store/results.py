@@ -1,6 +1,6 @@
-"""The results store: Parquet ``runs`` and ``measurements`` tables, one file per run, written atomically.
+"""The results store: Parquet ``runs``, ``measurements`` and ``samples`` tables, one file per run, written atomically.
 
-A run's measurements are written first and its ``runs`` row last, so a run exists exactly
+A run's samples and measurements are written first and its ``runs`` row last, so a run exists exactly
 when its row does: a sweep killed at any point leaves no half-run behind, and a rerun
 replaces a run's files under the same run id instead of adding a duplicate. Reading skips
 damaged files (truncated, empty, foreign) and reports each once, so one bad file never blocks
@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from effbench.errors import EffbenchError
-from effbench.records import SCHEMA_VERSION, MeasurementRow, Record, RunRecord
+from effbench.records import SCHEMA_VERSION, MeasurementRow, Record, RunRecord, SampleRow
 from effbench.store.validate import Problem, first_of_file, read_records
 from effbench.version import __version__
 
@@ -34,7 +34,9 @@ TEMP_NAME = re.compile(r"\..+\.parquet\.[0-9a-f]{32}\.tmp")  # what _write_atomi
 LEFTOVER_AGE_S = 60.0  # an unlocked temporary file this old has no writer (see _abandoned)
 QUARANTINE = "quarantine"
 
-R = TypeVar("R", RunRecord, MeasurementRow)
+R = TypeVar("R", RunRecord, MeasurementRow, SampleRow)
+RUN_TABLES = (RunRecord, MeasurementRow, SampleRow)  # one file per run in each
+PER_RUN = (MeasurementRow, SampleRow)  # a run's rows, read only with its runs row
 
 
 def parquet_files(folder: Path) -> list[Path]:
@@ -47,13 +49,22 @@ def to_table(records: list[Record], kind: type[Record]) -> pa.Table:
     return pa.Table.from_pylist([r.as_row() for r in records], schema=kind.schema())
 
 
+def write_parquet(table: pa.Table, where: Path | str) -> None:
+    """Write a Parquet file; an empty table as a file without row groups, which ``datasets`` reads beside others
+    (an empty row group makes its reader fail)."""
+    if table.num_rows:
+        pq.write_table(table, where)
+    else:
+        pq.ParquetWriter(where, table.schema).close()
+
+
 def _write_atomic(table: pa.Table, path: Path) -> None:
     """Write to a temporary file beside ``path``, locked until it is renamed into place (see ``_abandoned``)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        pq.write_table(table, tmp)
+        write_parquet(table, tmp)
         os.fsync(handle)
         os.replace(tmp, path)
     except BaseException:
@@ -92,7 +103,7 @@ EARLIER_STORE = frozenset(
 
 
 class ResultsStore:
-    """A directory holding ``runs/<run_id>.parquet`` and ``measurements/<run_id>.parquet``."""
+    """A directory of one Parquet file per run in each table: ``runs/``, ``measurements/``, ``samples/``."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -109,24 +120,30 @@ class ResultsStore:
         """Mark the folder as an effbench results store (once), so later commands know what they may touch."""
         manifest = self.root / STORE_MANIFEST
         if not manifest.exists():
-            data = {"effbench_manifest": 1, "kind": "results-store", "effbench_version": __version__,
-                    "holds": ["runs/", "measurements/", "logs/", f"{QUARANTINE}/", "report files"]}  # fmt: skip
+            holds = [*(f"{kind.table}/" for kind in RUN_TABLES), "logs/", f"{QUARANTINE}/", "report files"]
+            data = {"effbench_manifest": 1, "kind": "results-store", "effbench_version": __version__, "holds": holds}
             tmp = manifest.with_name(f".{manifest.name}.{uuid.uuid4().hex}.tmp")
             tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
             os.replace(tmp, manifest)
 
     def files(self, table: str) -> list[Path]:
-        """The committed Parquet files of a table (``runs`` or ``measurements``)."""
+        """The committed Parquet files of a table (``runs``, ``measurements`` or ``samples``)."""
         return parquet_files(self.root / table)
 
-    def write_run(self, record: RunRecord, measurements: list[MeasurementRow]) -> None:
+    def write_run(
+        self, record: RunRecord, measurements: list[MeasurementRow], samples: list[SampleRow] | None = None
+    ) -> None:
         """Store one finished run (ok or failed), replacing any earlier record of the same run id."""
         run_id = record.run_id
-        rows: list[Record] = [replace(m, run_id=run_id) for m in measurements]
-        for kind in (MeasurementRow, RunRecord):
+        per_run: dict[type[Record], list[Record]] = {
+            SampleRow: [replace(s, run_id=run_id) for s in samples or []],
+            MeasurementRow: [replace(m, run_id=run_id) for m in measurements],
+        }
+        for kind in RUN_TABLES:
             (self.root / kind.table).mkdir(parents=True, exist_ok=True)
         self._claim()
-        _write_atomic(to_table(rows, MeasurementRow), self.root / MeasurementRow.table / f"{run_id}.parquet")
+        for kind, rows in per_run.items():  # the runs row last: a run exists only with all its rows
+            _write_atomic(to_table(rows, kind), self.root / kind.table / f"{run_id}.parquet")
         written = replace(record, schema_version=SCHEMA_VERSION)
         _write_atomic(to_table([written], RunRecord), self.root / RunRecord.table / f"{run_id}.parquet")
 
@@ -145,23 +162,30 @@ class ResultsStore:
             return None
         return rows
 
-    def read(self) -> tuple[list[RunRecord], list[MeasurementRow], list[Problem]]:
-        """The valid runs with their measurements, and one problem per bad file, skipped with its run: none is used."""
+    def read(self) -> tuple[list[RunRecord], list[MeasurementRow], list[SampleRow], list[Problem]]:
+        """The valid runs with their measurements and samples, and one problem per bad file, skipped with its run.
+
+        A run without a samples file (failed, or written before 1.4) has no samples.
+        """
         problems: list[Problem] = []
         runs: dict[str, RunRecord] = {}
         for path in self.files(RunRecord.table):
             rows = self._read_run_file(path, RunRecord, problems)
             if rows is not None:
                 runs[path.stem] = rows[0]
-        measurements: list[MeasurementRow] = []
-        for path in self.files(MeasurementRow.table):
-            if path.stem in runs:  # without a runs row, measurements are an interrupted run's: ignored, unread
-                rows = self._read_run_file(path, MeasurementRow, problems)
-                if rows is None:
-                    del runs[path.stem]
-                else:
-                    measurements.extend(rows)
-        return list(runs.values()), measurements, problems
+        read: dict[type[Record], dict[str, list]] = {kind: {} for kind in PER_RUN}
+        for kind in PER_RUN:
+            for path in self.files(kind.table):
+                if path.stem in runs:  # without a runs row, they are an interrupted run's: ignored, unread
+                    rows = self._read_run_file(path, kind, problems)
+                    if rows is None:
+                        del runs[path.stem]
+                    else:
+                        read[kind][path.stem] = rows
+        kept = {
+            kind: [row for run_id, rows in read[kind].items() if run_id in runs for row in rows] for kind in PER_RUN
+        }
+        return list(runs.values()), kept[MeasurementRow], kept[SampleRow], problems
 
     def statuses(self) -> dict[str, str]:
         """Status (ok / failed) of every valid stored run by run id; a damaged run is not stored: a resume reruns it."""
@@ -172,7 +196,7 @@ class ResultsStore:
         if not self.is_store():  # a folder effbench did not make a store: nothing in it is effbench's to remove
             return []
         now = time.time()
-        folders = [self.root / kind.table for kind in (RunRecord, MeasurementRow)]
+        folders = [self.root / kind.table for kind in RUN_TABLES]
         return [
             path
             for folder in folders
@@ -200,13 +224,13 @@ class ResultsStore:
                 "nothing was moved"
             )
         self._claim()  # an earlier version's store, recognised by its layout, is adopted
-        tables = (RunRecord.table, MeasurementRow.table)
+        tables = tuple(kind.table for kind in RUN_TABLES)
         moving: dict[Path, None] = {}  # ordered, without duplicates
         for problem in problems:
             relative = Path(problem.file or problem.path)  # the real name, when the shown one was escaped
             if len(relative.parts) != 2 or relative.parts[0] not in tables:
                 continue
-            if relative.parts[0] == MeasurementRow.table:  # its run row first: rerun, not kept without figures
+            if relative.parts[0] != RunRecord.table:  # its run row first: rerun, not kept without its rows
                 moving[Path(RunRecord.table, relative.name)] = None
             moving[relative] = None
         present = [relative for relative in moving if os.path.lexists(self.root / relative)]  # a broken link too
