@@ -93,6 +93,16 @@ def test_baseline_against_its_reference_and_pruned_models_on_micro_m(micro_m_ref
     assert pruned_agree < half_agree <= 1 and pruned_agree < 0.9
 
 
+@pytest.mark.parametrize("technique, params", [("dtype", {"dtype": "bf16"}), ("dynamic-int8", {})])
+def test_quantized_and_half_precision_models_are_compared_in_float32(micro_m_reference, technique, params):
+    kl, agreement = _means(applied(technique, **params)[0], micro_m_reference)
+    assert 0 < kl < 0.05 and 0.9 < agreement <= 1  # small, real damage
+
+
+def test_a_generation_only_technique_leaves_the_distributions_alone(micro_m_reference):
+    assert _means(applied("prompt-lookup")[0], micro_m_reference) == (0.0, 1.0)
+
+
 def test_top_k_reference_of_a_real_model_bounds_the_exact_kl_from_below(micro_m_reference):
     model, tokenizer = load_model("zoo:micro-m")
     small = fidelity.build(model, tokenizer, top_k=4)
