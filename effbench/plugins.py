@@ -33,6 +33,7 @@ BUILTIN_MODULES = (
     "effbench.default_plugins.techniques.decoding",
     "effbench.default_plugins.techniques.attention",
     "effbench.default_plugins.metrics.model",
+    "effbench.default_plugins.metrics.fidelity",
     "effbench.default_plugins.metrics.load",
     "effbench.default_plugins.metrics.system",
     "effbench.default_plugins.metrics.energy",

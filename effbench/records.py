@@ -416,6 +416,8 @@ class RunPlan:
     device: str  # resolved: cpu, cuda:N or mps
     dtype: str  # resolved: float32, bfloat16 or float16
     not_applicable: str | None = None  # why a technique's preflight refused this model: stored, not run
+    fidelity_reference: str | None = None  # the baseline's fidelity reference file in the store (absolute path)
+    builds_reference: bool = False  # a baseline run: builds that reference, which the sweep then stores
 
     def to_payload(self) -> dict[str, Any]:
         """The plan as JSON-compatible data."""

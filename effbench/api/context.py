@@ -72,6 +72,8 @@ class RunContext:
     phase: str = "evaluate"  # the phase being measured: "evaluate", or a one-off phase such as "apply"
     idle_watts: dict[str, float] = field(default_factory=dict)  # idle power per energy instrument, measured once
     device: str = "cpu"  # the run's device (cpu, cuda:N, mps): where instruments read accelerator figures
+    reference: Any = None  # the fidelity reference this (baseline) run built, compared with instead of the stored one
+    warnings: list[str] = field(default_factory=list)  # what a metric could not measure, kept in the run's warnings
 
     @property
     def output_tokens(self) -> int:

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from effbench.api.metric import Quantity
-from effbench.api.vocabulary import QUALITY
 from effbench.plugins import Registry
 from effbench.records import MeasurementRow
 
@@ -77,11 +76,13 @@ def declared_quantities(reg: Registry) -> dict[str, tuple[Quantity, str]]:
 
 
 def registry_columns(reg: Registry) -> list[Column]:
-    """The registered metrics' resource columns in registration order, each ratio column right after its quantity."""
+    """The registered metrics' run-level columns (resources, fidelity) in registration order, ratios after theirs.
+
+    Task metrics (lm-eval's, stored per task) have columns of their own; a declared quality quantity that is
+    never stored without a task (``accuracy``) finds no value and is not shown.
+    """
     out = []
     for quantity, scope in declared_quantities(reg).values():
-        if quantity.resource == QUALITY:
-            continue
         out.append(Column(quantity, scope))
         if quantity.ratio_header:
             out.append(Column(quantity, scope, ratio=True))
@@ -99,6 +100,6 @@ def candidates(columns: list[Column], rows: Iterable[MeasurementRow]) -> list[Co
     declared = {c.name for c in columns}
     undeclared: dict[str, Column] = {}
     for row in rows:
-        if row.resource != QUALITY and row.metric not in declared and row.metric not in undeclared:
+        if not row.task and row.metric not in declared and row.metric not in undeclared:
             undeclared[row.metric] = stored_column(row)
     return [*columns, *undeclared.values()]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from effbench.api.metric import Quantity
-from effbench.api.vocabulary import QUALITY
 from effbench.present.columns import Column, candidates, fmt
 from effbench.present.report import SEPARATE_COLUMNS_NOTE, markdown_table, md, md_code, primary_quality
 from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
@@ -74,9 +73,7 @@ def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:
 def entry(results: Results, run: RunRecord, scenario: str | None) -> Entry:
     """A run's leaderboard entry (score left unset): model-level figures and those of ``scenario`` only."""
     rows = [m for m in results.measurements_of(run.run_id) if m.in_phase == PHASE_EVALUATE]
-    resources = {
-        m.metric: m for m in rows if m.task == "" and m.resource != QUALITY and m.in_scenario in ("", scenario or "")
-    }
+    resources = {m.metric: m for m in rows if m.task == "" and m.in_scenario in ("", scenario or "")}
     return Entry(run, primary_quality(rows), resources)
 
 

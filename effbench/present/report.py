@@ -144,7 +144,7 @@ def primary_quality(rows: list[MeasurementRow]) -> dict[str, MeasurementRow]:
     """Per task, the first quality metric lm-eval reported (its metric_list order): the one a table shows."""
     primary: dict[str, MeasurementRow] = {}
     for row in rows:
-        if row.resource == QUALITY and row.in_phase == PHASE_EVALUATE and row.task not in primary:
+        if row.resource == QUALITY and row.task and row.in_phase == PHASE_EVALUATE and row.task not in primary:
             primary[row.task] = row
     return primary
 
@@ -188,7 +188,7 @@ def _notes(where: str, rows: list[MeasurementRow], unstable: bool, unstable_cv: 
     ]
     methods: dict[str, str] = {}
     for m in rows:
-        if m.method and m.resource != QUALITY:
+        if m.method and not m.task:
             methods.setdefault(m.metric, m.method)
     by_method: dict[str, list[str]] = {}
     for metric, how in sorted(methods.items()):

@@ -17,7 +17,7 @@ from effbench.api.context import Measurement, RunContext
 from effbench.api.technique import Technique
 from effbench.config.suite import LOAD_OPTIONS, Scenario
 from effbench.errors import EffbenchError, NotApplicable
-from effbench.measure import accuracy, scenarios
+from effbench.measure import accuracy, fidelity, scenarios
 from effbench.measure.device import synchronize
 from effbench.measure.statistics import combine_repeats
 from effbench.measure.windows import Instruments
@@ -129,6 +129,15 @@ def measure(ctx: RunContext, instruments: Instruments, scenario_list: list[Scena
     return instruments.measure_once("run", ctx) + measurements
 
 
+def build_reference(ctx: RunContext) -> fidelity.Reference | None:
+    """The baseline's next-token distributions on the fixed sample; a failure is a warning, never a failed run."""
+    try:
+        return fidelity.build(ctx.model, ctx.tokenizer)
+    except Exception as err:  # any model's forward pass: the run's other figures stand without fidelity
+        ctx.warnings.append(f"no fidelity reference built: {err!r}")
+        return None
+
+
 def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, Any]:
     """Run one planned run (a ``RunPlan`` payload); return its measurements, samples, phase times and warnings."""
     plan = RunPlan.from_payload(payload)
@@ -155,6 +164,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         settings={
             **{k: settings[k] for k in ("country", "idle_seconds", "price")},
             "prompt_tokens": settings["scenarios"][0]["prompt_tokens"],
+            "fidelity_reference": plan.fidelity_reference,
         },
         started_at=clock.started_at,
         device=plan.device,
@@ -189,6 +199,8 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         generate_kwargs=ctx.generate_kwargs,
     )
     clock.start("measure")
+    if plan.builds_reference:
+        ctx.reference = build_reference(ctx)
     scenario_list = [Scenario.model_validate(s) for s in settings["scenarios"]]
     measurements += measure(ctx, instruments, scenario_list)
     clock.stop()
@@ -196,6 +208,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         "phase_seconds": clock.seconds,
         "measurements": [asdict(m) for m in measurements],
         "samples": samples,
-        "warnings": instruments.warnings,
+        "warnings": [*instruments.warnings, *ctx.warnings],
         "model_fingerprint": fingerprint,
+        "reference": ctx.reference.to_bytes() if ctx.reference is not None else None,
     }

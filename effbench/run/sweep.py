@@ -8,12 +8,14 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from effbench.api.executor import Executor, Job, Outcome
 from effbench.config import prices
 from effbench.config.suite import LOAD_OPTIONS, Suite
 from effbench.errors import EffbenchError, NotApplicable
+from effbench.measure import fidelity
 from effbench.measure.device import CPU, device_type, resolve_device
 from effbench.plugins import Registry, registry
 from effbench.records import (
@@ -103,6 +105,22 @@ def _identity(
     if placement != FIRST_PLACEMENT:
         identity["placement"] = placement
     return identity
+
+
+def reference_key(model: str, suite: Suite, settings: dict, hardware: str, placement: dict) -> str:
+    """What a baseline's fidelity reference depends on: the model, how and where it is loaded, and the text sample.
+
+    Tasks, scenarios and prices are left out, so runs of any suite on this machine share their model's reference.
+    """
+    loading = {option: settings[option] for option in LOAD_OPTIONS if option in settings}
+    identity = {"model": model, "revision": suite.revision, "loading": loading, "placement": placement,
+                "hardware": hardware, "sample": fidelity.SAMPLE}  # fmt: skip
+    return _digest(identity)
+
+
+def builds_reference(stack: tuple[StackEntry, ...]) -> bool:
+    """Whether a run is its model's baseline, which builds the fidelity reference the other runs are compared with."""
+    return stack_name(stack) == "baseline"
 
 
 def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]]:
@@ -225,12 +243,15 @@ def plan(
     }
     # loading options only when given, so the settings (and ids) of runs that leave them to transformers stay put
     settings.update({k: getattr(suite, k) for k in LOAD_OPTIONS if getattr(suite, k) is not None})
-    dtypes = {model: run_dtype(suite, model, device) for model in suite.models}
+    placements = {model: {"device": device, "dtype": run_dtype(suite, model, device)} for model in suite.models}
+    store = ResultsStore(suite.output.resolve())
+    references = {
+        model: str(store.reference_path(reference_key(model, suite, settings, fingerprint, placements[model])))
+        for model in suite.models
+    }
     return [
         RunPlan(
-            run_id=_digest(
-                _identity(model, stack, suite, settings, fingerprint, {"device": device, "dtype": dtypes[model]})
-            ),
+            run_id=_digest(_identity(model, stack, suite, settings, fingerprint, placements[model])),
             model=model,
             revision=suite.revision,
             stack=stack,
@@ -239,8 +260,10 @@ def plan(
             trust_remote_code=suite.trust_remote_code,
             settings=settings,
             device=device,
-            dtype=dtypes[model],
+            dtype=placements[model]["dtype"],
             not_applicable=refusals.get((model, index)),
+            fidelity_reference=references[model],
+            builds_reference=builds_reference(stack),
         )
         for model in suite.models
         for index, stack in enumerate(stacks)
@@ -358,6 +381,7 @@ def run_suite(
                         on_done(run, outcome)
                 else:
                     pending.append(run)
+            pending.sort(key=lambda run: not run.builds_reference)  # baselines first: the others need their reference
             logs = suite.output / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             started: dict[str, datetime] = {}
@@ -373,6 +397,9 @@ def run_suite(
             for job, outcome in executor.run_many(jobs(), on_event):
                 run = by_id[job.key]
                 record = run_record(suite, run, reg, outcome, started[job.key], probes, fingerprint)
+                reference = (outcome.result or {}).get("reference")
+                if run.builds_reference and run.fidelity_reference and reference is not None:
+                    store.write_reference(Path(run.fidelity_reference).stem, reference)  # before the runs after it
                 rows = measurement_rows(run.run_id, outcome)
                 store.write_run(record, rows, sample_rows(run.run_id, outcome))  # only this process writes the store
                 if outcome.error is not None:

@@ -1,5 +1,8 @@
 """The results store: Parquet ``runs``, ``measurements`` and ``samples`` tables, one file per run, written atomically.
 
+Beside them, ``references/`` holds the baseline runs' fidelity references (safetensors), one per model,
+placement and machine, which later runs of the model are compared with.
+
 A run's samples and measurements are written first and its ``runs`` row last, so a run exists exactly
 when its row does: a sweep killed at any point leaves no half-run behind, and a rerun
 replaces a run's files under the same run id instead of adding a duplicate. Reading skips
@@ -30,9 +33,10 @@ from effbench.records import SCHEMA_VERSION, MeasurementRow, Record, RunRecord, 
 from effbench.store.validate import Problem, first_of_file, read_records
 from effbench.version import __version__
 
-TEMP_NAME = re.compile(r"\..+\.parquet\.[0-9a-f]{32}\.tmp")  # what _write_atomic names its temporary files
+TEMP_NAME = re.compile(r"\..+\.(parquet|safetensors)\.[0-9a-f]{32}\.tmp")  # _write_atomic's temporary files
 LEFTOVER_AGE_S = 60.0  # an unlocked temporary file this old has no writer (see _abandoned)
 QUARANTINE = "quarantine"
+REFERENCES = "references"  # the baseline runs' fidelity references: <key>.safetensors
 
 R = TypeVar("R", RunRecord, MeasurementRow, SampleRow)
 RUN_TABLES = (RunRecord, MeasurementRow, SampleRow)  # one file per run in each
@@ -58,13 +62,16 @@ def write_parquet(table: pa.Table, where: Path | str) -> None:
         pq.ParquetWriter(where, table.schema).close()
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
+def _write_atomic(table: pa.Table | bytes, path: Path) -> None:
     """Write to a temporary file beside ``path``, locked until it is renamed into place (see ``_abandoned``)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        write_parquet(table, tmp)
+        if isinstance(table, bytes):  # a file that is not a table (a fidelity reference)
+            tmp.write_bytes(table)
+        else:
+            write_parquet(table, tmp)
         os.fsync(handle)
         os.replace(tmp, path)
     except BaseException:
@@ -120,7 +127,8 @@ class ResultsStore:
         """Mark the folder as an effbench results store (once), so later commands know what they may touch."""
         manifest = self.root / STORE_MANIFEST
         if not manifest.exists():
-            holds = [*(f"{kind.table}/" for kind in RUN_TABLES), "logs/", f"{QUARANTINE}/", "report files"]
+            holds = [*(f"{kind.table}/" for kind in RUN_TABLES), f"{REFERENCES}/", "logs/", f"{QUARANTINE}/"]
+            holds.append("report files")
             data = {"effbench_manifest": 1, "kind": "results-store", "effbench_version": __version__, "holds": holds}
             tmp = manifest.with_name(f".{manifest.name}.{uuid.uuid4().hex}.tmp")
             tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
@@ -146,6 +154,16 @@ class ResultsStore:
             _write_atomic(to_table(rows, kind), self.root / kind.table / f"{run_id}.parquet")
         written = replace(record, schema_version=SCHEMA_VERSION)
         _write_atomic(to_table([written], RunRecord), self.root / RunRecord.table / f"{run_id}.parquet")
+
+    def reference_path(self, key: str) -> Path:
+        """Where the fidelity reference stored under ``key`` lives (it may not exist)."""
+        return self.root / REFERENCES / f"{key}.safetensors"
+
+    def write_reference(self, key: str, data: bytes) -> None:
+        """Store a baseline run's fidelity reference (a safetensors file's bytes), replacing an earlier one."""
+        (self.root / REFERENCES).mkdir(parents=True, exist_ok=True)
+        self._claim()
+        _write_atomic(data, self.reference_path(key))
 
     def _read_run_file(self, path: Path, kind: type[R], problems: list[Problem]) -> list[R] | None:
         """The rows of one run's file, or None (its one problem added) when it is bad or holds another run's rows."""
@@ -196,7 +214,7 @@ class ResultsStore:
         if not self.is_store():  # a folder effbench did not make a store: nothing in it is effbench's to remove
             return []
         now = time.time()
-        folders = [self.root / kind.table for kind in RUN_TABLES]
+        folders = [self.root / folder for folder in (*(kind.table for kind in RUN_TABLES), REFERENCES)]
         return [
             path
             for folder in folders
