@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -24,6 +25,7 @@ from effbench.records import MeasurementRow, Record, RunRecord, SampleRow, Taxon
 from effbench.store.results import ResultsStore, parquet_files, to_table
 from effbench.store.validate import Problem, raise_if, read_records
 
+R = TypeVar("R", MeasurementRow, SampleRow)  # a table whose rows belong to one run each
 LAYOUTS = ("any", "store", "dataset")
 
 
@@ -44,17 +46,11 @@ class Results:
 
     @cached_property
     def _measurements_by_run(self) -> dict[str, list[MeasurementRow]]:
-        grouped: dict[str, list[MeasurementRow]] = {}
-        for m in self.measurements:
-            grouped.setdefault(m.run_id, []).append(m)
-        return grouped
+        return _by_run(self.measurements)
 
     @cached_property
     def _samples_by_run(self) -> dict[str, list[SampleRow]]:
-        grouped: dict[str, list[SampleRow]] = {}
-        for s in self.samples:
-            grouped.setdefault(s.run_id, []).append(s)
-        return grouped
+        return _by_run(self.samples)
 
     def run(self, run_id: str) -> RunRecord:
         """The run with this id."""
@@ -157,3 +153,11 @@ def load(root: Path | str, layout: str = "any") -> Results:
     if not results.runs:
         raise no_results(root, results.problems)
     return results
+
+
+def _by_run(rows: list[R]) -> dict[str, list[R]]:
+    """A run's rows of one table, looked up by run id without scanning the table each time."""
+    grouped: dict[str, list[R]] = {}
+    for row in rows:
+        grouped.setdefault(row.run_id, []).append(row)
+    return grouped
