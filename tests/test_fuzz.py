@@ -22,14 +22,14 @@ from tests.test_suite_validation import checked, evaluate_until_planned
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fuzz(examples: int) -> settings:
+def fuzz(examples: int, *also_allowed: HealthCheck) -> settings:
     """Reproducible settings: the same examples on every run and machine, however slow the machine is."""
     return settings(
         max_examples=examples,
         deadline=None,
         derandomize=True,
         database=None,
-        suppress_health_check=[HealthCheck.too_slow],
+        suppress_health_check=[HealthCheck.too_slow, *also_allowed],
     )
 
 

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from effbench.api.vocabulary import PHASES, QUALITY, RESOURCES, STAGES
 from effbench.errors import EffbenchError
-from effbench.records import PHASE_EVALUATE, MeasurementRow, Record, RunRecord, TaxonomyRow
+from effbench.records import PHASE_EVALUATE, MeasurementRow, Record, RunRecord, SampleRow, TaxonomyRow
 from effbench.store.load import Results, load
 from effbench.store.ownership import MANIFEST
 from effbench.store.results import ResultsStore
@@ -40,22 +40,17 @@ from effbench.store.validate import SAFE_ID, VERSION_KEY
 from tests.conftest import cli
 from tests.hub_server import GITATTRIBUTES, HubServer, Repo
 from tests.store_helpers import synthetic_store, two_machine_store
+from tests.test_fuzz import fuzz
 from tests.test_hub import TOKEN, hub_server  # noqa: F401 - the local Hub fixture
 
-KINDS: dict[str, type[Record]] = {kind.table: kind for kind in (RunRecord, MeasurementRow, TaxonomyRow)}
-STORE_TABLES = (RunRecord.table, MeasurementRow.table)
+KINDS: dict[str, type[Record]] = {kind.table: kind for kind in (RunRecord, MeasurementRow, SampleRow, TaxonomyRow)}
+STORE_TABLES = (RunRecord.table, MeasurementRow.table, SampleRow.table)
 AN_HOUR = 3600.0
 
 
-def fuzz(examples: int) -> settings:
-    """Reproducible settings: the same examples on every run and machine, however slow the machine is."""
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
-    )
+def fuzz_stores(examples: int) -> settings:
+    """The suite fuzzer's settings, also allowing function-scoped fixtures and large drawn data (whole stores)."""
+    return fuzz(examples, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large)
 
 
 # --- values -------------------------------------------------------------------------------------------------------
@@ -497,7 +492,7 @@ def no_plot(board: object, name: str, path: Path) -> None:
     path.write_bytes(b"")
 
 
-@fuzz(170)
+@fuzz_stores(170)
 @given(data=st.data())
 def test_damaged_stores_read_their_valid_runs_and_every_command_ends_cleanly(scratch, pristine_store, data):
     pristine = {p.stem for p in (pristine_store / "runs").iterdir()}
@@ -534,7 +529,7 @@ def test_damaged_stores_read_their_valid_runs_and_every_command_ends_cleanly(scr
             assert ResultsStore(root).statuses() == {run.run_id: run.status for run in stored.runs}
 
 
-@fuzz(90)
+@fuzz_stores(90)
 @given(data=st.data())
 def test_odd_but_valid_rows_are_shown_built_and_compared(scratch, pristine_store, data):
     pristine = {p.stem for p in (pristine_store / "runs").iterdir()}
@@ -561,7 +556,7 @@ def test_odd_but_valid_rows_are_shown_built_and_compared(scratch, pristine_store
             assert {run.run_id for run in load(folder / "dataset", "dataset").runs} == {r.run_id for r in stored.runs}
 
 
-@fuzz(20)
+@fuzz_stores(20)
 @given(data=st.data())
 def test_leaderboard_plots_of_damaged_stores(scratch, pristine_store, data):
     with example_folder(scratch) as folder:
@@ -646,7 +641,7 @@ def load_dataset(root: Path) -> Results | None:
     return results
 
 
-@fuzz(120)
+@fuzz_stores(120)
 @given(data=st.data())
 def test_damaged_datasets_load_whole_or_not_at_all_and_a_refused_build_changes_nothing(scratch, pristine_dataset, data):
     store, pristine = pristine_dataset
@@ -729,7 +724,7 @@ def pristine_target(scratch: Path) -> Path:
     return synthetic_store(scratch / "pristine-target", "hwB").root
 
 
-@fuzz(35)
+@fuzz_stores(35)
 @given(data=st.data())
 def test_pulling_a_damaged_dataset_imports_it_whole_or_changes_nothing(
     hub_server,  # noqa: F811 - the fixture

@@ -155,21 +155,31 @@ class Compile(Technique):
         torch._dynamo.reset()  # compile afresh: graphs cached by an earlier run in this process would hide the cost
         graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         model.compile(mode=mode, dynamic=True)
-        _warm_up(model, tokenizer)  # compiles the prefill and the decode step
+        brief_generation(model, tokenizer)  # compiles the prefill and the decode step
         if torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs:
             raise EffbenchError(f"torch.compile captured no graph of {type(model).__name__}: it would run eagerly")
         return model
 
 
-def _warm_up(model: Any, tokenizer: Any) -> None:
-    """One short greedy generation from a fixed micro-world prompt, paid inside ``apply``."""
+def brief_generation(model: Any, tokenizer: Any, **generate_kwargs: Any) -> Any:
+    """One short greedy generation from a fixed micro-world prompt, paid inside ``apply`` (warm-ups, effect checks)."""
     import torch
 
     from effbench.measure.scenarios import prompts
 
     input_ids = torch.tensor(prompts(tokenizer, 1, 16), device=model.device)
     with torch.inference_mode():
-        model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=4, do_sample=False)
+        return model.generate(
+            input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=4, do_sample=False,
+            return_dict_in_generate=True, **generate_kwargs,
+        )  # fmt: skip
+
+
+def check_cache(technique: Technique, model: Any, tokenizer: Any, expected: str) -> None:
+    """Raise unless generating with the technique's arguments keeps the KV cache in an ``expected`` cache object."""
+    cache = brief_generation(model, tokenizer, **technique.generation_kwargs(model, tokenizer)).past_key_values
+    if type(cache).__name__ != expected:
+        raise NotApplicable(f"{type(model).__name__} generated with a {type(cache).__name__}, not a {expected}")
 
 
 class StaticCache(Technique):
@@ -180,6 +190,10 @@ class StaticCache(Technique):
     resources = ("computation",)
     description = "transformers' static KV cache for every generation (fixed shapes; what CUDA graphs need)."
     references = ("https://huggingface.co/docs/transformers/kv_cache",)
+
+    def apply(self, model: Any, tokenizer: Any) -> Any:
+        check_cache(self, model, tokenizer, "StaticCache")
+        return model
 
     def generation_kwargs(self, model: Any, tokenizer: Any) -> dict[str, Any]:
         return {"cache_implementation": "static"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from effbench.api.technique import Technique
+from effbench.default_plugins.techniques.attention import check_cache
 from effbench.errors import EffbenchError, NotApplicable
 from effbench.hookspecs import hookimpl
 from effbench.modeling import linear_layers
@@ -62,6 +63,7 @@ class KVCacheQuant(Technique):
 
     def apply(self, model: Any, tokenizer: Any) -> Any:
         self.preflight(model.config)
+        check_cache(self, model, tokenizer, "QuantizedCache")
         return model
 
     def generation_kwargs(self, model: Any, tokenizer: Any) -> dict[str, Any]:
