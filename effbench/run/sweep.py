@@ -131,20 +131,29 @@ def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]
     ]
 
 
-def check_devices(stacks: list[tuple[StackEntry, ...]], reg: Registry, device: str, device_map: str | None) -> None:
-    """Refuse a technique on a device type it has no kernels for, and a cpu-only one on a model spread by device_map."""
-    for name in dict.fromkeys(entry.name for stack in stacks for entry in stack):
-        devices = reg.technique(name).devices
-        if devices is None:
-            continue
-        if device_type(device) not in devices:
-            raise EffbenchError(
-                f"technique {name!r} has no kernels for device {device!r}; it runs on: {', '.join(devices)}"
-            )
+def _device_bound(stacks: list[tuple[StackEntry, ...]], reg: Registry) -> dict[str, tuple[str, ...]]:
+    """The suite's techniques that run on some device types only, with those types."""
+    techniques = {entry.name: reg.technique(entry.name) for stack in stacks for entry in stack}
+    return {name: technique.devices for name, technique in techniques.items() if technique.devices is not None}
+
+
+def check_device_map(stacks: list[tuple[StackEntry, ...]], reg: Registry, device_map: str | None) -> None:
+    """Refuse a cpu-only technique on a model spread over accelerators (checked without torch, before any worker)."""
+    for name, devices in _device_bound(stacks, reg).items():
         if device_map and set(devices) <= {CPU}:
             raise EffbenchError(
                 f"technique {name!r} runs on cpu only, but device_map {device_map!r} spreads the model over "
                 "accelerators: drop device_map or the technique"
+            )
+
+
+def check_devices(stacks: list[tuple[StackEntry, ...]], reg: Registry, device: str, device_map: str | None) -> None:
+    """Refuse a technique on a device type it has no kernels for, and a cpu-only one on a model spread by device_map."""
+    check_device_map(stacks, reg, device_map)
+    for name, devices in _device_bound(stacks, reg).items():
+        if device_type(device) not in devices:
+            raise EffbenchError(
+                f"technique {name!r} has no kernels for device {device!r}; it runs on: {', '.join(devices)}"
             )
 
 
@@ -349,6 +358,7 @@ def run_suite(
     reg = registry()
     executor = executor or reg.executor(suite.executor)
     stacks = check_parameters(suite, reg)  # a typo is reported at once, before any worker starts
+    check_device_map(stacks, reg, suite.device_map)
     # a GPU this machine lacks is refused before any worker starts; auto cannot fail: it is resolved while they start
     device = None if suite.device == "auto" else resolve_placement(suite, reg, stacks, suite.device)
     executor.start(suite.output / "logs")  # workers import torch and lm-eval while the rest is checked here
