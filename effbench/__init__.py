@@ -5,6 +5,7 @@ from effbench.api.executor import Executor, Job, Outcome
 from effbench.api.metric import Metric, Quantity, Window
 from effbench.api.probe import Probe
 from effbench.api.technique import Technique
+from effbench.api.tracker import TrackedRun, Tracker
 from effbench.errors import EffbenchError, NotApplicable
 from effbench.hookspecs import hookimpl
 from effbench.version import __version__
@@ -20,20 +21,26 @@ __all__ = [
     "Probe",
     "Quantity",
     "Request",
+    "Results",
     "RunContext",
     "Technique",
+    "TrackedRun",
+    "Tracker",
     "Window",
     "__version__",
     "evaluate",
     "hookimpl",
+    "load",
 ]
 
 
-def evaluate(suite=None, *, force: bool = False, **overrides):
-    """Run a suite (a path, a Suite, or None for the default) like ``effbench evaluate``; returns the SweepResult."""
-    from effbench.config.suite import Suite, load_suite
-    from effbench.run.sweep import run_suite
+PYTHON_API = ("Results", "evaluate", "load")  # imported when first used: they bring pandas, plugins do not need it
 
-    if not isinstance(suite, Suite):
-        suite = load_suite(suite, **overrides)
-    return run_suite(suite, force=force)
+
+def __getattr__(name: str) -> object:
+    """``effbench.evaluate``, ``effbench.load`` and ``effbench.Results`` from ``effbench.python_api``, on first use."""
+    if name in PYTHON_API:
+        from effbench import python_api
+
+        return getattr(python_api, name)
+    raise AttributeError(f"module 'effbench' has no attribute {name!r}")

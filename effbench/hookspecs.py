@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from effbench.api.metric import Metric
     from effbench.api.probe import Probe
     from effbench.api.technique import Technique
+    from effbench.api.tracker import Tracker
 
 PROJECT = "effbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -42,3 +43,8 @@ def register_tasks(register: Callable[[str | Path], None]) -> None:
 @hookspec
 def register_executors(register: Callable[[Executor], None]) -> None:
     """Register executors (where a run executes): call ``register(executor)`` once per Executor instance."""
+
+
+@hookspec
+def register_trackers(register: Callable[[Tracker], None]) -> None:
+    """Register trackers (where stored runs are exported): call ``register(tracker)`` once per Tracker instance."""

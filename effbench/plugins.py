@@ -20,6 +20,7 @@ from effbench.api.executor import Executor, check_executor
 from effbench.api.metric import Metric, check_metric
 from effbench.api.probe import Probe, check_probe
 from effbench.api.technique import Technique, check_technique
+from effbench.api.tracker import Tracker, check_tracker
 from effbench.errors import EffbenchError, error_text
 
 ENTRY_POINT_GROUP = "effbench"
@@ -71,6 +72,7 @@ class Registry:
     metrics: dict[str, Metric] = field(default_factory=dict)
     probes: dict[str, Probe] = field(default_factory=dict)
     executors: dict[str, Executor] = field(default_factory=dict)
+    trackers: dict[str, Tracker] = field(default_factory=dict)
     task_dirs: list[Path] = field(default_factory=list)
     origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
     errors: list[LoadError] = field(default_factory=list)
@@ -86,6 +88,10 @@ class Registry:
     def executor(self, name: str) -> Executor:
         """The executor called ``name``, or an error listing the valid names."""
         return _lookup(self.executors, name, "executor")
+
+    def tracker(self, name: str) -> Tracker:
+        """The tracker called ``name``, or an error listing the valid names."""
+        return _lookup(self.trackers, name, "tracker")
 
 
 def _lookup(table: dict[str, Any], name: str, kind: str) -> Any:
@@ -243,6 +249,10 @@ def build_registry(extra: Mapping[str, object] | None = None, *, load_entry_poin
         check_executor(obj)
         _add_named(reg.executors, "executor", reg, obj, origin)
 
+    def tracker(obj: Tracker, origin: Origin) -> None:
+        check_tracker(obj)
+        _add_named(reg.trackers, "tracker", reg, obj, origin)
+
     def task_dir(path: str | Path, origin: Origin) -> None:
         if not Path(path).is_dir():
             raise ValueError(f"task directory {path} does not exist")
@@ -252,6 +262,7 @@ def build_registry(extra: Mapping[str, object] | None = None, *, load_entry_poin
     _collect(pm, reg, "register_metrics", origins, metric)
     _collect(pm, reg, "register_probes", origins, probe)
     _collect(pm, reg, "register_executors", origins, executor)
+    _collect(pm, reg, "register_trackers", origins, tracker)
     _collect(pm, reg, "register_tasks", origins, task_dir)
     return reg
 

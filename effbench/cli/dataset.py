@@ -15,13 +15,14 @@ REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 ENDPOINT_HELP = "Hub URL (default: $HF_ENDPOINT, else https://huggingface.co)"
 
 
-def _is_repo_id(text: str) -> bool:
+def is_repo_id(text: str) -> bool:
+    """Whether ``text`` is a Hub dataset id ORG/NAME (not a path in disguise)."""
     return bool(REPO_ID.fullmatch(text)) and ".." not in text
 
 
 def repo_id(text: str) -> str:
     """An ORG/NAME dataset id (checked before it names a folder or a URL)."""
-    if not _is_repo_id(text):
+    if not is_repo_id(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a dataset id of the form ORG/NAME")
     return text
 
@@ -88,7 +89,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     mine = load(args.results)
     if Path(args.against).is_dir():
         published = load(args.against)
-    elif _is_repo_id(args.against):
+    elif is_repo_id(args.against):
         with tempfile.TemporaryDirectory(prefix="effbench-compare-") as tmp:
             published = hub.fetch(args.against, Path(tmp), revision=args.revision, endpoint=args.endpoint)
     else:

@@ -45,7 +45,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run a suite (the default one without arguments) and print the comparison table."""
     from effbench.cli.store import load_results
     from effbench.config.suite import load_suite
+    from effbench.plugins import registry
     from effbench.present import report
+    from effbench.publish.trackers import Exporter
     from effbench.run.sweep import run_suite
 
     overrides = {
@@ -62,9 +64,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
         "device_map": args.device_map,
         "attn_implementation": args.attn_implementation,
+        "trackers": args.tracker,
     }
     suite = load_suite(args.suite, **overrides)
     report.check_writable(suite.output)  # before any run: a refusal after the sweep would waste it
+    exporter = Exporter.for_suite(suite, registry())  # an unknown tracker or a bad parameter: before any run
     started = time.perf_counter()
     with Progress(
         SpinnerColumn(),
@@ -91,6 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             on_start=on_start,
             on_event=lambda text: progress.update(bar, phase=escape(text)),
             on_done=on_done,
+            on_stored=exporter,
         )
     tables = report.build(load_results(suite.output, "store"), result.run_ids, suite.unstable_cv)
     paths = report.write(tables, suite.output)
@@ -107,6 +112,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for run_id, error in result.failed.items():
         log = suite.output / "logs" / f"{run_id}.log"
         err_console.print(f"[red]run {run_id} failed:[/red] {escape(f'{error} (log: {log})')}")
+    for failure in exporter.failures:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(failure))}")
     return 1 if result.failed else 0
 
 
@@ -135,6 +142,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         ("metric", reg.metrics),
         ("probe", reg.probes),
         ("executor", reg.executors),
+        ("tracker", reg.trackers),
     )
     for kind, table in kinds:
         for name, obj in table.items():
@@ -228,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="spread a model too large for one device: auto, balanced, balanced_low_0 or sequential (accelerate)",
     )
     ev.add_argument(
+        "--tracker",
+        action="append",
+        metavar="NAME[:k=v,...]",
+        help="export each stored run to this tracker too (repeatable), e.g. mlflow:tracking_uri=sqlite:///mlflow.db",
+    )
+    ev.add_argument(
         "--attn-implementation",
         help="attention kernel at load: eager, sdpa, flash_attention_2, ... (default: transformers')",
     )
@@ -246,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plugins", help=cmd_plugins.__doc__, description=cmd_plugins.__doc__)
     pl.add_argument("--json", action="store_true", help="machine-readable output")
     pl.set_defaults(func=cmd_plugins)
+    from effbench.cli.plugin_authoring import add_commands as add_authoring_commands
+
+    add_authoring_commands(pl)
 
     pr = sub.add_parser("probe", help=cmd_probe.__doc__, description=cmd_probe.__doc__)
     pr.set_defaults(func=cmd_probe)

@@ -62,6 +62,12 @@ class TechniqueSpec(BaseModel):
         return StackEntry(self.name, self.params).label
 
 
+class TrackerSpec(TechniqueSpec):
+    """A tracker stored runs are exported to, with its parameters; ``name`` or ``name:key=value,...`` for short."""
+
+    name: Annotated[str, BeforeValidator(not_blank("a tracker name (`effbench plugins` lists them)"))]
+
+
 # "a + b": techniques applied one after another; a "+" between digits (1e+3) is not a separator.
 STACK_SPLIT = re.compile(r"\s*\+\s*(?=[A-Za-z])")
 
@@ -251,6 +257,9 @@ class Suite(BaseModel):
         None, description="spread a model too large for one device over several (accelerate's strategies)"
     )
     attn_implementation: str | None = Field(None, description="attention kernel at load (None: transformers' choice)")
+    trackers: list[TrackerSpec] = Field(
+        default_factory=list, description="where each run is exported once stored (--tracker): mlflow, a plugin's"
+    )
 
     @field_validator("device")
     @classmethod
@@ -291,6 +300,12 @@ class Suite(BaseModel):
     def _stacks_once(cls, value: list[Stack]) -> list[Stack]:
         """The same stack with the same parameters twice would run twice, as two rows no table could tell apart."""
         return listed_once(value, [stack.label for stack in value], "technique")
+
+    @field_validator("trackers")
+    @classmethod
+    def _trackers_once(cls, value: list[TrackerSpec]) -> list[TrackerSpec]:
+        """A tracker listed twice would log every run twice."""
+        return listed_once(value, [tracker.name for tracker in value], "tracker")
 
     @field_validator("scenarios")
     @classmethod

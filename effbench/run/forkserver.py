@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.context
 import multiprocessing.forkserver
+import multiprocessing.popen_forkserver
 import os
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -100,6 +104,39 @@ def _death_reason(exitcode: int | None) -> str:
     return f"worker process exited with code {exitcode} before reporting a result"
 
 
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Hide the caller's ``__main__`` while a worker's start-up data is gathered, so the worker never runs it.
+
+    multiprocessing tells every new process which script (or ``-m`` module) is ``__main__`` and runs it
+    again there as ``__mp_main__``, for functions defined in it. A worker runs effbench's own functions
+    only, and running the user's script again would run its ``effbench.evaluate(...)`` again (a script
+    without an ``if __name__ == "__main__":`` guard): the worker sees a bare ``__main__`` instead.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+class _PopenWithoutMain(multiprocessing.popen_forkserver.Popen):
+    """Starts a worker through the forkserver without the caller's main module."""
+
+    def _launch(self, process_obj: multiprocessing.process.BaseProcess) -> None:
+        with _main_module_hidden():
+            super()._launch(process_obj)
+
+
+class WorkerProcess(multiprocessing.context.ForkServerProcess):
+    """A forkserver process that does not import the caller's ``__main__`` (scripts, ``python -m``) again."""
+
+    @staticmethod
+    def _Popen(process_obj: multiprocessing.process.BaseProcess) -> _PopenWithoutMain:
+        return _PopenWithoutMain(process_obj)
+
+
 class WorkerPool:
     """Runs callables in fresh processes forked from one preloaded forkserver."""
 
@@ -135,7 +172,7 @@ class WorkerPool:
         """Run ``module:function`` on ``payload`` in a new worker and wait at most ``timeout`` seconds."""
         receiver, sender = self.context.Pipe(duplex=False)
         dispatched = time.perf_counter()
-        process = self.context.Process(
+        process = WorkerProcess(
             target=_child,
             args=(sender, target, payload, str(log_path) if log_path else None, dispatched),
             daemon=True,

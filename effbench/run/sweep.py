@@ -353,8 +353,12 @@ def run_suite(
     on_event: Callable[[str], None] | None = None,
     on_done: Callable[[RunPlan, Outcome | None], None] | None = None,
     executor: Executor | None = None,
+    on_stored: Callable[[RunRecord, list[MeasurementRow]], None] | None = None,
 ) -> SweepResult:
-    """Run every planned run not already stored (all of them with ``force``) in the suite's executor."""
+    """Run every planned run not already stored (all of them with ``force``) in the suite's executor.
+
+    ``on_stored`` is called with each run's rows once they are stored (the trackers' export).
+    """
     reg = registry()
     executor = executor or reg.executor(suite.executor)
     stacks = check_parameters(suite, reg)  # a typo is reported at once, before any worker starts
@@ -384,8 +388,10 @@ def run_suite(
                         on_done(run, None)
                 elif run.not_applicable:  # refused by a technique's preflight: stored without a worker
                     outcome = Outcome(result={"not_applicable": run.not_applicable})
-                    now = datetime.now(UTC)
-                    store.write_run(run_record(suite, run, reg, outcome, now, probes, fingerprint), [])
+                    record = run_record(suite, run, reg, outcome, datetime.now(UTC), probes, fingerprint)
+                    store.write_run(record, [])
+                    if on_stored:
+                        on_stored(record, [])
                     result.not_applicable[run.run_id] = run.not_applicable
                     if on_done:
                         on_done(run, outcome)
@@ -412,6 +418,8 @@ def run_suite(
                     store.write_reference(Path(run.fidelity_reference).stem, reference)  # before the runs after it
                 rows = measurement_rows(run.run_id, outcome)
                 store.write_run(record, rows, sample_rows(run.run_id, outcome))  # only this process writes the store
+                if on_stored:
+                    on_stored(record, rows)
                 if outcome.error is not None:
                     result.failed[run.run_id] = outcome.error
                 elif record.status == STATUS_NOT_APPLICABLE:

@@ -1,0 +1,93 @@
+"""Exporting each stored run to the suite's trackers right after it is written.
+
+A tracker that fails (unreachable server, bad credentials, a bug) is reported with the run's id; the run stays
+stored as it was, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from effbench.api.tracker import TrackedRun, Tracker
+from effbench.config.suite import Suite
+from effbench.errors import EffbenchError, error_text
+from effbench.plugins import Registry
+from effbench.present import report
+from effbench.records import MeasurementRow, RunRecord
+from effbench.store.load import load
+
+
+@dataclass(frozen=True)
+class TrackerFailure:
+    """A run a tracker could not export, and why."""
+
+    run_id: str
+    tracker: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"tracker {self.tracker!r} could not export run {self.run_id} (it stays stored): {self.error}"
+
+
+def chosen_trackers(suite: Suite, reg: Registry) -> list[tuple[Tracker, dict[str, Any]]]:
+    """The suite's trackers with validated parameters: an unknown name or a bad parameter stops the sweep first."""
+    chosen = []
+    for spec in suite.trackers:
+        tracker = reg.tracker(spec.name)
+        try:
+            chosen.append((tracker, tracker.validate(dict(spec.params))))
+        except (TypeError, ValueError) as err:
+            raise EffbenchError(f"tracker {spec.name!r}: {err}") from None
+    return chosen
+
+
+def run_report(store: Path, run: RunRecord, unstable_cv: float) -> str:
+    """The run's comparison table beside its model's latest baseline on the same machine and placement (Markdown)."""
+    stored = load(store, "store")
+    where = (run.model, run.hardware_fingerprint, run.placement)
+    baselines = sorted(
+        (
+            r
+            for r in stored.runs
+            if r.technique == "baseline" and (r.model, r.hardware_fingerprint, r.placement) == where
+        ),
+        key=lambda r: (r.settings == run.settings, r.finished_at is not None, r.finished_at),
+    )
+    chosen = list(dict.fromkeys([*(b.run_id for b in baselines[-1:]), run.run_id]))
+    return "\n".join(report.to_markdown(table) for table in report.build(stored, chosen, unstable_cv))
+
+
+@dataclass
+class Exporter:
+    """Sends each stored run to the chosen trackers; what failed is kept in ``failures`` (and told to ``warn``)."""
+
+    store: Path
+    trackers: list[tuple[Tracker, dict[str, Any]]]
+    unstable_cv: float
+    warn: Callable[[TrackerFailure], None] | None = None
+    failures: list[TrackerFailure] = field(default_factory=list)
+
+    @classmethod
+    def for_suite(cls, suite: Suite, reg: Registry, warn: Callable[[TrackerFailure], None] | None = None) -> Exporter:
+        """The suite's trackers, checked before any run."""
+        return cls(suite.output, chosen_trackers(suite, reg), suite.unstable_cv, warn)
+
+    def __call__(self, run: RunRecord, measurements: list[MeasurementRow]) -> None:
+        """Export one run just stored to every tracker."""
+        if not self.trackers:
+            return
+        try:
+            text = run_report(self.store, run, self.unstable_cv)
+        except Exception as err:  # a report that cannot be built must not keep the figures from the trackers
+            text = f"no report: {error_text(err)}"
+        for tracker, params in self.trackers:
+            try:
+                tracker.log_run(TrackedRun(run, measurements, text, self.store), **params)
+            except Exception as err:  # plugin code talking to a server: reported, never the run's failure
+                failure = TrackerFailure(run.run_id, tracker.name, error_text(err))
+                self.failures.append(failure)
+                if self.warn:
+                    self.warn(failure)
