@@ -18,7 +18,7 @@ from effbench.testing import registered
 from tests.conftest import make_plugin_dist, run_cli
 
 PLUGINS_DIR = Path(__file__).parents[1] / "plugins"
-HOOKS = "register_executors, register_metrics, register_probes, register_tasks, register_techniques"
+HOOKS = "register_executors, register_metrics, register_probes, register_tasks, register_techniques, register_trackers"
 
 
 class Noop(Technique):

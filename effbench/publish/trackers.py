@@ -16,8 +16,8 @@ from effbench.config.suite import Suite
 from effbench.errors import EffbenchError, error_text
 from effbench.plugins import Registry
 from effbench.present import report
-from effbench.records import MeasurementRow, RunRecord
-from effbench.store.load import load
+from effbench.records import RunRecord
+from effbench.store.load import Results, load
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,8 @@ def chosen_trackers(suite: Suite, reg: Registry) -> list[tuple[Tracker, dict[str
     return chosen
 
 
-def run_report(store: Path, run: RunRecord, unstable_cv: float) -> str:
+def run_report(stored: Results, run: RunRecord, unstable_cv: float) -> str:
     """The run's comparison table beside its model's latest baseline on the same machine and placement (Markdown)."""
-    stored = load(store, "store")
     where = (run.model, run.hardware_fingerprint, run.placement)
     baselines = sorted(
         (
@@ -58,6 +57,17 @@ def run_report(store: Path, run: RunRecord, unstable_cv: float) -> str:
     )
     chosen = list(dict.fromkeys([*(b.run_id for b in baselines[-1:]), run.run_id]))
     return "\n".join(report.to_markdown(table) for table in report.build(stored, chosen, unstable_cv))
+
+
+def tracked_run(store: Path, run_id: str, unstable_cv: float) -> TrackedRun:
+    """A run as stored (read back, so a tracker sees exactly what the store holds) with its report."""
+    stored = load(store, "store")
+    run = stored.run(run_id)
+    try:
+        text = run_report(stored, run, unstable_cv)
+    except Exception as err:  # a report that cannot be built must not keep the figures from the trackers
+        text = f"no report: {error_text(err)}"
+    return TrackedRun(run, stored.measurements_of(run_id), text, store)
 
 
 @dataclass
@@ -75,17 +85,14 @@ class Exporter:
         """The suite's trackers, checked before any run."""
         return cls(suite.output, chosen_trackers(suite, reg), suite.unstable_cv, warn)
 
-    def __call__(self, run: RunRecord, measurements: list[MeasurementRow]) -> None:
+    def __call__(self, run: RunRecord) -> None:
         """Export one run just stored to every tracker."""
         if not self.trackers:
             return
-        try:
-            text = run_report(self.store, run, self.unstable_cv)
-        except Exception as err:  # a report that cannot be built must not keep the figures from the trackers
-            text = f"no report: {error_text(err)}"
+        tracked = tracked_run(self.store, run.run_id, self.unstable_cv)
         for tracker, params in self.trackers:
             try:
-                tracker.log_run(TrackedRun(run, measurements, text, self.store), **params)
+                tracker.log_run(tracked, **params)
             except Exception as err:  # plugin code talking to a server: reported, never the run's failure
                 failure = TrackerFailure(run.run_id, tracker.name, error_text(err))
                 self.failures.append(failure)

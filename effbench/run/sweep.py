@@ -353,11 +353,11 @@ def run_suite(
     on_event: Callable[[str], None] | None = None,
     on_done: Callable[[RunPlan, Outcome | None], None] | None = None,
     executor: Executor | None = None,
-    on_stored: Callable[[RunRecord, list[MeasurementRow]], None] | None = None,
+    on_stored: Callable[[RunRecord], None] | None = None,
 ) -> SweepResult:
     """Run every planned run not already stored (all of them with ``force``) in the suite's executor.
 
-    ``on_stored`` is called with each run's rows once they are stored (the trackers' export).
+    ``on_stored`` is called with each run's record once its rows are stored (the trackers' export).
     """
     reg = registry()
     executor = executor or reg.executor(suite.executor)
@@ -391,7 +391,7 @@ def run_suite(
                     record = run_record(suite, run, reg, outcome, datetime.now(UTC), probes, fingerprint)
                     store.write_run(record, [])
                     if on_stored:
-                        on_stored(record, [])
+                        on_stored(record)
                     result.not_applicable[run.run_id] = run.not_applicable
                     if on_done:
                         on_done(run, outcome)
@@ -419,7 +419,7 @@ def run_suite(
                 rows = measurement_rows(run.run_id, outcome)
                 store.write_run(record, rows, sample_rows(run.run_id, outcome))  # only this process writes the store
                 if on_stored:
-                    on_stored(record, rows)
+                    on_stored(record)
                 if outcome.error is not None:
                     result.failed[run.run_id] = outcome.error
                 elif record.status == STATUS_NOT_APPLICABLE:

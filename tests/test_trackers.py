@@ -1,0 +1,114 @@
+"""The register_trackers hook: each stored run is exported once, right after it is written; a tracker that fails
+is reported and the run stays stored; a bad tracker is refused before any run."""
+
+import pytest
+
+import effbench
+from effbench import Technique, TrackedRun, Tracker, hookimpl
+from effbench.errors import EffbenchError
+from effbench.store.load import load
+from tests.conftest import QUICK_SCENARIO, cli
+
+
+class Recording(Tracker):
+    """Keeps what it is sent, and whether the run was already stored when it was."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.received: list[tuple[TrackedRun, dict, bool]] = []
+
+    def validate(self, params):
+        if set(params) - {"label"}:
+            raise ValueError(f"unknown parameter {sorted(set(params) - {'label'})[0]!r}; valid: label")
+        return {"label": "default", **params}
+
+    def log_run(self, tracked, **params):
+        stored = load(tracked.store, "store").has_run(tracked.run.run_id)
+        self.received.append((tracked, params, stored))
+
+
+class Unreachable(Tracker):
+    name = "unreachable"
+
+    def log_run(self, tracked, **params):
+        raise ConnectionError("tracking server refused the connection")
+
+
+class Broken(Technique):
+    name = "broken-on-purpose"
+    stage = "inference"
+    resources = ("computation",)
+
+    def apply(self, model, tokenizer):
+        raise RuntimeError("this technique is broken on purpose")
+
+
+class TrackerPlugin:
+    def __init__(self) -> None:
+        self.recording = Recording()
+
+    @hookimpl
+    def register_trackers(self, register):
+        register(self.recording)
+        register(Unreachable())
+
+    @hookimpl
+    def register_techniques(self, register):
+        register(Broken())
+
+
+def test_every_stored_run_is_exported_once_and_a_failing_tracker_loses_nothing(effbench_registry, tmp_path):
+    plugin = TrackerPlugin()
+    effbench_registry(trackers=plugin)
+    with pytest.warns(UserWarning, match="tracker 'unreachable' could not export run .* ConnectionError"):
+        results = effbench.evaluate(
+            models=["zoo:micro-s"],
+            techniques=["baseline", "prune-magnitude:sparsity=0.5", "broken-on-purpose"],
+            tasks=["micro_copy"],
+            limit=4,
+            scenarios=[QUICK_SCENARIO],
+            executor="inline",
+            output=str(tmp_path / "out"),
+            trackers=["recording:label=lab", "unreachable"],
+        )
+    stored = load(tmp_path / "out")
+    assert sorted(r.status for r in stored.runs) == sorted(r.status for r in results.runs)
+    assert {r.run_id for r in stored.runs} == {t.run.run_id for t, _, _ in plugin.recording.received}
+    assert len(plugin.recording.received) == len(stored.runs) == 3
+    for tracked, params, was_stored in plugin.recording.received:
+        assert was_stored and params == {"label": "lab"}
+        assert tracked.run == stored.run(tracked.run.run_id)
+        assert tracked.measurements == stored.measurements_of(tracked.run.run_id)
+        if tracked.run.status == "ok":
+            assert "| baseline |" in tracked.report and tracked.run.label in tracked.report
+    assert sorted(r.status for r in stored.runs) == ["failed", "ok", "ok"]  # the tracker's failure failed no run
+    assert results.failed and "broken on purpose" in next(iter(results.failed.values()))
+    assert [f.run_id for f in results.tracker_failures] == [t.run.run_id for t, _, _ in plugin.recording.received]
+
+
+def test_an_unknown_tracker_or_parameter_stops_the_sweep_before_any_run(effbench_registry, tmp_path):
+    effbench_registry(trackers=TrackerPlugin())
+    out = tmp_path / "out"
+    for flag, message in (
+        ("nope", "error: unknown tracker 'nope'; valid trackers: recording, unreachable"),
+        ("recording:colour=red", "error: tracker 'recording': unknown parameter 'colour'; valid: label"),
+        ("unreachable:x=1", "error: tracker 'unreachable': unknown parameter 'x': tracker 'unreachable' takes none"),
+    ):
+        result = cli("evaluate", "--output", str(out), "--tracker", flag, "--task", "micro_copy")
+        assert result.returncode == 2 and result.stderr.strip() == message
+    result = cli("evaluate", "--output", str(out), "--tracker", "recording", "--tracker", "recording")
+    assert result.returncode == 2 and "list each tracker once" in result.stderr
+    assert not out.exists()
+
+
+def test_a_tracker_that_is_not_a_tracker_is_a_load_error(effbench_registry):
+    class Wrong:
+        @hookimpl
+        def register_trackers(self, register):
+            register(object())
+
+    reg = effbench_registry(wrong=Wrong())
+    assert not reg.trackers and "is not an effbench.Tracker with a name" in reg.errors[0].error
+    with pytest.raises(EffbenchError, match=r"unknown tracker .mlflow.; valid trackers: $"):
+        reg.tracker("mlflow")
