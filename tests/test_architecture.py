@@ -20,7 +20,7 @@ LAYERS = (
     ("present",),  # comparison tables, leaderboards, compare
     ("publish",),  # the open dataset's card, taxonomy, the Hub
     ("cli",),  # the command line
-    ("effbench", "testing"),  # the package's facade (effbench.evaluate) and test helpers for plugin authors
+    ("effbench", "testing", "python_api"),  # the facade, the Python API (evaluate, load, Results), test helpers
 )
 LAYER_OF = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
 
