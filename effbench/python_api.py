@@ -63,6 +63,13 @@ class Table:
         """The table's cells (text, as printed) as a DataFrame."""
         return pd.DataFrame(self.rows, columns=pd.Index(self.headers))
 
+    def to_markdown(self) -> str:
+        """The table as Markdown, every title, header, cell and note shown as itself."""
+        from effbench.present.report import markdown_table, md
+
+        notes = "".join(f"\n- {md(note)}" for note in self.notes)
+        return f"### {md(self.title)}\n\n{markdown_table(self.headers, self.rows)}{notes}\n"
+
     def to_html(self) -> str:
         """An HTML table in which every title, header, cell and note is escaped (stored names are user text)."""
 
@@ -160,10 +167,11 @@ class Results(loader.Results):
                 f"{b.machine} ({b.fingerprint}; {b.scenario or 'no scenario'})",
                 leaderboard.headers(b),
                 [leaderboard.cells(b, i) for i in range(len(b.entries))],
+                [leaderboard.scenario_note(b.scenario)],
             )
             for b in boards
         ]
-        return View("\n".join(leaderboard.to_markdown(b) for b in boards), tables, boards)
+        return View("\n".join(t.to_markdown() for t in tables), tables, boards)  # no plots: no links to them
 
     def compare(
         self, against: Results | str | Path, *, revision: str | None = None, endpoint: str | None = None

@@ -107,6 +107,8 @@ def test_a_tracker_that_is_not_a_tracker_is_a_load_error(effbench_registry):
             register(object())
 
     reg = effbench_registry(wrong=Wrong())
+    result = cli("evaluate", "--tracker", "mlflow")
+    assert result.returncode == 2 and "unknown tracker 'mlflow': no tracker is installed" in result.stderr
     assert not reg.trackers and "is not an effbench.Tracker with a name" in reg.errors[0].error
     with pytest.raises(EffbenchError, match=r"unknown tracker .mlflow.; valid trackers: $"):
         reg.tracker("mlflow")

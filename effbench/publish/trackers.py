@@ -36,6 +36,11 @@ def chosen_trackers(suite: Suite, reg: Registry) -> list[tuple[Tracker, dict[str
     """The suite's trackers with validated parameters: an unknown name or a bad parameter stops the sweep first."""
     chosen = []
     for spec in suite.trackers:
+        if not reg.trackers:
+            raise EffbenchError(
+                f"unknown tracker {spec.name!r}: no tracker is installed (effbench's MLflow tracker: "
+                "pip install -e ./plugins/effbench-mlflow in effbench's checkout)"
+            )
         tracker = reg.tracker(spec.name)
         try:
             chosen.append((tracker, tracker.validate(dict(spec.params))))
