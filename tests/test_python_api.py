@@ -17,6 +17,7 @@ from effbench.config.suite import load_suite
 from effbench.errors import EffbenchError
 from effbench.publish import hub
 from effbench.records import MeasurementRow, RunRecord, SampleRow
+from effbench.run.forkserver import WorkerPool
 from tests.conftest import QUICK_SCENARIO
 from tests.store_helpers import measurements, run_row, samples, synthetic_store
 from tests.test_hub import REPO, TOKEN, hub_server  # noqa: F401 - the local Hub fixture
@@ -50,6 +51,17 @@ def test_evaluate_without_a_main_guard_stores_ok_runs(tmp_path, how):
     stored = effbench.load(tmp_path / "results")
     assert [(r.status, r.error) for r in stored.runs] == [("ok", None)]
     assert {m.metric for m in stored.measurements} >= {"exact_match", "latency"}
+
+
+def reports_progress(payload: dict, emit) -> dict:
+    """A worker target that announces a phase, as every run does, then finishes."""
+    emit("loading model")
+    return {"done": payload["n"] + 1}
+
+
+def test_a_worker_s_progress_without_a_listener_is_not_an_error():
+    outcome = WorkerPool(preload=[]).run("tests.test_python_api:reports_progress", {"n": 1}, timeout=120)
+    assert (outcome.result, outcome.error) == ({"done": 2}, None)
 
 
 def test_the_example_notebook_runs_top_to_bottom_in_a_jupyter_kernel(tmp_path):
@@ -136,7 +148,7 @@ def test_bad_input_is_one_line_before_any_work(tmp_path):
         effbench.load(tmp_path / "empty")
     with pytest.raises(EffbenchError, match="modles"):
         effbench.evaluate(modles=["zoo:micro-s"], output=str(tmp_path / "out"))
-    with pytest.raises(EffbenchError, match="^unknown tracker 'nope'"):
+    with pytest.raises(EffbenchError, match=r"^unknown tracker 'nope'"):
         effbench.evaluate(trackers=["nope"], output=str(tmp_path / "out"))
     with pytest.raises(EffbenchError, match="apply to a suite file"):
         effbench.evaluate(load_suite(None), limit=3)

@@ -196,12 +196,12 @@ class WorkerPool:
                     break
                 if kind == "ready":
                     outcome.ready_after_s = value
-                elif kind == "event":
+                elif kind == "event":  # progress, whether or not anyone listens: never an error
                     if on_event:
                         on_event(value)
                 elif kind == "result":
                     outcome.result = value
-                else:
+                else:  # "error"
                     outcome.error = value
         finally:
             if process.is_alive():
