@@ -199,7 +199,34 @@ def evaluate(
         results[task] = {**values, "n": counts.get("effective", counts.get("original"))}
     logged = output.get("samples", {})
     samples = [row for task, entries in logged.items() for row in sample_rows(task, entries, tokenizer)]
+    add_corpus_intervals(results, samples)
     return results, samples
+
+
+CI_KEYS = ("_ci_low", "_ci_high")  # lm-eval-style result keys, "<metric>_ci_low,<filter>", effbench adds
+
+
+def add_corpus_intervals(results: dict[str, dict[str, Any]], samples: list[dict[str, Any]]) -> None:
+    """Give each corpus-level figure (word_perplexity, ...) a bootstrap 95 % interval over its documents.
+
+    lm-eval reports no standard error for them, so without this they would be the only figures without uncertainty.
+    """
+    import numpy as np
+
+    from effbench.measure.paired import bootstrap_interval
+
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in samples:
+        if row["metric"] in WEIGHTED_METRICS and row["weight"] is not None:
+            grouped.setdefault((row["task"], row["metric"], row["filter"]), []).append(row)
+    for (task, metric, filter_name), rows in grouped.items():
+        if task not in results:
+            continue
+        values = np.array([r["value"] for r in rows], dtype=float)
+        weights = np.array([r["weight"] for r in rows], dtype=float)
+        bounds = bootstrap_interval(values, metric, weights)
+        for key, bound in zip(CI_KEYS, bounds, strict=True):
+            results[task][f"{metric}{key},{filter_name}"] = bound
 
 
 def _number(value: Any) -> float | None:

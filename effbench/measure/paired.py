@@ -124,6 +124,12 @@ def bootstrap_delta_ci(
     return percentile_interval(mine - theirs)
 
 
+def bootstrap_interval(values: np.ndarray, metric: str, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile 95 % interval of one run's task figure over its documents (lm-eval gives perplexities no stderr)."""
+    mine, _ = bootstrap_figures(values, values, aggregate_of(metric), weights, weights)
+    return percentile_interval(mine)
+
+
 def ratios(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
     """technique ÷ baseline per replicate; both zero is a ratio of 1 (nothing kept, nothing lost)."""
     with np.errstate(divide="ignore", invalid="ignore"):

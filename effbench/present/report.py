@@ -146,13 +146,18 @@ def kept_share(
         return None
     if paired is not None and paired.ratio_low is not None and paired.ratio_high is not None:
         change: Interval | None = Interval(m.value / b.value, paired.ratio_low, paired.ratio_high)
-    elif m.stderr is None or b.stderr is None:
+    elif not (_uncertain(m) and _uncertain(b)):
         return None
     else:
         change = decisions.ratio(interval(m), interval(b))
     if change is None or (not higher_is_better and change.value <= 0):
         return None
     return change if higher_is_better else change.inverse()
+
+
+def _uncertain(m: MeasurementRow) -> bool:
+    """Whether a figure says how uncertain it is (a standard error or an interval, possibly of zero width)."""
+    return m.stderr is not None or (m.ci_low is not None and m.ci_high is not None)
 
 
 def quality_gates(kept: list[Interval | None], length_ratio: float | None) -> dict[str, str | None]:
@@ -232,7 +237,8 @@ def _sections(rows: list[MeasurementRow]) -> list[Section]:
 def _notes(where: str, rows: list[MeasurementRow], unstable: bool, unstable_cv: float) -> list[str]:
     notes = [
         where,
-        "accuracy ± lm-eval's standard error; resources ± half the 95 % confidence interval "
+        "accuracy ± lm-eval's standard error (perplexity-type metrics, which have none: ± half a bootstrap 95 % "
+        "interval over the documents); resources ± half the 95 % confidence interval "
         "(bootstrap over requests for latencies, Student t over repeats otherwise); bounds in report.csv",
         SEPARATE_COLUMNS_NOTE,
     ]
@@ -351,9 +357,10 @@ def _accuracy_cells(
     for task, prow in primary.items():
         m = values.get((PHASE_EVALUATE, "", task, prow.metric))
         b = base.get((PHASE_EVALUATE, "", task, prow.metric))
-        value = m.value if m else None
-        stderr = m.stderr if m else None
-        cells.append(Cell(value, stderr, fmt(value, 3, stderr)))
+        value, stderr = (m.value, m.stderr) if m else (None, None)
+        low, high = (m.ci_low, m.ci_high) if m else (None, None)
+        spread = stderr if stderr is not None or low is None or high is None else (high - low) / 2
+        cells.append(Cell(value, stderr, fmt(value, 3, spread), low, high))
         delta = value - b.value if m and b else None
         cells.append(_delta_cell(delta, paired[task]))
         kept.append(kept_share(m, b, paired[task], prow.higher_is_better) if m is not b else None)
