@@ -14,7 +14,9 @@ def report(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, An
     import ray
 
     print(f"ran {payload['name']}", flush=True)
-    return {"pid": os.getpid(), "resources": ray.get_runtime_context().get_assigned_resources()}
+    resources = ray.get_runtime_context().get_assigned_resources()
+    threads, mark = os.environ.get("OMP_NUM_THREADS"), os.environ.get("EFFBENCH_TEST_MARK")
+    return {"pid": os.getpid(), "resources": resources, "threads": threads, "mark": mark}
 
 
 def read_file(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, Any]:
@@ -31,4 +33,7 @@ def dies(payload: dict[str, Any], emit: Callable[[str], None]) -> None:
 
 
 def hangs(payload: dict[str, Any], emit: Callable[[str], None]) -> None:
+    """Hang, having said where (``pid_file``) so a test can see the process go."""
+    if "pid_file" in payload:
+        Path(payload["pid_file"]).write_text(str(os.getpid()))
     time.sleep(600)

@@ -15,8 +15,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from effbench.api.executor import Job
@@ -52,8 +54,34 @@ def _sweep_args(out: Path) -> list[str]:
     return args
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A Ray cluster a test started: where its head listens, and the process that runs it."""
+
+    address: str
+    head: subprocess.Popen
+
+    def tasks(self) -> list[str]:
+        """The effbench tasks its workers are running (Ray titles a worker's process after its task)."""
+        workers = psutil.Process(self.head.pid).children(recursive=True)
+        names = []
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                names += [part for part in worker.cmdline() if part.startswith("ray::effbench:")]
+        return names
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 @pytest.fixture(scope="module")
-def ray_address(tmp_path_factory):
+def cluster(tmp_path_factory):
     """A 2-CPU Ray head on 127.0.0.1 (its files under the test's tmp dir), stopped with its processes at the end."""
     temp = tmp_path_factory.mktemp("ray")
     port = _free_port()
@@ -79,7 +107,7 @@ def ray_address(tmp_path_factory):
             except OSError:
                 assert time.monotonic() < deadline, "the Ray head did not come up"
                 time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
+        yield Cluster(f"127.0.0.1:{port}", head)
     finally:
         head.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started
         try:
@@ -90,18 +118,20 @@ def ray_address(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def resumed_sweep(ray_address, tmp_path_factory):
+def resumed_sweep(cluster, tmp_path_factory):
     """A 6-run sweep on the cluster whose driver is killed with -9 after two runs, then rerun to the end."""
     out = tmp_path_factory.mktemp("ray-sweep") / "results"
-    args = [*_sweep_args(out), "--executor", "ray", "--address", ray_address]
+    args = [*_sweep_args(out), "--executor", "ray", "--address", cluster.address]
     with open(out.parent / "driver.log", "w") as log:
         driver = subprocess.Popen([sys.executable, "-m", "effbench.cli", *args], stdout=log, stderr=log)
     deadline = time.monotonic() + 420
     while len(ResultsStore(out).statuses()) < 2 and driver.poll() is None:
         assert time.monotonic() < deadline, "the sweep stored nothing in time"
         time.sleep(0.2)
+    assert cluster.tasks(), "runs were in progress on the cluster"
     driver.kill()  # the driver only: its tasks live in the cluster's workers
     driver.wait()
+    assert _wait_for(lambda: not cluster.tasks(), 60), "Ray ends the tasks of a driver that is gone"
     stored_before = {run.run_id: run for run in load(out).runs}
     rerun = cli(*args)
     assert rerun.returncode == 0, rerun.stderr
@@ -148,7 +178,7 @@ def _executor(address: str, **options):
     return registry().executor("ray").configure({"address": address, **options})
 
 
-def test_failures_come_back_as_outcomes_and_outputs_as_logs(ray_address, tmp_path):
+def test_failures_come_back_as_outcomes_and_outputs_as_logs(cluster, tmp_path):
     reference = tmp_path / "store" / "reference.txt"
     reference.parent.mkdir()
     reference.write_text("the baseline's reference")
@@ -159,7 +189,7 @@ def test_failures_come_back_as_outcomes_and_outputs_as_logs(ray_address, tmp_pat
         Job("reports", "tests.ray_targets:report", {"name": "one"}, timeout=120, log_path=tmp_path / "reports.log"),
         Job("reads", "tests.ray_targets:read_file", {"reference": str(reference)}, timeout=120, files=("reference",)),
     ]
-    executor = _executor(ray_address)
+    executor = _executor(cluster.address)
     executor.start(tmp_path)
     try:
         finished = list(executor.run_many(jobs))
@@ -182,16 +212,43 @@ def test_failures_come_back_as_outcomes_and_outputs_as_logs(ray_address, tmp_pat
     assert shipped["path"] != str(reference)  # a copy on the worker, not the parent's file
 
 
-def test_resources_per_run_are_requested_and_what_no_node_offers_is_refused(ray_address, tmp_path):
-    executor = _executor(ray_address, cpus_per_run=2)
+def test_resources_per_run_are_requested_and_what_no_node_offers_is_refused(cluster, tmp_path):
+    executor = _executor(cluster.address, cpus_per_run=2)
     try:
         outcome = executor.run(Job("two", "tests.ray_targets:report", {"name": "two"}, timeout=120))
         assert outcome.result["resources"] == {"CPU": 2.0}
+        assert outcome.result["threads"] == "2"  # torch's threads, as OMP_NUM_THREADS says
         gpu_run = Job("gpu", "tests.ray_targets:report", {"name": "gpu", "device": "cuda"}, timeout=120)
         with pytest.raises(EffbenchError, match=r"no node of the Ray cluster offers what a run needs \(CPU 2, GPU 1\)"):
             executor.run(gpu_run)
     finally:
         executor.close()
+
+
+def test_without_an_address_a_ray_of_its_own_runs_the_jobs_in_their_runtime_env(tmp_path):
+    env = {"env_vars": {"PYTHONPATH": str(ROOT), "EFFBENCH_TEST_MARK": "from runtime_env"}}
+    executor = registry().executor("ray").configure({"runtime_env": env})
+    try:
+        outcome = executor.run(Job("local", "tests.ray_targets:report", {"name": "local"}, timeout=120))
+    finally:
+        executor.close()
+    assert outcome.error is None, outcome.error
+    assert outcome.result["mark"] == "from runtime_env"
+
+
+def test_closing_the_executor_stops_the_runs_in_progress(cluster, tmp_path):
+    """What an interrupted sweep does (Ctrl-C, SIGTERM): its runs on the cluster are stopped, none is stored."""
+    executor = _executor(cluster.address)
+    pid_file = tmp_path / "pid"
+    executor.start(tmp_path)
+    try:
+        executor.submit(Job("hangs", "tests.ray_targets:hangs", {"pid_file": str(pid_file)}, timeout=600))
+        assert _wait_for(pid_file.exists, 120), "the run started"
+        assert cluster.tasks() == ["ray::effbench:hangs"]
+    finally:
+        executor.close()
+    assert _wait_for(lambda: not psutil.pid_exists(int(pid_file.read_text())), 30)
+    assert not cluster.tasks()
 
 
 def _one_line_error(result) -> str:

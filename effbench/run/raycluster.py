@@ -242,7 +242,7 @@ class RayExecutor(Executor):
             check_reachable(address, self.settings.connect_timeout)
         try:
             ray.init(
-                address=address,
+                address=address or "local",  # never a cluster some earlier `ray start` left on this machine
                 runtime_env=self.settings.runtime_env,
                 log_to_driver=False,  # each run's output goes to its log file, not over the progress bar
                 logging_level=logging.WARNING,
@@ -257,17 +257,28 @@ class RayExecutor(Executor):
         return next(iter(self.run_many([job], on_event)))[1]
 
     def run_many(self, jobs: Iterable[Job], on_event: EventSink | None = None) -> Iterator[tuple[Job, Outcome]]:
-        """Keep the cluster full: submit runs while they fit, yield each outcome as its task ends."""
+        """Keep the cluster full: take a job when one like the last fits, yield each outcome as its task ends."""
         import ray
 
         self.connect()
         queue = iter(jobs)
-        waiting = next(queue, None)
+        waiting: Job | None = None  # taken from the sweep, not yet submitted
+        last: Job | None = None
+        exhausted = False
         try:
-            while waiting is not None or self.running:
-                while waiting is not None and len(self.running) < self.capacity(waiting):
+            while True:
+                while waiting is not None or not exhausted:
+                    if waiting is None:
+                        if last is not None and len(self.running) >= self.capacity(last):
+                            break  # taking a job marks its run started: only when it can start
+                        waiting = next(queue, None)
+                        exhausted = waiting is None
+                    if waiting is None or len(self.running) >= self.capacity(waiting):
+                        break
                     self.submit(waiting)
-                    waiting = next(queue, None)
+                    last, waiting = waiting, None
+                if not self.running:
+                    return
                 if on_event:
                     on_event(f"{len(self.running)} running on the Ray cluster")
                 done, _ = ray.wait(list(self.running), num_returns=1, timeout=POLL_SECONDS)
