@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -81,8 +82,22 @@ def _wait_for(condition, seconds: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A 2-CPU Ray head on 127.0.0.1 (its files under the test's tmp dir), stopped with its processes at the end."""
+def ray_token(tmp_path_factory):
+    """Ray's token authentication (its default for local clusters) with a token of this module's, not ~/.ray's."""
+    token = tmp_path_factory.mktemp("ray-token") / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "token")  # the head, the sweeps and their workers
+        patch.setenv("RAY_AUTH_TOKEN_PATH", str(token))  # instead of ~/.ray/auth_token
+        yield token
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, ray_token):
+    """A 2-CPU Ray head on 127.0.0.1 (its files under the test's tmp dir), stopped with its processes at the end.
+
+    It requires the module's token, as a head started where a Ray token exists does.
+    """
     temp = tmp_path_factory.mktemp("ray")
     port = _free_port()
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}"]
@@ -128,7 +143,7 @@ def resumed_sweep(cluster, tmp_path_factory):
     while len(ResultsStore(out).statuses()) < 2 and driver.poll() is None:
         assert time.monotonic() < deadline, "the sweep stored nothing in time"
         time.sleep(0.2)
-    assert cluster.tasks(), "runs were in progress on the cluster"
+    assert _wait_for(cluster.tasks, 30), "runs were in progress on the cluster"
     driver.kill()  # the driver only: its tasks live in the cluster's workers
     driver.wait()
     assert _wait_for(lambda: not cluster.tasks(), 60), "Ray ends the tasks of a driver that is gone"
@@ -225,7 +240,7 @@ def test_resources_per_run_are_requested_and_what_no_node_offers_is_refused(clus
         executor.close()
 
 
-def test_without_an_address_a_ray_of_its_own_runs_the_jobs_in_their_runtime_env(tmp_path):
+def test_without_an_address_a_ray_of_its_own_runs_the_jobs_in_their_runtime_env(ray_token, tmp_path):
     env = {"env_vars": {"PYTHONPATH": str(ROOT), "EFFBENCH_TEST_MARK": "from runtime_env"}}
     executor = registry().executor("ray").configure({"runtime_env": env})
     try:
@@ -249,6 +264,15 @@ def test_closing_the_executor_stops_the_runs_in_progress(cluster, tmp_path):
         executor.close()
     assert _wait_for(lambda: not psutil.pid_exists(int(pid_file.read_text())), 30)
     assert not cluster.tasks()
+
+
+def test_a_head_that_requires_a_token_is_one_line_saying_how_to_give_it(cluster, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "RAY_AUTH_MODE"}  # the token, but not its use
+    command = [sys.executable, "-m", "effbench.cli", *_sweep_args(tmp_path / "results")]
+    result = subprocess.run([*command, "--executor", "ray", "--address", cluster.address], capture_output=True,
+                            text=True, env=env, timeout=120)  # fmt: skip
+    said = _one_line_error(result)
+    assert f"the Ray head at {cluster.address} requires token authentication: set RAY_AUTH_MODE=token" in said
 
 
 def _one_line_error(result) -> str:

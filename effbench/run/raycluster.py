@@ -129,6 +129,11 @@ def ask_the_head(address: str, seconds: float) -> None:
             f"{address} accepts connections but no Ray head answered within {seconds:g} s; give the address and port "
             "that `ray start --head` printed"
         )
+    if isinstance(answer["error"], ray.exceptions.AuthenticationError):  # Ray's way: the client must opt in
+        raise EffbenchError(
+            f"the Ray head at {address} requires token authentication: set RAY_AUTH_MODE=token here, with the "
+            "cluster's token in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
+        )
     if answer["error"] is not None:
         raise EffbenchError(
             f"{address} answers, but not as a Ray cluster's head ({str(answer['error']).splitlines()[0]}); give the "
