@@ -406,8 +406,9 @@ def plot(board: Board, name: str, path: Path) -> None:
         plt.close(fig)
 
 
-def write(results: Results, built: list[Board], out: Path) -> list[Path]:
-    """Write the README.md index and per machine leaderboard.md/.csv and Pareto PNGs as one folder; returns them."""
+def write(results: Results, built: list[Board], out: Path, page: str | None = None) -> list[Path]:
+    """Write the README.md index, per machine leaderboard.md/.csv and Pareto PNGs, and the interactive page when
+    given (``html_page.page``), as one folder; returns them."""
     suites = ", ".join(sorted({r.suite or "?" for r in results.runs}))
     lines = [
         TITLE,
@@ -417,6 +418,8 @@ def write(results: Results, built: list[Board], out: Path) -> list[Path]:
         "One leaderboard per machine (hardware fingerprint): resource figures of different machines differ.",
         "",
     ]
+    if page is not None:
+        lines += ["Every machine on one interactive page: [leaderboard.html](leaderboard.html).", ""]
     for board in built:
         best = board.entries[0]
         lines.append(
@@ -432,5 +435,7 @@ def write(results: Results, built: list[Board], out: Path) -> list[Path]:
             for name in FRONTIERS:
                 plot(board, name, folder / board.fingerprint / f"pareto-{name}.png")
         (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if page is not None:
+            (folder / "leaderboard.html").write_text(page, encoding="utf-8")
 
     return replace_folder(out, LEADERBOARDS, render)
