@@ -94,22 +94,22 @@ def toggle(driver, group: str, value: str) -> None:
     driver.find_element("css selector", f'input[data-filter="{group}"][data-value="{value}"]').click()
 
 
-def write_page(tmp_path: Path, *args: str) -> Path:
-    """Run ``effbench leaderboard --html`` on the test store; the page's path."""
-    result = run_cli("leaderboard", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "lb"), "--html",
-                     *args)  # fmt: skip
+@pytest.fixture(scope="module")
+def hostile_page(tmp_path_factory) -> Path:
+    """``effbench leaderboard --html`` of ``store_with_failures``, written once for the tests that only read it."""
+    root = tmp_path_factory.mktemp("hostile")
+    store_with_failures(root / "store")
+    result = run_cli("leaderboard", "--results", str(root / "store"), "--out", str(root / "lb"), "--html")
     assert result.returncode == 0, result.stderr
-    return tmp_path / "lb" / "leaderboard.html"
+    return root / "lb" / "leaderboard.html"
 
 
-def test_the_page_plots_every_successful_run_and_its_filters_change_the_points(browser, tmp_path):
-    store = store_with_failures(tmp_path / "store")
-    page = write_page(tmp_path)
-    results = load(store.root)
+def test_the_page_plots_every_successful_run_and_its_filters_change_the_points(browser, hostile_page, tmp_path):
+    results = load(hostile_page.parent.parent / "store")
     ok = [r.run_id for r in results.runs if r.status == "ok"]
     assert len(ok) == 9 and len(results.runs) == 11
 
-    open_page(browser, page)
+    open_page(browser, hostile_page)
     assert console_problems(browser) == []
     assert wait_points(browser) == len(ok)  # every ok run has a score and a latency
     plotted = browser.execute_script("return window.effbenchChart.points.map(p => p.run_id)")
@@ -146,11 +146,9 @@ def test_the_page_plots_every_successful_run_and_its_filters_change_the_points(b
     assert console_problems(browser) == []
 
 
-def test_markup_in_names_renders_as_text(browser, tmp_path):
-    store_with_failures(tmp_path / "store")
-    page = write_page(tmp_path)
-    assert HOSTILE_MODEL not in page.read_text(encoding="utf-8")  # the data is JSON with '<' escaped
-    open_page(browser, page)
+def test_markup_in_names_renders_as_text(browser, hostile_page):
+    assert HOSTILE_MODEL not in hostile_page.read_text(encoding="utf-8")  # the data is JSON with '<' escaped
+    open_page(browser, hostile_page)
     assert len(browser.find_elements("css selector", "script")) == 3  # the library, the data and the page's own
     assert browser.find_elements("css selector", "img") == []
     row = browser.find_element("css selector", 'tr[data-run="hostile"]')
@@ -170,9 +168,8 @@ def test_markup_in_names_renders_as_text(browser, tmp_path):
     assert console_problems(browser) == []  # an alert would also have stopped the driver's next command
 
 
-def test_the_table_sorts_and_the_download_holds_the_rows_shown(browser, tmp_path):
-    store_with_failures(tmp_path / "store")
-    open_page(browser, write_page(tmp_path))
+def test_the_table_sorts_and_the_download_holds_the_rows_shown(browser, hostile_page, tmp_path):
+    open_page(browser, hostile_page)
     header = next(h for h in browser.find_elements("css selector", "#table th") if h.text == "Latency (ms)")
     header.click()
 

@@ -13,7 +13,7 @@
   ];
   const GATE_LEVELS = [...new Set(ROWS.flatMap((r) => Object.keys(r.gates)))].sort();
   const AXES = DATA.axes.filter((a) => ROWS.some((r) => a in r.axes));
-  const state = { axis: DATA.axis, unchecked: new Set(), sortKey: "rank", sortDir: 1 };
+  const state = { axis: DATA.axis, unchecked: new Set(), sortKey: "Rank", sortDir: 1 };
 
   function hardware(r) {
     return `${r.machine} (${r.fingerprint})`;
@@ -211,6 +211,7 @@
       "scroll to zoom, double-click to reset.";
     const chart = document.getElementById("chart");
     drawing = drawing.then(async () => {
+      // window.effbenchChart: the drawn view and its points (what the browser tests read)
       window.effbenchChart?.finalize?.(); // the previous view's listeners and tooltip go with it
       if (!points.length) {
         chart.replaceChildren(element("p", "No run shown has both a score and this figure.", { class: "note" }));
