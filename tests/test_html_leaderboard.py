@@ -195,23 +195,25 @@ def test_the_table_sorts_and_the_download_holds_the_rows_shown(browser, hostile_
     assert hostile["Model"] == HOSTILE_MODEL
     assert (float(hostile["Latency (ms) low"]), float(hostile["Latency (ms) high"])) == (65.0, 78.0)
     baseline = next(r for r in rows if r["Run"] == "hwA-0")
-    assert float(baseline["Score low"]) == pytest.approx(0.9 - 1.96 * 0.02)  # ±1.96 stderr without an interval
+    assert float(baseline["Score low"]) == pytest.approx(0.9 - 1.96 * 0.02, abs=1e-4)  # ±1.96 stderr (no interval)
+    pruned = next(r for r in rows if r["Run"] == "hwA-2")
+    assert baseline["Gates"] == "–" and pruned["Gates"] == "99%: fail, 99.9%: fail"  # the board's gates
 
 
 def test_the_gate_filter_hides_the_runs_with_an_unchecked_result(browser, tmp_path):
     results = load(synthetic_store(tmp_path / "store").root)
     (board,) = leaderboard.boards(results, COLUMNS)
-    verdicts = ["pass", "fail", "inconclusive"]
-    rows = [
-        replace(row, gates={} if row.rank == 1 else {"99%": verdicts[row.rank % 3], "99.9%": "inconclusive"})
-        for row in html_page.page_rows(board)
-    ]
+    rows = html_page.page_rows(board)
+    assert [r.gates for r in rows] == [{}, *[{"99%": "fail", "99.9%": "fail"}] * 3]  # the board's, baseline none
+    verdicts = {"hwA-1": "pass", "hwA-2": "inconclusive", "hwA-3": "fail"}  # one of each, to filter on
+    rows = [replace(r, gates={"99%": verdicts[r.run_id], "99.9%": "inconclusive"} if r.gates else {}) for r in rows]
     page = tmp_path / "gates.html"
     page.write_text(html_page.render(rows, "latency", "gates"), encoding="utf-8")
     open_page(browser, page)
     assert wait_points(browser) == 4
-    toggle(browser, "gate 99%", "fail")  # rank 4 (4 % 3 == 1)
+    toggle(browser, "gate 99%", "fail")
     assert wait_points(browser, 3) == 3
+    assert "hwA-3" not in browser.execute_script("return window.effbenchChart.points.map(p => p.run_id)")
     toggle(browser, "gate 99.9%", "inconclusive")  # every gated run; the baseline has no gate
     assert wait_points(browser, 1) == 1
     assert browser.find_element("css selector", "#table tbody tr").get_attribute("data-run") == "hwA-0"

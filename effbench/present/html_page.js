@@ -35,7 +35,7 @@
   function figureText(f, digits = 3) {
     if (!f) return "–";
     const [v, low, high] = [f.value, f.low, f.high].map((x) => fixed(x, digits));
-    return f.low === null ? v : `${v} [${low}, ${high}]`;
+    return f.low === f.high ? v : `${v} [${low}, ${high}]`; // low = high: nothing known of its uncertainty
   }
 
   function axisHeader(axis, rows) {
@@ -95,14 +95,19 @@
   }
 
   // --- chart ---------------------------------------------------------------------------------------------------
+  function dominates(a, b) {
+    // a beats b beyond the 95 % intervals on one axis and is not beaten beyond them on the other (as the Markdown
+    // leaderboard decides, effbench.measure.decisions.dominates)
+    const aCheaper = a.x_high < b.x_low;
+    const bCheaper = b.x_high < a.x_low;
+    const aBetter = a.score_low > b.score_high;
+    const bBetter = b.score_low > a.score_high;
+    return (aCheaper || aBetter) && !(bCheaper || bBetter);
+  }
+
   function paretoFront(points) {
-    // per machine (figures of different machines are not comparable): no other point has no more cost and no less
-    // score, one of them strictly
-    return points.map((p) =>
-      !points.some(
-        (q) => q.machine === p.machine && q.x <= p.x && q.score >= p.score && (q.x < p.x || q.score > p.score),
-      ),
-    );
+    // per machine: resource figures of different machines are not comparable
+    return points.map((p) => !points.some((q) => q.machine === p.machine && dominates(q, p)));
   }
 
   function chartPoints(rows) {
@@ -142,7 +147,7 @@
     // a rule from the low to the high end of each 95 % interval, on the x or the score (y) axis
     const channel = field === "x" ? "x" : "y";
     return {
-      transform: [{ filter: `isValid(datum.${field}_low)` }],
+      transform: [{ filter: `datum.${field}_low < datum.${field}_high` }],
       mark: { type: "rule", opacity: 0.6 },
       encoding: {
         [channel]: { field: `${field}_low`, type: "quantitative" },
@@ -180,8 +185,8 @@
              scale: { zero: false, nice: true } },
       },
       layer: [
-        ...(points.some((p) => p.x_low !== null) ? [errorBars("x")] : []),
-        ...(points.some((p) => p.score_low !== null) ? [errorBars("score")] : []),
+        ...(points.some((p) => p.x_low < p.x_high) ? [errorBars("x")] : []),
+        ...(points.some((p) => p.score_low < p.score_high) ? [errorBars("score")] : []),
         { transform: [{ filter: "datum.pareto === 'Pareto-optimal'" }],
           mark: { type: "line", interpolate: "step-after", strokeDash: [4, 3] },
           encoding: { color, order: { field: "x", type: "quantitative" } } },
@@ -207,7 +212,8 @@
       `${points.length} runs plotted` +
       (missing ? `; ${missing} shown in the table have no score or no ${state.axis} figure` : "") +
       ". Error bars: 95 % intervals. Pareto-optimal points (diamonds, joined per machine) are computed among the " +
-      "points shown, per machine: resource figures of different machines are not comparable. Drag to pan, " +
+      "points shown, per machine (resource figures of different machines are not comparable): a point is dominated " +
+      "only by one better beyond the intervals on one axis and not worse beyond them on the other. Drag to pan, " +
       "scroll to zoom, double-click to reset.";
     const chart = document.getElementById("chart");
     drawing = drawing.then(async () => {
@@ -229,7 +235,7 @@
   function columns(rows) {
     const figure = (title, get, digits) => ({ title, get, text: (r) => figureText(get(r), digits(r)), figure: true });
     return [
-      { title: "Rank", get: (r) => r.rank, text: (r) => String(r.rank), numeric: true },
+      { title: "Rank", get: (r) => r.rank, text: (r) => r.rank_text, numeric: true },
       { title: "Model", get: (r) => r.model },
       { title: "Technique", get: (r) => r.technique },
       { title: "Stage", get: (r) => r.stage },
@@ -302,9 +308,10 @@
     const lines = [header.map(csvCell).join(",")];
     for (const r of sorted(shownRows(), cols)) {
       const cells = cols.flatMap((c) => {
-        if (!c.figure) return [c.get(r)];
+        if (!c.figure) return [c.text ? c.text(r) : c.get(r)];
         const f = c.get(r);
-        return f ? [f.value, f.low, f.high] : [null, null, null];
+        if (!f) return [null, null, null];
+        return f.low === f.high ? [f.value, null, null] : [f.value, f.low, f.high];
       });
       lines.push(cells.map(csvCell).join(","));
     }

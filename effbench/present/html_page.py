@@ -21,9 +21,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from effbench.errors import EffbenchError
+from effbench.measure.decisions import Interval
 from effbench.present.columns import Column
-from effbench.present.leaderboard import Board, Entry
-from effbench.records import MeasurementRow
+from effbench.present.leaderboard import Board
 from effbench.store.load import Results, is_dataset
 from effbench.version import __version__
 
@@ -38,19 +38,9 @@ AXES: dict[str, tuple[str, ...]] = {
     "size": ("weight_bytes",),
 }
 AXIS = "latency"  # the page's first x-axis unless told
-Z95 = 1.96  # a 95 % interval from a standard error, where a figure has no interval of its own
 CSP = "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:"
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 LIBRARIES = ("lm_eval", "transformers", "torch")  # versions shown on hover beside effbench's
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A value with its 95 % interval (None when the figure has no uncertainty), in the shown unit."""
-
-    value: float
-    low: float | None = None
-    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +50,7 @@ class AxisFigure:
     quantity: str
     header: str
     digits: int  # decimals shown
-    figure: Figure
+    figure: Interval  # low = high when nothing is known of its uncertainty
 
 
 @dataclass
@@ -70,12 +60,13 @@ class PageRow:
     run_id: str
     machine: str
     fingerprint: str
-    rank: int  # on its machine's leaderboard
+    rank: int  # on its machine's leaderboard, shared by runs the intervals cannot tell apart
+    rank_text: str  # the rank as the Markdown board shows it ('2=' when shared)
     model: str
     technique: str  # the stack with parameters, e.g. ``prune-magnitude(sparsity=0.5) + dynamic-int8``
     techniques: list[str]  # the technique names, what the technique filter offers
     stage: str
-    score: Figure | None
+    score: Interval | None
     score_of: str  # what the score averages on this machine
     scenario: str
     axes: dict[str, AxisFigure]
@@ -83,29 +74,6 @@ class PageRow:
     versions: dict[str, str]  # effbench and the libraries that shape a result
     revision: str = ""  # the dataset revision the run was read from, when it was
     extra: dict[str, str] = field(default_factory=dict)  # placement and other provenance worth a look
-
-
-def interval(row: MeasurementRow, column: Column | None = None) -> Figure:
-    """A stored figure with its 95 % interval (stored bounds, else ±1.96 standard errors), in the column's unit."""
-    shown = column.shown if column else (lambda v: v)
-    if row.ci_low is not None and row.ci_high is not None:
-        return Figure(shown(row.value), shown(row.ci_low), shown(row.ci_high))
-    if row.stderr is not None:
-        return Figure(shown(row.value), shown(row.value - Z95 * row.stderr), shown(row.value + Z95 * row.stderr))
-    return Figure(shown(row.value))
-
-
-def score_figure(entry: Entry, scored: list[tuple[str, str]]) -> Figure | None:
-    """The score (mean of the scored tasks) with a 95 % interval when every task has a standard error or interval."""
-    if entry.score is None:
-        return None
-    parts = [interval(entry.quality[task]) for task, _ in scored]
-    if any(p.low is None for p in parts):
-        return Figure(entry.score)
-    # independent tasks: the half-widths add in quadrature, divided by the number averaged
-    low = sum((p.value - p.low) ** 2 for p in parts) ** 0.5 / len(parts)
-    high = sum((p.high - p.value) ** 2 for p in parts) ** 0.5 / len(parts)
-    return Figure(entry.score, entry.score - low, entry.score + high)
 
 
 def axis_columns(board: Board) -> dict[str, Column]:
@@ -120,12 +88,11 @@ def page_rows(board: Board, revision: str = "") -> list[PageRow]:
     columns = axis_columns(board)
     score_of = ", ".join(f"{t} {m}" for t, m in board.scored) or "no task every run on this machine shares"
     rows = []
-    for rank, e in enumerate(board.entries, 1):
-        # lead: wire Entry.gates / Entry.interval here (gates: {} and the stored intervals until they land)
+    for index, e in enumerate(board.entries):
         axes = {
-            axis: AxisFigure(c.name, c.header, c.quantity.digits, interval(e.resources[c.name], c))
+            axis: AxisFigure(c.name, c.header, c.quantity.digits, figure)
             for axis, c in columns.items()
-            if c.name in e.resources
+            if (figure := e.interval(c)) is not None
         }
         versions = json.loads(e.run.versions or "{}")
         rows.append(
@@ -133,16 +100,17 @@ def page_rows(board: Board, revision: str = "") -> list[PageRow]:
                 run_id=e.run.run_id,
                 machine=board.machine,
                 fingerprint=board.fingerprint,
-                rank=rank,
+                rank=board.ranks[index],
+                rank_text=board.rank_text(index),
                 model=e.run.model,
                 technique=e.run.label,
                 techniques=[s.name for s in e.run.stack_entries()],
                 stage=e.run.stage,
-                score=score_figure(e, board.scored),
+                score=e.score,
                 score_of=score_of,
                 scenario=board.scenario or "",
                 axes=axes,
-                gates={},
+                gates={gate: verdict for gate, verdict in e.gates.items() if verdict},  # none for a baseline
                 versions={
                     "effbench": e.run.effbench_version,
                     **{lib: str(versions[lib]) for lib in LIBRARIES if versions.get(lib)},
