@@ -133,7 +133,7 @@
           versions: versionsText(r),
           scenario: r.scenario || "–",
           revision: r.revision || "not read from a downloaded dataset",
-          placement: r.extra.placement || "–",
+          placement: r.placement || "–",
         };
       });
     const front = paretoFront(points);

@@ -15,7 +15,7 @@ import html
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -72,8 +72,8 @@ class PageRow:
     axes: dict[str, AxisFigure]
     gates: dict[str, str]  # gate level -> pass, fail or inconclusive (empty for a baseline)
     versions: dict[str, str]  # effbench and the libraries that shape a result
+    placement: str  # device and dtype ("" before 1.3)
     revision: str = ""  # the dataset revision the run was read from, when it was
-    extra: dict[str, str] = field(default_factory=dict)  # placement and other provenance worth a look
 
 
 def axis_columns(board: Board) -> dict[str, Column]:
@@ -116,7 +116,7 @@ def page_rows(board: Board, revision: str = "") -> list[PageRow]:
                     **{lib: str(versions[lib]) for lib in LIBRARIES if versions.get(lib)},
                 },
                 revision=revision,
-                extra={"placement": e.run.placement} if e.run.placement else {},
+                placement=e.run.placement,
             )
         )
     return rows
