@@ -35,7 +35,7 @@
   function figureText(f, digits = 3) {
     if (!f) return "–";
     const [v, low, high] = [f.value, f.low, f.high].map((x) => fixed(x, digits));
-    return f.low === f.high ? v : `${v} [${low}, ${high}]`; // low = high: nothing known of its uncertainty
+    return low === high ? v : `${v} [${low}, ${high}]`; // low = high: nothing known of its uncertainty, or too little
   }
 
   function axisHeader(axis, rows) {
@@ -173,16 +173,15 @@
       ["revision", "Dataset revision"],
     ].map(([field, title]) => ({ field, title, type: "nominal" }));
     const color = { field: "machine", type: "nominal", title: "Hardware", legend: { orient: "bottom", columns: 1, labelLimit: 600 } };
-    const scoreOf = [...new Set(rows.map((r) => r.score_of))].join(" / ");
     return {
       width: 760,
       height: 420,
       data: { values: points },
       encoding: {
         x: { field: "x", type: "quantitative", title: `${axisHeader(state.axis, rows)} (lower is better)`,
-             scale: { zero: false, nice: true } },
-        y: { field: "score", type: "quantitative", title: `score: mean of ${scoreOf} (higher is better)`,
-             scale: { zero: false, nice: true } },
+             scale: { zero: false, nice: true, padding: 16 } },
+        y: { field: "score", type: "quantitative", title: "score (higher is better)",
+             scale: { zero: false, nice: true, padding: 16 } },
       },
       layer: [
         ...(points.some((p) => p.x_low < p.x_high) ? [errorBars("x")] : []),
@@ -209,7 +208,7 @@
     const note = document.getElementById("chart-note");
     const missing = rows.length - points.length;
     note.textContent =
-      `${points.length} runs plotted` +
+      `${points.length} runs plotted. Score: mean of ${[...new Set(rows.map((r) => r.score_of))].join(" / ")}` +
       (missing ? `; ${missing} shown in the table have no score or no ${state.axis} figure` : "") +
       ". Error bars: 95 % intervals. Pareto-optimal points (diamonds, joined per machine) are computed among the " +
       "points shown, per machine (resource figures of different machines are not comparable): a point is dominated " +
@@ -337,7 +336,7 @@
     drawTable(rows);
     document.getElementById("summary").textContent =
       `${rows.length} of ${ROWS.length} successful runs shown, from ${DATA.source}; ` +
-      `${new Set(ROWS.map((r) => r.fingerprint)).size} machines. Failed and not-applicable runs are not shown.`;
+      `machines: ${new Set(ROWS.map((r) => r.fingerprint)).size}. Failed and not-applicable runs are not shown.`;
     return drawChart(rows);
   }
 
