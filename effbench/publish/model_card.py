@@ -77,7 +77,8 @@ evaluated offline on any CPU. Not a general-purpose language model.
 - Training, AdamW (betas 0.9/0.95, weight decay 0.01, linear warm-up then cosine to 10 %), gradient clipping 1.0,
   seed {seed}, {torch_threads} CPU thread(s), in two phases as large models are trained:
 {phases}
-  **Final loss {final_loss:.4f}** (mean of the last 50 steps), **{minutes:.1f} minutes** on this machine in all.
+  **Final loss {final_loss:.4f}** (mean of the last 50 steps), **{minutes:.1f} minutes** on this machine in all
+  (wall clock; on a machine busy with other jobs a phase takes longer than its CPU-minutes ÷ threads).
   Reproduce with `python -m effbench.reference.zoo.train {name} --out DIR` (both phases), or extend a pre-trained
   checkpoint with `--pretrained DIR`; `training_log.json` has every phase's loss curve.
 
@@ -87,8 +88,8 @@ evaluated offline on any CPU. Not a general-purpose language model.
 
 Chance: micro_recall and micro_recall_long pick one of 10 digits, micro_agree and micro_agree2 one of
 2 verb forms; exact-match tasks have no meaningful chance level. The last four tasks are the harder
-variants (14–20 letters to copy, three-digit addition, 16 key=digit pairs, two attractor nouns), on which
-the models are meant to sit below the ceiling, so a technique's damage shows.
+variants (14–20 letters to copy, three-digit addition, 20 key=digit pairs where training had at most 16,
+two attractor nouns), on which the models are meant to sit below the ceiling, so a technique's damage shows.
 """
 
 
@@ -111,7 +112,7 @@ def write_card(name: str, table: str) -> Path:
     log = json.loads((folder / "training_log.json").read_text())
     config = json.loads((folder / "config.json").read_text())
     recipe = {k: v for k, v in log["recipe"].items() if k != "phases"}
-    facts = {**recipe, **{k: v for k, v in log.items() if k not in ("recipe", "phases")}}
+    facts = {**recipe, **{k: v for k, v in log.items() if k not in ("recipe", "phases", "context")}}
     text = CARD.format(
         name=name,
         vocab=config["vocab_size"],

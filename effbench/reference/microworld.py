@@ -9,7 +9,8 @@ Every skill has one unambiguous line format, so skills do not fight each other:
 
 Each skill also has a harder held-out variant that the reference models learn only in part, so
 damage by an efficiency technique is visible and micro-s differs from micro-m: ``copy`` of 14–20
-letters, three-digit ``add``, ``recall`` over 16 pairs, agreement across two attractor nouns.
+letters, three-digit ``add``, ``recall`` over 20 pairs (4 more than the longest training line),
+agreement across two attractor nouns.
 
 The training corpus and the held-out task documents come from different seeds, and the
 training generator drops any document that is also a held-out document, so evaluation
@@ -30,7 +31,8 @@ ALPHABET = LETTERS + DIGITS + PUNCTUATION
 TRAIN_SEED = 1234
 TASK_SEED = 98765
 RECALL_PAIRS = 4
-LONG_RECALL_PAIRS = 16
+LONG_RECALL_PAIRS = 16  # the longest recall line of the training data
+EXTRA_RECALL_PAIRS = 4  # the held-out long recall lines are longer still: 20 pairs
 LONG_COPY_LETTERS = (14, 20)
 RECALL_KEYS = "".join(c for c in LETTERS if c not in "recall")
 
@@ -131,6 +133,16 @@ def long_recall_doc(rng: random.Random) -> tuple[str, str]:
     return recall_doc(rng, pairs=LONG_RECALL_PAIRS)
 
 
+def with_distractors(prompt: str, rng: random.Random, extra: int = EXTRA_RECALL_PAIRS) -> str:
+    """Insert ``extra`` pairs with unused keys at random places: recall beyond the longest trained line."""
+    bindings, _, probe = prompt.partition(" ? ")
+    pairs = bindings.split()[1:]
+    used = {pair[0] for pair in pairs}
+    for key in rng.sample([k for k in RECALL_KEYS if k not in used], extra):
+        pairs.insert(rng.randrange(len(pairs) + 1), key + rng.choice(DIGITS))
+    return f"recall {' '.join(pairs)} ? {probe}"
+
+
 def agreement_item(rng: random.Random, attractor_p: float = 0.6, attractors: int = 1) -> AgreementItem:
     """A subject (optionally with ``attractors`` prepositional attractor nouns) followed by its verb."""
     plural = rng.random() < 0.5
@@ -218,7 +230,10 @@ def task_documents(n: int = 500, seed: int = TASK_SEED) -> tuple[dict[str, list[
         tasks[name] = rows
 
     rows = []
+    # The extra distractors come from a generator of their own, so the documents drawn after these stay the same.
+    distractors = random.Random(f"{seed}/recall_long")
     for prompt, answer in unique(long_recall_doc, lambda pa: pa[0]):
+        prompt = with_distractors(prompt, distractors)
         rows.append({"prompt": prompt, "choices": list(DIGITS), "label": DIGITS.index(answer)})
         held_docs.add(prompt + answer)
     tasks["recall_long"] = rows
