@@ -60,16 +60,8 @@ def task_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("my-tasks")
     user_task(folder, "my_arc", "arc/arc_easy.yaml", ARC, ("train", "validation", "test"))
     user_task(folder, "my_wikitext", "wikitext/wikitext.yaml", WIKI, ("train", "validation", "test"))
-    # micro-s reads 128 tokens: lm-eval's default of 256 generated tokens does not fit, so this one setting is added
-    generation = yaml.safe_load((LM_EVAL_TASKS / "gsm8k/gsm8k.yaml").read_text())["generation_kwargs"]
-    user_task(
-        folder,
-        "my_gsm8k",
-        "gsm8k/gsm8k.yaml",
-        GSM,
-        ("train", "test"),
-        generation_kwargs=generation | {"max_gen_toks": 8},
-    )
+    # gsm8k keeps lm-eval's own generation settings (256 new tokens after a 5-shot prompt): micro-s reads 512 tokens
+    user_task(folder, "my_gsm8k", "gsm8k/gsm8k.yaml", GSM, ("train", "test"))
     return folder
 
 

@@ -4,11 +4,13 @@ import json
 import shutil
 
 import pytest
+import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from effbench.errors import EffbenchError
 from effbench.reference import zoo
-from effbench.reference.zoo.train import RECIPES
+from effbench.reference.tasks import TASKS_DIR
+from effbench.reference.zoo.train import CONTEXT, RECIPES
 
 
 def test_available_models():
@@ -83,3 +85,33 @@ def test_garbage_weights_fail_clearly(model_copy):
     (model_copy / "model.safetensors").write_bytes(b"not a safetensors file at all")
     with pytest.raises(EffbenchError, match="could not be loaded"):
         zoo.load(str(model_copy))
+
+
+def test_context_is_512_tokens_and_was_trained_at_that_length():
+    """lm-eval's generative tasks ask for 256 new tokens after their prompt: the models read 512."""
+    for name in zoo.available():
+        folder = zoo.MODELS_DIR / name
+        config = json.loads((folder / "config.json").read_text())
+        log = json.loads((folder / "training_log.json").read_text())
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert config["max_position_embeddings"] == tokenizer.model_max_length == CONTEXT >= 512
+        extend = log["phases"][-1]
+        assert extend["context"] == CONTEXT and extend["tokens_per_step"] == extend["batch"] * CONTEXT
+
+
+@pytest.mark.parametrize("name", ["micro-m", "micro-s"])
+def test_late_positions_are_predicted_as_well_as_early_ones(name):
+    """Held-out sentences packed into one 512-token row: positions never trained would lose the thread."""
+    model, tokenizer = zoo.load(f"zoo:{name}")
+    texts = [json.loads(line)["text"] for line in (TASKS_DIR / "data" / "text.jsonl").read_text().splitlines()]
+    ids = [tokenizer.eos_token_id]
+    for text in texts:
+        ids += [*tokenizer(text + "\n")["input_ids"], tokenizer.eos_token_id]
+        if len(ids) > CONTEXT:
+            break
+    row = torch.tensor([ids[:CONTEXT]])
+    with torch.no_grad():
+        logits = model(input_ids=row).logits[0, :-1]
+    losses = torch.nn.functional.cross_entropy(logits, row[0, 1:], reduction="none")
+    early, late = losses[: CONTEXT // 4].mean().item(), losses[-CONTEXT // 4 :].mean().item()
+    assert late <= 1.1 * early, (early, late)

@@ -7,6 +7,11 @@ Every skill has one unambiguous line format, so skills do not fight each other:
 - ``recall``: ``recall b7 k3 q1 m5 ? k3``      key-value recall over the context (induction)
 - ``text``:   sentences of a small probabilistic grammar with subject-verb agreement
 
+Each skill also has a harder held-out variant that the reference models learn only in part, so
+damage by an efficiency technique is visible and micro-s differs from micro-m: ``copy`` of 14–20
+letters, three-digit ``add``, ``recall`` over 20 pairs (4 more than the longest training line),
+agreement across two attractor nouns.
+
 The training corpus and the held-out task documents come from different seeds, and the
 training generator drops any document that is also a held-out document, so evaluation
 never measures memorisation of the test set.
@@ -26,6 +31,9 @@ ALPHABET = LETTERS + DIGITS + PUNCTUATION
 TRAIN_SEED = 1234
 TASK_SEED = 98765
 RECALL_PAIRS = 4
+LONG_RECALL_PAIRS = 16  # the longest recall line of the training data
+EXTRA_RECALL_PAIRS = 4  # the held-out long recall lines are longer still: 20 pairs
+LONG_COPY_LETTERS = (14, 20)
 RECALL_KEYS = "".join(c for c in LETTERS if c not in "recall")
 
 NOUNS = [
@@ -76,16 +84,27 @@ def _lsb(number: int, width: int) -> str:
     return str(number).zfill(width)[::-1]
 
 
-def copy_doc(rng: random.Random) -> tuple[str, str]:
+def copy_doc(rng: random.Random, letters: tuple[int, int] = (5, 8)) -> tuple[str, str]:
     """Return (prompt, answer) for the copy skill."""
-    word = _letters(rng, 5, 8)
+    word = _letters(rng, *letters)
     return f"copy {word} > ", word
 
 
-def add_doc(rng: random.Random) -> tuple[str, str]:
-    """Return (prompt, answer) for two-digit addition written least-significant digit first."""
-    a, b = rng.randint(0, 99), rng.randint(0, 99)
-    return f"add {_lsb(a, 2)}+{_lsb(b, 2)}=", _lsb(a + b, 3)
+def long_copy_doc(rng: random.Random) -> tuple[str, str]:
+    """Copy a word of 14–20 letters: repeated letters make one-step induction ambiguous."""
+    return copy_doc(rng, LONG_COPY_LETTERS)
+
+
+def add_doc(rng: random.Random, digits: int = 2) -> tuple[str, str]:
+    """Return (prompt, answer) for addition of ``digits``-digit numbers written least-significant digit first."""
+    top = 10**digits - 1
+    a, b = rng.randint(0, top), rng.randint(0, top)
+    return f"add {_lsb(a, digits)}+{_lsb(b, digits)}=", _lsb(a + b, digits + 1)
+
+
+def add3_doc(rng: random.Random) -> tuple[str, str]:
+    """Three-digit addition: one more carry to propagate than the two-digit skill."""
+    return add_doc(rng, digits=3)
 
 
 def recall_doc(rng: random.Random, pairs: int = RECALL_PAIRS) -> tuple[str, str]:
@@ -109,13 +128,29 @@ def _noun_phrase(rng: random.Random, plural: bool, adjective_p: float) -> str:
     return f"{determiner} {noun}"
 
 
-def agreement_item(rng: random.Random, attractor_p: float = 0.6) -> AgreementItem:
-    """A subject (optionally with a prepositional attractor noun) followed by its verb."""
+def long_recall_doc(rng: random.Random) -> tuple[str, str]:
+    """Recall over 16 key-digit pairs: a longer context with more distractors."""
+    return recall_doc(rng, pairs=LONG_RECALL_PAIRS)
+
+
+def with_distractors(prompt: str, rng: random.Random, extra: int = EXTRA_RECALL_PAIRS) -> str:
+    """Insert ``extra`` pairs with unused keys at random places: recall beyond the longest trained line."""
+    bindings, _, probe = prompt.partition(" ? ")
+    pairs = bindings.split()[1:]
+    used = {pair[0] for pair in pairs}
+    for key in rng.sample([k for k in RECALL_KEYS if k not in used], extra):
+        pairs.insert(rng.randrange(len(pairs) + 1), key + rng.choice(DIGITS))
+    return f"recall {' '.join(pairs)} ? {probe}"
+
+
+def agreement_item(rng: random.Random, attractor_p: float = 0.6, attractors: int = 1) -> AgreementItem:
+    """A subject (optionally with ``attractors`` prepositional attractor nouns) followed by its verb."""
     plural = rng.random() < 0.5
     subject = _noun_phrase(rng, plural, adjective_p=0.5)
     if rng.random() < attractor_p:
-        attractor = _noun_phrase(rng, rng.random() < 0.5, adjective_p=0.3)
-        subject = f"{subject} {rng.choice(PREPOSITIONS)} {attractor}"
+        for _ in range(attractors):
+            attractor = _noun_phrase(rng, rng.random() < 0.5, adjective_p=0.3)
+            subject = f"{subject} {rng.choice(PREPOSITIONS)} {attractor}"
     singular_verb, plural_verb = VERBS[rng.randrange(len(VERBS))]
     correct, wrong = (plural_verb, singular_verb) if plural else (singular_verb, plural_verb)
     rest = f" {rng.choice(ADVERBS)} ." if rng.random() < 0.5 else " ."
@@ -131,6 +166,12 @@ def sentence(rng: random.Random) -> str:
 def paragraph(rng: random.Random, sentences: tuple[int, int] = (2, 4)) -> str:
     """A few sentences: the documents the perplexity task scores."""
     return " ".join(sentence(rng) for _ in range(rng.randint(*sentences)))
+
+
+def two_attractor_sentence(rng: random.Random) -> str:
+    """A sentence whose subject carries two attractor nouns (the training side of the hard agreement task)."""
+    item = agreement_item(rng, attractor_p=1.0, attractors=2)
+    return f"{item.prefix} {item.correct}{item.rest}"
 
 
 @dataclass(frozen=True)
@@ -169,51 +210,101 @@ def task_documents(n: int = 500, seed: int = TASK_SEED) -> tuple[dict[str, list[
         held_docs.add(prompt + answer)
     tasks["recall"] = rows
 
-    rows = []
-    items = unique(lambda r: agreement_item(r, attractor_p=1.0), lambda it: it.prefix)
-    for item in items:
-        # Each choice carries the rest of the sentence: "run" alone is a prefix of "runs", and a
-        # prefix always has the higher likelihood, which would make raw acc meaningless.
-        label = rng.randrange(2)
-        correct, wrong = item.correct + item.rest, item.wrong + item.rest
-        choices = [wrong, correct] if label else [correct, wrong]
-        rows.append({"prompt": item.prefix, "choices": choices, "label": label})
-        held_clauses.add(f"{item.prefix} {item.correct}")
-    tasks["agree"] = rows
+    tasks["agree"] = agreement_rows(
+        unique(lambda r: agreement_item(r, attractor_p=1.0), lambda it: it.prefix), rng, held_clauses
+    )
 
     rows = []
     for text in unique(paragraph, lambda p: p):
         rows.append({"text": text})
         held_docs.add(text)
     tasks["text"] = rows
+
+    # The harder variants come after the original tasks from the same generator, so the original
+    # tasks' documents stay byte-identical to the earlier releases.
+    for name, make in (("copy_long", long_copy_doc), ("add3", add3_doc)):
+        rows = []
+        for prompt, answer in unique(make, lambda pa: pa[0]):
+            rows.append({"prompt": prompt, "answer": answer})
+            held_docs.add(prompt + answer)
+        tasks[name] = rows
+
+    rows = []
+    # The extra distractors come from a generator of their own, so the documents drawn after these stay the same.
+    distractors = random.Random(f"{seed}/recall_long")
+    for prompt, answer in unique(long_recall_doc, lambda pa: pa[0]):
+        prompt = with_distractors(prompt, distractors)
+        rows.append({"prompt": prompt, "choices": list(DIGITS), "label": DIGITS.index(answer)})
+        held_docs.add(prompt + answer)
+    tasks["recall_long"] = rows
+
+    tasks["agree2"] = agreement_rows(
+        unique(lambda r: agreement_item(r, attractor_p=1.0, attractors=2), lambda it: it.prefix), rng, held_clauses
+    )
     return tasks, HeldOut(frozenset(held_docs), frozenset(held_clauses))
 
 
-# Training mixture: copy and recall share one induction circuit (copy forms it first);
-# addition is the slowest skill to learn, so it gets the largest share.
-MIXTURE = {"recall": 0.30, "add": 0.35, "copy": 0.12, "text": 0.23}
+def agreement_rows(items: Iterator[AgreementItem], rng: random.Random, held_clauses: set[str]) -> list[dict]:
+    """Two-choice rows (correct verb at a random position) and the clauses to keep out of training.
+
+    Each choice carries the rest of the sentence: "run" alone is a prefix of "runs", and a prefix
+    always has the higher likelihood, which would make raw acc meaningless.
+    """
+    rows = []
+    for item in items:
+        label = rng.randrange(2)
+        correct, wrong = item.correct + item.rest, item.wrong + item.rest
+        choices = [wrong, correct] if label else [correct, wrong]
+        rows.append({"prompt": item.prefix, "choices": choices, "label": label})
+        held_clauses.add(f"{item.prefix} {item.correct}")
+    return rows
+
+
+# Training mixtures. Pre-training (short rows): copy and recall share one induction circuit (copy
+# forms it first); addition is the slowest skill to learn, so it gets the largest share.
+BASE_MIXTURE = {"recall": 0.30, "add": 0.35, "copy": 0.12, "text": 0.23}
+# Context extension (long rows): the same skills plus the harder variants, a fifth of the documents
+# together, so the models learn them only in part.
+MIXTURE = {
+    "recall": 0.24,
+    "add": 0.27,
+    "copy": 0.10,
+    "text": 0.19,
+    "recall_long": 0.06,
+    "add3": 0.08,
+    "copy_long": 0.03,
+    "agree2": 0.03,
+}
+GRAMMAR_SKILLS = ("text", "agree2")  # documents whose clauses must not be held-out agreement clauses
 
 
 def _training_doc(rng: random.Random, skill: str) -> str:
     if skill == "text":
         return paragraph(rng, sentences=(1, 4))
-    make = {"recall": recall_doc, "add": add_doc, "copy": copy_doc}[skill]
+    if skill == "agree2":
+        return two_attractor_sentence(rng)
     if skill == "recall":
         prompt, answer = recall_doc(rng, pairs=rng.randint(2, 6))
+    elif skill == "recall_long":
+        prompt, answer = recall_doc(rng, pairs=rng.randint(7, LONG_RECALL_PAIRS))
+    elif skill == "copy_long":
+        prompt, answer = copy_doc(rng, (9, LONG_COPY_LETTERS[1]))
     else:
-        prompt, answer = make(rng)
+        prompt, answer = {"add": add_doc, "add3": add3_doc, "copy": copy_doc}[skill](rng)
     return prompt + answer
 
 
-def training_documents(count: int, held_out: HeldOut, seed: int = TRAIN_SEED) -> Iterator[str]:
-    """Yield training documents (one line each, no newline), never a held-out one."""
+def training_documents(
+    count: int, held_out: HeldOut, seed: int = TRAIN_SEED, mixture: dict[str, float] = MIXTURE
+) -> Iterator[str]:
+    """Yield training documents (one line each, no newline) drawn by ``mixture``, never a held-out one."""
     rng = random.Random(seed)
-    skills, weights = zip(*MIXTURE.items(), strict=True)
+    skills, weights = zip(*mixture.items(), strict=True)
     produced = 0
     while produced < count:
         skill = rng.choices(skills, weights)[0]
         doc = _training_doc(rng, skill)
-        if doc in held_out.docs or (skill == "text" and any(c in held_out.clauses for c in clauses(doc))):
+        if doc in held_out.docs or (skill in GRAMMAR_SKILLS and any(c in held_out.clauses for c in clauses(doc))):
             continue
         produced += 1
         yield doc
