@@ -70,7 +70,7 @@ class _Meter(Metric):
 
     resource = "energy"
     higher_is_better = False
-    phases = ("apply",)
+    phases = ("apply", "train")
 
     def begin(self, run: RunContext) -> Any:
         """Start a reading (a tracker, counters) that ``end`` finishes."""
