@@ -23,6 +23,7 @@ DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5"
 # takes about a minute on a laptop CPU; suite files evaluate every document unless they set a limit.
 DEFAULT_SUITE_LIMIT = 200
 DEFAULT_TRAINING_STEPS = 100
+TRAINING_FILE_SUFFIX = ".jsonl"  # training data ending so is a file; anything else names a bundled skill
 UNSTABLE_CV = 0.10  # default: a figure whose repeats vary by more than this is flagged unstable
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
@@ -216,8 +217,10 @@ class Training(BaseModel):
     """The bounded training run of every stack with a training technique: the same data and budget for each."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    data: Annotated[str, BeforeValidator(not_blank("a bundled skill (micro_sub) or a JSON-lines file"))] = Field(
-        "micro_sub", description="a bundled fine-tuning skill (micro_sub) or a JSON-lines file of examples"
+    data: Annotated[str, BeforeValidator(not_blank("a bundled skill (micro_sub) or a .jsonl file"))] = Field(
+        "micro_sub",
+        description="a bundled fine-tuning skill (micro_sub) or a .jsonl file of examples, checked "
+        "before any run of a suite that trains",
     )
     steps: int | None = Field(None, gt=0, description="optimizer steps (default 100 when tokens is not given)")
     tokens: int | None = Field(None, gt=0, description="stop once this many target tokens were trained on")
@@ -225,13 +228,6 @@ class Training(BaseModel):
     max_length: int = Field(128, ge=2, description="tokens per example; longer ones are cut")
     seed: int = Field(0, description="initialisation of new weights (adapters) and the order of the data")
     target_loss: float | None = Field(None, gt=0, description="report the steps until the loss first reached it")
-
-    @field_validator("data")
-    @classmethod
-    def _usable_data(cls, value: str) -> str:
-        from effbench.train.data import check_data
-
-        return check_data(value)
 
     @model_validator(mode="after")
     def _one_budget(self) -> Training:
@@ -385,15 +381,12 @@ def _beside(suite_file: Path, folders: Any) -> Any:
 
 
 def _training_beside(suite_file: Path, training: Any) -> Any:
-    """A suite file's relative training file is relative to the file, like its task folders."""
-    from effbench.train.data import BUNDLED
-
+    """A suite file's relative training file (``*.jsonl``) is relative to the file, like its task folders."""
     if not isinstance(training, dict) or not isinstance(training.get("data"), str):
         return training if training is not None else {}
-    data = training["data"]
-    if data in BUNDLED or not data.strip():
-        return training
-    return {**training, "data": os.path.join(suite_file.parent, os.path.expanduser(data))}
+    if not training["data"].endswith(TRAINING_FILE_SUFFIX):
+        return training  # a bundled skill's name
+    return {**training, "data": os.path.join(suite_file.parent, os.path.expanduser(training["data"]))}
 
 
 def load_suite(path: Path | None = None, **overrides: Any) -> Suite:

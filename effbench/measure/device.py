@@ -64,7 +64,7 @@ PEAK_FLOPS = {
 
 
 def peak_flops(device: str, dtype: str) -> tuple[float | None, str]:
-    """The device's peak FLOP/s for ``dtype``, or None and why it is unknown (a CPU's depends on its SIMD and clocks)."""
+    """The device's peak FLOP/s for ``dtype``, or None and why it is unknown (a CPU's depends on SIMD and clocks)."""
     if device_type(device) != "cuda":
         return None, f"no peak FLOP/s is known for device {device!r}: MFU is reported for the GPUs of PEAK_FLOPS"
     import torch

@@ -36,6 +36,7 @@ from effbench.records import (
 from effbench.reference import zoo
 from effbench.store.lock import StoreLock
 from effbench.store.results import ResultsStore
+from effbench.train.data import checked_training
 
 RUN_TARGET = "effbench.run.pipeline:execute"
 LIST_TASKS = "effbench.measure.accuracy:known_tasks"
@@ -132,6 +133,8 @@ def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]
     ]
     for stack in stacks:
         stack_phases([reg.technique(entry.name) for entry in stack])
+    if any(trains(stack, reg) for stack in stacks):  # read the training file once, before any worker starts
+        suite.training.data = checked_training(suite.training.model_dump())["data"]  # absolute: workers find it
     return stacks
 
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from effbench.config.suite import TRAINING_FILE_SUFFIX
+from effbench.errors import EffbenchError
 from effbench.reference.microworld import TRAIN_SEED
 from effbench.reference.skills import subtraction
 
@@ -45,13 +47,19 @@ def _row_problem(row: Any) -> str | None:
 
 
 def check_data(value: str) -> str:
-    """A bundled skill's name as it is, or the training file as an absolute path once every line is valid."""
+    """A bundled skill's name as it is, or the training file as an absolute path once every line is valid.
+
+    Raises ValueError saying what is wrong (the first bad line, with its number).
+    """
     if value in BUNDLED:
         return value
+    choices = f"give a bundled skill ({', '.join(BUNDLED)}) or a {TRAINING_FILE_SUFFIX} file"
+    if not value.endswith(TRAINING_FILE_SUFFIX):
+        raise ValueError(f"unknown training data {value!r}; {choices}")
     path = Path(os.path.expanduser(value))
     where = f"training file {value!r}"
     if not path.is_file():
-        raise ValueError(f"{where} does not exist; give a JSON-lines file or a bundled skill: {', '.join(BUNDLED)}")
+        raise ValueError(f"{where} does not exist; {choices}")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ValueError(f"{where} is larger than {MAX_FILE_BYTES >> 20} MiB")
     count = 0
@@ -72,6 +80,14 @@ def check_data(value: str) -> str:
     if not count:
         raise ValueError(f"{where} holds no example; expected one JSON object per line, {FORMATS}")
     return str(path.resolve())
+
+
+def checked_training(training: dict[str, Any]) -> dict[str, Any]:
+    """The suite's ``training`` settings with their data checked (a file made absolute): one line when wrong."""
+    try:
+        return {**training, "data": check_data(training["data"])}
+    except ValueError as err:
+        raise EffbenchError(f"training.data: {err}") from None
 
 
 def examples(data: str, seed: int) -> Iterator[dict[str, str]]:

@@ -1,4 +1,4 @@
-"""Memory and network of a window (a repeat, the apply or train phase): peak RSS, accelerator peak, bytes on the wire."""
+"""Memory and network of a window (a repeat, a one-off phase): peak RSS, accelerator peak, bytes on the wire."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ class _TrainWindow(Window):
             return []
         m = self.metric.measurement
         out = [
-            m(seconds, method="wall clock around the train phase (techniques' set-up, loop, saving the trained weights)"),
+            m(seconds, method="wall clock around the train phase (techniques' set-up, loop, saving the weights)"),
             m(seconds / trained.steps, "train_step_time", method="train phase wall clock ÷ optimizer steps"),
             m(trained.tokens / seconds, "train_tokens_per_s", method="target tokens (in the loss) ÷ wall clock"),
             m(trained.trainable_parameters, "trainable_params", method="parameters with requires_grad when trained"),
@@ -55,9 +55,7 @@ class _TrainWindow(Window):
             counted = "torch FlopCounterMode on the first step (forward + backward) × positions computed"
             out.append(m(achieved / 1e9, "train_flops_per_s", method=f"{counted} ÷ wall clock"))
             if trained.peak_flops_per_s:
-                out.append(
-                    m(100 * achieved / trained.peak_flops_per_s, "train_mfu", method="achieved ÷ datasheet peak")
-                )
+                out.append(m(100 * achieved / trained.peak_flops_per_s, "train_mfu", method="achieved ÷ peak"))
             else:
                 run.warnings.append(f"train_mfu not reported: {trained.no_peak_reason}")
         if trained.target_loss is not None:

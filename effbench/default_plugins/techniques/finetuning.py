@@ -1,4 +1,4 @@
-"""Full fine-tuning: every weight trained, the baseline of the fine-tuning stage that parameter-efficient methods save on."""
+"""Full fine-tuning: every weight trained, the fine-tuning baseline parameter-efficient methods save on."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def linear_modules(config: Any) -> dict[str, Any]:
 
 
 def targeted(config: Any, targets: Modules) -> dict[str, Any]:
-    """The linear layers ``targets`` names, as peft matches them; a name matching none is an error listing the valid ones."""
+    """The linear layers ``targets`` names, as peft matches them; an unknown name is an error listing the valid ones."""
     layers = linear_modules(config)
     if targets == "all-linear":
         return layers
