@@ -48,10 +48,10 @@ def test_full_finetuning_teaches_micro_m_the_new_skill():
 
     model, tokenizer = zoo.load("zoo:micro-m")
     before = exact_match(model, tokenizer)
-    model, run = helpers.trained(model, tokenizer, ("finetune-full", {"lr": 3e-3}), steps=80, batch_size=32)
+    model, run = helpers.trained(model, tokenizer, ("finetune-full", {}), steps=150, batch_size=32)
     after = exact_match(model, tokenizer)
     assert before <= 0.05
-    assert after >= before + 0.2
+    assert after >= 0.5
     assert sum(run.losses[-10:]) < sum(run.losses[:10]) / 2
     assert run.trainable_parameters == run.total_parameters == sum(p.numel() for p in model.parameters())
 
@@ -99,7 +99,7 @@ def test_users_train_on_their_own_file(tmp_path):
         ({"steps": 0}, "training.steps: Input should be greater than 0"),
         ({"tokens": -5}, "training.tokens: Input should be greater than 0"),
         ({"steps": 5, "tokens": 100}, "give the budget as steps or as tokens, not both"),
-        ({"data": "missing.jsonl"}, "training file 'missing.jsonl' does not exist; give a JSON-lines file or a "),
+        ({"data": "missing.jsonl"}, "missing.jsonl' does not exist; give a bundled skill (micro_sub) or a .jsonl file"),
         ({"data": "{bad}"}, "line 2: not JSON (Expecting property name enclosed in double quotes)"),
         ({"data": "[1]"}, "line 2: expected a JSON object"),
         ({"data": '{"prompt": "a"}'}, 'line 2: expected {"text": ...} or {"prompt": ..., "completion": ...}, got'),
