@@ -224,3 +224,15 @@ def test_a_training_stack_trains_then_quantizes_then_evaluates_like_inference(tr
     assert any(m.metric == "apply_time" and m.value > 0 for m in rows)  # dynamic-int8 applied to the trained model
     baseline_rows = trained_store.measurements_of(runs["baseline"].run_id)
     assert not any(m.in_phase == "train" or m.step is not None for m in baseline_rows)
+
+
+def test_the_report_shows_the_train_phase_in_its_section_and_the_loss_curve_in_the_details(trained_store):
+    from effbench.present import report
+
+    [table] = report.build(trained_store)
+    titles = [title for title, _ in table.sections]
+    assert "Train (one-off)" in titles
+    assert "train: Train (s)" in table.headers and "train: Final loss" in table.headers
+    assert not any("train_loss" in header for header in table.headers)  # one value per step: not a table cell
+    curve = [d for d in table.details if d["metric"] == "train_loss"]
+    assert sorted(d["step"] for d in curve) == [0, 1, 2] and {d["phase"] for d in curve} == {"train"}

@@ -56,8 +56,8 @@ def _adapted(name, params):
     ("name", "params", "adapted", "untouched", "at_most_pct"),
     [
         ("lora", {}, "q_proj", "k_proj", 2.0),
-        ("dora", {"target_modules": ["q_proj", "v_proj", "o_proj"]}, "o_proj", "up_proj", 2.0),
-        ("ia3", {}, "down_proj", "q_proj", 0.2),
+        ("dora", {"target_modules": ["q_proj", "v_proj", "o_proj"]}, "o_proj", "up_proj", 3.0),
+        ("ia3", {}, "down_proj", "q_proj", 0.25),
     ],
 )
 def test_each_method_trains_a_small_share_and_the_merged_model_carries_it(
