@@ -1,6 +1,6 @@
-"""Fine-tuning micro-m on the new micro_sub skill: full fine-tuning against LoRA, DoRA and IA3, on one budget.
+"""Fine-tuning micro-m on the new micro_sub skill: full fine-tuning against LoRA, DoRA, QLoRA and IA3, one budget.
 
-One sweep through `effbench evaluate` (baseline, finetune-full, lora, dora, ia3; 300 steps of 32
+One sweep through `effbench evaluate` (baseline, finetune-full, lora, dora, qlora, ia3; 300 steps of 32
 examples each) evaluated on the first 300 documents of micro_sub (the skill) and of micro_add, micro_copy,
 micro_recall (forgetting), then prints each run's stored training figures and accuracies.
 Checks: full fine-tuning takes micro_sub from near chance to at least halfway to perfect, LoRA trains
@@ -19,7 +19,7 @@ import yaml
 
 from effbench.store.load import load
 
-TECHNIQUES = ["baseline", "finetune-full", "lora", "dora", "ia3"]
+TECHNIQUES = ["baseline", "finetune-full", "lora", "dora", "qlora", "ia3"]
 TASKS = ["micro_sub", "micro_add", "micro_copy", "micro_recall"]
 TRAINING = {"data": "micro_sub", "steps": 300, "batch_size": 32, "target_loss": 0.3}
 SCENARIO = "single-stream:repeats=1,min_requests=2,output_tokens=4,prompt_tokens=8,warmup=0"

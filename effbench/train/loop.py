@@ -7,6 +7,7 @@ the run's FLOPs are counted on the real model (adapters, frozen layers and all),
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import tempfile
 from pathlib import Path
@@ -57,6 +58,12 @@ def collate(tokenizer: Any, rows: list[dict[str, str]], max_length: int, device:
     }
 
 
+def parameter_count(parameter: Any) -> int:
+    """Values a parameter holds: a packed 4-bit weight (bitsandbytes' ``quant_state``) counts its unpacked shape."""
+    state = getattr(parameter, "quant_state", None)
+    return math.prod(state.shape) if state is not None else parameter.numel()
+
+
 def checkpoint_bytes(trainable: dict[str, Any]) -> int:
     """Bytes of the trained parameters saved as safetensors: what must be shipped to reproduce the trained model."""
     from safetensors.torch import save_file
@@ -86,7 +93,7 @@ def train(
     peak, no_peak = peak_flops(device, dtype)
     run = TrainingRun(
         trainable_parameters=sum(p.numel() for p in trainable.values()),
-        total_parameters=sum(p.numel() for p in model.parameters()),
+        total_parameters=sum(parameter_count(p) for p in model.parameters()),
         target_loss=settings.get("target_loss"),
         peak_flops_per_s=peak,
         no_peak_reason=no_peak,

@@ -1,4 +1,4 @@
-"""Parameter-efficient fine-tuning for effbench through peft: LoRA, DoRA and IA3 train small added weights.
+"""Parameter-efficient fine-tuning for effbench through peft: LoRA, DoRA, QLoRA and IA3 train small added weights.
 
 Each technique acts in the run's train phase: ``apply`` wraps the model with peft (the base weights
 frozen), the run trains the added weights on the suite's training data and budget, and
@@ -9,11 +9,12 @@ technique stacked after it) is a plain transformers model. peft is imported insi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from effbench import Technique, hookimpl
+from effbench import EffbenchError, Technique, hookimpl
+from effbench.modeling import linear_layers
 
 Modules = list[str] | str  # module names (a layer matches when its name ends with one), or peft's "all-linear"
 LearningRate = Annotated[float, Field(gt=0, le=1)]
@@ -125,6 +126,54 @@ class Dora(Lora):
     use_dora = True
 
 
+def quantize_4bit(model: Any, quant_type: str) -> Any:
+    """Replace the decoder blocks' linear layers by bitsandbytes 4-bit ones (frozen), as QLoRA's base; on any device."""
+    import bitsandbytes as bnb
+
+    layers = linear_layers(model)
+    if not layers:
+        raise EffbenchError(f"{type(model).__name__}'s decoder blocks hold no linear layer to quantize")
+    for name, layer in layers:
+        quantized = bnb.nn.Linear4bit(
+            layer.in_features,
+            layer.out_features,
+            bias=layer.bias is not None,
+            compute_dtype=layer.weight.dtype,
+            quant_type=quant_type,
+            device="meta",
+        )
+        quantized.weight = bnb.nn.Params4bit(layer.weight.data.cpu(), requires_grad=False, quant_type=quant_type)
+        if layer.bias is not None:
+            quantized.bias = layer.bias
+        if layer.in_features % quantized.weight.blocksize:  # bitsandbytes 0.50's packed CPU inference kernel
+            quantized.support_avx512bf16_for_cpu = False  # assumes whole blocks per row; the generic path does not
+        model.set_submodule(name, quantized.to(layer.weight.device))  # moving a Params4bit quantizes it
+    model.is_loaded_in_4bit = True  # as transformers marks a model it loaded in 4 bits: peft then wraps bnb layers
+    return model
+
+
+class Qlora(Lora):
+    """LoRA on a 4-bit base: the frozen linear layers stored in NF4 (bitsandbytes), the adapters in full precision."""
+
+    name = "qlora"
+    description = "QLoRA: LoRA adapters trained over a 4-bit NF4 base (bitsandbytes), merged into the 4-bit weights."
+    references = ("https://arxiv.org/abs/2305.14314",)
+
+    def apply(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        r: Annotated[int, Field(ge=1)] = 8,
+        alpha: Annotated[float, Field(gt=0)] = 16.0,
+        target_modules: Modules = "q_proj v_proj",
+        lr: LearningRate = 5e-3,
+        quant_type: Literal["nf4", "fp4"] = "nf4",
+    ) -> Any:
+        quantize_4bit(model, quant_type)
+        return PeftTechnique.apply(self, model, tokenizer, r=r, alpha=alpha, target_modules=target_modules)
+
+
 class Ia3(PeftTechnique):
     """(IA)3: learned vectors rescaling the keys, values and feed-forward activations; nothing else is trained."""
 
@@ -161,5 +210,5 @@ class Ia3(PeftTechnique):
 
 @hookimpl
 def register_techniques(register: Callable[[Technique], None]) -> None:
-    for technique in (Lora(), Dora(), Ia3()):
+    for technique in (Lora(), Dora(), Qlora(), Ia3()):
         register(technique)

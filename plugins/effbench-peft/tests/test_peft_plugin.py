@@ -15,7 +15,7 @@ from effbench.testing import registered
 from tests.conftest import QUICK_SCENARIO
 from tests.training_helpers import trained
 
-TECHNIQUES = ("lora", "dora", "ia3")
+TECHNIQUES = ("lora", "dora", "qlora", "ia3")
 
 
 def test_entry_point_registers_every_technique_as_a_training_one():
@@ -123,3 +123,30 @@ def test_lora_then_int8_merges_the_adapter_before_quantizing(tmp_path):
     assert (
         rows[("evaluate", "parameters")] == rows[("train", "train_total_params")] - rows[("train", "trainable_params")]
     )
+
+
+def test_qlora_trains_adapters_over_a_4bit_base_on_cpu_and_merges_into_it():
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import dequantize_4bit
+
+    from effbench.modeling import weight_bytes
+
+    base, adapter, model, run = _adapted("qlora", {})
+    assert 100 * run.trainable_parameters / run.total_parameters <= 2
+    assert run.total_parameters == sum(p.numel() for p in base.values()) + run.trainable_parameters  # unpacked count
+    assert sum(run.losses[-3:]) < sum(run.losses[:3])
+    assert all(p.abs().sum() > 0 for n, p in adapter.items() if "lora_B" in n)
+    blocks = [m for n, m in model.named_modules() if n.startswith("model.layers.") and n.endswith("_proj")]
+    assert blocks and all(isinstance(m, bnb.nn.Linear4bit) for m in blocks)  # merged, still 4-bit
+    assert weight_bytes(model) < 0.35 * sum(p.numel() * 4 for p in base.values())
+    fresh, _ = zoo.load("zoo:micro-m")
+    effbench_peft.quantize_4bit(fresh, "nf4")  # the same base, quantized, never trained
+
+    def dequantized(m, name):
+        layer = m.get_submodule(name)
+        return dequantize_4bit(layer.weight.data, layer.weight.quant_state)
+
+    assert not torch.allclose(dequantized(model, "model.layers.0.self_attn.q_proj"),
+                              dequantized(fresh, "model.layers.0.self_attn.q_proj"))  # fmt: skip
+    assert torch.equal(dequantized(model, "model.layers.0.self_attn.k_proj"),
+                       dequantized(fresh, "model.layers.0.self_attn.k_proj"))  # fmt: skip
