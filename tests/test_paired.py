@@ -98,3 +98,35 @@ def test_evaluate_stores_every_documents_outcome_and_reports_paired_statistics(t
     markdown = (out / "report.md").read_text()
     assert report.PAIRED_SECTION in markdown and "| p micro_copy | right→wrong micro_copy |" in markdown
     assert re.search(r"\| [+-]\d\.\d{3} \\\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\\\] \|", markdown), markdown
+
+
+def test_a_perplexity_gets_a_bootstrap_interval_over_its_documents_like_scipys():
+    """lm-eval gives word_perplexity no stderr: effbench resamples the documents (log-likelihood, words) jointly."""
+    from effbench.api.context import RunContext
+    from effbench.default_plugins.metrics.model import Accuracy
+    from effbench.measure.accuracy import add_corpus_intervals
+
+    rng = np.random.default_rng(5)
+    words = rng.integers(5, 40, 300)
+    loglik = -words * rng.uniform(1.5, 2.5, 300)
+    rows = [
+        {"task": "t", "doc_id": i, "metric": "word_perplexity", "filter": "none", "value": v, "weight": int(w)}
+        for i, (v, w) in enumerate(zip(loglik, words, strict=True))
+    ]
+    figure = math.exp(-loglik.sum() / words.sum())
+    results = {"t": {"word_perplexity,none": figure, "word_perplexity_stderr,none": "N/A", "n": 300}}
+    add_corpus_intervals(results, rows)
+    reference = stats.bootstrap(
+        (loglik, words),
+        lambda v, w, axis=-1: np.exp(-v.sum(axis=axis) / w.sum(axis=axis)),
+        paired=True,
+        vectorized=True,
+        n_resamples=4000,
+        method="percentile",
+        random_state=2,
+    ).confidence_interval
+    low, high = results["t"]["word_perplexity_ci_low,none"], results["t"]["word_perplexity_ci_high,none"]
+    assert low == pytest.approx(reference.low, rel=0.01) and high == pytest.approx(reference.high, rel=0.01)
+    (stored,) = Accuracy().stop(RunContext(None, None, "baseline", {}, accuracy=results))
+    assert (stored.metric, stored.value, stored.stderr) == ("word_perplexity", figure, None)
+    assert (stored.ci_low, stored.ci_high) == (low, high) and low < figure < high

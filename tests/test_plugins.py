@@ -4,13 +4,14 @@ import ast
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import pytest
 from pydantic import Field
 
 import effbench
 from effbench import EffbenchError, Executor, Job, Metric, Outcome, Probe, Technique, hookimpl
+from effbench.api.executor import check_option_names
 from effbench.config.suite import load_suite
 from effbench.plugins import BUILTIN_MODULES, BUILTIN_NAMES, IN_PROCESS, Origin, build_registry, registry
 from effbench.run.sweep import hardware_fingerprint, plan
@@ -148,6 +149,43 @@ def test_executor_is_found_by_name_and_runs_jobs():
         assert [(j.key, o.result) for j, o in echo.run_many([job])] == [("run-1", {"a": 1})]
         with pytest.raises(EffbenchError, match=r"unknown executor 'nope'; valid executors: .*echo"):
             reg.executor("nope")
+
+
+class Greeter(Executor):
+    """A third party's executor with options of its own (as a Slurm one would take a partition)."""
+
+    name = "greeter"
+    description = "Returns the payload with the greeting it was configured with."
+    options: ClassVar[dict[str, str]] = {"greeting": "what every result starts with"}
+
+    def __init__(self, greeting: str = "hello") -> None:
+        self.greeting = greeting
+
+    def configure(self, options):
+        check_option_names(self, options)
+        return Greeter(**options)
+
+    def run(self, job: Job, on_event: Any = None) -> Outcome:
+        return Outcome(result={"greeting": self.greeting, **job.payload})
+
+
+def test_executor_options_reach_a_plugin_executor_and_unknown_ones_are_refused():
+    class ExecutorPlugin:
+        @hookimpl
+        def register_executors(self, register):
+            register(Greeter())
+            register(Echo())
+
+    with registered(ExecutorPlugin()) as reg:
+        registered_one = reg.executor("greeter")
+        configured = registered_one.configure({"greeting": "hi"})
+        job = Job(key="run-1", target="m:f", payload={"a": 1}, timeout=1.0)
+        assert configured.run(job).result == {"greeting": "hi", "a": 1}
+        assert registered_one.configure({}).run(job).result == {"greeting": "hello", "a": 1}  # itself unchanged
+        with pytest.raises(EffbenchError, match=r"^executor 'greeter' has no option 'partition'; valid: greeting$"):
+            registered_one.configure({"partition": "gpu"})
+        with pytest.raises(EffbenchError, match=r"^executor 'echo' has no option 'greeting'; it takes none$"):
+            reg.executor("echo").configure({"greeting": "hi"})
 
 
 class NoStage(Technique):

@@ -133,4 +133,4 @@ def test_validation_follows_the_records(tmp_path):
     problems = [str(p) for p in load(tmp_path).problems]  # a store's bad files are skipped, each named once
     assert problems[0] == "runs/hwA-0.parquet: stack is not a JSON list"
     assert problems[1].startswith("measurements/hwA-1.parquet: measurement 'exact_match' has unknown phase 'warm-up'; ")
-    assert problems[1].endswith("valid: evaluate, apply, train (and 6 more problems)") and len(problems) == 2
+    assert problems[1].endswith("valid: evaluate, apply, train, generate (and 6 more problems)") and len(problems) == 2

@@ -50,8 +50,10 @@ def test_deltas_gate_compression_and_speedup(tmp_path):
     base, bf16, pruned, broken = table.rows
     assert bf16[col["Technique"]].text == "dtype(dtype=bf16)"
     assert bf16[col["Δ task_a"]].value == pytest.approx(-0.005)
-    assert bf16[col[">= 99% base"]].text == "yes"  # 0.795 >= 0.792 and 5.04 <= 5.0505
-    assert pruned[col[">= 99% base"]].text == "no"
+    # task_b's perplexity has no interval (no stderr, no documents): no gate can be decided, unless another task fails
+    assert [bf16[col[f"{g} gate"]].text for g in ("99%", "99.9%")] == ["–", "–"]
+    assert [pruned[col[f"{g} gate"]].text for g in ("99%", "99.9%")] == ["fail", "fail"]  # 0.875 ± 0.03 of 0.80
+    assert base[col["99% gate"]].text == "–"
     assert bf16[col["Compression ×"]].value == 2.0 and bf16[col["single-stream: Speed-up ×"]].value == 2.0
     assert base[col["Compression ×"]].value == 1.0
     assert bf16[col["task_a acc"]].text == "0.795 ± 0.020"
@@ -60,12 +62,28 @@ def test_deltas_gate_compression_and_speedup(tmp_path):
     assert "latency: wall clock" in table.notes
 
 
-def test_perplexity_gate_is_lower_is_better(tmp_path):
+def _gated(acc, ppl, ppl_stderr=0.01):
+    return [_m("acc", acc, "task_a", 0.0, "quality", True), _m("word_perplexity", ppl, "task_b", ppl_stderr, "quality")]
+
+
+@pytest.mark.parametrize(
+    ("ppl", "stderr", "gates"),
+    [
+        (5.2, 0.01, ["fail", "fail"]),  # keeps 5.0 / 5.2 = 0.96 of the baseline, well below 0.99
+        (5.0, 0.0, ["pass", "pass"]),  # exactly the baseline's
+        (5.03, 0.001, ["pass", "fail"]),  # kept 0.9940 [0.9935, 0.9946]: above 0.99, below 0.999
+        (5.02, 0.01, ["pass", "inconclusive"]),  # kept 0.9960 [0.9905, 1.0016]: above 0.99, straddles 0.999
+        (5.06, 0.01, ["inconclusive", "fail"]),  # kept 0.9881 [0.9827, 0.9936]: straddles 0.99, below 0.999
+        (5.05, 0.03, ["inconclusive", "inconclusive"]),  # kept 0.9901 [0.9740, 1.0068] straddles both
+    ],
+)
+def test_gates_are_lower_is_better_for_perplexity_and_three_valued(tmp_path, ppl, stderr, gates):
     store = ResultsStore(tmp_path)
-    store.write_run(_run("a", "baseline"), _measurements(0.8, 5.0, 4.0, 100.0))
-    store.write_run(_run("b", "x"), _measurements(0.8, 5.2, 4.0, 100.0))
+    store.write_run(_run("a", "baseline"), _gated(0.8, 5.0, stderr))
+    store.write_run(_run("b", "x"), _gated(0.8, ppl, stderr))
     (table,) = _build(store, ["a", "b"])
-    assert table.rows[1][table.headers.index(">= 99% base")].text == "no"
+    assert [table.rows[1][table.headers.index(f"{g} gate")].text for g in ("99%", "99.9%")] == gates
+    assert any("MLPerf" in note for note in table.notes)
 
 
 def test_every_format_is_written(tmp_path):
@@ -102,7 +120,7 @@ def test_sections_uncertainty_and_unstable_flag(tmp_path):
     assert table.rows[0][latency].text == "10.0 ± 1.0"  # half the 95 % interval, not the stderr
     assert table.rows[1][latency].text == "10.0 ± 5.0 †"
     speedup = table.headers.index("two: Speed-up ×")
-    assert table.rows[1][speedup].text == "1.00 †"  # against an unstable figure, a ratio is unstable too
+    assert table.rows[1][speedup].text == "1.00 † n.s."  # against an unstable figure, a ratio is unstable too
     assert any(note.startswith("† unstable") and "10%" in note for note in table.notes)
     (lenient,) = _build(store, ["a", "b"], unstable_cv=0.5)
     assert "†" not in lenient.rows[1][latency].text
@@ -124,7 +142,7 @@ def test_a_store_of_an_earlier_schema_still_reports(tmp_path, version):
     (table,) = _build(store, ["a", "b", "c", "d"])
     col = {h: i for i, h in enumerate(table.headers)}
     assert [row[0].text for row in table.rows][:3] == ["baseline", "dtype(dtype=bf16)", "prune-magnitude(sparsity=0.9)"]
-    assert table.rows[1][col["Compression ×"]].value == 2.0 and table.rows[1][col[">= 99% base"]].text == "yes"
+    assert table.rows[1][col["Compression ×"]].value == 2.0 and table.rows[2][col["99% gate"]].text == "fail"
     latency = "single-stream: Latency (ms)" if version == "1.1" else "Latency (ms)"  # 1.0 had no scenarios
     assert [row[col[latency]].text for row in table.rows] == ["100.0 ± 1.0", "50.0 ± 1.0", "100.0 ± 1.0", "–"]
     cli = run_cli("report", "--results", str(tmp_path))

@@ -165,7 +165,7 @@ def test_an_empty_output_flag_is_an_error_not_the_working_folder(tmp_path):
         ({"techniques": [":sparsity=0.5"]}, "techniques.0.steps.0.name: empty; expected a technique name"),
         ({"techniques": [{"stack": []}]}, "techniques.0: an empty stack; expected NAME[:k=v,...]"),
         ({"tasks": [""]}, "tasks.0: empty; expected an lm-eval task or group name"),
-        ({"executor": ""}, "executor: empty; expected forkserver, inline or a plugin's executor"),
+        ({"executor": ""}, "executor: empty; expected forkserver, inline, ray or a plugin's executor"),
         ({"prices": {"hardware_usd_per_hour": {"": 1.0}}}, "prices.hardware_usd_per_hour: empty device name"),
     ],
 )

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal, Union
 
 import pydantic
 
-from effbench.api.vocabulary import PHASES, RESOURCES, STAGES
+from effbench.api.vocabulary import ONE_OFF_PHASES, RESOURCES, STAGES
 from effbench.errors import EffbenchError
 
 
@@ -153,8 +153,8 @@ def check_technique(obj: Technique) -> None:
     resources = getattr(obj, "resources", ())
     if not resources or not set(resources) <= set(RESOURCES):
         raise TypeError(f"technique {name!r}: resources must be a non-empty subset of {', '.join(RESOURCES)}")
-    if getattr(obj, "phase", None) not in PHASES:
-        raise TypeError(f"technique {name!r}: phase must be one of {', '.join(PHASES)}")
+    if getattr(obj, "phase", None) not in ONE_OFF_PHASES:
+        raise TypeError(f"technique {name!r}: phase must be one of {', '.join(ONE_OFF_PHASES)}")
     devices = getattr(obj, "devices", None)
     if devices is not None and (
         isinstance(devices, str) or not devices or not all(isinstance(d, str) for d in devices)

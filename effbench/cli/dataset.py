@@ -103,16 +103,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    """Leaderboards per machine (Markdown, CSV) and Pareto plots of accuracy vs latency, energy and memory."""
+    """Leaderboards per machine (Markdown, CSV), Pareto plots of accuracy vs latency, energy and memory, and with
+    --html one interactive page of every machine."""
     from effbench.cli.console import console, print_table
     from effbench.cli.store import load_results as load
     from effbench.plugins import registry
-    from effbench.present import leaderboard
+    from effbench.present import html_page, leaderboard
     from effbench.present.columns import registry_columns
 
+    if args.axis is not None and not args.html:
+        raise EffbenchError("--axis chooses the first x-axis of the page: give --html too")
+    axis = args.axis or html_page.AXIS
+    html_page.check_axis(axis)  # before any work
     results = load(args.results)
     boards = leaderboard.boards(results, registry_columns(registry()))
-    files = leaderboard.write(results, boards, args.out)
+    page = html_page.page(results, boards, args.results, axis) if args.html else None
+    files = leaderboard.write(results, boards, args.out, page)
     for board in boards:
         rows = [leaderboard.cells(board, i) for i in range(len(board.entries))]
         title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
@@ -159,5 +165,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lb.add_argument("--results", type=Path, default=Path("effbench-results"), help=results_help)
     lb.add_argument(
         "--out", type=Path, default=Path("leaderboards"), help="folder to write: new, empty, or leaderboards (replaced)"
+    )
+    lb.add_argument("--html", action="store_true", help="also write leaderboard.html: every machine on one page")
+    lb.add_argument(
+        "--axis", help="the page's first x-axis: latency (default), ttft, tpot, energy, cost, memory or size"
     )
     lb.set_defaults(func=cmd_leaderboard)

@@ -11,7 +11,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import yaml
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -41,6 +43,25 @@ def outcome_text(outcome: Outcome) -> str:
     return "not applicable" if (outcome.result or {}).get("not_applicable") else "done"
 
 
+def _option(text: str) -> tuple[str, Any]:
+    """An argparse type for ``KEY=VALUE``: the value read as YAML (numbers, true, {mappings}), else a usage error."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"the value of {key.strip()} is not valid YAML: {value!r}") from None
+
+
+def executor_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The executor's options given on the command line (``--address``, ``--executor-option``), None when none are."""
+    options = dict(args.executor_option or [])
+    if args.address is not None:
+        options["address"] = args.address
+    return options or None
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run a suite (the default one without arguments) and print the comparison table."""
     from effbench.cli.store import load_results
@@ -58,6 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "timeout": args.timeout,
         "scenarios": args.scenario,
         "executor": args.executor,
+        "executor_options": executor_options(args),
         "device": args.device,
         "dtype": args.dtype,
         "device_map": args.device_map,
@@ -215,7 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--force", action="store_true", help="rerun runs already in the results store")
     ev.add_argument(
-        "--executor", help="where runs execute: forkserver (default: a fresh process per run), inline, or a plugin's"
+        "--executor",
+        help="where runs execute: forkserver (default: a fresh process per run), inline, ray (a Ray cluster), "
+        "or a plugin's",
+    )
+    ev.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="the Ray cluster's head for --executor ray (what `ray start --head` prints; auto: the local one); "
+        "without it, a Ray is started in this process",
+    )
+    ev.add_argument(
+        "--executor-option",
+        action="append",
+        type=_option,
+        metavar="KEY=VALUE",
+        help="an option of the executor (repeatable), e.g. cpus_per_run=2 for ray; `effbench plugins` lists executors",
     )
     ev.add_argument("--device", help="auto (default: the first GPU, else cpu), cpu, cuda, cuda:N or mps")
     ev.add_argument(

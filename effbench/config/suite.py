@@ -268,8 +268,12 @@ class Suite(BaseModel):
     prices: Prices = Field(default_factory=Prices)
     unstable_cv: float = Field(UNSTABLE_CV, gt=0, description="flag a figure whose CV across repeats exceeds this")
     trust_remote_code: bool = False
-    executor: Annotated[str, BeforeValidator(not_blank("forkserver, inline or a plugin's executor"))] = Field(
-        "forkserver", description="where runs execute: forkserver, inline, or a plugin's"
+    executor: Annotated[str, BeforeValidator(not_blank("forkserver, inline, ray or a plugin's executor"))] = Field(
+        "forkserver", description="where runs execute: forkserver, inline, ray, or a plugin's"
+    )
+    executor_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the executor's own settings, e.g. ray's address (--address, --executor-option)",
     )
     device: str = Field("auto", description=f"where the model runs: {DEVICES} (auto: the first GPU, else cpu)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -401,6 +405,11 @@ def load_suite(path: Path | None = None, **overrides: Any) -> Suite:
     suite_dirs = data.get("task_dirs", [])
     if isinstance(overrides.get("task_dirs"), list) and isinstance(suite_dirs, list):  # --include-path adds to them
         overrides["task_dirs"] = [*suite_dirs, *overrides["task_dirs"]]
+    if overrides.get("executor") not in (None, data.get("executor", Suite.model_fields["executor"].default)):
+        data.pop("executor_options", None)  # the suite's options are for the suite's executor
+    suite_options = data.get("executor_options", {})
+    if isinstance(overrides.get("executor_options"), dict) and isinstance(suite_options, dict):  # the command's win
+        overrides["executor_options"] = {**suite_options, **overrides["executor_options"]}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Suite.model_validate(data)

@@ -1,4 +1,4 @@
-"""The builtin executors: a fresh forked worker per run (isolation, deadlines), or this very process."""
+"""The builtin executors: a fresh forked worker per run (isolation, deadlines), this very process, or a Ray cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from effbench.api.executor import EventSink, Executor, Job, Outcome
 from effbench.errors import error_text
 from effbench.hookspecs import hookimpl
 from effbench.run.forkserver import WorkerPool
+from effbench.run.raycluster import RayExecutor
 from effbench.run.targets import call_target
 
 
@@ -57,3 +58,4 @@ class InlineExecutor(Executor):
 def register_executors(register):
     register(ForkserverExecutor())
     register(InlineExecutor())
+    register(RayExecutor())

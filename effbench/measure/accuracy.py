@@ -6,6 +6,8 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -105,13 +107,36 @@ def _names_in(folder: Path) -> list[str]:
 ONE_SEQUENCE_AT_A_TIME = frozenset({"assistant_model", "prompt_lookup_num_tokens"})
 
 
-def technique_lm(generate_kwargs: dict[str, Any]) -> type:
+def answer_tokens(tokenizer: Any, text: str) -> int:
+    """The length in tokens of a generated answer, as the model's tokenizer splits it (no special tokens)."""
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# A measurement window around lm-eval's generative requests, to which the answers' (prompt, new) token counts go.
+GenerationWindow = Callable[[], AbstractContextManager[list[tuple[int, int]]]]
+
+
+def technique_lm(generate_kwargs: dict[str, Any], window: GenerationWindow | None = None) -> type:
     """An HFLM whose generations use the technique's ``generate`` arguments (lm-eval imported lazily)."""
     import torch
     from lm_eval.models.huggingface import HFLM
 
     class TechniqueLM(HFLM):
         """HFLM that passes a decoding technique's arguments to every ``generate`` call."""
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            if window is None:
+                return super().generate_until(requests, disable_tqdm)
+            with window() as answers:  # lm-eval sends every generative request of every task in this one call
+                outputs = super().generate_until(requests, disable_tqdm)
+                answers += [
+                    (
+                        len(self.tok_encode(request.args[0])),
+                        len(self.tokenizer(output, add_special_tokens=False)["input_ids"]),
+                    )
+                    for request, output in zip(requests, outputs, strict=True)
+                ]
+            return outputs
 
         def _model_generate(self, context, max_length, stop, **generation_kwargs):
             kwargs = {**generation_kwargs, **generate_kwargs}
@@ -145,16 +170,18 @@ def evaluate(
     batch_size: int,
     bootstrap_iters: int,
     generate_kwargs: dict[str, Any] | None = None,
+    generation_window: GenerationWindow | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Run lm-eval on the model object; return per-task results, each with its sample count ``n``, and every
-    document's outcome (``SampleRow`` fields but the run id).
+    document's outcome (``SampleRow`` fields but the run id). ``generation_window`` measures the generative requests.
 
     No response cache is used: lm-eval's cache is not keyed by model, so sharing one across
     techniques would silently reuse another model's answers.
     """
     import lm_eval
 
-    lm = technique_lm(generate_kwargs or {})(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    lm_class = technique_lm(generate_kwargs or {}, generation_window)
+    lm = lm_class(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     output = lm_eval.simple_evaluate(
         model=lm,
         tasks=tasks,
@@ -172,7 +199,34 @@ def evaluate(
         results[task] = {**values, "n": counts.get("effective", counts.get("original"))}
     logged = output.get("samples", {})
     samples = [row for task, entries in logged.items() for row in sample_rows(task, entries, tokenizer)]
+    add_corpus_intervals(results, samples)
     return results, samples
+
+
+CI_KEYS = ("_ci_low", "_ci_high")  # lm-eval-style result keys, "<metric>_ci_low,<filter>", effbench adds
+
+
+def add_corpus_intervals(results: dict[str, dict[str, Any]], samples: list[dict[str, Any]]) -> None:
+    """Give each corpus-level figure (word_perplexity, ...) a bootstrap 95 % interval over its documents.
+
+    lm-eval reports no standard error for them, so without this they would be the only figures without uncertainty.
+    """
+    import numpy as np
+
+    from effbench.measure.paired import bootstrap_interval
+
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in samples:
+        if row["metric"] in WEIGHTED_METRICS and row["weight"] is not None:
+            grouped.setdefault((row["task"], row["metric"], row["filter"]), []).append(row)
+    for (task, metric, filter_name), rows in grouped.items():
+        if task not in results:
+            continue
+        values = np.array([r["value"] for r in rows], dtype=float)
+        weights = np.array([r["weight"] for r in rows], dtype=float)
+        bounds = bootstrap_interval(values, metric, weights)
+        for key, bound in zip(CI_KEYS, bounds, strict=True):
+            results[task][f"{metric}{key},{filter_name}"] = bound
 
 
 def _number(value: Any) -> float | None:
@@ -191,7 +245,7 @@ def sample_rows(task: str, logged: list[dict[str, Any]], tokenizer: Any) -> list
     rows = []
     for entry in logged:
         generated = [r[0] for r in entry.get("resps", []) if r and isinstance(r[0], str)]
-        tokens = sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in generated)
+        tokens = sum(answer_tokens(tokenizer, text) for text in generated)
         for metric in entry.get("metrics", []):
             value, weight = entry.get(metric), None
             if metric in WEIGHTED_METRICS and isinstance(value, tuple | list) and len(value) == 2:
@@ -211,3 +265,16 @@ def sample_rows(task: str, logged: list[dict[str, Any]], tokenizer: Any) -> list
                 }
             )
     return rows
+
+
+def correct_answers(samples: list[dict[str, Any]]) -> int:
+    """Documents of generative tasks answered right: a 1 on the task's first right-or-wrong metric and filter."""
+    first: dict[str, tuple[str, str]] = {}
+    for row in samples:
+        if row["prediction_tokens"] is not None:
+            first.setdefault(row["task"], (row["metric"], row["filter"]))
+    chosen = [r for r in samples if first.get(r["task"]) == (r["metric"], r["filter"])]
+    by_task: dict[str, list[float]] = {}
+    for row in chosen:
+        by_task.setdefault(row["task"], []).append(row["value"])
+    return sum(int(sum(v == 1.0 for v in values)) for values in by_task.values() if set(values) <= {0.0, 1.0})

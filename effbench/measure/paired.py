@@ -71,9 +71,41 @@ class Paired:
     delta: float  # technique − baseline, the task's figure computed from the documents
     ci_low: float
     ci_high: float
+    ratio_low: float | None = None  # 95 % interval of technique ÷ baseline (None when the baseline's figure is 0)
+    ratio_high: float | None = None
     p_value: float | None = None  # McNemar's exact test (0/1 outcomes only)
     right_to_wrong: float | None = None  # fraction of documents the baseline got right and the technique wrong
     wrong_to_right: float | None = None
+
+
+def bootstrap_figures(
+    technique: np.ndarray,
+    baseline: np.ndarray,
+    aggregate: Aggregate = mean,
+    technique_weights: np.ndarray | None = None,
+    baseline_weights: np.ndarray | None = None,
+    iterations: int = BOOTSTRAP_ITERATIONS,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The task's figure of each run per bootstrap iteration, documents resampled jointly (the same for both)."""
+    n = len(technique)
+    rng = np.random.default_rng(seed)
+    mine, theirs = [], []
+    chunk = max(1, CHUNK_CELLS // max(n, 1))
+    for start in range(0, iterations, chunk):
+        index = rng.integers(0, n, size=(min(chunk, iterations - start), n))
+        tw = technique_weights[index] if technique_weights is not None else None
+        bw = baseline_weights[index] if baseline_weights is not None else None
+        mine.append(aggregate(technique[index], tw))
+        theirs.append(aggregate(baseline[index], bw))
+    return np.concatenate(mine), np.concatenate(theirs)
+
+
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """The percentile 95 % interval of bootstrap replicates."""
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def bootstrap_delta_ci(
@@ -86,18 +118,22 @@ def bootstrap_delta_ci(
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
     """Percentile 95 % interval of aggregate(technique) − aggregate(baseline), documents resampled jointly."""
-    n = len(technique)
-    rng = np.random.default_rng(seed)
-    deltas = []
-    chunk = max(1, CHUNK_CELLS // max(n, 1))
-    for start in range(0, iterations, chunk):
-        index = rng.integers(0, n, size=(min(chunk, iterations - start), n))
-        tw = technique_weights[index] if technique_weights is not None else None
-        bw = baseline_weights[index] if baseline_weights is not None else None
-        deltas.append(aggregate(technique[index], tw) - aggregate(baseline[index], bw))
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(np.concatenate(deltas), [tail, 100 - tail])
-    return float(low), float(high)
+    mine, theirs = bootstrap_figures(
+        technique, baseline, aggregate, technique_weights, baseline_weights, iterations, seed
+    )
+    return percentile_interval(mine - theirs)
+
+
+def bootstrap_interval(values: np.ndarray, metric: str, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile 95 % interval of one run's task figure over its documents (lm-eval gives perplexities no stderr)."""
+    mine, _ = bootstrap_figures(values, values, aggregate_of(metric), weights, weights)
+    return percentile_interval(mine)
+
+
+def ratios(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    """technique ÷ baseline per replicate; both zero is a ratio of 1 (nothing kept, nothing lost)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((mine == 0) & (theirs == 0), 1.0, mine / theirs)
 
 
 def mcnemar_exact(right_to_wrong: int, wrong_to_right: int) -> float:
@@ -127,13 +163,16 @@ def compare(
     delta = float(
         aggregate(technique, technique_weights) - aggregate(baseline, baseline_weights)  # type: ignore[operator]
     )
-    low, high = bootstrap_delta_ci(technique, baseline, aggregate, technique_weights, baseline_weights)
+    mine, theirs = bootstrap_figures(technique, baseline, aggregate, technique_weights, baseline_weights)
+    low, high = percentile_interval(mine - theirs)
+    base = float(aggregate(baseline, baseline_weights))  # type: ignore[arg-type]
+    ratio_low, ratio_high = percentile_interval(ratios(mine, theirs)) if base > 0 else (None, None)
     n = len(technique)
     if aggregate is not mean or not (is_binary(technique) and is_binary(baseline)):
-        return Paired(n, delta, low, high)
+        return Paired(n, delta, low, high, ratio_low, ratio_high)
     lost = int(((baseline == 1) & (technique == 0)).sum())
     gained = int(((baseline == 0) & (technique == 1)).sum())
-    return Paired(n, delta, low, high, mcnemar_exact(lost, gained), lost / n, gained / n)
+    return Paired(n, delta, low, high, ratio_low, ratio_high, mcnemar_exact(lost, gained), lost / n, gained / n)
 
 
 def _outcomes(samples: list[SampleRow], task: str, metric: str) -> dict[int, SampleRow]:
@@ -157,3 +196,16 @@ def compare_samples(technique: list[SampleRow], baseline: list[SampleRow], task:
 
     weights = (column(mine, "weight"), column(theirs, "weight")) if weighted else (None, None)
     return compare(column(mine, "value"), column(theirs, "value"), metric, *weights)
+
+
+def generated_tokens(samples: list[SampleRow]) -> dict[tuple[str, int], int]:
+    """Tokens generated per (task, document) of a run's generative tasks (a document has a row per metric)."""
+    return {(s.task, s.doc_id): s.prediction_tokens for s in samples if s.prediction_tokens is not None}
+
+
+def output_length_ratio(technique: list[SampleRow], baseline: list[SampleRow]) -> float | None:
+    """Mean generated tokens of the technique ÷ the baseline's, over the generative documents both answered."""
+    mine, theirs = generated_tokens(technique), generated_tokens(baseline)
+    shared = mine.keys() & theirs.keys()
+    base = sum(theirs[k] for k in shared)
+    return sum(mine[k] for k in shared) / base if shared and base else None

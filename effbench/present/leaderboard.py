@@ -3,6 +3,8 @@
 
 The Markdown table shows the declared headline quantities, the CSV every quantity measured; only
 evaluate-phase figures count (a technique's one-off apply cost is not what a deployed model costs).
+Every conclusion respects the figures' 95 % intervals: runs that cannot be told apart share a rank, a run
+is dominated only by one better beyond the intervals, and the plots draw the intervals as error bars.
 """
 
 from __future__ import annotations
@@ -12,12 +14,23 @@ import io
 import math
 import textwrap
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from effbench.api.metric import Quantity
+from effbench.measure import decisions
+from effbench.measure.decisions import GATES, Interval, Point
 from effbench.present.columns import Column, candidates, fmt
-from effbench.present.report import SEPARATE_COLUMNS_NOTE, markdown_table, md, md_code, primary_quality
+from effbench.present.report import (
+    GATE_NOTE,
+    SEPARATE_COLUMNS_NOTE,
+    interval,
+    markdown_table,
+    md,
+    md_code,
+    primary_quality,
+    run_gates,
+)
 from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, replace_folder
@@ -46,7 +59,8 @@ class Entry:
     run: RunRecord
     quality: dict[str, MeasurementRow]  # task -> the primary metric's measurement
     resources: dict[str, MeasurementRow]  # quantity -> evaluate-phase run-level measurement
-    score: float | None = None
+    score: Interval | None = None  # mean of the scored tasks' figures, ± their combined standard error
+    gates: dict[str, str | None] = field(default_factory=dict)  # MLPerf gate -> pass/fail/inconclusive vs baseline
 
     @property
     def label(self) -> str:
@@ -57,6 +71,14 @@ class Entry:
         """A resource figure in the column's unit."""
         row = self.resources.get(column.name)
         return column.shown(row.value) if row else None
+
+    def interval(self, column: Column) -> Interval | None:
+        """A resource figure and its 95 % interval in the column's unit (low = high when none is known)."""
+        row = self.resources.get(column.name)
+        if row is None:
+            return None
+        figure = interval(row)
+        return Interval(*(column.shown(v) for v in (figure.value, figure.low, figure.high)))  # type: ignore[arg-type]
 
 
 def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:
@@ -88,6 +110,16 @@ def headline(columns: list[Column]) -> list[Column]:
     return [c for c in columns if c.quantity.headline]
 
 
+def score(entry: Entry, scored: list[tuple[str, str]]) -> Interval | None:
+    """The mean of the scored tasks' figures with a 95 % interval from their standard errors (exact without any)."""
+    if not scored:
+        return None
+    rows = [entry.quality[t] for t, _ in scored]
+    mean = sum(r.value for r in rows) / len(rows)
+    stderr = math.sqrt(sum((r.stderr or 0.0) ** 2 for r in rows)) / len(rows)
+    return Interval.of(mean, stderr)
+
+
 def scored_tasks(entries: list[Entry]) -> list[tuple[str, str]]:
     """(task, metric) pairs every entry has as a higher-is-better primary metric: the ones a mean can combine."""
     if not entries:
@@ -102,15 +134,6 @@ def scored_tasks(entries: list[Entry]) -> list[tuple[str, str]]:
     ]
 
 
-def pareto_front(points: list[tuple[float, float]]) -> set[int]:
-    """Indices of (cost, accuracy) points no other point dominates (no more cost, no less accuracy, one strictly)."""
-    front = set()
-    for i, (cost, acc) in enumerate(points):
-        if not any(c <= cost and a >= acc and (c < cost or a > acc) for c, a in points):
-            front.add(i)
-    return front
-
-
 @dataclass
 class Board:
     """The leaderboard of one machine."""
@@ -123,12 +146,27 @@ class Board:
     scenario: str | None  # the load scenario of the per-scenario figures
     columns: list[Column]  # every resource column measured on this machine
     frontiers: dict[str, Column]  # frontier name -> the quantity it plots
-    points: dict[str, tuple[list[int], list[tuple[float, float]]]]  # frontier name -> entry indices, (cost, score)
+    points: dict[str, tuple[list[int], list[Point]]]  # frontier name -> entry indices, their (cost, score)
     fronts: dict[str, set[int]]  # frontier name -> indices into entries
+    ranks: list[int]  # per entry; entries that cannot be told apart share one
 
     def frontier_names(self, index: int) -> str:
-        """Which frontiers an entry is on, e.g. 'latency, memory'."""
-        return ", ".join(name for name, members in self.fronts.items() if index in members)
+        """Which frontiers an entry is on, with the members it is tied with, e.g. 'latency (tie: #1), memory'."""
+        names = []
+        for name, members in self.fronts.items():
+            if index not in members:
+                continue
+            kept, points = self.points[name]
+            mine = points[kept.index(index)]
+            ties = [f"#{i + 1}" for i, p in zip(kept, points, strict=True)
+                    if i != index and i in members and decisions.tied(mine, p)]  # fmt: skip
+            names.append(f"{name} (tie: {', '.join(ties)})" if ties else name)
+        return ", ".join(names)
+
+    def rank_text(self, index: int) -> str:
+        """The rank, with '=' when shared (a tie: the intervals do not tell the entries apart)."""
+        rank = self.ranks[index]
+        return f"{rank}=" if self.ranks.count(rank) > 1 else str(rank)
 
 
 def _frontier(names: tuple[str, ...], measured: list[Column], columns: list[Column]) -> Column:
@@ -139,9 +177,14 @@ def _frontier(names: tuple[str, ...], measured: list[Column], columns: list[Colu
     return found or declared or Column(Quantity(names[-1], "", "", False))
 
 
-def _points(entries: list[Entry], column: Column) -> tuple[list[int], list[tuple[float, float]]]:
-    kept = [i for i, e in enumerate(entries) if e.score is not None and e.value(column) is not None]
-    return kept, [(entries[i].value(column), entries[i].score) for i in kept]
+def _points(entries: list[Entry], column: Column) -> tuple[list[int], list[Point]]:
+    kept = [i for i, e in enumerate(entries) if e.score is not None and e.interval(column) is not None]
+    return kept, [(entries[i].interval(column), entries[i].score) for i in kept]  # type: ignore[misc]
+
+
+def _baselines(runs: list[RunRecord]) -> dict[tuple[str, str], RunRecord]:
+    """Each model and placement's successful baseline run on a machine: what its gates compare with."""
+    return {(r.model, r.placement): r for r in runs if r.technique == "baseline"}
 
 
 def boards(results: Results, columns: list[Column]) -> list[Board]:
@@ -154,19 +197,35 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
         scenario = shared_scenario(results, ok)
         entries = [entry(results, r, scenario) for r in ok]
         scored = scored_tasks(entries)
+        baselines = _baselines(ok)
         for e in entries:
-            e.score = sum(e.quality[t].value for t, _ in scored) / len(scored) if scored else None
+            e.score = score(e, scored)
+            e.gates = run_gates(results, e.run, baselines.get((e.run.model, e.run.placement)))
         measured = measured_columns(entries, columns)
         frontiers = {name: _frontier(names, measured, columns) for name, names in FRONTIERS.items()}
         latency = frontiers["latency"]
-        entries.sort(key=lambda e: (e.score is None, -(e.score or 0.0), e.value(latency) or math.inf, e.label))
+        entries.sort(
+            key=lambda e: (e.score is None, -(e.score.value if e.score else 0.0), e.value(latency) or math.inf, e.label)
+        )
+        missing = Interval(math.inf, math.inf, math.inf)  # no score or latency: below every measured one
+        ranks = decisions.tie_ranks(
+            [(_negated(e.score) if e.score else missing, e.interval(latency) or missing) for e in entries]
+        )
         points = {name: _points(entries, column) for name, column in frontiers.items()}
-        fronts = {name: {kept[i] for i in pareto_front(xy)} for name, (kept, xy) in points.items()}
+        fronts = {name: {kept[i] for i in decisions.pareto_front(xy)} for name, (kept, xy) in points.items()}
         tasks = sorted({t for e in entries for t in e.quality})
         out.append(
-            Board(fingerprint, runs[0].machine, entries, tasks, scored, scenario, measured, frontiers, points, fronts)
-        )
+            Board(
+                fingerprint, runs[0].machine, entries, tasks, scored, scenario, measured, frontiers, points, fronts,
+                ranks,
+            )
+        )  # fmt: skip
     return out
+
+
+def _negated(figure: Interval) -> Interval:
+    """A higher-is-better figure as a lower-is-better key."""
+    return Interval(-figure.value, -figure.high, -figure.low)
 
 
 def headers(board: Board) -> list[str]:
@@ -177,6 +236,7 @@ def headers(board: Board) -> list[str]:
         "Model · technique",
         *(f"{t} {metric_of[t]}" for t in board.tasks),
         "Score",
+        *(f"{name} gate" for name in GATES),
         *(c.header for c in headline(board.columns)),
         "Pareto-optimal for",
         "Run",
@@ -188,14 +248,37 @@ def cells(board: Board, index: int) -> list[str]:
     e = board.entries[index]
     quality = [e.quality.get(t) for t in board.tasks]
     return [
-        str(index + 1),
+        board.rank_text(index),
         e.label,
         *(fmt(q.value, 3, q.stderr) if q else "–" for q in quality),
-        fmt(e.score, 3),
-        *(c.format(e.value(c)) for c in headline(board.columns)),
+        _score_text(e.score),
+        *(e.gates.get(name) or "–" for name in GATES),
+        *(_figure_text(c, e.interval(c)) for c in headline(board.columns)),
         board.frontier_names(index) or "–",
         e.run.run_id,
     ]
+
+
+RANK_NOTE = (
+    "Figures ± half their 95 % interval (the score's from its tasks' standard errors). Runs are ranked by score, "
+    "then latency, and share a rank (`2=`) unless an interval tells them apart; a run is Pareto-optimal unless "
+    "another is better beyond the intervals on one axis and not worse beyond them on the other, and optimal runs "
+    "whose intervals overlap on both axes are ties (`tie: #k`)."
+)
+
+
+def _score_text(figure: Interval | None) -> str:
+    """The score with half its 95 % interval."""
+    if figure is None:
+        return "–"
+    return fmt(figure.value, 3, None if figure.exact else (figure.high - figure.low) / 2)
+
+
+def _figure_text(column: Column, figure: Interval | None) -> str:
+    """A resource figure with half its 95 % interval, as the report shows it."""
+    if figure is None:
+        return "–"
+    return column.format(figure.value, None if figure.exact else (figure.high - figure.low) / 2)
 
 
 def scenario_note(scenario: str | None) -> str:
@@ -215,6 +298,8 @@ def to_markdown(board: Board) -> str:
         f"Score: mean of {score}. {scenario_note(board.scenario)} "
         "Resource figures are comparable only on this machine; "
         f"{SEPARATE_COLUMNS_NOTE}, and leaderboard.csv holds every quantity measured.",
+        "",
+        f"{RANK_NOTE} {GATE_NOTE}.",
         "",
         markdown_table(headers(board), [cells(board, i) for i in range(len(board.entries))]),
     ]
@@ -238,7 +323,10 @@ def to_csv(board: Board) -> str:
             "scenario",
             *(h for t in board.tasks for h in (f"{t} value", f"{t} stderr", f"{t} metric")),
             "score",
-            *(c.header for c in board.columns),
+            "score ci_low",
+            "score ci_high",
+            *(f"{name} gate" for name in GATES),
+            *(h for c in board.columns for h in (c.header, f"{c.header} ci_low", f"{c.header} ci_high")),
             "pareto",
         ]
     )
@@ -248,23 +336,31 @@ def to_csv(board: Board) -> str:
             [
                 board.fingerprint,
                 board.machine,
-                i + 1,
+                board.rank_text(i),
                 e.run.model,
                 e.run.technique,
                 e.run.technique_params,
                 e.run.run_id,
                 board.scenario,
                 *(v for q in quality for v in ((q.value, q.stderr, q.metric) if q else (None, None, None))),
-                e.score,
-                *(e.value(c) for c in board.columns),
+                *_bounds(e.score),
+                *(e.gates.get(name) for name in GATES),
+                *(v for c in board.columns for v in _bounds(e.interval(c))),
                 board.frontier_names(i),
             ]
         )
     return buffer.getvalue()
 
 
+def _bounds(figure: Interval | None) -> tuple[float | None, float | None, float | None]:
+    """A figure and its interval's bounds for the CSV (empty bounds where the figure is taken as exact)."""
+    if figure is None:
+        return None, None, None
+    return (figure.value, None, None) if figure.exact else (figure.value, figure.low, figure.high)
+
+
 def plot(board: Board, name: str, path: Path) -> None:
-    """Accuracy score against one resource, the Pareto frontier drawn as a staircase through its members."""
+    """Accuracy score against one resource with 95 % error bars, the Pareto-optimal runs in red."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -275,23 +371,24 @@ def plot(board: Board, name: str, path: Path) -> None:
         kept, points = board.points[name]
         fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
         front = board.fronts[name]
-        middle = (min(x for x, _ in points) + max(x for x, _ in points)) / 2 if points else 0.0
+        xs = [cost.value for cost, _ in points]
+        middle = (min(xs) + max(xs)) / 2 if points else 0.0
         for on, color, legend in ((True, "tab:red", "Pareto-optimal"), (False, "tab:gray", "dominated")):
             chosen = [p for i, p in zip(kept, points, strict=True) if (i in front) == on]
             if chosen:
-                ax.scatter(*zip(*chosen, strict=True), s=70, color=color, edgecolor="black", linewidth=0.5, zorder=3,
-                           label=legend)  # fmt: skip
+                ax.errorbar(
+                    [c.value for c, _ in chosen], [s.value for _, s in chosen],
+                    xerr=[[c.value - c.low for c, _ in chosen], [c.high - c.value for c, _ in chosen]],
+                    yerr=[[s.value - s.low for _, s in chosen], [s.high - s.value for _, s in chosen]],
+                    fmt="o", markersize=8, color=color, markeredgecolor="black", markeredgewidth=0.5,
+                    ecolor=color, elinewidth=1, capsize=3, zorder=3, label=f"{legend} (95 % intervals)",
+                )  # fmt: skip
         one_model = len({e.run.model for e in board.entries}) == 1
-        for i, (x, y) in zip(kept, points, strict=True):
-            right = x <= middle  # labels point inwards so they stay inside the figure
+        for i, (cost, figure) in zip(kept, points, strict=True):
+            right = cost.value <= middle  # labels point inwards so they stay inside the figure
             text = board.entries[i].run.label if one_model else board.entries[i].label
-            ax.annotate(text, (x, y), textcoords="offset points", xytext=(6 if right else -6, 6),
+            ax.annotate(text, (cost.value, figure.value), textcoords="offset points", xytext=(6 if right else -6, 6),
                         ha="left" if right else "right", fontsize=8)  # fmt: skip
-        steps = sorted(p for i, p in zip(kept, points, strict=True) if i in front)
-        if len(steps) > 1:
-            ax.step(
-                [x for x, _ in steps], [y for _, y in steps], where="post", color="tab:red", label="Pareto frontier"
-            )
         if points:
             ax.legend(loc="best")
         else:
@@ -309,8 +406,9 @@ def plot(board: Board, name: str, path: Path) -> None:
         plt.close(fig)
 
 
-def write(results: Results, built: list[Board], out: Path) -> list[Path]:
-    """Write the README.md index and per machine leaderboard.md/.csv and Pareto PNGs as one folder; returns them."""
+def write(results: Results, built: list[Board], out: Path, page: str | None = None) -> list[Path]:
+    """Write the README.md index, per machine leaderboard.md/.csv and Pareto PNGs, and the interactive page when
+    given (``html_page.page``), as one folder; returns them."""
     suites = ", ".join(sorted({r.suite or "?" for r in results.runs}))
     lines = [
         TITLE,
@@ -320,11 +418,13 @@ def write(results: Results, built: list[Board], out: Path) -> list[Path]:
         "One leaderboard per machine (hardware fingerprint): resource figures of different machines differ.",
         "",
     ]
+    if page is not None:
+        lines += ["Every machine on one interactive page: [leaderboard.html](leaderboard.html).", ""]
     for board in built:
         best = board.entries[0]
         lines.append(
             f"- [{md(board.machine)}]({board.fingerprint}/leaderboard.md) ({md_code(board.fingerprint)}): "
-            f"{len(board.entries)} runs; top score {fmt(best.score, 3)} by {md(best.label)}"
+            f"{len(board.entries)} runs; top score {_score_text(best.score)} by {md(best.label)}"
         )
 
     def render(folder: Path) -> None:
@@ -335,5 +435,7 @@ def write(results: Results, built: list[Board], out: Path) -> list[Path]:
             for name in FRONTIERS:
                 plot(board, name, folder / board.fingerprint / f"pareto-{name}.png")
         (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if page is not None:
+            (folder / "leaderboard.html").write_text(page, encoding="utf-8")
 
     return replace_folder(out, LEADERBOARDS, render)

@@ -15,17 +15,37 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from effbench.api.vocabulary import QUALITY
+from effbench.api.vocabulary import GENERATE, QUALITY
 from effbench.config.suite import UNSTABLE_CV
-from effbench.measure.paired import Paired, compare_samples
+from effbench.measure import decisions
+from effbench.measure.decisions import GATES, Interval
+from effbench.measure.paired import Paired, compare_samples, output_length_ratio
 from effbench.plugins import registry
 from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, check_files, replace_files
 
-KEEP_FRACTION = 0.99  # MLPerf: an optimised system must keep >= 99 % of the reference accuracy
 UNSTABLE_MARK = "†"
+GENERATION_SECTION = "lm-eval generation"
+GENERATION_NOTE = (
+    f"{GENERATION_SECTION}: measured around lm-eval's generative requests (every generate_until task's answers); "
+    "energy per correct answer divides it by the answers its task's metric scored right"
+)
+NOT_SIGNIFICANT_MARK = "n.s."
+LENGTH_HEADER = "Output length ×"
+GATE_NOTE = (
+    "99% / 99.9% gate (MLPerf's accuracy targets): pass when the 95 % interval of the share of the baseline's "
+    "figure the technique keeps (technique ÷ baseline; baseline ÷ technique where lower is better; a paired "
+    "bootstrap over the documents, else from both standard errors) lies at or above the target on every task, "
+    "fail when it lies below on some task, inconclusive otherwise; – where a figure has no interval. "
+    f"{LENGTH_HEADER}: mean generated tokens ÷ the baseline's over the same documents; outside ±10 % "
+    "(MLPerf's output-length rule) the run fails both gates"
+)
+NOT_SIGNIFICANT_NOTE = (
+    f"{NOT_SIGNIFICANT_MARK}: the ratio's 95 % interval (from both figures' intervals, delta method) includes 1, "
+    "so the change is not significant"
+)
 EPOCH = datetime.min.replace(tzinfo=UTC)
 PAIRED_SECTION = "accuracy vs baseline, document by document"
 PAIRED_NOTE = (
@@ -85,18 +105,19 @@ class Section:
     @property
     def one_off(self) -> bool:
         """A phase measured once per run (applying the technique), not the evaluated model."""
-        return self.phase != PHASE_EVALUATE
+        return self.phase not in (PHASE_EVALUATE, GENERATE)
 
     @property
     def prefix(self) -> str:
         """What a long-form header is prefixed with, so headers of different sections differ."""
-        if self.one_off:
+        if self.phase != PHASE_EVALUATE:
             return f"{self.phase}: "
         return f"{self.scenario}: " if self.scenario else ""
 
     def holds(self, m: MeasurementRow) -> bool:
         """Whether a run-level measurement belongs to this section."""
-        return m.task == "" and m.in_phase == self.phase and (self.one_off or m.in_scenario == self.scenario)
+        in_scenario = self.phase != PHASE_EVALUATE or m.in_scenario == self.scenario
+        return m.task == "" and m.in_phase == self.phase and in_scenario
 
     def columns(self, columns: list[Column], rows: list[MeasurementRow]) -> list[Column]:
         """Candidates, this section's scope first (rows written before 1.1 put load figures in the model's)."""
@@ -112,10 +133,53 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def _keeps(value: float | None, base: float | None, higher_is_better: bool) -> bool | None:
-    if value is None or base is None:
+def interval(m: MeasurementRow) -> Interval:
+    """A stored figure with its 95 % interval (from its bounds, else its standard error; else exact)."""
+    return Interval.of(m.value, m.stderr, m.ci_low, m.ci_high)
+
+
+def kept_share(
+    m: MeasurementRow | None, b: MeasurementRow | None, paired: Paired | None, higher_is_better: bool
+) -> Interval | None:
+    """The share of the baseline's figure a run keeps, with its interval; None when no interval can be had."""
+    if m is None or b is None or b.value <= 0:
         return None
-    return value >= KEEP_FRACTION * base if higher_is_better else value <= base / KEEP_FRACTION
+    if paired is not None and paired.ratio_low is not None and paired.ratio_high is not None:
+        change: Interval | None = Interval(m.value / b.value, paired.ratio_low, paired.ratio_high)
+    elif not (_uncertain(m) and _uncertain(b)):
+        return None
+    else:
+        change = decisions.ratio(interval(m), interval(b))
+    if change is None or (not higher_is_better and change.value <= 0):
+        return None
+    return change if higher_is_better else change.inverse()
+
+
+def _uncertain(m: MeasurementRow) -> bool:
+    """Whether a figure says how uncertain it is (a standard error or an interval, possibly of zero width)."""
+    return m.stderr is not None or (m.ci_low is not None and m.ci_high is not None)
+
+
+def quality_gates(kept: list[Interval | None], length_ratio: float | None) -> dict[str, str | None]:
+    """Each MLPerf gate over the run's tasks, failed outright by an output length outside ±10 % of the baseline's."""
+    if decisions.output_length_ok(length_ratio) is False:
+        return dict.fromkeys(GATES, decisions.FAIL)
+    return {name: decisions.combine([decisions.gate(k, share) for k in kept]) for name, share in GATES.items()}
+
+
+def run_gates(results: Results, run: RunRecord, base_run: RunRecord | None) -> dict[str, str | None]:
+    """A run's MLPerf gates against its baseline on the baseline's primary metrics (unknown for the baseline)."""
+    if base_run is None or run.run_id == base_run.run_id:
+        return dict.fromkeys(GATES)
+    mine = {_key(m): m for m in results.measurements_of(run.run_id)}
+    base = {_key(m): m for m in results.measurements_of(base_run.run_id)}
+    samples, base_samples = results.samples_of(run.run_id), results.samples_of(base_run.run_id)
+    kept = []
+    for task, row in primary_quality(list(base.values())).items():
+        key = (PHASE_EVALUATE, "", task, row.metric)
+        paired = compare_samples(samples, base_samples, task, row.metric)
+        kept.append(kept_share(mine.get(key), base.get(key), paired, row.higher_is_better))
+    return quality_gates(kept, output_length_ratio(samples, base_samples))
 
 
 def build(
@@ -159,20 +223,22 @@ def _key(m: MeasurementRow) -> tuple[str, str, str, str]:
 
 
 def _sections(rows: list[MeasurementRow]) -> list[Section]:
-    """The model section, one per load scenario, then one per one-off phase, in the order first measured."""
+    """The model section, one per load scenario, lm-eval's generation, then one per one-off phase, as first measured."""
     scenarios = dict.fromkeys(m.in_scenario for m in rows if m.in_phase == PHASE_EVALUATE and m.in_scenario)
     phases = dict.fromkeys(m.in_phase for m in rows if m.in_phase != PHASE_EVALUATE)
     return [
         Section("model"),
         *(Section(s, scenario=s) for s in scenarios),
-        *(Section(f"{p.capitalize()} (one-off)", p) for p in phases),
+        *(Section(GENERATION_SECTION, p) for p in phases if p == GENERATE),
+        *(Section(f"{p.capitalize()} (one-off)", p) for p in phases if p != GENERATE),
     ]
 
 
 def _notes(where: str, rows: list[MeasurementRow], unstable: bool, unstable_cv: float) -> list[str]:
     notes = [
         where,
-        "accuracy ± lm-eval's standard error; resources ± half the 95 % confidence interval "
+        "accuracy ± lm-eval's standard error (perplexity-type metrics, which have none: ± half a bootstrap 95 % "
+        "interval over the documents); resources ± half the 95 % confidence interval "
         "(bootstrap over requests for latencies, Student t over repeats otherwise); bounds in report.csv",
         SEPARATE_COLUMNS_NOTE,
     ]
@@ -180,7 +246,9 @@ def _notes(where: str, rows: list[MeasurementRow], unstable: bool, unstable_cv: 
         notes.append(
             f"{UNSTABLE_MARK} unstable: its repeats vary by more than {unstable_cv:.0%} (coefficient of variation)"
         )
-    phases = sorted({m.in_phase for m in rows} - {PHASE_EVALUATE})
+    phases = sorted({m.in_phase for m in rows} - {PHASE_EVALUATE, GENERATE})
+    if any(m.in_phase == GENERATE for m in rows):
+        notes.append(GENERATION_NOTE)
     notes += [
         f"{phase} (one-off): the technique's own cost, measured once around its {phase} phase; "
         "every other section holds evaluate-phase figures only"
@@ -211,7 +279,12 @@ def _table(
     headers = ["Technique"]
     for task, row in primary.items():
         headers += [f"{task} {row.metric}", f"Δ {task}"]
-    headers += [f">= {KEEP_FRACTION:.0%} base", "Status"]
+    lengths = {
+        run.run_id: output_length_ratio(results.samples_of(run.run_id), base_samples) if run is not base_run else None
+        for run in runs
+    }
+    with_length = any(length is not None for length in lengths.values())
+    headers += [f"{name} gate" for name in GATES] + [LENGTH_HEADER] * with_length + ["Status"]
     paired = {
         run.run_id: {
             task: compare_samples(results.samples_of(run.run_id), base_samples, task, row.metric)
@@ -221,7 +294,10 @@ def _table(
         }
         for run in runs
     }
-    rows = [_accuracy_cells(run, values[run.run_id], base, primary, paired[run.run_id]) for run in runs]
+    rows = [
+        _accuracy_cells(run, values[run.run_id], base, primary, paired[run.run_id], lengths[run.run_id], with_length)
+        for run in runs
+    ]
     sections = [("accuracy", list(range(len(headers))))]
     paired_tasks = [task for task in primary if any(paired[run.run_id][task] for run in runs)]  # else no column
     paired_columns = [f"{name} {task}" for task in paired_tasks for name in ("p", "right→wrong", "wrong→right")]
@@ -259,28 +335,39 @@ def _table(
         unstable,
         unstable_cv,
     )
+    notes.insert(2, GATE_NOTE)
     if paired_columns:
-        notes.insert(2, PAIRED_NOTE)
+        notes.insert(3, PAIRED_NOTE)
+    if any(cell.text.endswith(NOT_SIGNIFICANT_MARK) for row in rows for cell in row):
+        notes.append(NOT_SIGNIFICANT_NOTE)
     title = f"{model} ({hardware})" + (f" on {placement}" if placement else "")
     return ComparisonTable(title, headers, rows, notes, sections, details, short_headers)
 
 
 def _accuracy_cells(
-    run: RunRecord, values: dict, base: dict, primary: dict[str, MeasurementRow], paired: dict[str, Paired | None]
+    run: RunRecord,
+    values: dict,
+    base: dict,
+    primary: dict[str, MeasurementRow],
+    paired: dict[str, Paired | None],
+    length_ratio: float | None,
+    with_length: bool,
 ) -> list[Cell]:
     cells = [Cell(text=run.label)]
-    keeps: list[bool | None] = []
+    kept: list[Interval | None] = []
     for task, prow in primary.items():
         m = values.get((PHASE_EVALUATE, "", task, prow.metric))
         b = base.get((PHASE_EVALUATE, "", task, prow.metric))
-        value = m.value if m else None
-        stderr = m.stderr if m else None
-        cells.append(Cell(value, stderr, fmt(value, 3, stderr)))
+        value, stderr = (m.value, m.stderr) if m else (None, None)
+        low, high = (m.ci_low, m.ci_high) if m else (None, None)
+        spread = stderr if stderr is not None or low is None or high is None else (high - low) / 2
+        cells.append(Cell(value, stderr, fmt(value, 3, spread), low, high))
         delta = value - b.value if m and b else None
         cells.append(_delta_cell(delta, paired[task]))
-        keeps.append(_keeps(value, b.value if b else None, prow.higher_is_better))
-    gate = None if not keeps or None in keeps else all(keeps)
-    cells.append(Cell(None if gate is None else float(gate), text={True: "yes", False: "no", None: "–"}[gate]))
+        kept.append(kept_share(m, b, paired[task], prow.higher_is_better) if m is not b else None)
+    cells += [Cell(text=verdict or "–") for verdict in quality_gates(kept, length_ratio).values()]
+    if with_length:
+        cells.append(Cell(length_ratio, None, fmt(length_ratio, 2)))
     cells.append(Cell(text=status_text(run)))
     return cells
 
@@ -318,8 +405,14 @@ def _resource_cell(section: Section, column: Column, values: dict, base: dict, u
     mark = f" {UNSTABLE_MARK}"
     if column.ratio:  # a ratio is as unstable as either of its sides
         value = _ratio(b.value if b else None, m.value if m else None)
-        flagged = value is not None and (_unstable(m, unstable_cv) or _unstable(b, unstable_cv))
-        return Cell(value, None, column.format(value) + mark * flagged, unstable=flagged)
+        if value is None or m is None or b is None:
+            return Cell(text="–")
+        flagged = _unstable(m, unstable_cv) or _unstable(b, unstable_cv)
+        change = decisions.ratio(interval(b), interval(m))
+        quiet = m is not b and change is not None and not decisions.significant(change)
+        text = column.format(value) + mark * flagged + f" {NOT_SIGNIFICANT_MARK}" * quiet
+        low, high = (change.low, change.high) if change else (None, None)
+        return Cell(value, None, text, low, high, unstable=flagged)
     if m is None:
         return Cell(text="–")
     low, high, stderr = column.shown(m.ci_low), column.shown(m.ci_high), column.shown(m.stderr)

@@ -3,20 +3,22 @@
 Techniques of the ``apply`` phase transform the loaded model; those of the ``train`` phase shape
 one bounded training run (the suite's ``training`` data and budget) and hand back the trained
 model. Every run then evaluates the result: lm-eval accuracy, then the load scenarios.
-The instruments open windows around each one-off phase (the technique's own cost), each repeat
-of each scenario, each scenario, and the run.
+The instruments open windows around each one-off phase (the technique's own cost), lm-eval's
+generative requests (energy per correct answer), each repeat of each scenario, each scenario, and the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from effbench.api.context import Measurement, RunContext
+from effbench.api.context import Measurement, Request, RunContext
 from effbench.api.technique import Technique, stack_phases
 from effbench.api.training import TrainingOptions, TrainingRun
+from effbench.api.vocabulary import GENERATE
 from effbench.config.suite import LOAD_OPTIONS, Scenario
 from effbench.errors import EffbenchError, NotApplicable
 from effbench.measure import accuracy, fidelity, scenarios
@@ -166,6 +168,50 @@ def measure(ctx: RunContext, instruments: Instruments, scenario_list: list[Scena
     return instruments.measure_once("run", ctx) + measurements
 
 
+@contextlib.contextmanager
+def generation_window(
+    ctx: RunContext, instruments: Instruments, out: list[Measurement], answers: list[tuple[int, int]]
+) -> Iterator[list[tuple[int, int]]]:
+    """lm-eval's generative requests as a window of the instruments that measure the generate phase.
+
+    The caller appends each answer's (prompt, new) token counts to ``answers``, so the window's figures per
+    token and per request describe the answers lm-eval generated; its measurements are appended to ``out``.
+    """
+    ctx.phase, ctx.requests = GENERATE, []
+    opened = instruments.open(instruments.for_phase(GENERATE), ctx)
+    began = time.perf_counter()
+    try:
+        yield answers
+    finally:
+        synchronize(ctx.device)
+        seconds = time.perf_counter() - began
+        ctx.requests = [Request(prompt, new, seconds / len(answers)) for prompt, new in answers]
+        out += instruments.close(opened, ctx)
+        ctx.phase, ctx.requests = PHASE_EVALUATE, []
+
+
+PER_REQUEST, PER_CORRECT_ANSWER = "_per_request", "_per_correct_answer"
+
+
+def per_correct_answer(
+    generation: list[Measurement], answers: int, correct: int, declared: set[str]
+) -> list[Measurement]:
+    """Each declared ``<quantity>_per_correct_answer`` from its per-request figure over lm-eval's generation.
+
+    An answer that is longer or wrong costs without counting: a technique cannot look cheaper by answering worse.
+    """
+    out = []
+    for m in generation:
+        name = m.metric.removesuffix(PER_REQUEST) + PER_CORRECT_ANSWER
+        if not m.metric.endswith(PER_REQUEST) or name not in declared or not correct or not answers:
+            continue
+        unit = m.unit.replace("/request", "/correct answer")
+        method = f"{m.method}; lm-eval's generation ÷ {correct} correct answers of {answers}"
+        out.append(replace(m, metric=name, value=m.value * answers / correct, unit=unit, method=method,
+                           phase=PHASE_EVALUATE, n=correct))  # fmt: skip
+    return out
+
+
 def build_reference(ctx: RunContext) -> fidelity.Reference | None:
     """The baseline's next-token distributions on the fixed sample; a failure is a warning, never a failed run."""
     try:
@@ -226,6 +272,8 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
     ctx.model, ctx.phase = model, PHASE_EVALUATE
     ctx.apply_seconds = clock.seconds.get("apply", 0.0)
     clock.start("accuracy")
+    generation: list[Measurement] = []
+    answers: list[tuple[int, int]] = []
     ctx.accuracy, samples = accuracy.evaluate(
         model,
         tokenizer,
@@ -235,7 +283,10 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         batch_size=settings["batch_size"],
         bootstrap_iters=settings["bootstrap_iters"],
         generate_kwargs=ctx.generate_kwargs,
+        generation_window=lambda: generation_window(ctx, instruments, generation, answers),
     )
+    correct = accuracy.correct_answers(samples)
+    measurements += generation + per_correct_answer(generation, len(answers), correct, instruments.declared)
     clock.start("measure")
     if plan.builds_reference:
         ctx.reference = build_reference(ctx)

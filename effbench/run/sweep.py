@@ -371,7 +371,7 @@ def run_suite(
 ) -> SweepResult:
     """Run every planned run not already stored (all of them with ``force``) in the suite's executor."""
     reg = registry()
-    executor = executor or reg.executor(suite.executor)
+    executor = executor or reg.executor(suite.executor).configure(suite.executor_options)
     stacks = check_parameters(suite, reg)  # a typo is reported at once, before any worker starts
     check_device_map(stacks, reg, suite.device_map)
     # a GPU this machine lacks is refused before any worker starts; auto cannot fail: it is resolved while they start
@@ -406,31 +406,37 @@ def run_suite(
                         on_done(run, outcome)
                 else:
                     pending.append(run)
-            pending.sort(key=lambda run: not run.builds_reference)  # baselines first: the others need their reference
             logs = suite.output / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             started: dict[str, datetime] = {}
+            # The baselines first, as a batch of their own: the other runs read the reference a baseline builds, so an
+            # executor that runs several at once starts none of them before its baseline is stored.
+            batches = [[run for run in pending if run.builds_reference == first] for first in (True, False)]
+            position = {run.run_id: index for index, run in enumerate(run for batch in batches for run in batch)}
 
-            def jobs() -> Iterator[Job]:
-                for index, run in enumerate(pending):
+            def jobs(batch: list[RunPlan]) -> Iterator[Job]:
+                for run in batch:
                     if on_start:
-                        on_start(run, index, len(pending))
+                        on_start(run, position[run.run_id], len(pending))
                     started[run.run_id] = datetime.now(UTC)
-                    yield Job(run.run_id, RUN_TARGET, run.to_payload(), suite.timeout, logs / f"{run.run_id}.log")
+                    log = logs / f"{run.run_id}.log"
+                    files = ("fidelity_reference",)  # a baseline's reference, which the others read
+                    yield Job(run.run_id, RUN_TARGET, run.to_payload(), suite.timeout, log, files=files)
 
             by_id = {run.run_id: run for run in pending}
-            for job, outcome in executor.run_many(jobs(), on_event):
-                run = by_id[job.key]
-                record = run_record(suite, run, reg, outcome, started[job.key], probes, fingerprint)
-                reference = (outcome.result or {}).get("reference")
-                if run.builds_reference and run.fidelity_reference and reference is not None:
-                    store.write_reference(Path(run.fidelity_reference).stem, reference)  # before the runs after it
-                rows = measurement_rows(run.run_id, outcome)
-                store.write_run(record, rows, sample_rows(run.run_id, outcome))  # only this process writes the store
-                if outcome.error is not None:
-                    result.failed[run.run_id] = outcome.error
-                elif record.status == STATUS_NOT_APPLICABLE:
-                    result.not_applicable[run.run_id] = record.error
-                if on_done:
-                    on_done(run, outcome)
+            for batch in batches:
+                for job, outcome in executor.run_many(jobs(batch), on_event):
+                    run = by_id[job.key]
+                    record = run_record(suite, run, reg, outcome, started[job.key], probes, fingerprint)
+                    reference = (outcome.result or {}).get("reference")
+                    if run.builds_reference and run.fidelity_reference and reference is not None:
+                        store.write_reference(Path(run.fidelity_reference).stem, reference)
+                    rows = measurement_rows(run.run_id, outcome)
+                    store.write_run(record, rows, sample_rows(run.run_id, outcome))  # only this process writes
+                    if outcome.error is not None:
+                        result.failed[run.run_id] = outcome.error
+                    elif record.status == STATUS_NOT_APPLICABLE:
+                        result.not_applicable[run.run_id] = record.error
+                    if on_done:
+                        on_done(run, outcome)
     return result

@@ -1,7 +1,8 @@
 """Energy and carbon per repeat: codecarbon always, direct RAPL / NVML counters when this machine has them.
 
 Both can measure the machine's idle power first (suite ``idle_seconds``) and report the energy
-above idle as well, and both give energy per output token and per request.
+above idle as well, and both give energy per output token and per request; measured around lm-eval's
+generative requests too, they give energy per correct answer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from effbench.api.context import Measurement, RunContext
 from effbench.api.metric import Metric, Quantity, Window
+from effbench.api.vocabulary import GENERATE
 from effbench.hookspecs import hookimpl
 
 J_PER_KWH = 3.6e6
@@ -37,6 +39,11 @@ def _energy_quantities(prefix: str, source: str, label: str) -> tuple[Quantity, 
         ),
         Quantity(
             f"{prefix}_per_request", "J/request", "energy", False, f"Energy ({source}) per request.", detail=True
+        ),
+        Quantity(
+            f"{prefix}_per_correct_answer", "J/correct answer", "energy", False,
+            f"Energy ({source}) of lm-eval's generative requests per correct answer: longer or wrong answers cost "
+            "without counting.", header=f"{label} (J/correct answer)", digits=3, headline=True,
         ),
     )  # fmt: skip
 
@@ -70,7 +77,7 @@ class _Meter(Metric):
 
     resource = "energy"
     higher_is_better = False
-    phases = ("apply", "train")
+    phases = ("apply", "train", GENERATE)
 
     def begin(self, run: RunContext) -> Any:
         """Start a reading (a tracker, counters) that ``end`` finishes."""

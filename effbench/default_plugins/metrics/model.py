@@ -13,9 +13,15 @@ from effbench.api.metric import Metric, Quantity
 from effbench.api.vocabulary import QUALITY
 from effbench.default_plugins.metrics.safetensors_size import NotComputable, saved_bytes
 from effbench.hookspecs import hookimpl
+from effbench.measure.accuracy import CI_KEYS
 
 # lm-eval metrics where a smaller value is better (everything else it reports is higher-is-better).
 LOWER_IS_BETTER = {"word_perplexity", "byte_perplexity", "bits_per_byte", "perplexity"}
+
+
+def _finite(value: Any) -> float | None:
+    """A number lm-eval reported, or None for its "N/A" and non-finite values."""
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 class Accuracy(Metric):
@@ -33,11 +39,14 @@ class Accuracy(Metric):
         for task, result in run.accuracy.items():
             n = result.get("n")
             for key, value in result.items():
-                if "," not in key or "_stderr," in key or not isinstance(value, int | float):
+                if "," not in key or not isinstance(value, int | float):
                     continue
                 metric, filter_name = key.split(",", 1)
-                stderr = result.get(f"{metric}_stderr,{filter_name}")
-                stderr = float(stderr) if isinstance(stderr, int | float) and math.isfinite(stderr) else None
+                if metric.endswith(("_stderr", *CI_KEYS)):
+                    continue
+                stderr, low, high = (
+                    _finite(result.get(f"{metric}{suffix},{filter_name}")) for suffix in ("_stderr", *CI_KEYS)
+                )
                 out.append(
                     Measurement(
                         metric=metric,
@@ -47,6 +56,8 @@ class Accuracy(Metric):
                         higher_is_better=metric not in LOWER_IS_BETTER,
                         task=task,
                         stderr=stderr,
+                        ci_low=low,
+                        ci_high=high,
                         n=n,
                         method=f"lm-eval ({filter_name} filter)",
                     )

@@ -1,0 +1,132 @@
+"""Conclusions drawn from figures with uncertainty: three-valued quality gates, significant ratios, Pareto
+dominance and ranks that respect intervals.
+
+A conclusion is only drawn where the intervals allow it: a gate whose interval straddles its threshold is
+inconclusive, a ratio whose interval includes 1 is not significant, and two runs whose intervals overlap on
+an axis are tied on it. Pure functions on numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Z95 = 1.959963984540054  # two-sided 95 % quantile of the normal distribution
+GATES = {"99%": 0.99, "99.9%": 0.999}  # MLPerf's accuracy targets: the share of the baseline's figure kept
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+OUTPUT_LENGTH_TOLERANCE = 0.10  # MLPerf: mean generated tokens within ±10 % of the reference's
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A figure and its 95 % interval; an exact figure (nothing known about its uncertainty) has low = high."""
+
+    value: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(
+        cls, value: float, stderr: float | None = None, ci_low: float | None = None, ci_high: float | None = None
+    ) -> Interval:
+        """The stored interval, else value ± 1.96 standard errors, else the value alone (taken as exact)."""
+        if ci_low is not None and ci_high is not None:
+            return cls(value, min(ci_low, value), max(ci_high, value))
+        if stderr is not None and math.isfinite(stderr):
+            return cls(value, value - Z95 * stderr, value + Z95 * stderr)
+        return cls(value, value, value)
+
+    @property
+    def exact(self) -> bool:
+        """Whether nothing is known about the figure's uncertainty (or it has none)."""
+        return self.low == self.high
+
+    def overlaps(self, other: Interval) -> bool:
+        """Whether the two intervals share a point: the figures cannot be told apart."""
+        return self.low <= other.high and other.low <= self.high
+
+    def inverse(self) -> Interval:
+        """1 / the figure (a positive one), bounds swapped."""
+        return Interval(1 / self.value, 1 / self.high, 1 / self.low if self.low > 0 else math.inf)
+
+
+def ratio(numerator: Interval, denominator: Interval) -> Interval | None:
+    """numerator ÷ denominator (independent figures, a positive denominator) with a delta-method 95 % interval."""
+    if numerator.value < 0 or denominator.value <= 0:
+        return None
+    value = numerator.value / denominator.value
+    se = math.hypot(_se(numerator) / denominator.value, value * _se(denominator) / denominator.value)
+    return Interval(value, max(0.0, value - Z95 * se), value + Z95 * se)
+
+
+def _se(figure: Interval) -> float:
+    """The standard error a 95 % interval implies."""
+    return (figure.high - figure.low) / (2 * Z95)
+
+
+def significant(change: Interval) -> bool:
+    """Whether a ratio to the baseline differs from 1 beyond its interval."""
+    return not change.low <= 1.0 <= change.high
+
+
+def gate(kept: Interval | None, threshold: float) -> str | None:
+    """pass when the kept share's whole interval reaches the threshold, fail when none of it does, else inconclusive."""
+    if kept is None:
+        return None
+    if kept.low >= threshold:
+        return PASS
+    if kept.high < threshold:
+        return FAIL
+    return INCONCLUSIVE
+
+
+def combine(verdicts: Sequence[str | None]) -> str | None:
+    """One verdict over several tasks: any fail fails; all must pass to pass; unknown (None) if any is unknown."""
+    if FAIL in verdicts:
+        return FAIL
+    if not verdicts or None in verdicts:
+        return None
+    return INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
+
+
+def output_length_ok(length_ratio: float | None) -> bool | None:
+    """MLPerf's rule: the mean number of generated tokens within ±10 % of the baseline's."""
+    return None if length_ratio is None else abs(length_ratio - 1) <= OUTPUT_LENGTH_TOLERANCE
+
+
+# A point on a Pareto chart: (cost, lower is better; score, higher is better).
+Point = tuple[Interval, Interval]
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """Whether ``a`` beats ``b`` beyond the intervals on one axis and is not beaten beyond them on the other."""
+    (a_cost, a_score), (b_cost, b_score) = a, b
+    a_cheaper, b_cheaper = a_cost.high < b_cost.low, b_cost.high < a_cost.low
+    a_better, b_better = a_score.low > b_score.high, b_score.low > a_score.high
+    return (a_cheaper or a_better) and not (b_cheaper or b_better)
+
+
+def pareto_front(points: Sequence[Point]) -> set[int]:
+    """Indices of the points no other point dominates beyond the intervals."""
+    return {i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)}
+
+
+def tied(a: Point, b: Point) -> bool:
+    """Whether two points cannot be told apart on either axis."""
+    return a[0].overlaps(b[0]) and a[1].overlaps(b[1])
+
+
+def tie_ranks(keys: Sequence[Sequence[Interval]]) -> list[int]:
+    """Ranks (1-based) of items already sorted best first by their keys' values, compared key by key.
+
+    An item is ranked apart from the leader of the group above it only when some key tells them apart beyond the
+    intervals; otherwise it shares the leader's rank (a tie).
+    """
+    ranks: list[int] = []
+    leader = 0
+    for i, key in enumerate(keys):
+        if i and any(not mine.overlaps(theirs) for mine, theirs in zip(key, keys[leader], strict=True)):
+            leader = i
+        ranks.append(leader + 1)
+    return ranks
