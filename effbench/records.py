@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Self
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.4"  # 1.1: measurements gained scenario and cv; 1.2: runs gained stack, measurements phase;
-# 1.3: runs gained device and dtype; 1.4: the samples table
+SCHEMA_VERSION = "1.5"  # 1.1: measurements gained scenario and cv; 1.2: runs gained stack, measurements phase;
+# 1.3: runs gained device and dtype; 1.4: the samples table; 1.5: measurements gained step (training's loss curve)
 
 
 def column(
@@ -301,10 +301,17 @@ class MeasurementRow(Record):
     phase: str | None = column(
         pa.string(),
         "Phase of the run the value was measured in: `evaluate` (accuracy, the model, load scenarios) or a "
-        "one-off phase such as `apply` (the technique's own time, memory and energy); "
+        "one-off phase: `apply` (the technique's own time, memory and energy) or `train` (the training run's); "
         "null in rows written before 1.2, which are all `evaluate`.",
         PHASE_EVALUATE,
         since="1.2",
+    )
+
+    step: int | None = column(
+        pa.int64(),
+        "Training step (from 0) of a value measured at every step, such as `train_loss` (the loss curve); "
+        "null for every other value and in rows written before 1.5.",
+        since="1.5",
     )
 
     @property

@@ -13,6 +13,7 @@ LAYERS = (
     ("config",),  # suites, scenarios, prices, countries
     ("reference",),  # the offline micro world: corpus, tasks, reference models
     ("measure",),  # accuracy, load scenarios, statistics, energy counters, windows
+    ("train",),  # training data and the bounded training loop of a run's train phase
     ("store",),  # the results store and its one loader
     ("plugins", "modeling"),  # the plugin host; public helpers for technique authors
     ("run",),  # plans, the pipeline of a run, the sweep, the forkserver

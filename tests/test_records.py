@@ -42,7 +42,7 @@ def test_columns_keep_their_published_order_and_later_ones_come_last():
     ]  # fmt: skip
     assert MeasurementRow.schema().names == [
         "run_id", "task", "metric", "value", "unit", "resource", "higher_is_better", "stderr", "ci_low", "ci_high",
-        "n", "method", "scenario", "cv", "phase",
+        "n", "method", "scenario", "cv", "phase", "step",
     ]  # fmt: skip
     for kind in RECORDS:
         later = kind.later_columns()
@@ -50,14 +50,15 @@ def test_columns_keep_their_published_order_and_later_ones_come_last():
 
 
 def test_later_columns_are_the_ones_each_minor_version_added():
-    assert MeasurementRow.later_columns() == ("scenario", "cv", "phase")
-    assert MeasurementRow.later_columns(after="1.1") == ("phase",)
+    assert MeasurementRow.later_columns() == ("scenario", "cv", "phase", "step")
+    assert MeasurementRow.later_columns(after="1.1") == ("phase", "step")
+    assert MeasurementRow.later_columns(after="1.4") == ("step",)
     assert RunRecord.later_columns() == ("stack", "device", "dtype") == RunRecord.later_columns(after="1.1")
     assert RunRecord.later_columns(after="1.2") == ("device", "dtype")
     assert RunRecord.later_columns(after=SCHEMA_VERSION) == () == TaxonomyRow.later_columns()
     assert SampleRow.since == "1.4" and SampleRow.later_columns() == ()  # 1.4 added the whole table
     assert RunRecord.since == MeasurementRow.since == "1.0"
-    assert SCHEMA_VERSION == "1.4"
+    assert SCHEMA_VERSION == "1.5"
 
 
 def test_a_run_record_round_trips_through_the_store(tmp_path):
@@ -94,13 +95,17 @@ def test_the_stored_schema_version_is_the_writers(tmp_path):
     assert load(tmp_path).run("r1").schema_version == SCHEMA_VERSION
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2", "1.3"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2", "1.3", "1.4"])
 def test_rows_of_an_earlier_version_read_with_their_meaning(tmp_path, version):
     store = synthetic_store(tmp_path)
     assert load(tmp_path).samples_of("hwA-2")
     as_written_by(store, version)
     loaded = load(tmp_path)
     run = loaded.run("hwA-2")
+    assert {m.step for m in loaded.measurements} == {None}  # 1.5's training step reads back empty
+    if version == "1.4":
+        assert loaded.samples_of("hwA-2")  # its samples and everything else are today's
+        return
     assert loaded.samples == [] and loaded.samples_of("hwA-2") == []  # before 1.4: no per-document outcomes
     if version == "1.3":
         return  # its runs and measurements are today's
@@ -124,8 +129,8 @@ def _set(column, value):
 def test_validation_follows_the_records(tmp_path):
     store = synthetic_store(tmp_path)
     rewrite(store.files("runs")[0], _set("stack", '{"name": "baseline"}'))
-    rewrite(store.files("measurements")[1], _set("phase", "train"))
+    rewrite(store.files("measurements")[1], _set("phase", "warm-up"))
     problems = [str(p) for p in load(tmp_path).problems]  # a store's bad files are skipped, each named once
     assert problems[0] == "runs/hwA-0.parquet: stack is not a JSON list"
-    assert problems[1].startswith("measurements/hwA-1.parquet: measurement 'exact_match' has unknown phase 'train'; ")
-    assert problems[1].endswith("valid: evaluate, apply (and 6 more problems)") and len(problems) == 2
+    assert problems[1].startswith("measurements/hwA-1.parquet: measurement 'exact_match' has unknown phase 'warm-up'; ")
+    assert problems[1].endswith("valid: evaluate, apply, train, generate (and 6 more problems)") and len(problems) == 2

@@ -24,6 +24,7 @@ class Measurement:
     scenario: str = ""
     cv: float | None = None
     phase: str = ""  # filled by the pipeline: "evaluate", or a one-off phase such as "apply"
+    step: int | None = None  # a value of one training step (the loss curve): its index, from 0
 
 
 @dataclass
@@ -74,6 +75,7 @@ class RunContext:
     device: str = "cpu"  # the run's device (cpu, cuda:N, mps): where instruments read accelerator figures
     reference: Any = None  # the fidelity reference this (baseline) run built, compared with instead of the stored one
     warnings: list[str] = field(default_factory=list)  # what a metric could not measure, kept in the run's warnings
+    training: Any = None  # the finished training run (effbench.api.training.TrainingRun) once the train phase ran
 
     @property
     def output_tokens(self) -> int:

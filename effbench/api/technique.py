@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal, Union
 
 import pydantic
 
-from effbench.api.vocabulary import RESOURCES, STAGES
+from effbench.api.vocabulary import ONE_OFF_PHASES, RESOURCES, STAGES
 from effbench.errors import EffbenchError
 
 
@@ -18,6 +18,10 @@ class Technique:
     Parameters are the keyword-only arguments of ``apply`` after ``model`` and
     ``tokenizer``; their type hints (optionally ``Annotated[float, Field(ge=0, lt=1)]``)
     and defaults are the validation rules and the documentation users see.
+
+    A technique with ``phase = "train"`` shapes the run's bounded training instead: ``apply`` returns
+    the model to train (wrapped, its trainable parameters chosen by ``requires_grad``),
+    ``training_options`` sets the loop's options, and ``after_training`` returns the model to evaluate.
     """
 
     name: ClassVar[str]
@@ -27,6 +31,8 @@ class Technique:
     references: ClassVar[tuple[str, ...]] = ()
     # device types with kernels for it ("cpu", "cuda", "mps"); None: any. A suite pairing it with another is refused.
     devices: ClassVar[tuple[str, ...] | None] = None
+    # the run phase it acts in: "apply" transforms the loaded model; "train" shapes a training run, then evaluates
+    phase: ClassVar[str] = "apply"
 
     def apply(self, model: Any, tokenizer: Any, **params: Any) -> Any:
         """Return the model to evaluate (may modify ``model`` in place)."""
@@ -46,6 +52,17 @@ class Technique:
         generation of the run: lm-eval's ``generate_until`` tasks and the measured workload.
         """
         return {}
+
+    def training_options(self, model: Any, tokenizer: Any, **params: Any) -> dict[str, Any]:
+        """For ``phase = "train"``: the ``TrainingOptions`` fields this technique sets (learning rate, ...); none here.
+
+        Called after ``apply`` with the same parameters; two techniques of a stack setting one option is an error.
+        """
+        return {}
+
+    def after_training(self, model: Any, tokenizer: Any, **params: Any) -> Any:
+        """For ``phase = "train"``: the model to evaluate once trained (adapters merged); the trained one here."""
+        return model
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         """Check ``params`` against ``apply``'s signature; raise a clear error naming the technique."""
@@ -136,9 +153,30 @@ def check_technique(obj: Technique) -> None:
     resources = getattr(obj, "resources", ())
     if not resources or not set(resources) <= set(RESOURCES):
         raise TypeError(f"technique {name!r}: resources must be a non-empty subset of {', '.join(RESOURCES)}")
+    if getattr(obj, "phase", None) not in ONE_OFF_PHASES:
+        raise TypeError(f"technique {name!r}: phase must be one of {', '.join(ONE_OFF_PHASES)}")
     devices = getattr(obj, "devices", None)
     if devices is not None and (
         isinstance(devices, str) or not devices or not all(isinstance(d, str) for d in devices)
     ):
         raise TypeError(f"technique {name!r}: devices must be None (any) or device types, e.g. ('cpu', 'cuda')")
     _params_model(type(obj))
+
+
+def stack_phases(techniques: list[Technique]) -> list[str]:
+    """The run phases a stack's techniques act in, in order; refuse a phase that would come back after another.
+
+    ``prune + lora`` prunes, then fine-tunes the pruned model; ``lora + prune + dynamic-int8`` would
+    need a second apply phase after training, which a run does not have.
+    """
+    phases: list[str] = []
+    for technique in techniques:
+        if phases and technique.phase == phases[-1]:
+            continue
+        if technique.phase in phases:
+            raise EffbenchError(
+                f"technique {technique.name!r} acts in the {technique.phase} phase, which an earlier technique of "
+                f"the stack already passed: put the stack's {technique.phase}-phase techniques next to each other"
+            )
+        phases.append(technique.phase)
+    return phases

@@ -6,6 +6,6 @@ SCOPES = ("run", "scenario", "repeat")
 STAGES = ("architecture", "pretraining", "finetuning", "inference", "system")
 RESOURCES = ("computation", "memory", "energy", "money", "network")
 QUALITY = "quality"
-ONE_OFF_PHASES = ("apply",)  # a run's own one-off costs, not the deployed model's (training adds "train")
+ONE_OFF_PHASES = ("apply", "train")  # a run's own one-off costs, not the deployed model's
 GENERATE = "generate"  # lm-eval's generative requests during the accuracy phase: energy per correct answer
 PHASES = (*ONE_OFF_PHASES, GENERATE)  # phases a repeat-scope metric may also measure, besides the load scenarios

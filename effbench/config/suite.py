@@ -22,6 +22,8 @@ DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5"
 # Without a suite file, evaluate this many documents per task (of 500) so the default comparison
 # takes about a minute on a laptop CPU; suite files evaluate every document unless they set a limit.
 DEFAULT_SUITE_LIMIT = 200
+DEFAULT_TRAINING_STEPS = 100
+TRAINING_FILE_SUFFIX = ".jsonl"  # training data ending so is a file; anything else names a bundled skill
 UNSTABLE_CV = 0.10  # default: a figure whose repeats vary by more than this is flagged unstable
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
@@ -217,6 +219,32 @@ def existing_folder(value: Any) -> Path:
     return Path(expanded).resolve()
 
 
+class Training(BaseModel):
+    """The bounded training run of every stack with a training technique: the same data and budget for each."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    data: Annotated[str, BeforeValidator(not_blank("a bundled skill (micro_sub) or a .jsonl file"))] = Field(
+        "micro_sub",
+        description="a bundled fine-tuning skill (micro_sub) or a .jsonl file of examples, checked "
+        "before any run of a suite that trains",
+    )
+    steps: int | None = Field(None, gt=0, description="optimizer steps (default 100 when tokens is not given)")
+    tokens: int | None = Field(None, gt=0, description="stop once this many target tokens were trained on")
+    batch_size: int = Field(32, ge=1, description="examples per optimizer step")
+    max_length: int = Field(128, ge=2, description="tokens per example; longer ones are cut")
+    seed: int = Field(0, description="initialisation of new weights (adapters) and the order of the data")
+    target_loss: float | None = Field(None, gt=0, description="report the steps until the loss first reached it")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> Training:
+        """A budget in steps or in tokens: both at once would leave it unclear which one ends the run."""
+        if self.steps is not None and self.tokens is not None:
+            raise ValueError("give the budget as steps or as tokens, not both")
+        if self.steps is None and self.tokens is None:
+            self.steps = DEFAULT_TRAINING_STEPS
+        return self
+
+
 class Suite(BaseModel):
     """Everything that defines a sweep; fields that change results are part of each run's identity."""
 
@@ -264,6 +292,7 @@ class Suite(BaseModel):
     trackers: list[TrackerSpec] = Field(
         default_factory=list, description="where each run is exported once stored (--tracker): mlflow, a plugin's"
     )
+    training: Training = Field(default_factory=Training, description="data and budget of training techniques' runs")
 
     @field_validator("device")
     @classmethod
@@ -332,6 +361,7 @@ MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("techniques", "steps"): TechniqueSpec,
     ("scenarios",): Scenario,
     ("prices",): Prices,
+    ("training",): Training,
 }
 
 
@@ -369,6 +399,15 @@ def _beside(suite_file: Path, folders: Any) -> Any:
     ]
 
 
+def _training_beside(suite_file: Path, training: Any) -> Any:
+    """A suite file's relative training file (``*.jsonl``) is relative to the file, like its task folders."""
+    if not isinstance(training, dict) or not isinstance(training.get("data"), str):
+        return training if training is not None else {}
+    if not training["data"].endswith(TRAINING_FILE_SUFFIX):
+        return training  # a bundled skill's name
+    return {**training, "data": os.path.join(suite_file.parent, os.path.expanduser(training["data"]))}
+
+
 def load_suite(path: Path | None = None, **overrides: Any) -> Suite:
     """Read a suite YAML (or the default suite) and apply command-line overrides on top."""
     data: dict[str, Any] = {"limit": DEFAULT_SUITE_LIMIT}
@@ -377,6 +416,7 @@ def load_suite(path: Path | None = None, **overrides: Any) -> Suite:
         data = read_suite_file(Path(path))
         source = str(path)
         data["task_dirs"] = _beside(Path(path), data.get("task_dirs", []))
+        data["training"] = _training_beside(Path(path), data.get("training"))
     suite_dirs = data.get("task_dirs", [])
     if isinstance(overrides.get("task_dirs"), list) and isinstance(suite_dirs, list):  # --include-path adds to them
         overrides["task_dirs"] = [*suite_dirs, *overrides["task_dirs"]]

@@ -50,3 +50,29 @@ def synchronize(device: Any) -> None:
         torch.cuda.synchronize(device)
     elif kind == "mps":
         torch.mps.synchronize()
+
+
+# Dense peak FLOP/s from the vendors' datasheets (no sparsity), by a name fragment torch reports and dtype:
+# what MFU divides the achieved FLOP/s by. fp32 is without TF32 (torch's default for matmuls).
+PEAK_FLOPS = {
+    "H100": {"float32": 67e12, "bfloat16": 989e12, "float16": 989e12},
+    "A100": {"float32": 19.5e12, "bfloat16": 312e12, "float16": 312e12},
+    "L4": {"float32": 30.3e12, "bfloat16": 121e12, "float16": 121e12},
+    "V100": {"float32": 15.7e12, "float16": 125e12},
+    "T4": {"float32": 8.1e12, "float16": 65e12},
+}
+
+
+def peak_flops(device: str, dtype: str) -> tuple[float | None, str]:
+    """The device's peak FLOP/s for ``dtype``, or None and why it is unknown (a CPU's depends on SIMD and clocks)."""
+    if device_type(device) != "cuda":
+        return None, f"no peak FLOP/s is known for device {device!r}: MFU is reported for the GPUs of PEAK_FLOPS"
+    import torch
+
+    name = torch.cuda.get_device_name(device)
+    for fragment, peaks in PEAK_FLOPS.items():
+        if fragment in name:
+            if dtype in peaks:
+                return peaks[dtype], ""
+            return None, f"no {dtype} peak FLOP/s is known for {name}"
+    return None, f"no peak FLOP/s is known for {name}; known: {', '.join(PEAK_FLOPS)}"

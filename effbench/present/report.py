@@ -274,7 +274,8 @@ def _table(
     every_row = [m for run in runs for m in rows_of[run.run_id]]
     primary = primary_quality(base_rows or every_row)
     base = {_key(m): m for m in base_rows}
-    values = {run.run_id: {_key(m): m for m in rows_of[run.run_id]} for run in runs}
+    # a training step's value (a point of the loss curve) is no table cell: the long-form details hold the curve
+    values = {run.run_id: {_key(m): m for m in rows_of[run.run_id] if m.step is None} for run in runs}
     headers = ["Technique"]
     for task, row in primary.items():
         headers += [f"{task} {row.metric}", f"Δ {task}"]

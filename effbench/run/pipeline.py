@@ -1,8 +1,9 @@
-"""One run, in whatever executor runs it: the phases its technique stack's stages call for, each measured.
+"""One run, in whatever executor runs it: the phases its technique stack calls for, each measured.
 
-Inference-, system- and architecture-stage techniques transform the loaded model in the ``apply``
-phase; every run then evaluates the result: lm-eval accuracy, then the load scenarios.
-The instruments open windows around the apply phase (the technique's one-off cost), lm-eval's
+Techniques of the ``apply`` phase transform the loaded model; those of the ``train`` phase shape
+one bounded training run (the suite's ``training`` data and budget) and hand back the trained
+model. Every run then evaluates the result: lm-eval accuracy, then the load scenarios.
+The instruments open windows around each one-off phase (the technique's own cost), lm-eval's
 generative requests (energy per correct answer), each repeat of each scenario, each scenario, and the run.
 """
 
@@ -15,7 +16,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from effbench.api.context import Measurement, Request, RunContext
-from effbench.api.technique import Technique
+from effbench.api.technique import Technique, stack_phases
+from effbench.api.training import TrainingOptions, TrainingRun
 from effbench.api.vocabulary import GENERATE
 from effbench.config.suite import LOAD_OPTIONS, Scenario
 from effbench.errors import EffbenchError, NotApplicable
@@ -31,17 +33,9 @@ from effbench.run.fingerprint import model_fingerprint
 PHASE_TITLES = {
     "load": "loading model",
     "apply": "applying technique",
+    "train": "training",
     "accuracy": "accuracy (lm-eval)",
     "measure": "measuring resources",
-}
-# The phase in which a technique of each lifecycle stage acts on the model. The training issue adds a
-# "train" phase for the fine-tuning and pre-training stages; until then every stage transforms the loaded model.
-STAGE_PHASE = {
-    "architecture": "apply",
-    "pretraining": "apply",
-    "finetuning": "apply",
-    "inference": "apply",
-    "system": "apply",
 }
 
 
@@ -68,7 +62,7 @@ class PhaseClock:
 
 @dataclass(frozen=True)
 class Step:
-    """One technique of the stack, resolved from the registry, with the phase its stage acts in."""
+    """One technique of the stack, resolved from the registry, with the phase it acts in."""
 
     technique: Technique
     params: dict[str, Any]
@@ -76,24 +70,29 @@ class Step:
 
 
 def resolve_stack(stack: tuple[StackEntry, ...], reg: Registry) -> list[Step]:
-    """The stack's techniques in order of application, each with the phase its stage acts in."""
+    """The stack's techniques in order of application, each with the phase it acts in."""
     steps = []
     for entry in stack:
         technique = reg.technique(entry.name)
-        steps.append(Step(technique, entry.params, STAGE_PHASE[technique.stage]))
+        steps.append(Step(technique, entry.params, technique.phase))
     return steps
 
 
-def apply_stack(steps: list[Step], model: Any, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
+def _apply(step: Step, model: Any, tokenizer: Any, alone: bool) -> Any:
+    """One technique's ``apply``; a refusal names the technique when it is one of a stack."""
+    try:
+        return step.technique.apply(model, tokenizer, **step.params)
+    except NotApplicable as err:
+        if alone:
+            raise
+        raise NotApplicable(f"{step.technique.name}: {err}") from None  # which of the stack's techniques
+
+
+def apply_stack(steps: list[Step], model: Any, tokenizer: Any, alone: bool = True) -> tuple[Any, dict[str, Any]]:
     """Apply each technique in turn; merge their ``generate`` arguments (a key two techniques set is an error)."""
     generate_kwargs: dict[str, Any] = {}
     for step in steps:
-        try:
-            model = step.technique.apply(model, tokenizer, **step.params)
-        except NotApplicable as err:
-            if len(steps) == 1:
-                raise
-            raise NotApplicable(f"{step.technique.name}: {err}") from None  # which of the stack's techniques
+        model = _apply(step, model, tokenizer, alone)
         model.eval()
     for step in steps:
         extra = step.technique.generation_kwargs(model, tokenizer, **step.params)
@@ -102,6 +101,44 @@ def apply_stack(steps: list[Step], model: Any, tokenizer: Any) -> tuple[Any, dic
             raise EffbenchError(f"technique {step.technique.name!r} sets generate argument {clash[0]!r} already set")
         generate_kwargs.update(extra)
     return model, generate_kwargs
+
+
+def train_stack(
+    steps: list[Step],
+    model: Any,
+    tokenizer: Any,
+    settings: dict[str, Any],
+    placement: tuple[str, str],
+    alone: bool = True,
+) -> tuple[Any, TrainingRun]:
+    """Let the training techniques shape the model and the loop, train within the budget, then finish each one.
+
+    ``settings`` are the suite's ``training`` (data, budget, seed); ``placement`` the run's device and dtype.
+    """
+    from effbench.train import loop
+
+    loop.seed_everything(settings["seed"])  # before apply: new weights (adapters) start the same in every run
+    for step in steps:
+        model = _apply(step, model, tokenizer, alone)
+    options = TrainingOptions.merged(
+        [(s.technique.name, s.technique.training_options(model, tokenizer, **s.params)) for s in steps]
+    )
+    run = loop.train(model, tokenizer, settings, options, *placement)
+    for step in steps:
+        model = step.technique.after_training(model, tokenizer, **step.params)
+    model.eval()
+    return model, run
+
+
+def run_phase(
+    phase: str, steps: list[Step], model: Any, ctx: RunContext, plan: RunPlan, alone: bool
+) -> tuple[Any, dict[str, Any]]:
+    """Act on the model in one phase: train it, or apply the phase's techniques; their ``generate`` arguments."""
+    if phase == "train":
+        placement = (plan.device, plan.dtype)
+        model, ctx.training = train_stack(steps, model, ctx.tokenizer, plan.settings["training"], placement, alone)
+        return model, {}
+    return apply_stack(steps, model, ctx.tokenizer, alone)
 
 
 def measure_scenario(ctx: RunContext, scenario: Scenario, instruments: Instruments) -> list[Measurement]:
@@ -216,13 +253,14 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         device=plan.device,
     )
     measurements: list[Measurement] = []
-    for phase in dict.fromkeys(step.phase for step in steps):  # each phase once, in order of first use
+    for phase in stack_phases([step.technique for step in steps]):  # each phase once, in order
         clock.stop()
         ctx.phase = phase
         opened = instruments.open(instruments.for_phase(phase), ctx)
         clock.start(phase)  # after the instruments opened: their start-up is not the technique's time
         try:
-            model, generate_kwargs = apply_stack([s for s in steps if s.phase == phase], model, tokenizer)
+            phase_steps = [s for s in steps if s.phase == phase]
+            model, generate_kwargs = run_phase(phase, phase_steps, model, ctx, plan, alone=len(steps) == 1)
         except NotApplicable as err:  # nothing to measure: a "not applicable" row, not a failure
             clock.stop()
             instruments.close(opened, ctx)  # stop the instruments' trackers; their figures describe nothing

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from effbench.api.executor import Executor, Job, Outcome
+from effbench.api.technique import stack_phases
 from effbench.config import prices
 from effbench.config.suite import LOAD_OPTIONS, Suite
 from effbench.errors import EffbenchError, NotApplicable
@@ -35,6 +36,7 @@ from effbench.records import (
 from effbench.reference import zoo
 from effbench.store.lock import StoreLock
 from effbench.store.results import ResultsStore
+from effbench.train.data import checked_training
 
 RUN_TARGET = "effbench.run.pipeline:execute"
 LIST_TASKS = "effbench.measure.accuracy:known_tasks"
@@ -124,11 +126,21 @@ def builds_reference(stack: tuple[StackEntry, ...]) -> bool:
 
 
 def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]]:
-    """Every technique known and its parameters valid: checked from the registry alone, in a fraction of a second."""
-    return [
+    """Every technique known, its parameters valid and its stack's phases in order: from the registry alone, at once."""
+    stacks = [
         tuple(StackEntry(step.name, reg.technique(step.name).validate(step.params)) for step in spec.steps)
         for spec in suite.techniques
     ]
+    for stack in stacks:
+        stack_phases([reg.technique(entry.name) for entry in stack])
+    if any(trains(stack, reg) for stack in stacks):  # read the training file once, before any worker starts
+        suite.training.data = checked_training(suite.training.model_dump())["data"]  # absolute: workers find it
+    return stacks
+
+
+def trains(stack: tuple[StackEntry, ...], reg: Registry) -> bool:
+    """Whether the stack has a training technique: its run trains, and the training settings are part of its id."""
+    return any(reg.technique(entry.name).phase == "train" for entry in stack)
 
 
 def _device_bound(stacks: list[tuple[StackEntry, ...]], reg: Registry) -> dict[str, tuple[str, ...]]:
@@ -258,16 +270,18 @@ def plan(
         model: str(store.reference_path(reference_key(model, suite, settings, fingerprint, placements[model])))
         for model in suite.models
     }
+    # a training run's data and budget are part of its settings (and id); the other runs keep theirs unchanged
+    training = {**settings, "training": suite.training.model_dump()}
     return [
         RunPlan(
-            run_id=_digest(_identity(model, stack, suite, settings, fingerprint, placements[model])),
+            run_id=_digest(_identity(model, stack, suite, run_settings, fingerprint, placements[model])),
             model=model,
             revision=suite.revision,
             stack=stack,
             tasks=tuple(suite.tasks),
             task_dirs=folders,
             trust_remote_code=suite.trust_remote_code,
-            settings=settings,
+            settings=run_settings,
             device=device,
             dtype=placements[model]["dtype"],
             not_applicable=refusals.get((model, index)),
@@ -276,6 +290,7 @@ def plan(
         )
         for model in suite.models
         for index, stack in enumerate(stacks)
+        for run_settings in [training if trains(stack, reg) else settings]
     ]
 
 

@@ -77,7 +77,7 @@ class _Meter(Metric):
 
     resource = "energy"
     higher_is_better = False
-    phases = ("apply", GENERATE)
+    phases = ("apply", "train", GENERATE)
 
     def begin(self, run: RunContext) -> Any:
         """Start a reading (a tracker, counters) that ``end`` finishes."""

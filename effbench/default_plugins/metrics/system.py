@@ -1,4 +1,4 @@
-"""Memory and network of a window (a repeat, the apply phase): peak RSS, accelerator peak, bytes on the wire."""
+"""Memory and network of a window (a repeat, a one-off phase): peak RSS, accelerator peak, bytes on the wire."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class PeakMemory(Metric):
     unit = "MiB"
     resource = "memory"
     higher_is_better = False
-    phases = ("apply",)
+    phases = ("apply", "train")
     description = "Peak RSS of the process during the window (VmHWM, reset when the window opens)."
     quantities = (Quantity(name, unit, resource, False, description, header="Peak RSS (MiB)", digits=0, headline=True),)
 
@@ -116,7 +116,7 @@ class AcceleratorMemory(Metric):
     unit = "MiB"
     resource = "memory"
     higher_is_better = False
-    phases = ("apply",)
+    phases = ("apply", "train")
     description = "torch.cuda peak allocated memory of the run's device per window; absent for runs on cpu."
     quantities = (
         Quantity(name, unit, resource, False, description, header="GPU peak (MiB)", digits=0),
@@ -182,7 +182,7 @@ class NetworkBytes(Metric):
     unit = "kB"
     resource = "network"
     higher_is_better = False
-    phases = ("apply",)
+    phases = ("apply", "train")
     description = "Bytes sent through the network interfaces (loopback excluded) during the window."
     quantities = (
         Quantity(name, unit, resource, False, description, header="Net sent (kB)", digits=1),

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 
 from effbench.reference import microworld
+from effbench.reference.skills import subtraction
 from effbench.reference.tasks import TASKS_DIR
 
 
 def write_task_data(out: Path, seed: int = microworld.TASK_SEED, n: int = 500) -> list[Path]:
-    """Write one JSON-lines file per task under ``out`` and return their paths."""
+    """Write one JSON-lines file per task under ``out`` (the fine-tuning skills' tasks too) and return their paths."""
     tasks, _ = microworld.task_documents(n=n, seed=seed)
+    tasks["sub"] = subtraction.task_documents(n=n, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, rows in tasks.items():

@@ -1,0 +1,62 @@
+"""What a training-stage technique can set of the training loop, and the finished training run metrics read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from effbench.errors import EffbenchError
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The loop's settings a technique's ``training_options`` may return (each set by one technique of a stack)."""
+
+    learning_rate: float = 1e-3  # AdamW's peak rate, constant after a 10 % linear warm-up
+
+    @classmethod
+    def merged(cls, chosen: list[tuple[str, dict[str, Any]]]) -> TrainingOptions:
+        """The options a stack's techniques chose, as (technique name, options); unknown keys and clashes are errors."""
+        known = [f.name for f in fields(cls)]
+        merged: dict[str, Any] = {}
+        setter: dict[str, str] = {}
+        for technique, options in chosen:
+            for key in options:
+                if key not in known:
+                    raise EffbenchError(
+                        f"technique {technique!r} sets unknown training option {key!r}; options: {', '.join(known)}"
+                    )
+                if key in merged:
+                    raise EffbenchError(
+                        f"techniques {setter[key]!r} and {technique!r} both set training option {key!r}"
+                    )
+                merged[key], setter[key] = options[key], technique
+        return cls(**merged)
+
+
+@dataclass
+class TrainingRun:
+    """One bounded training run as it happened: what the training metrics report."""
+
+    losses: list[float] = field(default_factory=list)  # the loss of every optimizer step, in order
+    tokens: int = 0  # target tokens trained on (labels that count in the loss; padding and prompts excluded)
+    computed_tokens: int = 0  # positions the model computed (padding included): what FLOPs and MFU count
+    flops: float | None = None  # FLOPs of the whole run (forward and backward), from a counted first step
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+    checkpoint_bytes: int = 0  # the trained parameters saved as safetensors: an adapter, or the whole model
+    target_loss: float | None = None  # the suite's target; steps_to_target counts steps until the loss reached it
+    peak_flops_per_s: float | None = None  # the device's peak for the run's dtype, when known
+    no_peak_reason: str = ""  # why the peak (and so MFU) is unknown
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken."""
+        return len(self.losses)
+
+    @property
+    def steps_to_target(self) -> int | None:
+        """Steps until the loss first reached the target loss (None: never, or no target)."""
+        if self.target_loss is None:
+            return None
+        return next((i + 1 for i, loss in enumerate(self.losses) if loss <= self.target_loss), None)
