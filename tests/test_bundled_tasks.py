@@ -33,7 +33,12 @@ def test_every_document_has_an_outcome_that_averages_to_the_task_figure(evaluate
     figures, samples = evaluated["micro-s"]
     for task in TASK_NAMES:
         metrics = {s["metric"] for s in samples if s["task"] == task}
-        assert metrics == {key.split(",")[0] for key in figures[task] if key.endswith(",none") and "_stderr" not in key}
+        uncertainty = ("_stderr", *accuracy.CI_KEYS)  # lm-eval's stderr, effbench's bootstrap interval of perplexities
+        figure_names = {key.split(",")[0] for key in figures[task] if key.endswith(",none")}
+        assert metrics == {name for name in figure_names if not name.endswith(uncertainty)}
+        if task == "micro_text":
+            low, high = (figures[task][f"word_perplexity{key},none"] for key in accuracy.CI_KEYS)
+            assert low < figures[task]["word_perplexity,none"] < high
         for metric in metrics:
             rows = [s for s in samples if s["task"] == task and s["metric"] == metric]
             assert sorted(s["doc_id"] for s in rows) == list(range(500))
