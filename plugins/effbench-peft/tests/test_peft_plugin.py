@@ -46,7 +46,7 @@ def _adapted(name, params):
 
     technique.after_training = keep_adapter
     try:
-        model, run = trained(model, tokenizer, (name, params), steps=8, batch_size=16)
+        model, run = trained(model, tokenizer, (name, params), steps=16, batch_size=16)  # LoRA's loss spikes first
     finally:
         del technique.after_training
     return base, merged[0], model, run
