@@ -7,6 +7,7 @@ technique that reports ok must have changed what it claims to change; one that c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from effbench.reference.zoo import load
 from effbench.store.load import load as load_store
 from tests.conftest import QUICK_SCENARIO, cli
 from tests.technique_helpers import SENTENCE, ids
+from tests.training_helpers import trained
 
 TRIALS = [(spec["name"], spec["params"]) for spec in map(parse_short, families.TRIALS)]
 # What each family cannot do, and why: a change here is a change of what effbench supports.
@@ -140,8 +142,42 @@ EFFECTS: dict[str, Callable[..., None]] = {
 }
 
 
+def _training_names() -> set[str]:
+    return {name for name, technique in registry().techniques.items() if technique.phase == "train"}
+
+
 def test_every_registered_builtin_and_first_party_technique_is_tried():
-    assert {name for name, _ in TRIALS} == set(registry().techniques) - {"baseline"} == set(EFFECTS)
+    applied = set(registry().techniques) - {"baseline"} - _training_names()
+    assert {name for name, _ in TRIALS} == applied == set(EFFECTS)
+    assert _training_names() == {"finetune-full", "lora", "dora", "ia3", "qlora"}  # each tried below
+
+
+@pytest.mark.parametrize("family", list(families.FAMILIES))
+def test_every_training_technique_changes_the_familys_weights_or_is_refused_in_one_line(family, model_dirs):
+    """Two small steps of each training technique (merged back where it trains adapters) on every family."""
+    reg = registry()
+    outcomes = {}
+    for name in sorted(_training_names()):
+        model, tokenizer = load(model_dirs[family])
+        base = {n: p.detach().clone() for n, p in model.named_parameters()}
+        technique = reg.technique(name)
+        try:
+            technique.preflight(model.config, **technique.validate({}))
+            model, run = trained(model, tokenizer, (name, {}), steps=2, batch_size=4, max_length=32)
+        except (NotApplicable, ValueError) as refusal:  # lacking the default target modules: a one-line refusal
+            assert str(refusal) and "\n" not in str(refusal), (name, refusal)
+            outcomes[name] = str(refusal)
+            continue
+        assert len(run.losses) == 2 and all(math.isfinite(loss) for loss in run.losses), name
+        changed = [n for n, p in model.named_parameters() if n in base and not torch.equal(p.detach().float(), base[n])]
+        assert changed, f"{name} left every weight of {family} as it was"
+        outcomes[name] = "ok"
+    assert outcomes["finetune-full"] == "ok"
+    assert any(outcome == "ok" for name, outcome in outcomes.items() if name != "finetune-full") or family in (
+        "gpt2",
+        "gpt_neox",
+        "phi3",
+    ), outcomes  # fused attention (c_attn, query_key_value, qkv_proj) lacks the default q_proj / v_proj
 
 
 @pytest.mark.parametrize("family", list(families.FAMILIES))

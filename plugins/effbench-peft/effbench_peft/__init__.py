@@ -34,6 +34,11 @@ def linear_modules(config: Any) -> dict[str, Any]:
 def targeted(config: Any, targets: Modules) -> dict[str, Any]:
     """The linear layers ``targets`` names, as peft matches them; an unknown name is an error listing the valid ones."""
     layers = linear_modules(config)
+    if not layers:
+        raise ValueError(
+            f"{config.model_type} has no torch Linear layer to adapt (its layers are GPT-2-style Conv1D, "
+            "which effbench-peft does not adapt yet): use finetune-full"
+        )
     if targets == "all-linear":
         return layers
     names = targets.split() if isinstance(targets, str) else list(targets)
