@@ -20,7 +20,7 @@ never measures memorisation of the test set.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -197,12 +197,16 @@ def task_documents(n: int = 500, seed: int = TASK_SEED) -> tuple[dict[str, list[
                 seen.add(key(item))
                 yield item
 
-    for name, make in (("copy", copy_doc), ("add", add_doc)):
+    def generated(make: Callable[[random.Random], tuple[str, str]]) -> list[dict]:
+        """A generate_until task's (prompt, answer) documents, each held out of the training corpus."""
         rows = []
         for prompt, answer in unique(make, lambda pa: pa[0]):
             rows.append({"prompt": prompt, "answer": answer})
             held_docs.add(prompt + answer)
-        tasks[name] = rows
+        return rows
+
+    for name, make in (("copy", copy_doc), ("add", add_doc)):
+        tasks[name] = generated(make)
 
     rows = []
     for prompt, answer in unique(recall_doc, lambda pa: pa[0]):
@@ -223,11 +227,7 @@ def task_documents(n: int = 500, seed: int = TASK_SEED) -> tuple[dict[str, list[
     # The harder variants come after the original tasks from the same generator, so the original
     # tasks' documents stay byte-identical to the earlier releases.
     for name, make in (("copy_long", long_copy_doc), ("add3", add3_doc)):
-        rows = []
-        for prompt, answer in unique(make, lambda pa: pa[0]):
-            rows.append({"prompt": prompt, "answer": answer})
-            held_docs.add(prompt + answer)
-        tasks[name] = rows
+        tasks[name] = generated(make)
 
     rows = []
     # The extra distractors come from a generator of their own, so the documents drawn after these stay the same.
