@@ -1,6 +1,5 @@
 """Decoding techniques are lossless under greedy decoding, and refuse a draft with another tokenizer."""
 
-
 import pytest
 
 from effbench.config.suite import load_suite

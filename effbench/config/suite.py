@@ -223,7 +223,7 @@ class Training(BaseModel):
     """The bounded training run of every stack with a training technique: the same data and budget for each."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    data: Annotated[str, BeforeValidator(not_blank("bundled data (micro_sub, micro_induction) or a .jsonl file"))] = Field(
+    data: Annotated[str, BeforeValidator(not_blank("bundled training data or a .jsonl file"))] = Field(
         "micro_sub",
         description="bundled training data (micro_sub: a new skill; micro_induction: the micro world's copy and "
         "recall) or a .jsonl file of examples, checked before any run of a suite that trains",

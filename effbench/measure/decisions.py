@@ -74,7 +74,6 @@ def difference(a: Interval, b: Interval) -> Interval:
     return Interval(value, value - Z95 * se, value + Z95 * se)
 
 
-
 def break_even(one_off: Interval, saving: Interval) -> Interval | str:
     """Requests after which a one-off cost is repaid by a per-request saving, with its interval.
 

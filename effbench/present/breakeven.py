@@ -108,7 +108,9 @@ def columns(runs: list[Values], base: Values | None, scenarios: list[str]) -> li
     out = []
     for scenario in scenarios:
         for repayment in REPAYMENTS:
-            cells = [Estimate("–") if values is base else estimate(values, base, scenario, repayment) for values in runs]
+            cells = [
+                Estimate("–") if values is base else estimate(values, base, scenario, repayment) for values in runs
+            ]
             if any(cell.text != "–" for cell in cells):
                 out.append((f"{scenario}: {repayment.label}", cells))
     return out

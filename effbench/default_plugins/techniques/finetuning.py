@@ -39,7 +39,7 @@ class FinetuneFull(Technique):
 
 
 def _check_vocabulary(teacher: str, teacher_size: int, student_size: int) -> None:
-    """Raise ValueError unless both models score the same vocabulary: the KL compares their logits position by position."""
+    """Raise ValueError unless both models score the same vocabulary: the KL compares their logits token by token."""
     if teacher_size != student_size:
         raise ValueError(
             f"parameter 'teacher': {teacher!r} scores {teacher_size} tokens, the student {student_size} "
