@@ -79,22 +79,24 @@ def test_alpha_zero_trains_exactly_as_full_finetuning():
     assert kd.flops > plain.flops  # the teacher's forward passes are the training run's computation
 
 
-def test_distillation_moves_the_student_towards_the_teacher():
+def test_distillation_keeps_the_student_closer_to_the_teacher_than_training_alone():
+    """On other lines of the same data, the KL to the teacher falls with distillation, rises with the labels alone."""
     teacher, tokenizer = zoo.load("zoo:micro-m")
     held = loop.collate(
-        tokenizer, [row for _, row in zip(range(16), examples(microworld.INDUCTION, seed=9), strict=False)], 96, "cpu"
+        tokenizer, [row for _, row in zip(range(32), examples(microworld.INDUCTION, seed=9), strict=False)], 96, "cpu"
     )
 
     def divergence(student):
         with torch.no_grad():
             return distill.kd_term(student(**held).logits, teacher(**held).logits, held["labels"], 1.0).item()
 
-    student, _ = zoo.load("zoo:micro-s")
-    before = divergence(student)
-    student, _ = helpers.trained(
-        student, tokenizer, ("distill", {"alpha": 1.0, "lr": 0.003}), **{**TRAINING, "steps": 20}
-    )
-    assert divergence(student) < 0.9 * before
+    after = {}
+    for stack in (("finetune-full", {"lr": 3e-4}), ("distill", {"alpha": 1.0, "temperature": 1.0, "lr": 3e-4})):
+        student, _ = zoo.load("zoo:micro-s")
+        before = divergence(student)
+        student, _ = helpers.trained(student, tokenizer, stack, **{**TRAINING, "steps": 20, "batch_size": 8})
+        after[stack[0]] = divergence(student)
+    assert after["distill"] < before < after["finetune-full"]  # about 0.30 < 0.32 < 0.51 here
 
 
 def _distill_suite(teacher: str, output: Path) -> Suite:
