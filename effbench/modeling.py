@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from effbench.errors import NotApplicable
+from effbench.errors import EffbenchError, NotApplicable
+from effbench.reference import zoo
 
 __all__ = [
     "NotApplicable",
     "check_divides",
+    "check_same_tokenizer",
     "decoder_layers",
     "head_dim",
     "intermediate_size",
@@ -196,3 +198,22 @@ def weight_bytes(model: Any) -> int:
     """
     tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}
     return sum(tensor_bytes(t) for t in (*tensors.values(), *_packed_weights(model)))
+
+
+def check_same_tokenizer(parameter: str, model_id: str, tokenizer: Any) -> None:
+    """Raise ValueError unless ``model_id``'s tokenizer is ``tokenizer``: a second model's token ids must mean the same.
+
+    ``parameter`` names the technique parameter giving the second model (a draft, a teacher) in the message.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        other = AutoTokenizer.from_pretrained(zoo.resolve(model_id))
+    except (OSError, ValueError, EffbenchError) as err:
+        raise ValueError(f"parameter {parameter!r}: no usable tokenizer for {model_id!r}: {err}") from None
+    if other.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"parameter {parameter!r}: {model_id!r} has another tokenizer than the evaluated model "
+            f"({len(other)} vs {len(tokenizer)} tokens, different vocabularies); "
+            f"valid {parameter}s share the model's tokenizer exactly"
+        )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from effbench.default_plugins.metrics.model import extra_flop_formulas
 from effbench.plugins import registry
 from effbench.reference import microworld
-from effbench.reference.zoo import load
+from effbench.reference.zoo import load, resolve
 
 SENTENCE = "the old dogs near a cat run today . the bird sings ."
 
@@ -62,3 +65,15 @@ def greedy(model: Any, tokenizer: Any, prompt: str, **kwargs: Any) -> list[int]:
     with torch.inference_mode():
         out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **settings)
     return out[0].tolist()
+
+
+def other_tokenizer_model(tmp_path: Path) -> Path:
+    """A copy of micro-s whose tokenizer maps two characters to each other's ids: a second model to refuse."""
+    target = tmp_path / "micro-s-swapped"
+    shutil.copytree(resolve("zoo:micro-s"), target)
+    path = target / "tokenizer.json"
+    data = json.loads(path.read_text())
+    vocab = data["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
+    path.write_text(json.dumps(data))
+    return target

@@ -99,13 +99,13 @@ def test_users_train_on_their_own_file(tmp_path):
         ({"steps": 0}, "training.steps: Input should be greater than 0"),
         ({"tokens": -5}, "training.tokens: Input should be greater than 0"),
         ({"steps": 5, "tokens": 100}, "give the budget as steps or as tokens, not both"),
-        ({"data": "missing.jsonl"}, "missing.jsonl' does not exist; give a bundled skill (micro_sub) or a .jsonl file"),
+        ({"data": "missing.jsonl"}, "missing.jsonl' does not exist; give bundled data (micro_sub, micro_induction)"),
         ({"data": "{bad}"}, "line 2: not JSON (Expecting property name enclosed in double quotes)"),
         ({"data": "[1]"}, "line 2: expected a JSON object"),
         ({"data": '{"prompt": "a"}'}, 'line 2: expected {"text": ...} or {"prompt": ..., "completion": ...}, got'),
         ({"data": '{"text": 3}'}, "line 2: 'text' must be a string, got int"),
         ({"data": '{"text": ""}'}, "line 2: the text (or completion) to train on is empty"),
-        ({"data": "micro_mul"}, "training.data: unknown training data 'micro_mul'; give a bundled skill (micro_sub) "),
+        ({"data": "micro_mul"}, "unknown training data 'micro_mul'; give bundled data (micro_sub, micro_induction)"),
     ],
 )
 def test_bad_training_input_is_one_line_before_any_work(tmp_path, training, message):

@@ -149,7 +149,7 @@ def _training_names() -> set[str]:
 def test_every_registered_builtin_and_first_party_technique_is_tried():
     applied = set(registry().techniques) - {"baseline"} - _training_names()
     assert {name for name, _ in TRIALS} == applied == set(EFFECTS)
-    assert _training_names() == {"finetune-full", "lora", "dora", "ia3", "qlora"}  # each tried below
+    assert _training_names() == {"finetune-full", "distill", "lora", "dora", "ia3", "qlora"}  # each tried below
 
 
 @pytest.mark.parametrize("family", list(families.FAMILIES))
@@ -161,9 +161,10 @@ def test_every_training_technique_changes_the_familys_weights_or_is_refused_in_o
         model, tokenizer = load(model_dirs[family])
         base = {n: p.detach().clone() for n, p in model.named_parameters()}
         technique = reg.technique(name)
+        params = {"teacher": model_dirs[family]} if name == "distill" else {}  # the family's tokenizer: itself
         try:
-            technique.preflight(model.config, **technique.validate({}))
-            model, run = trained(model, tokenizer, (name, {}), steps=2, batch_size=4, max_length=32)
+            technique.preflight(model.config, **technique.validate(params))
+            model, run = trained(model, tokenizer, (name, params), steps=2, batch_size=4, max_length=32)
         except (NotApplicable, ValueError) as refusal:  # lacking the default target modules: a one-line refusal
             assert str(refusal) and "\n" not in str(refusal), (name, refusal)
             outcomes[name] = str(refusal)
@@ -172,7 +173,7 @@ def test_every_training_technique_changes_the_familys_weights_or_is_refused_in_o
         changed = [n for n, p in model.named_parameters() if n in base and not torch.equal(p.detach().float(), base[n])]
         assert changed, f"{name} left every weight of {family} as it was"
         outcomes[name] = "ok"
-    assert outcomes["finetune-full"] == "ok"
+    assert outcomes["finetune-full"] == outcomes["distill"] == "ok"  # both train every weight
     assert any(outcome == "ok" for name, outcome in outcomes.items() if name != "finetune-full") or family in (
         "gpt2",
         "gpt_neox",

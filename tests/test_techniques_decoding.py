@@ -1,8 +1,5 @@
 """Decoding techniques are lossless under greedy decoding, and refuse a draft with another tokenizer."""
 
-import json
-import shutil
-
 import pytest
 
 from effbench.config.suite import load_suite
@@ -10,7 +7,7 @@ from effbench.errors import EffbenchError
 from effbench.plugins import registry
 from effbench.reference import zoo
 from effbench.run.sweep import plan
-from tests.technique_helpers import applied, generation_kwargs, greedy, prompts
+from tests.technique_helpers import applied, generation_kwargs, greedy, other_tokenizer_model, prompts
 
 # 24 tokens forced past the end of the answer: many draft/verify rounds, with rejections
 FORCED = {"max_new_tokens": 24, "min_new_tokens": 24}
@@ -53,20 +50,8 @@ def test_speculative_uses_the_draft_model():
     assert assistant.generation_config.num_assistant_tokens == 3
 
 
-def _other_tokenizer_model(tmp_path):
-    """A copy of micro-s whose tokenizer maps two characters to each other's ids."""
-    target = tmp_path / "micro-s-swapped"
-    shutil.copytree(zoo.resolve("zoo:micro-s"), target)
-    path = target / "tokenizer.json"
-    data = json.loads(path.read_text())
-    vocab = data["model"]["vocab"]
-    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
-    path.write_text(json.dumps(data))
-    return target
-
-
 def test_a_draft_with_another_tokenizer_fails_before_any_run(tmp_path):
-    draft = _other_tokenizer_model(tmp_path)
+    draft = other_tokenizer_model(tmp_path)
     suite = load_suite(techniques=[f"speculative:draft={draft}"])
     with pytest.raises(EffbenchError, match=r"parameter 'draft': .* has another tokenizer than the evaluated model"):
         plan(suite, registry(), "fp")

@@ -8,6 +8,7 @@ import yaml
 
 from effbench.config.suite import load_suite
 from effbench.plugins import registry
+from effbench.run.sweep import check_parameters
 from effbench.store.load import load
 from tests.conftest import cli
 
@@ -62,3 +63,12 @@ def test_every_technique_completes_its_accuracy_run_on_micro_m(tmp_path):
     assert scored == {(r.run_id, task) for r in runs for task in ("micro_copy", "micro_agree")}
     warnings = {r.technique + r.technique_params: r.warnings for r in runs if len(r.warnings)}
     assert not warnings, warnings  # every builtin metric measured every technique
+
+
+def test_the_training_suites_are_valid_and_cover_every_first_party_finetuning_method():
+    listed = set()
+    for name in ("finetuning", "distillation"):
+        suite = load_suite(ROOT / "suites" / f"{name}.yaml")
+        check_parameters(suite, registry())  # techniques, parameters, stacks and training data: what a sweep checks
+        listed |= {step.name for t in suite.techniques for step in t.steps}
+    assert {name for name, t in _first_party_techniques().items() if t.stage == "finetuning"} <= listed

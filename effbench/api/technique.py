@@ -180,3 +180,13 @@ def stack_phases(techniques: list[Technique]) -> list[str]:
             )
         phases.append(technique.phase)
     return phases
+
+
+def check_one_finetuning(techniques: list[Technique]) -> None:
+    """Refuse two fine-tuning methods in one stack: each chooses what the run trains and its learning rate."""
+    methods = [t.name for t in techniques if t.phase == "train" and t.stage == "finetuning"]
+    if len(methods) > 1:
+        raise EffbenchError(
+            f"techniques {methods[0]!r} and {methods[1]!r} are both fine-tuning methods, each choosing what the run "
+            "trains and how fast; a run trains once: list them as separate runs"
+        )

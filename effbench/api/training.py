@@ -9,10 +9,20 @@ from effbench.errors import EffbenchError
 
 
 @dataclass(frozen=True)
+class Distillation:
+    """Logit knowledge distillation: the teacher whose softened next-token distributions the student learns too."""
+
+    teacher: Any  # the teacher model, loaded like the student (same device and dtype), in eval mode, never trained
+    temperature: float = 2.0  # both distributions are softened by it; the KD term is scaled by its square
+    alpha: float = 0.5  # the KD term's weight; the usual cross-entropy gets 1 - alpha
+
+
+@dataclass(frozen=True)
 class TrainingOptions:
     """The loop's settings a technique's ``training_options`` may return (each set by one technique of a stack)."""
 
     learning_rate: float = 1e-3  # AdamW's peak rate, constant after a 10 % linear warm-up
+    distillation: Distillation | None = None  # a teacher to learn from besides the labels (the ``distill`` technique)
 
     @classmethod
     def merged(cls, chosen: list[tuple[str, dict[str, Any]]]) -> TrainingOptions:

@@ -223,10 +223,10 @@ class Training(BaseModel):
     """The bounded training run of every stack with a training technique: the same data and budget for each."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    data: Annotated[str, BeforeValidator(not_blank("a bundled skill (micro_sub) or a .jsonl file"))] = Field(
+    data: Annotated[str, BeforeValidator(not_blank("bundled training data or a .jsonl file"))] = Field(
         "micro_sub",
-        description="a bundled fine-tuning skill (micro_sub) or a .jsonl file of examples, checked "
-        "before any run of a suite that trains",
+        description="bundled training data (micro_sub: a new skill; micro_induction: the micro world's copy and "
+        "recall) or a .jsonl file of examples, checked before any run of a suite that trains",
     )
     steps: int | None = Field(None, gt=0, description="optimizer steps (default 100 when tokens is not given)")
     tokens: int | None = Field(None, gt=0, description="stop once this many target tokens were trained on")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 Z95 = 1.959963984540054  # two-sided 95 % quantile of the normal distribution
 GATES = {"99%": 0.99, "99.9%": 0.999}  # MLPerf's accuracy targets: the share of the baseline's figure kept
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+NOT_SIGNIFICANT = "n.s."  # a change whose interval includes no change
+NEVER = "never"  # a one-off cost no saving repays
 OUTPUT_LENGTH_TOLERANCE = 0.10  # MLPerf: mean generated tokens within ±10 % of the reference's
 
 
@@ -63,6 +65,26 @@ def ratio(numerator: Interval, denominator: Interval) -> Interval | None:
 def _se(figure: Interval) -> float:
     """The standard error a 95 % interval implies."""
     return (figure.high - figure.low) / (2 * Z95)
+
+
+def difference(a: Interval, b: Interval) -> Interval:
+    """a − b (independent figures) with a 95 % interval from both figures' standard errors."""
+    value = a.value - b.value
+    se = math.hypot(_se(a), _se(b))
+    return Interval(value, value - Z95 * se, value + Z95 * se)
+
+
+def break_even(one_off: Interval, saving: Interval) -> Interval | str:
+    """Requests after which a one-off cost is repaid by a per-request saving, with its interval.
+
+    ``never`` when the saving is zero or negative beyond its interval, not significant (``n.s.``) when its
+    interval includes 0; the bounds divide the one-off cost's bounds by the saving's opposite bounds.
+    """
+    if saving.high <= 0:
+        return NEVER
+    if saving.low <= 0:
+        return NOT_SIGNIFICANT
+    return Interval(one_off.value / saving.value, one_off.low / saving.high, one_off.high / saving.low)
 
 
 def significant(change: Interval) -> bool:

@@ -21,6 +21,7 @@ from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval
 from effbench.measure.paired import Paired, compare_samples, output_length_ratio
 from effbench.plugins import registry
+from effbench.present import breakeven
 from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
@@ -32,7 +33,7 @@ GENERATION_NOTE = (
     f"{GENERATION_SECTION}: measured around lm-eval's generative requests (every generate_until task's answers); "
     "energy per correct answer divides it by the answers its task's metric scored right"
 )
-NOT_SIGNIFICANT_MARK = "n.s."
+NOT_SIGNIFICANT_MARK = decisions.NOT_SIGNIFICANT
 LENGTH_HEADER = "Output length ×"
 GATE_NOTE = (
     "99% / 99.9% gate (MLPerf's accuracy targets): pass when the 95 % interval of the share of the baseline's "
@@ -242,9 +243,14 @@ def _key(m: MeasurementRow) -> tuple[str, str, str, str]:
     return (m.in_phase, m.in_scenario, m.task, m.metric)
 
 
+def _scenarios(rows: list[MeasurementRow]) -> list[str]:
+    """The load scenarios of the evaluated models, as first measured."""
+    return list(dict.fromkeys(m.in_scenario for m in rows if m.in_phase == PHASE_EVALUATE and m.in_scenario))
+
+
 def _sections(rows: list[MeasurementRow]) -> list[Section]:
     """The model section, one per load scenario, lm-eval's generation, then one per one-off phase, as first measured."""
-    scenarios = dict.fromkeys(m.in_scenario for m in rows if m.in_phase == PHASE_EVALUATE and m.in_scenario)
+    scenarios = _scenarios(rows)
     phases = dict.fromkeys(m.in_phase for m in rows if m.in_phase != PHASE_EVALUATE)
     return [
         Section("model"),
@@ -343,6 +349,16 @@ def _table(
                 row.append(cell)
         if printed:
             sections.append((section.title, [0, *printed]))
+    repaid = breakeven.columns(
+        [values[run.run_id] for run in runs], values[base_run.run_id] if base_run else None, _scenarios(every_row)
+    )
+    for header, estimates in repaid:
+        headers.append(f"break-even: {header}")
+        short_headers.append(header)
+        for row, e in zip(rows, estimates, strict=True):
+            row.append(Cell(e.value, None, e.text, e.low, e.high))
+    if repaid:
+        sections.append((breakeven.SECTION, [0, *range(len(headers) - len(repaid), len(headers))]))
     details = [
         {"technique": run.label, **m.as_row(), "phase": m.in_phase, "unstable": _unstable(m, unstable_cv)}
         for run in runs
@@ -359,8 +375,10 @@ def _table(
     notes.insert(2, GATE_NOTE)
     if paired_columns:
         notes.insert(3, PAIRED_NOTE)
-    if any(cell.text.endswith(NOT_SIGNIFICANT_MARK) for row in rows for cell in row):
+    if any(cell.text.endswith(f" {NOT_SIGNIFICANT_MARK}") for row in rows for cell in row):
         notes.append(NOT_SIGNIFICANT_NOTE)
+    if repaid:
+        notes.append(breakeven.NOTE)
     title = f"{model} ({hardware})" + (f" on {placement}" if placement else "")
     return ComparisonTable(title, headers, rows, notes, sections, details, short_headers)
 

@@ -295,13 +295,13 @@ def _training_doc(rng: random.Random, skill: str) -> str:
 
 
 def training_documents(
-    count: int, held_out: HeldOut, seed: int = TRAIN_SEED, mixture: dict[str, float] = MIXTURE
+    count: int | None, held_out: HeldOut, seed: int = TRAIN_SEED, mixture: dict[str, float] = MIXTURE
 ) -> Iterator[str]:
-    """Yield training documents (one line each, no newline) drawn by ``mixture``, never a held-out one."""
+    """Yield ``count`` (None: endless) training documents (one line each) drawn by ``mixture``, never a held-out one."""
     rng = random.Random(seed)
     skills, weights = zip(*mixture.items(), strict=True)
     produced = 0
-    while produced < count:
+    while count is None or produced < count:
         skill = rng.choices(skills, weights)[0]
         doc = _training_doc(rng, skill)
         if doc in held_out.docs or (skill in GRAMMAR_SKILLS and any(c in held_out.clauses for c in clauses(doc))):
@@ -320,3 +320,17 @@ def clauses(text: str) -> list[str]:
         if words:
             out.append(" ".join(words))
     return out
+
+
+# Bundled training data for distillation: the induction skills (copy, recall, and their long variants), which
+# micro-m has learnt and micro-s only in part; drawn from a seed of its own, never the zoo's (1234, 1235) or the tasks'.
+INDUCTION = "micro_induction"
+INDUCTION_MIXTURE = {"copy": 0.25, "copy_long": 0.25, "recall": 0.25, "recall_long": 0.25}
+INDUCTION_SEED = TRAIN_SEED + 100
+
+
+def induction_examples(seed: int) -> Iterator[dict[str, str]]:
+    """An endless stream of ``{"text": line}`` examples of the induction skills, never a held-out document."""
+    _, held_out = task_documents()
+    lines = training_documents(None, held_out, seed=INDUCTION_SEED + seed, mixture=INDUCTION_MIXTURE)
+    return ({"text": line} for line in lines)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from effbench.api.executor import Executor, Job, Outcome
-from effbench.api.technique import stack_phases
+from effbench.api.technique import check_one_finetuning, stack_phases
 from effbench.config import prices
 from effbench.config.suite import LOAD_OPTIONS, Suite
 from effbench.errors import EffbenchError, NotApplicable
@@ -132,7 +132,9 @@ def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]
         for spec in suite.techniques
     ]
     for stack in stacks:
-        stack_phases([reg.technique(entry.name) for entry in stack])
+        techniques = [reg.technique(entry.name) for entry in stack]
+        stack_phases(techniques)
+        check_one_finetuning(techniques)
     if any(trains(stack, reg) for stack in stacks):  # read the training file once, before any worker starts
         suite.training.data = checked_training(suite.training.model_dump())["data"]  # absolute: workers find it
     return stacks

@@ -16,12 +16,14 @@ from typing import Any
 
 from effbench.config.suite import TRAINING_FILE_SUFFIX
 from effbench.errors import EffbenchError
+from effbench.reference import microworld
 from effbench.reference.microworld import TRAIN_SEED
 from effbench.reference.skills import subtraction
 
-# Bundled skills by name: an endless stream of (prompt, completion) examples from a seed.
+# Bundled training data by name: an endless stream of examples from a seed (a new skill, or the micro world's own).
 BUNDLED: dict[str, Callable[[int], Iterator[dict[str, str]]]] = {
     subtraction.NAME: lambda seed: subtraction.training_examples(None, seed=TRAIN_SEED + seed),
+    microworld.INDUCTION: microworld.induction_examples,
 }
 FORMATS = '{"text": ...} or {"prompt": ..., "completion": ...}'
 MAX_FILE_BYTES = 1 << 30  # a training file larger than this is a mistake: checking it would take minutes
@@ -53,7 +55,7 @@ def check_data(value: str) -> str:
     """
     if value in BUNDLED:
         return value
-    choices = f"give a bundled skill ({', '.join(BUNDLED)}) or a {TRAINING_FILE_SUFFIX} file"
+    choices = f"give bundled data ({', '.join(BUNDLED)}) or a {TRAINING_FILE_SUFFIX} file"
     if not value.endswith(TRAINING_FILE_SUFFIX):
         raise ValueError(f"unknown training data {value!r}; {choices}")
     path = Path(os.path.expanduser(value))

@@ -17,6 +17,7 @@ from effbench.api.training import TrainingOptions, TrainingRun
 from effbench.errors import EffbenchError
 from effbench.measure.device import peak_flops
 from effbench.train.data import examples
+from effbench.train.distill import step_loss
 
 IGNORED = -100  # the label of positions the loss does not count (prompt, padding)
 WARMUP_SHARE = 0.1  # the learning rate rises linearly over the first tenth of the budget
@@ -113,11 +114,11 @@ def train(
             group["lr"] = learning_rate(step, steps, options.learning_rate)
         if step == 0:
             with FlopCounterMode(display=False) as counter:
-                loss = model(**batch).loss
+                loss = step_loss(model, batch, options.distillation)
                 loss.backward()
             flops_per_position = counter.get_total_flops() / batch["input_ids"].numel()
         else:
-            loss = model(**batch).loss
+            loss = step_loss(model, batch, options.distillation)
             loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable.values(), 1.0)
         optimizer.step()

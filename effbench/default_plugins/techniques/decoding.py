@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from effbench.api.technique import Technique
-from effbench.errors import EffbenchError
 from effbench.hookspecs import hookimpl
+from effbench.modeling import check_same_tokenizer
 from effbench.reference import zoo
 
 DEFAULT_DRAFT = "zoo:micro-s"
@@ -39,7 +39,7 @@ class Speculative(Technique):
     def preflight(self, config: Any, *, draft: str, **_: Any) -> None:
         from transformers import AutoTokenizer
 
-        _check_same_tokenizer(draft, AutoTokenizer.from_pretrained(config.name_or_path))
+        check_same_tokenizer("draft", draft, AutoTokenizer.from_pretrained(config.name_or_path))
 
     def apply(
         self,
@@ -52,7 +52,7 @@ class Speculative(Technique):
         draft_tokens: Annotated[int, Field(ge=1, le=64, description="tokens the draft proposes per step")] = 5,
         schedule: Literal["constant", "heuristic"] = "constant",
     ) -> Any:
-        _check_same_tokenizer(draft, tokenizer)
+        check_same_tokenizer("draft", draft, tokenizer)
         _draft(draft)  # load now, so the run's accuracy and workload phases do not pay for it
         return model
 
@@ -63,22 +63,6 @@ class Speculative(Technique):
         assistant.generation_config.num_assistant_tokens = draft_tokens
         assistant.generation_config.num_assistant_tokens_schedule = schedule
         return {"assistant_model": assistant}
-
-
-def _check_same_tokenizer(draft: str, tokenizer: Any) -> None:
-    """Raise ValueError unless the draft's tokenizer is the evaluated model's: token ids must mean the same."""
-    from transformers import AutoTokenizer
-
-    try:
-        draft_tokenizer = AutoTokenizer.from_pretrained(zoo.resolve(draft))
-    except (OSError, ValueError, EffbenchError) as err:
-        raise ValueError(f"parameter 'draft': no usable tokenizer for {draft!r}: {err}") from None
-    if draft_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise ValueError(
-            f"parameter 'draft': {draft!r} has another tokenizer than the evaluated model "
-            f"({len(draft_tokenizer)} vs {len(tokenizer)} tokens, different vocabularies); "
-            "valid drafts share the model's tokenizer exactly"
-        )
 
 
 class PromptLookup(Technique):

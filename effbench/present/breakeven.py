@@ -1,0 +1,116 @@
+"""Amortisation: after how many requests a technique's one-off cost is repaid by what it saves per request.
+
+The one-off cost is the sum of the run's one-off phases (applying, training); the saving is the baseline's
+per-request figure minus the technique's in the same load scenario. Money needs no column of its own: its
+hardware part is $/h × time on both sides (it breaks even with time), its energy part $/kWh × energy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from effbench.api.vocabulary import ONE_OFF_PHASES
+from effbench.default_plugins.metrics.energy import J_PER_KWH
+from effbench.measure import decisions
+from effbench.measure.decisions import Interval
+from effbench.records import PHASE_EVALUATE, MeasurementRow
+
+SECTION = "break-even (requests until the one-off cost is repaid)"
+NOTE = (
+    "break-even: the requests of a scenario after which the technique's one-off cost (the sum of its apply and "
+    "train phases) is repaid by its per-request saving against the baseline (baseline − technique; time: seconds "
+    "per request = 1 ÷ requests/s; energy: J per request, from the instrument that measured the one-off energy), "
+    "rounded up, [95 % bounds: the one-off cost ÷ the saving's bounds]; never: it saves nothing per request "
+    f"(beyond the interval); {decisions.NOT_SIGNIFICANT}: the saving's interval includes 0; money breaks even "
+    "with time (hardware $/h) and energy ($/kWh)"
+)
+
+Values = dict[tuple[str, str, str, str], MeasurementRow]  # a run's figures by (phase, scenario, task, metric)
+
+
+@dataclass(frozen=True)
+class Repayment:
+    """A resource a technique spends once and its model may save on every request."""
+
+    label: str
+    one_off: tuple[str, ...]  # metrics of the one-off phases, summed over the phases
+    scale: float  # one-off unit → the per-request figure's unit
+    per_request: str  # the scenario's per-request metric
+    rate: bool = False  # the scenario's figure is per second of work (requests/s): its inverse is per request
+
+
+REPAYMENTS = (
+    Repayment("time", ("apply_time", "train_time"), 1.0, "request_rate", rate=True),
+    Repayment("energy, counters", ("energy_direct",), J_PER_KWH, "energy_direct_per_request"),
+    Repayment("energy", ("energy",), J_PER_KWH, "energy_per_request"),
+)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A break-even cell: requests with 95 % bounds, or a verdict (never, n.s.) or "–" in ``text``."""
+
+    text: str
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+def one_off(values: Values, repayment: Repayment) -> Interval | None:
+    """The run's one-off cost of this resource in the per-request unit; None when no one-off phase measured it."""
+    found = [
+        Interval.of(m.value, m.stderr, m.ci_low, m.ci_high)
+        for phase in ONE_OFF_PHASES
+        for metric in repayment.one_off
+        if (m := values.get((phase, "", "", metric))) is not None
+    ]
+    if not found:
+        return None
+    s = repayment.scale
+    return Interval(s * sum(i.value for i in found), s * sum(i.low for i in found), s * sum(i.high for i in found))
+
+
+def per_request(values: Values, scenario: str, repayment: Repayment) -> Interval | None:
+    """What a request of the scenario costs the run's model, with its interval."""
+    m = values.get((PHASE_EVALUATE, scenario, "", repayment.per_request))
+    if m is None or (repayment.rate and m.value <= 0):
+        return None
+    figure = Interval.of(m.value, m.stderr, m.ci_low, m.ci_high)
+    return figure.inverse() if repayment.rate else figure
+
+
+def _requests(value: float) -> int:
+    """Whole requests, rounded up (after rounding away float noise: 100 J ÷ 1 J is 100 requests, not 101)."""
+    return math.ceil(round(value, 6))
+
+
+def estimate(values: Values, base: Values, scenario: str, repayment: Repayment) -> Estimate:
+    """One run's break-even of one resource in one scenario."""
+    cost = one_off(values, repayment)
+    mine, theirs = per_request(values, scenario, repayment), per_request(base, scenario, repayment)
+    if cost is None or mine is None or theirs is None:
+        return Estimate("–")
+    verdict = decisions.break_even(cost, decisions.difference(theirs, mine))
+    if isinstance(verdict, str):
+        return Estimate(verdict)
+    text = f"{_requests(verdict.value):,} [{_requests(verdict.low):,}, {_requests(verdict.high):,}]"
+    return Estimate(text, verdict.value, verdict.low, verdict.high)
+
+
+def columns(runs: list[Values], base: Values | None, scenarios: list[str]) -> list[tuple[str, list[Estimate]]]:
+    """(header, one estimate per run) of every scenario and resource some run has a break-even or verdict for.
+
+    ``runs`` holds each run's figures, the baseline's included (its own cells are "–").
+    """
+    if base is None:
+        return []
+    out = []
+    for scenario in scenarios:
+        for repayment in REPAYMENTS:
+            cells = [
+                Estimate("–") if values is base else estimate(values, base, scenario, repayment) for values in runs
+            ]
+            if any(cell.text != "–" for cell in cells):
+                out.append((f"{scenario}: {repayment.label}", cells))
+    return out
