@@ -5,7 +5,7 @@ scratch on packed micro-world rows, through `effbench evaluate` (a fresh worker 
 is its own): the reference recipe, then with gradient checkpointing, bf16 autocast and Adafactor stacked on it.
 Prints each run's stored train-phase figures side by side. Checks: gradient checkpointing lowers the train
 phase's peak RSS and raises its time per step; Adafactor's optimizer state is below AdamW's. Exits 1 when one fails.
-Run: python benchmarks/training_system.py [--hidden 256] [--layers 8] [--steps 8]    (minutes on 2 CPU cores)
+Run: python benchmarks/training_system.py [--hidden 256] [--layers 4] [--steps 3] [--batch-size 4]   (minutes, 2 cores)
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ FIGURES = [
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=256, help="hidden size")
-    parser.add_argument("--layers", type=int, default=8, help="decoder layers")
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per run")
-    parser.add_argument("--batch-size", type=int, default=8, help="packed rows of 256 tokens per step")
+    parser.add_argument("--layers", type=int, default=4, help="decoder layers")
+    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per run")
+    parser.add_argument("--batch-size", type=int, default=4, help="packed rows of 256 tokens per step")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="effbench-training-system-") as folder:
         model_dir, output, suite = Path(folder) / "llama-random", Path(folder) / "results", Path(folder) / "suite.yaml"
