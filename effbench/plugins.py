@@ -40,6 +40,7 @@ BUILTIN_MODULES = (
     "effbench.default_plugins.metrics.fidelity",
     "effbench.default_plugins.metrics.load",
     "effbench.default_plugins.metrics.system",
+    "effbench.default_plugins.metrics.contention",
     "effbench.default_plugins.metrics.energy",
     "effbench.default_plugins.metrics.cost",
     "effbench.default_plugins.metrics.training",

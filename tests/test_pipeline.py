@@ -142,7 +142,8 @@ def test_the_apply_phase_has_time_peak_memory_and_energy_rows(inline_store):
     _, rows = _rows(store)
     for technique, measured in rows.items():
         apply_rows = {m.metric: m for m in measured if m.phase == "apply"}
-        assert {"apply_time", "peak_memory", "energy", "co2"} <= set(apply_rows), technique
+        assert {"apply_time", "peak_memory", "energy", "co2", "background_cpu"} <= set(apply_rows), technique
+        assert 0 <= apply_rows["background_cpu"].value <= 100
         assert apply_rows["peak_memory"].value > 0 and apply_rows["apply_time"].value >= 0
         assert not {"latency", "throughput"} & set(apply_rows)  # load figures belong to the evaluate phase
 

@@ -46,6 +46,8 @@ NOT_SIGNIFICANT_NOTE = (
     f"{NOT_SIGNIFICANT_MARK}: the ratio's 95 % interval (from both figures' intervals, delta method) includes 1, "
     "so the change is not significant"
 )
+BUSY_SHARE = 10.0  # % of the machine's CPU other processes may take while a run is measured before it is flagged
+BUSY_METRIC = "background_cpu"
 EPOCH = datetime.min.replace(tzinfo=UTC)
 PAIRED_SECTION = "accuracy vs baseline, document by document"
 PAIRED_NOTE = (
@@ -218,6 +220,24 @@ def status_text(run: RunRecord) -> str:
     return run.status if run.status == STATUS_OK else f"{run.status.replace('-', ' ')}: {run.error}"
 
 
+def _run_notes(runs: list[RunRecord], values: dict[str, dict[tuple, MeasurementRow]]) -> list[str]:
+    """Runs measured while other work kept the machine busy, and every warning a run raised, by technique."""
+    busy = []
+    for run in runs:
+        shares = [m.value for m in values[run.run_id].values() if m.metric == BUSY_METRIC and m.value is not None]
+        if shares and max(shares) > BUSY_SHARE:
+            busy.append(f"{run.label} ({max(shares):.0f} %)")
+    notes = []
+    if busy:
+        notes.append(
+            f"busy machine: other processes took more than {BUSY_SHARE:.0f} % of the CPU while these runs were "
+            f"measured (the most in any window): {', '.join(busy)}; their times, throughputs and energies include "
+            "waiting for the CPU, so compare them with care"
+        )
+    notes += [f"warning, {run.label}: {warning}" for run in runs for warning in dict.fromkeys(run.warnings or [])]
+    return notes
+
+
 def _key(m: MeasurementRow) -> tuple[str, str, str, str]:
     return (m.in_phase, m.in_scenario, m.task, m.metric)
 
@@ -335,6 +355,7 @@ def _table(
         unstable,
         unstable_cv,
     )
+    notes += _run_notes(runs, values)
     notes.insert(2, GATE_NOTE)
     if paired_columns:
         notes.insert(3, PAIRED_NOTE)
