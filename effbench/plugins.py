@@ -34,6 +34,8 @@ BUILTIN_MODULES = (
     "effbench.default_plugins.techniques.decoding",
     "effbench.default_plugins.techniques.attention",
     "effbench.default_plugins.techniques.finetuning",
+    "effbench.default_plugins.techniques.training_system",
+    "effbench.default_plugins.techniques.pretraining",
     "effbench.default_plugins.metrics.model",
     "effbench.default_plugins.metrics.fidelity",
     "effbench.default_plugins.metrics.load",

@@ -151,11 +151,12 @@ def test_bad_teachers_are_one_line_before_any_work(tmp_path):
     [
         ("distill:temperature=0", "parameter 'temperature': Input should be greater than 0"),
         ("distill:alpha=1.5", "parameter 'alpha': Input should be less than or equal to 1"),
-        ("distill + finetune-full", "techniques 'distill' and 'finetune-full' are both fine-tuning methods"),
-        ("finetune-full + distill + dynamic-int8", "techniques 'finetune-full' and 'distill' are both fine-tuning"),
+        ("distill + finetune-full", "techniques 'distill' and 'finetune-full' are both training methods"),
+        ("finetune-full + distill + dynamic-int8", "techniques 'finetune-full' and 'distill' are both training"),
+        ("pretrain-scratch + finetune-full", "techniques 'pretrain-scratch' and 'finetune-full' are both training"),
     ],
 )
-def test_bad_parameters_and_a_second_finetuning_method_are_refused(technique, message):
+def test_bad_parameters_and_a_second_training_method_are_refused(technique, message):
     with pytest.raises(EffbenchError, match=message):
         check_parameters(load_suite(None, techniques=[technique]), registry())
 

@@ -99,13 +99,13 @@ def test_users_train_on_their_own_file(tmp_path):
         ({"steps": 0}, "training.steps: Input should be greater than 0"),
         ({"tokens": -5}, "training.tokens: Input should be greater than 0"),
         ({"steps": 5, "tokens": 100}, "give the budget as steps or as tokens, not both"),
-        ({"data": "missing.jsonl"}, "missing.jsonl' does not exist; give bundled data (micro_sub, micro_induction)"),
+        ({"data": "missing.jsonl"}, "missing.jsonl' does not exist; give bundled data (micro_sub, micro_induction, mi"),
         ({"data": "{bad}"}, "line 2: not JSON (Expecting property name enclosed in double quotes)"),
         ({"data": "[1]"}, "line 2: expected a JSON object"),
         ({"data": '{"prompt": "a"}'}, 'line 2: expected {"text": ...} or {"prompt": ..., "completion": ...}, got'),
         ({"data": '{"text": 3}'}, "line 2: 'text' must be a string, got int"),
         ({"data": '{"text": ""}'}, "line 2: the text (or completion) to train on is empty"),
-        ({"data": "micro_mul"}, "unknown training data 'micro_mul'; give bundled data (micro_sub, micro_induction)"),
+        ({"data": "micro_mul"}, "unknown training data 'micro_mul'; give bundled data (micro_sub, micro_induction, "),
     ],
 )
 def test_bad_training_input_is_one_line_before_any_work(tmp_path, training, message):
@@ -164,7 +164,7 @@ def test_training_figures_come_from_the_train_window_like_inference_figures(monk
     opened = instruments.open([reg.metrics["train_time"]], ctx)
     clock.now += 8.0
     ctx.training = TrainingRun(
-        losses=[2.0, 1.0, 0.5, 0.4], tokens=400, computed_tokens=800, flops=1.6e10,
+        losses=[2.0, 1.0, 0.5, 0.4], step_ends=[2.0, 4.0, 6.0, 7.5], tokens=400, computed_tokens=800, flops=1.6e10,
         trainable_parameters=25, total_parameters=100, checkpoint_bytes=2_000_000, target_loss=0.6,
         no_peak_reason="no peak FLOP/s is known for device 'cpu'",
     )  # fmt: skip
@@ -174,6 +174,7 @@ def test_training_figures_come_from_the_train_window_like_inference_figures(monk
     assert value["train_flops_per_s"] == 2.0  # 1.6e10 FLOPs in 8 s, in GFLOP/s
     assert value["trainable_params_pct"] == 25.0 and value["checkpoint_size"] == 2.0
     assert value["steps_to_target_loss"] == 3 and value["final_train_loss"] == pytest.approx(0.975)
+    assert value["train_time_to_target_loss"] == 6.0  # the end of the third step
     assert value["train_cost"] == pytest.approx(36.0 * 8 / 3600)
     assert [reported[("train_loss", s)].value for s in range(4)] == [2.0, 1.0, 0.5, 0.4]
     assert {m.phase for m in reported.values()} == {"train"}

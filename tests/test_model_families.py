@@ -149,7 +149,10 @@ def _training_names() -> set[str]:
 def test_every_registered_builtin_and_first_party_technique_is_tried():
     applied = set(registry().techniques) - {"baseline"} - _training_names()
     assert {name for name, _ in TRIALS} == applied == set(EFFECTS)
-    assert _training_names() == {"finetune-full", "distill", "lora", "dora", "ia3", "qlora"}  # each tried below
+    assert _training_names() == {
+        *("finetune-full", "distill", "lora", "dora", "ia3", "qlora"),
+        *("gradient-checkpointing", "autocast-bf16", "optimizer", "pretrain-scratch", "packing"),
+    }  # each tried below
 
 
 @pytest.mark.parametrize("family", list(families.FAMILIES))
@@ -173,7 +176,8 @@ def test_every_training_technique_changes_the_familys_weights_or_is_refused_in_o
         changed = [n for n, p in model.named_parameters() if n in base and not torch.equal(p.detach().float(), base[n])]
         assert changed, f"{name} left every weight of {family} as it was"
         outcomes[name] = "ok"
-    assert outcomes["finetune-full"] == outcomes["distill"] == "ok"  # both train every weight
+    core = ("finetune-full", "distill", "gradient-checkpointing", "autocast-bf16", "optimizer", "pretrain-scratch")
+    assert all(outcomes[name] == "ok" for name in (*core, "packing")), outcomes  # each trains every weight of any family
     assert any(outcome == "ok" for name, outcome in outcomes.items() if name != "finetune-full") or family in (
         "gpt2",
         "gpt_neox",

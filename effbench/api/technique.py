@@ -183,10 +183,10 @@ def stack_phases(techniques: list[Technique]) -> list[str]:
 
 
 def check_one_finetuning(techniques: list[Technique]) -> None:
-    """Refuse two fine-tuning methods in one stack: each chooses what the run trains and its learning rate."""
-    methods = [t.name for t in techniques if t.phase == "train" and t.stage == "finetuning"]
+    """Refuse two training methods in one stack: each chooses what the run trains and its learning rate (``lr``)."""
+    methods = [t.name for t in techniques if t.phase == "train" and "lr" in _params_model(type(t)).model_fields]
     if len(methods) > 1:
         raise EffbenchError(
-            f"techniques {methods[0]!r} and {methods[1]!r} are both fine-tuning methods, each choosing what the run "
+            f"techniques {methods[0]!r} and {methods[1]!r} are both training methods, each choosing what the run "
             "trains and how fast; a run trains once: list them as separate runs"
         )

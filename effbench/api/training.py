@@ -21,7 +21,11 @@ class Distillation:
 class TrainingOptions:
     """The loop's settings a technique's ``training_options`` may return (each set by one technique of a stack)."""
 
-    learning_rate: float = 1e-3  # AdamW's peak rate, constant after a 10 % linear warm-up
+    learning_rate: float = 1e-3  # the optimizer's peak rate, constant after a 10 % linear warm-up
+    optimizer: str = "adamw"  # one of effbench.train.optim.OPTIMIZERS
+    gradient_checkpointing: bool = False  # recompute the blocks' activations in backward instead of keeping them
+    autocast_dtype: str | None = None  # "bfloat16": forward and loss under torch.autocast (mixed precision)
+    packing: bool = False  # examples concatenated into full max_length rows (no padding) instead of one per row
     distillation: Distillation | None = None  # a teacher to learn from besides the labels (the ``distill`` technique)
 
     @classmethod
@@ -49,12 +53,14 @@ class TrainingRun:
     """One bounded training run as it happened: what the training metrics report."""
 
     losses: list[float] = field(default_factory=list)  # the loss of every optimizer step, in order
+    step_ends: list[float] = field(default_factory=list)  # seconds from the loop's start to each step's end
     tokens: int = 0  # target tokens trained on (labels that count in the loss; padding and prompts excluded)
     computed_tokens: int = 0  # positions the model computed (padding included): what FLOPs and MFU count
     flops: float | None = None  # FLOPs of the whole run (forward and backward), from a counted first step
     trainable_parameters: int = 0
     total_parameters: int = 0
     checkpoint_bytes: int = 0  # the trained parameters saved as safetensors: an adapter, or the whole model
+    optimizer_state_bytes: int = 0  # the optimizer's state tensors once trained (moments, step counts)
     target_loss: float | None = None  # the suite's target; steps_to_target counts steps until the loss reached it
     peak_flops_per_s: float | None = None  # the device's peak for the run's dtype, when known
     no_peak_reason: str = ""  # why the peak (and so MFU) is unknown
@@ -70,3 +76,9 @@ class TrainingRun:
         if self.target_loss is None:
             return None
         return next((i + 1 for i, loss in enumerate(self.losses) if loss <= self.target_loss), None)
+
+    @property
+    def time_to_target(self) -> float | None:
+        """Seconds from the loop's start to the end of the step whose loss first reached the target (None: never)."""
+        reached = self.steps_to_target
+        return None if reached is None else self.step_ends[reached - 1]

@@ -23,7 +23,7 @@ DEFAULT_TECHNIQUES = ("baseline", "dynamic-int8", "prune-magnitude:sparsity=0.5"
 # takes about a minute on a laptop CPU; suite files evaluate every document unless they set a limit.
 DEFAULT_SUITE_LIMIT = 200
 DEFAULT_TRAINING_STEPS = 100
-TRAINING_FILE_SUFFIX = ".jsonl"  # training data ending so is a file; anything else names a bundled skill
+TRAINING_FILE_SUFFIX = ".jsonl"  # training data ending so is a file; anything else names bundled data
 UNSTABLE_CV = 0.10  # default: a figure whose repeats vary by more than this is flagged unstable
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
@@ -226,14 +226,17 @@ class Training(BaseModel):
     data: Annotated[str, BeforeValidator(not_blank("bundled training data or a .jsonl file"))] = Field(
         "micro_sub",
         description="bundled training data (micro_sub: a new skill; micro_induction: the micro world's copy and "
-        "recall) or a .jsonl file of examples, checked before any run of a suite that trains",
+        "recall; micro_world: pre-training text) or a .jsonl file of examples, checked before any run of a suite "
+        "that trains",
     )
     steps: int | None = Field(None, gt=0, description="optimizer steps (default 100 when tokens is not given)")
     tokens: int | None = Field(None, gt=0, description="stop once this many target tokens were trained on")
-    batch_size: int = Field(32, ge=1, description="examples per optimizer step")
+    batch_size: int = Field(32, ge=1, description="examples (rows, when packing) per optimizer step")
     max_length: int = Field(128, ge=2, description="tokens per example; longer ones are cut")
-    seed: int = Field(0, description="initialisation of new weights (adapters) and the order of the data")
-    target_loss: float | None = Field(None, gt=0, description="report the steps until the loss first reached it")
+    seed: int = Field(0, description="initialisation of new weights (adapters, a model from scratch), the data order")
+    target_loss: float | None = Field(
+        None, gt=0, description="report the steps, time and energy until the loss first reached it"
+    )
 
     @model_validator(mode="after")
     def _one_budget(self) -> Training:
@@ -404,7 +407,7 @@ def _training_beside(suite_file: Path, training: Any) -> Any:
     if not isinstance(training, dict) or not isinstance(training.get("data"), str):
         return training if training is not None else {}
     if not training["data"].endswith(TRAINING_FILE_SUFFIX):
-        return training  # a bundled skill's name
+        return training  # bundled data's name
     return {**training, "data": os.path.join(suite_file.parent, os.path.expanduser(training["data"]))}
 
 

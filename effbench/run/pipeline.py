@@ -212,6 +212,30 @@ def per_correct_answer(
     return out
 
 
+TO_TARGET_LOSS = "_to_target_loss"
+
+
+def to_target_loss(
+    train: list[Measurement], run: TrainingRun | None, seconds: float, declared: set[str]
+) -> list[Measurement]:
+    """Each declared ``<energy quantity>_to_target_loss``: the train window's figure × the share of its time to target.
+
+    ``seconds`` is the train phase's wall clock; the share assumes constant power over the window.
+    """
+    reached = run.time_to_target if run is not None else None
+    if reached is None or seconds <= 0:
+        return []
+    share = min(1.0, reached / seconds)
+    out = []
+    for m in train:
+        name = m.metric + TO_TARGET_LOSS
+        if m.resource != "energy" or m.step is not None or name not in declared:
+            continue
+        spent = f"× {share:.3f}, the share of the train phase's {seconds:.1f} s spent until the target loss"
+        out.append(replace(m, metric=name, value=m.value * share, method=f"{m.method}; {spent}"))
+    return out
+
+
 def build_reference(ctx: RunContext) -> fidelity.Reference | None:
     """The baseline's next-token distributions on the fixed sample; a failure is a warning, never a failed run."""
     try:
@@ -268,7 +292,10 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         ctx.generate_kwargs.update(generate_kwargs)
         synchronize(plan.device)  # the technique's queued device work is part of its time
         clock.stop()
-        measurements += instruments.close(opened, ctx)
+        closed = instruments.close(opened, ctx)
+        if phase == "train":
+            closed += to_target_loss(closed, ctx.training, clock.seconds[phase], instruments.declared)
+        measurements += closed
     ctx.model, ctx.phase = model, PHASE_EVALUATE
     ctx.apply_seconds = clock.seconds.get("apply", 0.0)
     clock.start("accuracy")

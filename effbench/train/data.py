@@ -1,4 +1,4 @@
-"""Training data: a bundled fine-tuning skill by name, or the user's JSON-lines file, checked before any work.
+"""Training data: bundled data by name (a fine-tuning skill, pre-training text) or the user's JSON-lines file.
 
 A file holds one JSON object per line: ``{"text": ...}`` (the loss counts every token) or
 ``{"prompt": ..., "completion": ...}`` (the loss counts the completion's tokens only).
@@ -20,10 +20,22 @@ from effbench.reference import microworld
 from effbench.reference.microworld import TRAIN_SEED
 from effbench.reference.skills import subtraction
 
-# Bundled training data by name: an endless stream of examples from a seed (a new skill, or the micro world's own).
+PRETRAINING_TEXT = "micro_world"  # the micro world's pre-training documents, for training a model from scratch
+
+
+def micro_world_text(seed: int) -> Iterator[dict[str, str]]:
+    """The reference models' first-phase mixture of micro-world lines as ``text`` examples, never a held-out one."""
+    _, held_out = microworld.task_documents()
+    mixture = microworld.BASE_MIXTURE
+    documents = microworld.training_documents(None, held_out, seed=TRAIN_SEED + seed, mixture=mixture)
+    return ({"text": document + "\n"} for document in documents)  # every micro-world line ends with its newline
+
+
+# Bundled data by name: an endless stream of examples from a seed.
 BUNDLED: dict[str, Callable[[int], Iterator[dict[str, str]]]] = {
     subtraction.NAME: lambda seed: subtraction.training_examples(None, seed=TRAIN_SEED + seed),
     microworld.INDUCTION: microworld.induction_examples,
+    PRETRAINING_TEXT: micro_world_text,
 }
 FORMATS = '{"text": ...} or {"prompt": ..., "completion": ...}'
 MAX_FILE_BYTES = 1 << 30  # a training file larger than this is a mistake: checking it would take minutes
@@ -49,7 +61,7 @@ def _row_problem(row: Any) -> str | None:
 
 
 def check_data(value: str) -> str:
-    """A bundled skill's name as it is, or the training file as an absolute path once every line is valid.
+    """Bundled data's name as it is, or the training file as an absolute path once every line is valid.
 
     Raises ValueError saying what is wrong (the first bad line, with its number).
     """
@@ -93,7 +105,7 @@ def checked_training(training: dict[str, Any]) -> dict[str, Any]:
 
 
 def examples(data: str, seed: int) -> Iterator[dict[str, str]]:
-    """An endless stream of examples: a bundled skill's, or the file's lines shuffled anew each epoch by ``seed``."""
+    """An endless stream of examples: bundled data's, or the file's lines shuffled anew each epoch by ``seed``."""
     if data in BUNDLED:
         return BUNDLED[data](seed)
     with open(data, encoding="utf-8") as lines:

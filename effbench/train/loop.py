@@ -1,26 +1,32 @@
-"""The bounded training loop a run's training techniques shaped: AdamW on the trainable parameters, step by step.
+"""The bounded training loop a run's training techniques shaped: the chosen optimizer on the trainable parameters.
 
-Every step's loss is kept (the loss curve); the first step runs under torch's FLOP counter, so
-the run's FLOPs are counted on the real model (adapters, frozen layers and all), not estimated.
+Every step's loss and end time are kept (the loss curve, the time to a target loss); the first
+step runs under torch's FLOP counter, so the run's FLOPs are counted on the real model (adapters,
+frozen layers and all), not estimated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import random
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from effbench.api.training import TrainingOptions, TrainingRun
 from effbench.errors import EffbenchError
-from effbench.measure.device import peak_flops
+from effbench.measure.device import device_type, peak_flops
+from effbench.train import optim
 from effbench.train.data import examples
 from effbench.train.distill import step_loss
 
 IGNORED = -100  # the label of positions the loss does not count (prompt, padding)
 WARMUP_SHARE = 0.1  # the learning rate rises linearly over the first tenth of the budget
+Encoded = tuple[list[int], list[int]]  # one row's token ids and labels
 
 
 def seed_everything(seed: int) -> None:
@@ -31,7 +37,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def encode(tokenizer: Any, row: dict[str, str], max_length: int) -> tuple[list[int], list[int]]:
+def encode(tokenizer: Any, row: dict[str, str], max_length: int) -> Encoded:
     """Token ids and labels of one example: the prompt's positions are not scored, the example ends with <eos>."""
     prompt = tokenizer(row.get("prompt", ""), add_special_tokens=False)["input_ids"]
     target = tokenizer(row.get("completion", row.get("text", "")), add_special_tokens=False)["input_ids"]
@@ -42,11 +48,10 @@ def encode(tokenizer: Any, row: dict[str, str], max_length: int) -> tuple[list[i
     return ids, labels
 
 
-def collate(tokenizer: Any, rows: list[dict[str, str]], max_length: int, device: str) -> dict[str, Any]:
+def padded(tokenizer: Any, encoded: list[Encoded], device: str) -> dict[str, Any]:
     """A right-padded batch with an attention mask; padding is not scored."""
     import torch
 
-    encoded = [encode(tokenizer, row, max_length) for row in rows]
     width = max(len(ids) for ids, _ in encoded)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = [i + [pad] * (width - len(i)) for i, _ in encoded]
@@ -57,6 +62,53 @@ def collate(tokenizer: Any, rows: list[dict[str, str]], max_length: int, device:
         "labels": torch.tensor(labels, device=device),
         "attention_mask": torch.tensor(mask, device=device),
     }
+
+
+def collate(tokenizer: Any, rows: list[dict[str, str]], max_length: int, device: str) -> dict[str, Any]:
+    """One example per row, right-padded to the longest."""
+    return padded(tokenizer, [encode(tokenizer, row, max_length) for row in rows], device)
+
+
+def packed_rows(tokenizer: Any, stream: Iterator[dict[str, str]], length: int) -> Iterator[Encoded]:
+    """Rows of exactly ``length`` tokens: examples back to back, each closed by <eos>, cut across rows; no padding."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for row in stream:
+        more_ids, more_labels = encode(tokenizer, row, length)
+        ids += more_ids
+        labels += more_labels
+        while len(ids) >= length:
+            yield ids[:length], labels[:length]
+            ids, labels = ids[length:], labels[length:]
+
+
+def batches(tokenizer: Any, settings: dict[str, Any], packing: bool, device: str) -> Iterator[dict[str, Any]]:
+    """Endless batches of the training data: padded examples, or (packing) full rows of concatenated examples."""
+    stream = examples(settings["data"], settings["seed"])
+    size, length = settings["batch_size"], settings["max_length"]
+    if packing:
+        rows = packed_rows(tokenizer, stream, length)
+        while True:
+            yield padded(tokenizer, list(itertools.islice(rows, size)), device)
+    while True:
+        yield collate(tokenizer, list(itertools.islice(stream, size)), length, device)
+
+
+def precision(options: TrainingOptions, device: str) -> contextlib.AbstractContextManager:
+    """The forward pass's precision: ``torch.autocast`` to the options' dtype (mixed precision), else as loaded."""
+    import torch
+
+    if options.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type(device), dtype=getattr(torch, options.autocast_dtype))
+
+
+def forward_backward(model: Any, batch: dict[str, Any], options: TrainingOptions, device: str) -> Any:
+    """One batch's loss, its gradients accumulated: forward and loss in the run's precision, backward outside it."""
+    with precision(options, device):
+        loss = step_loss(model, batch, options.distillation)
+    loss.backward()
+    return loss
 
 
 def parameter_count(parameter: Any) -> int:
@@ -81,6 +133,25 @@ def learning_rate(step: int, budget_steps: int | None, peak: float) -> float:
     return peak * min(1.0, (step + 1) / warmup)
 
 
+@contextlib.contextmanager
+def checkpointing(model: Any, enabled: bool) -> Iterator[None]:
+    """Activations recomputed in backward instead of kept (non-reentrant checkpoints) while the loop trains."""
+    if not enabled:
+        yield
+        return
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # the name from transformers 5.x on
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        disable = model.activation_checkpointing_disable
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        disable = model.gradient_checkpointing_disable
+    try:
+        yield
+    finally:
+        disable()
+
+
 def train(
     model: Any, tokenizer: Any, settings: dict[str, Any], options: TrainingOptions, device: str, dtype: str
 ) -> TrainingRun:
@@ -99,34 +170,34 @@ def train(
         peak_flops_per_s=peak,
         no_peak_reason=no_peak,
     )
-    optimizer = torch.optim.AdamW(trainable.values(), lr=options.learning_rate, weight_decay=0.0)
-    stream = examples(settings["data"], settings["seed"])
+    optimizer = optim.build(options.optimizer, list(trainable.values()), options.learning_rate)
+    data = batches(tokenizer, settings, options.packing, device)
     steps, tokens = settings.get("steps"), settings.get("tokens")
     flops_per_position = 0.0
     model.train()
-    for step in itertools.count():
-        if (steps is not None and step >= steps) or (tokens is not None and run.tokens >= tokens):
-            break
-        batch = collate(
-            tokenizer, list(itertools.islice(stream, settings["batch_size"])), settings["max_length"], device
-        )
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, steps, options.learning_rate)
-        if step == 0:
-            with FlopCounterMode(display=False) as counter:
-                loss = step_loss(model, batch, options.distillation)
-                loss.backward()
-            flops_per_position = counter.get_total_flops() / batch["input_ids"].numel()
-        else:
-            loss = step_loss(model, batch, options.distillation)
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable.values(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        run.losses.append(loss.item())
-        run.tokens += int((batch["labels"][:, 1:] != IGNORED).sum())  # the causal shift: the first label is unscored
-        run.computed_tokens += batch["input_ids"].numel()
+    began = time.perf_counter()
+    with checkpointing(model, options.gradient_checkpointing):
+        for step in itertools.count():
+            if (steps is not None and step >= steps) or (tokens is not None and run.tokens >= tokens):
+                break
+            batch = next(data)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, steps, options.learning_rate)
+            if step == 0:
+                with FlopCounterMode(display=False) as counter:
+                    loss = forward_backward(model, batch, options, device)
+                flops_per_position = counter.get_total_flops() / batch["input_ids"].numel()
+            else:
+                loss = forward_backward(model, batch, options, device)
+            torch.nn.utils.clip_grad_norm_(trainable.values(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            run.losses.append(loss.item())  # waits for the device: the step's end time below is its real end
+            run.step_ends.append(time.perf_counter() - began)
+            run.tokens += int((batch["labels"][:, 1:] != IGNORED).sum())  # the causal shift: first label unscored
+            run.computed_tokens += batch["input_ids"].numel()
     model.eval()
     run.flops = flops_per_position * run.computed_tokens or None
+    run.optimizer_state_bytes = optim.state_bytes(optimizer)
     run.checkpoint_bytes = checkpoint_bytes(trainable)
     return run

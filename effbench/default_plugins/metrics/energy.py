@@ -45,6 +45,12 @@ def _energy_quantities(prefix: str, source: str, label: str) -> tuple[Quantity, 
             f"Energy ({source}) of lm-eval's generative requests per correct answer: longer or wrong answers cost "
             "without counting.", header=f"{label} (J/correct answer)", digits=3, headline=True,
         ),
+        Quantity(
+            f"{prefix}_to_target_loss", "kWh", "energy", False,
+            f"Energy ({source}) of training until the loss first reached training.target_loss: the train window's "
+            "energy × the share of its wall clock spent until then.",
+            header=f"{label} to target (J)", scale=J_PER_KWH, digits=2, headline=True,
+        ),
     )  # fmt: skip
 
 

@@ -42,6 +42,11 @@ class _TrainWindow(Window):
             ),
             m(trained.total_parameters, "train_total_params", method="all parameters of the trained model"),
             m(trained.checkpoint_bytes / 1e6, "checkpoint_size", method="trainable parameters saved as safetensors"),
+            m(
+                trained.optimizer_state_bytes / 1e6,
+                "optimizer_state_size",
+                method="bytes of the optimizer's state tensors after the last step (moments, factors, step counts)",
+            ),
             *(m(loss, "train_loss", step=step, method="mean loss of the step's batch") for step, loss in
               enumerate(trained.losses)),
             m(
@@ -66,7 +71,10 @@ class _TrainWindow(Window):
                     f"in {trained.steps} steps"
                 )
             else:
-                out.append(m(reached, "steps_to_target_loss", method=f"first step with loss ≤ {trained.target_loss:g}"))
+                first = f"first step with loss ≤ {trained.target_loss:g}"
+                out.append(m(reached, "steps_to_target_loss", method=first))
+                clock = f"wall clock from the loop's first step to the end of the {first} (MLPerf's time to train)"
+                out.append(m(trained.time_to_target, "train_time_to_target_loss", method=clock))
         price = run.settings.get("price")
         if price:
             usd = cost(price, seconds, None)["hardware_usd"]
@@ -101,6 +109,8 @@ class Training(Metric):
         Quantity("checkpoint_size", "MB", "memory", False, "The trained parameters saved as safetensors: the adapter "
                  "of a parameter-efficient method, the whole model of full fine-tuning.", header="Checkpoint (MB)",
                  digits=3),
+        Quantity("optimizer_state_size", "MB", "memory", False, "The optimizer's state tensors after training "
+                 "(AdamW: two moments per trained parameter).", header="Optimizer state (MB)", digits=3),
         Quantity("train_loss", "nats/token", "quality", False, "Loss of each step (the loss curve; the "
                  "step index is in `step`).", detail=True),
         Quantity("final_train_loss", "nats/token", "quality", False,
@@ -108,6 +118,9 @@ class Training(Metric):
         Quantity("steps_to_target_loss", "steps", resource, False, "Steps until the loss first reached the suite's "
                  "training.target_loss (absent when it never did: a warning says so).", header="Steps to target",
                  digits=0),
+        Quantity("train_time_to_target_loss", "s", resource, False, "Seconds from the loop's first step until the "
+                 "loss first reached training.target_loss (MLPerf Training's time to train; absent when never).",
+                 header="Time to target (s)", digits=1, headline=True),
         Quantity("train_cost", "USD", "money", False, "Hardware $/h × the train phase's wall clock.",
                  header="Train cost ($)", digits=5),
     )  # fmt: skip

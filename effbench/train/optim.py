@@ -1,0 +1,33 @@
+"""The optimizers a training run can use, and the bytes of state each keeps: what a low-memory optimizer saves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+OPTIMIZERS = ("adamw", "adafactor")  # adamw: the reference; adafactor: factored second moments, no first moment
+
+
+def build(name: str, parameters: list[Any], lr: float) -> Any:
+    """The optimizer ``name`` over ``parameters``; the loop sets each group's ``lr`` at every step."""
+    import torch
+
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    if name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        # the loop's schedule, not Adafactor's own relative step size: the rate is comparable with AdamW's
+        return Adafactor(parameters, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False)
+    raise ValueError(f"unknown optimizer {name!r}; optimizers: {', '.join(OPTIMIZERS)}")
+
+
+def state_bytes(optimizer: Any) -> int:
+    """Bytes of the tensors the optimizer keeps per parameter (moments, step counts): its memory beyond the weights."""
+    import torch
+
+    return sum(
+        value.numel() * value.element_size()
+        for state in optimizer.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor)
+    )
