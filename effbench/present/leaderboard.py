@@ -43,6 +43,7 @@ FRONTIERS = {
     "memory": ("peak_memory",),
 }
 TITLE = "# effbench leaderboards"
+LABELLED_POINTS = 40  # a plot with more points labels only the Pareto-optimal ones
 PER_MACHINE = ("leaderboard.md", "leaderboard.csv", "pareto-*.png")
 LEADERBOARDS = Output(
     "leaderboards",
@@ -200,7 +201,13 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
         baselines = _baselines(ok)
         for e in entries:
             e.score = score(e, scored)
-            e.gates = run_gates(results, e.run, baselines.get((e.run.model, e.run.placement)))
+        placed: dict[tuple[str, str], list[Entry]] = {}
+        for e in entries:  # each model and placement's runs against their baseline at once
+            placed.setdefault((e.run.model, e.run.placement), []).append(e)
+        for key, group in placed.items():
+            gates = run_gates(results, [e.run for e in group], baselines.get(key))
+            for e in group:
+                e.gates = gates[e.run.run_id]
         measured = measured_columns(entries, columns)
         frontiers = {name: _frontier(names, measured, columns) for name, names in FRONTIERS.items()}
         latency = frontiers["latency"]
@@ -384,7 +391,10 @@ def plot(board: Board, name: str, path: Path) -> None:
                     ecolor=color, elinewidth=1, capsize=3, zorder=3, label=f"{legend} (95 % intervals)",
                 )  # fmt: skip
         one_model = len({e.run.model for e in board.entries}) == 1
+        crowded = len(points) > LABELLED_POINTS  # thousands of labels hide each other (and take minutes to lay out)
         for i, (cost, figure) in zip(kept, points, strict=True):
+            if crowded and i not in front:
+                continue
             right = cost.value <= middle  # labels point inwards so they stay inside the figure
             text = board.entries[i].run.label if one_model else board.entries[i].label
             ax.annotate(text, (cost.value, figure.value), textcoords="offset points", xytext=(6 if right else -6, 6),
@@ -398,7 +408,8 @@ def plot(board: Board, name: str, path: Path) -> None:
         ax.set_xlabel(f"{column.header}  ({better} is better; {board.scenario or 'no scenario'})")
         ax.set_ylabel(textwrap.fill(f"score: mean of {score} (higher is better)", 60), fontsize=9)
         model = f"{board.entries[0].run.model} · " if one_model else ""
-        ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}", fontsize=10)
+        labels = " (labels: Pareto-optimal runs)" * crowded
+        ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}{labels}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.margins(0.15)
         fig.tight_layout()

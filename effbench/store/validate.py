@@ -159,28 +159,39 @@ def _read_open_table(handle: int, where: str, problems: list[Problem]) -> pa.Tab
         return None
 
 
-def read_records(path: Path, kind: type[R], root: Path, problems: list[Problem]) -> list[R]:
-    """The records of one Parquet file (nulls for columns added since it was written), or none if it is bad."""
+def read_conformed(path: Path, kind: type[Record], root: Path, problems: list[Problem]) -> pa.Table | None:
+    """One Parquet file's table in the record's schema (nulls for columns added since it was written), or None with
+    its problems when it is not one; its rows are checked by ``check_rows``."""
     where = path.relative_to(root).as_posix()
     table = _read_table(path, where, problems)
     if table is None:
-        return []
+        return None
     found = _schema_problems(table.schema, kind, where)
     if found:
         problems += found
-        return []
+        return None
     schema = kind.schema()
     for f in schema:
         if f.name not in table.schema.names:
             table = table.append_column(f, pa.nulls(len(table), f.type))
     try:
-        rows = table.select(schema.names).cast(schema).to_pylist()
+        return table.select(schema.names).cast(schema)
     except (pa.ArrowException, ValueError, OverflowError) as err:
         problems.append(Problem(where, f"values do not fit the schema ({err})"))
-        return []
-    records = [kind.from_row(row) for row in rows]
+        return None
+
+
+def check_rows(table: pa.Table, kind: type[R], where: str, problems: list[Problem]) -> list[R]:
+    """The records of a conformed table, with every row's problems added."""
+    records = [kind.from_row(row) for row in table.to_pylist()]
     problems += [p for record in records for p in row_problems(record, where)]
     return records
+
+
+def read_records(path: Path, kind: type[R], root: Path, problems: list[Problem]) -> list[R]:
+    """The records of one Parquet file (nulls for columns added since it was written), or none if it is bad."""
+    table = read_conformed(path, kind, root, problems)
+    return [] if table is None else check_rows(table, kind, path.relative_to(root).as_posix(), problems)
 
 
 def _bad_json(record: Record, name: str, expected: type) -> bool:
