@@ -3,9 +3,9 @@
 Writes a results store in the store's own format (one Parquet file per run in runs/, measurements/ and samples/;
 the first run through ``ResultsStore.write_run``, the rest with the same ``to_table`` schema and ``write_parquet``,
 without its per-file fsync) into a temporary folder: machines × models × technique configurations (parameter
-sweeps and stacks), 1 % of them failed. Each successful run holds the 100 measurements a run of
+sweeps and stacks), 1 % of them failed. Each successful run holds the 101 measurements a run of
 suites/inference.yaml stores (the names, units, resources, scenarios and methods of
-leaderboards/inference-suite/report-measurements.csv, plus apply- and generate-phase energy), its figures drawn
+leaderboards/inference-suite/report-measurements.csv, plus apply- and generate-phase figures), its figures drawn
 around them, and each document's outcome in its five tasks (9 sample rows per document), the quality figures
 computed from those outcomes. Then it times the two commands as a user runs them: a subprocess of the CLI
 (`python -m effbench.cli`, imports and plugin loading included, stdout to a file), twice each: the first read of
@@ -43,7 +43,8 @@ MODELS = ("zoo:micro-m", "zoo:micro-s", "Qwen/Qwen2.5-0.5B", "HuggingFaceTB/Smol
 EXTRA = (("apply", "energy", "kWh", "energy"), ("apply", "co2", "kg CO2eq", "energy"),
          ("apply", "peak_memory", "MiB", "memory"), ("apply", "network_sent", "kB", "network"),
          ("apply", "network_received", "kB", "network"), ("generate", "energy", "kWh", "energy"),
-         ("generate", "co2", "kg CO2eq", "energy"))  # fmt: skip
+         ("generate", "co2", "kg CO2eq", "energy"),
+         ("generate", "energy_per_correct_answer", "J/correct answer", "energy"))  # fmt: skip
 # task -> its metrics with (per-document kind): binary outcomes, or log-likelihoods with words / bytes as weights
 TASKS = {
     "micro_copy": ("exact_match",),

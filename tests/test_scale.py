@@ -2,11 +2,13 @@
 when used, outcomes as arrays, every run's bootstrap at once) give the report and leaderboard the one-at-a-time
 paths give."""
 
+import math
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from effbench.measure import paired
+from effbench.measure import decisions, paired
 from effbench.present import leaderboard, report
 from effbench.records import MeasurementRow, SampleRow
 from effbench.store import snapshot
@@ -146,3 +148,24 @@ def test_the_terminal_shows_a_tables_first_rows_and_where_the_rest_are(tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert f"... and 3 more rows in {tmp_path / 'report.md'}" in " ".join(shown.stdout.split())
     assert (tmp_path / "report.md").read_text().count("prune-magnitude(sparsity=") == 2 * 52  # two sections
+
+
+def test_counted_resamples_of_right_and_wrong_give_the_gathered_means_exactly():
+    rng = np.random.default_rng(3)
+    runs, baseline = (rng.random((7, 33)) < 0.6).astype(float), (rng.random(33) < 0.7).astype(float)
+    mine, theirs = paired.bootstrap_figures(runs, baseline)
+    chunks = paired._resamples(33, paired.BOOTSTRAP_ITERATIONS, paired.BOOTSTRAP_SEED)
+    assert np.array_equal(mine, np.concatenate([runs[:, index].mean(axis=-1) for index, _ in chunks], axis=1))
+    assert np.array_equal(theirs, np.concatenate([baseline[index].mean(axis=-1) for index, _ in chunks]))
+
+
+def test_the_pareto_front_of_all_pairs_at_once_is_the_pairwise_one(monkeypatch):
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 6, size=(300, 2)).astype(float)  # coarse: many overlaps and ties
+    spread = rng.integers(0, 3, size=(300, 2))
+    points = [(decisions.Interval(c, c - sc, c + sc), decisions.Interval(s, s - ss, s + ss))
+              for (c, s), (sc, ss) in zip(values, spread, strict=True)]  # fmt: skip
+    points.append((decisions.Interval(math.inf, math.inf, math.inf), decisions.Interval(0.5, 0.5, 0.5)))
+    pairwise = {i for i, p in enumerate(points) if not any(decisions.dominates(q, p) for q in points)}
+    monkeypatch.setattr(decisions, "PAIRS_AT_ONCE", 1000)  # in blocks, as for thousands of runs
+    assert decisions.pareto_front(points) == pairwise and 0 < len(pairwise) < len(points)

@@ -15,6 +15,7 @@ import math
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from effbench.api.metric import Quantity
@@ -157,17 +158,27 @@ class Board:
         for name, members in self.fronts.items():
             if index not in members:
                 continue
-            kept, points = self.points[name]
-            mine = points[kept.index(index)]
-            ties = [f"#{i + 1}" for i, p in zip(kept, points, strict=True)
-                    if i != index and i in members and decisions.tied(mine, p)]  # fmt: skip
+            _, points = self.points[name]
+            at = self._positions[name]
+            mine = points[at[index]]
+            ties = [f"#{i + 1}" for i in sorted(members) if i != index and decisions.tied(mine, points[at[i]])]
             names.append(f"{name} (tie: {', '.join(ties)})" if ties else name)
         return ", ".join(names)
+
+    @cached_property
+    def _positions(self) -> dict[str, dict[int, int]]:
+        """Per frontier, where each plotted entry's point is in ``points``."""
+        return {name: {i: at for at, i in enumerate(kept)} for name, (kept, _) in self.points.items()}
 
     def rank_text(self, index: int) -> str:
         """The rank, with '=' when shared (a tie: the intervals do not tell the entries apart)."""
         rank = self.ranks[index]
-        return f"{rank}=" if self.ranks.count(rank) > 1 else str(rank)
+        return f"{rank}=" if self._sharing[rank] > 1 else str(rank)
+
+    @cached_property
+    def _sharing(self) -> Counter[int]:
+        """How many entries hold each rank."""
+        return Counter(self.ranks)
 
 
 def _frontier(names: tuple[str, ...], measured: list[Column], columns: list[Column]) -> Column:

@@ -218,7 +218,7 @@ def run_gates(results: Results, runs: list[RunRecord], base_run: RunRecord | Non
     paired = paired_with_baseline(results, others, base_run, primary)
     base_tokens = results.generated_tokens(base_run.run_id)
     for run in others:
-        mine = {_key(m): m for m in results.measurements_of(run.run_id)}
+        mine = {_key(m): m for m in results.measurements_of(run.run_id) if m.task}  # the keys read: task metrics
         kept = []
         for task, row in primary.items():
             key = (PHASE_EVALUATE, "", task, row.metric)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from effbench.version import __version__
 SNAPSHOT = ".effbench-snapshot"
 METADATA_KEY = b"effbench.snapshot"
 FORMAT = 1
+ABANDONED_S = 600.0  # a temporary snapshot file this old was left by a killed reader
 
 Stat = tuple[int, int, int]  # size, modification time (ns), inode
 
@@ -86,6 +88,9 @@ def save_snapshot(root: Path, kind: type[Record], table: pa.Table, files: dict[s
     tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         folder.mkdir(exist_ok=True)
+        for old in folder.glob(f".{path.name}.*.tmp"):  # a killed reader's; a live one's is younger
+            if time.time() - old.stat().st_mtime > ABANDONED_S:
+                old.unlink(missing_ok=True)
         pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)}), tmp)
         os.replace(tmp, path)
     except OSError:
