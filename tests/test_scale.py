@@ -26,7 +26,11 @@ def _read(root) -> tuple:
 
 
 def _snapshot_files(root) -> list[str]:
-    return sorted(p.name for p in (root / snapshot.SNAPSHOT).glob("*.parquet"))
+    return sorted(p.name for p in snapshot.snapshot_folder(root).glob("*.parquet"))
+
+
+def _listing(root) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture
@@ -41,9 +45,11 @@ def store(tmp_path) -> ResultsStore:
 
 
 def test_a_read_through_the_snapshot_gives_what_reading_every_file_gives(store):
-    first = _read(store.root)  # no snapshot yet: every file read, the snapshot written
+    before = _listing(store.root)
+    first = _read(store.root)  # no snapshot yet: every file read, the snapshot written into effbench's cache
     assert _snapshot_files(store.root) == ["measurements.parquet", "runs.parquet", "samples.parquet"]
     assert first == _read(store.root)  # through the snapshot: the same rows, order and problems
+    assert _listing(store.root) == before  # reading never writes into the store
     runs, rows, outcomes, problems = first
     assert sorted(r.run_id for r in runs) == [f"hw{m}-{i}" for m in "AB" for i in range(4)]
     assert problems == ["measurements/bad.parquet: truncated Parquet file (its footer is missing)"]
@@ -64,12 +70,13 @@ def test_a_file_rewritten_replaced_or_removed_since_is_read_again(store):
 
 def test_a_snapshot_that_does_not_read_or_is_another_versions_is_rebuilt(store, monkeypatch):
     expected = _read(store.root)
-    (store.root / snapshot.SNAPSHOT / "measurements.parquet").write_bytes(b"PAR1")
+    (snapshot.snapshot_folder(store.root) / "measurements.parquet").write_bytes(b"PAR1")
     assert _read(store.root) == expected
     monkeypatch.setattr(snapshot, "__version__", "0.0.1")
-    assert snapshot.load_snapshot(store.root, MeasurementRow) is None
+    folder = snapshot.snapshot_folder(store.root)
+    assert snapshot.load_snapshot(folder, MeasurementRow) is None
     assert _read(store.root) == expected
-    assert snapshot.load_snapshot(store.root, MeasurementRow) is not None  # rewritten by this version
+    assert snapshot.load_snapshot(folder, MeasurementRow) is not None  # rewritten by this version
 
 
 def test_a_store_keeps_its_rows_in_tables_until_records_are_asked_for(store):
@@ -169,3 +176,13 @@ def test_the_pareto_front_of_all_pairs_at_once_is_the_pairwise_one(monkeypatch):
     pairwise = {i for i, p in enumerate(points) if not any(decisions.dominates(q, p) for q in points)}
     monkeypatch.setattr(decisions, "PAIRS_AT_ONCE", 1000)  # in blocks, as for thousands of runs
     assert decisions.pareto_front(points) == pairwise and 0 < len(pairwise) < len(points)
+
+
+def test_only_the_stores_read_most_recently_keep_a_snapshot(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "KEPT", 2)
+    stores = [two_machine_store(tmp_path / name).root for name in ("a", "b", "c")]
+    for root in stores:
+        _read(root)
+    assert [snapshot.snapshot_folder(root).is_dir() for root in stores] == [False, True, True]
+    assert len(_read(stores[0])[0]) == 8  # read file by file again, and its snapshot back
+    assert snapshot.snapshot_folder(stores[0]).is_dir() and not snapshot.snapshot_folder(stores[1]).is_dir()

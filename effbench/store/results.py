@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from effbench.errors import EffbenchError
 from effbench.records import SCHEMA_VERSION, MeasurementRow, Record, RunRecord, SampleRow
 from effbench.store.rows import Rows, records
-from effbench.store.snapshot import SNAPSHOT, Read, read_files
+from effbench.store.snapshot import Read, read_files
 from effbench.store.validate import Problem, check_rows, first_of_file, read_conformed
 from effbench.version import __version__
 
@@ -105,8 +105,8 @@ def _abandoned(path: Path, now: float) -> bool:
 STORE_MANIFEST = ".effbench-store.json"  # says the folder is an effbench results store, written with its first run
 # What a results store written before manifests holds, at its top level: recognised only if nothing else is there.
 EARLIER_STORE = frozenset(
-    {"runs", "measurements", "logs", QUARANTINE, SNAPSHOT, ".effbench.lock", ".effbench-report.json", "report.md",
-     "report.tex", "report.csv", "report-measurements.csv"}
+    {"runs", "measurements", "logs", QUARANTINE, ".effbench.lock", ".effbench-report.json", "report.md", "report.tex",
+     "report.csv", "report-measurements.csv"}
 )  # fmt: skip
 
 
@@ -185,8 +185,7 @@ class ResultsStore:
     def _read_table(self, kind: type[Record], runs: set[str] | None, problems: list[Problem]) -> Read:
         """A table's valid files (of ``runs`` only, when given), through the store's snapshot (``snapshot.py``)."""
         files = [path for path in self.files(kind.table) if runs is None or path.stem in runs]
-        save = bool(files) and self.is_store()  # never write into a folder effbench does not own
-        return read_files(self.root, kind, files, lambda path: self._read_run_file(path, kind, problems), save)
+        return read_files(self.root, kind, files, lambda path: self._read_run_file(path, kind, problems))
 
     def read_tables(self) -> tuple[list[RunRecord], Rows[MeasurementRow], Rows[SampleRow], list[Problem]]:
         """The valid runs with their measurements and samples (records made when used), and one problem per bad file,

@@ -1,19 +1,22 @@
 """A results store's snapshot: each table's valid per-run rows in one Parquet file, so reading 10 k runs opens a
 few files (and those written since) rather than 30 k.
 
-The per-run files stay the store: written atomically, resumed, checked, quarantined and published as before.
-``.effbench-snapshot/<table>.parquet`` is a cache of what reading them gave: the rows of every valid file in file
-order, and in its metadata each file's name, size, modification time and inode as they were before it was read.
-A file whose stat differs (rewritten, replaced, new) is read and checked by itself, one that is gone is dropped;
-a bad file is never in it (it is read, and reported, every time). A snapshot of another effbench or schema
-version, or one that does not read, is ignored and rebuilt. Writing it is best effort: a store that cannot be
-written is read file by file.
+The per-run files stay the store, and a read never writes into it. The snapshot is a cache in effbench's cache
+folder (``snapshots/<store key>/<table>.parquet``): the rows of every valid file in file order, and in its
+metadata each file's name, size, modification time and inode as they were before it was read. A file whose stat
+differs (rewritten, replaced, new) is read and checked by itself, one that is gone is dropped; a bad file is never
+in it (it is read, and reported, every time). A snapshot of another effbench or schema version, or one that does
+not read, is ignored and rebuilt; the stores read most recently keep theirs. Writing it is best effort: where the
+cache cannot be written, the store is read file by file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -24,10 +27,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from effbench.measure.accuracy import cache_folder
 from effbench.records import SCHEMA_VERSION, Record
 from effbench.version import __version__
 
-SNAPSHOT = ".effbench-snapshot"
+SNAPSHOTS = "snapshots"
+KEPT = 16  # stores whose snapshots are kept: the ones read most recently
 METADATA_KEY = b"effbench.snapshot"
 FORMAT = 1
 ABANDONED_S = 600.0  # a temporary snapshot file this old was left by a killed reader
@@ -55,9 +60,19 @@ def _stamp() -> dict[str, object]:
     return {"format": FORMAT, "effbench_version": __version__, "schema_version": SCHEMA_VERSION}
 
 
-def load_snapshot(root: Path, kind: type[Record]) -> Snapshot | None:
+def snapshot_folder(root: Path) -> Path | None:
+    """Where a store's snapshot is kept: a folder per store (its resolved path and its folder's identity)."""
+    try:
+        info, resolved = root.stat(), root.resolve()
+    except (OSError, RuntimeError):
+        return None
+    identity = f"{resolved}\0{info.st_dev}\0{info.st_ino}".encode(errors="surrogateescape")
+    return cache_folder() / SNAPSHOTS / hashlib.sha256(identity).hexdigest()[:32]
+
+
+def load_snapshot(folder: Path, kind: type[Record]) -> Snapshot | None:
     """The table's snapshot, or None when there is none usable (missing, unreadable, another version's)."""
-    path = root / SNAPSHOT / f"{kind.table}.parquet"
+    path = folder / f"{kind.table}.parquet"
     try:
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {})[METADATA_KEY])
@@ -76,23 +91,25 @@ def load_snapshot(root: Path, kind: type[Record]) -> Snapshot | None:
     return Snapshot(table, files)  # type: ignore[arg-type]
 
 
-def save_snapshot(root: Path, kind: type[Record], table: pa.Table, files: dict[str, tuple[Stat, int, int]]) -> None:
-    """Write the table's snapshot atomically (a reader sees the old one or the new one); silently not when the store
-    cannot be written."""
+def save_snapshot(folder: Path, kind: type[Record], table: pa.Table, files: dict[str, tuple[Stat, int, int]]) -> None:
+    """Write the table's snapshot atomically (a reader sees the old one or the new one), and drop the snapshots of
+    the stores read least recently; silently nothing where the cache cannot be written."""
     meta = {
         "stamp": _stamp(),
         "files": [[name, list(stat), start, rows] for name, (stat, start, rows) in files.items()],
     }
-    folder = root / SNAPSHOT
     path = folder / f"{kind.table}.parquet"
     tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob(f".{path.name}.*.tmp"):  # a killed reader's; a live one's is younger
             if time.time() - old.stat().st_mtime > ABANDONED_S:
                 old.unlink(missing_ok=True)
         pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)}), tmp)
         os.replace(tmp, path)
+        others = sorted(folder.parent.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in others[KEPT:]:
+            shutil.rmtree(stale, ignore_errors=True)
     except OSError:
         tmp.unlink(missing_ok=True)
 
@@ -106,12 +123,14 @@ class Read:
     bad: set[str]  # stems of the files read_one refused
 
 
-def read_files(
-    root: Path, kind: type[Record], files: list[Path], read_one: Callable[[Path], pa.Table | None], save: bool
-) -> Read:
-    """The rows of ``files`` (one table's, sorted): from the snapshot where a file is unchanged since, else through
-    ``read_one`` (None for a bad file, left out); when what it holds changed and ``save``, the snapshot is rewritten."""
-    snapshot = load_snapshot(root, kind)
+def read_files(root: Path, kind: type[Record], files: list[Path], read_one: Callable[[Path], pa.Table | None]) -> Read:
+    """The rows of ``files`` (one table's of the store ``root``, sorted): from its snapshot where a file is unchanged
+    since, else through ``read_one`` (None for a bad file, left out); the snapshot is rewritten when that changed."""
+    folder = snapshot_folder(root) if files else None
+    snapshot = load_snapshot(folder, kind) if folder else None
+    if folder and snapshot:
+        with contextlib.suppress(OSError):
+            os.utime(folder)  # read recently: kept
     known = snapshot.files if snapshot else {}
     parts: list[pa.Table] = [snapshot.table] if snapshot else []
     offset = snapshot.table.num_rows if snapshot else 0
@@ -140,7 +159,7 @@ def read_files(
             placed[name] = (stat, start, rows)
             start += rows
         located = placed
-        if save:
-            save_snapshot(root, kind, combined, located)
+        if folder:
+            save_snapshot(folder, kind, combined, located)
     spans = {Path(name).stem: (start, start + rows) for name, (_, start, rows) in located.items()}
     return Read(combined, spans, bad)
