@@ -118,7 +118,7 @@ def bootstrap_figures(
     """
     rows = np.atleast_2d(technique)
     row_weights = None if technique_weights is None else np.atleast_2d(technique_weights)
-    counted = aggregate is mean and is_binary(rows) and is_binary(baseline)
+    counted = aggregate is mean and bool(is_binary(rows).all() and is_binary(baseline))
     mine, theirs = [], []
     for index, counts in _resamples(technique.shape[-1], iterations, seed):
         if counted:
@@ -183,9 +183,9 @@ def mcnemar_exact(right_to_wrong: int, wrong_to_right: int) -> float:
     return min(1.0, 2 * tail / 2**discordant)  # exact integers: no underflow for thousands of documents
 
 
-def is_binary(values: np.ndarray) -> bool:
-    """Whether every value is 0 or 1: an accuracy-type outcome (right or wrong)."""
-    return bool(np.isin(values, (0.0, 1.0)).all())
+def is_binary(values: np.ndarray) -> np.ndarray:
+    """Whether every value is 0 or 1 (an accuracy-type outcome: right or wrong), of each row of runs × documents."""
+    return ((values == 0.0) | (values == 1.0)).all(axis=-1)
 
 
 def compare_many(
@@ -204,14 +204,14 @@ def compare_many(
     base = float(aggregate(baseline, baseline_weights))  # type: ignore[arg-type]
     ratio_lows, ratio_highs = percentile_interval(ratios(mine, theirs)) if base > 0 else (None, None)
     n = techniques.shape[1]
-    binary = aggregate is mean and is_binary(baseline)
+    binary = (aggregate is mean and is_binary(baseline)) & is_binary(techniques)
     lost = ((baseline == 1) & (techniques == 0)).sum(axis=1).tolist()
     gained = ((baseline == 0) & (techniques == 1)).sum(axis=1).tolist()
     out = []
-    for i, technique in enumerate(techniques):
+    for i in range(len(techniques)):
         ratio_low, ratio_high = (None, None) if ratio_lows is None else (float(ratio_lows[i]), float(ratio_highs[i]))
         shared = (n, float(deltas[i]), float(lows[i]), float(highs[i]), ratio_low, ratio_high)
-        if not (binary and is_binary(technique)):
+        if not binary[i]:
             out.append(Paired(*shared))
             continue
         out.append(Paired(*shared, mcnemar_exact(lost[i], gained[i]), lost[i] / n, gained[i] / n))
