@@ -3,6 +3,7 @@ when used, outcomes as arrays, every run's bootstrap at once) give the report an
 paths give."""
 
 import math
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -34,7 +35,13 @@ def _listing(root) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def store(tmp_path) -> ResultsStore:
+def settled(monkeypatch) -> None:
+    """Files written a moment ago count as settled (in use, files changed within the clock's tick are read again)."""
+    monkeypatch.setattr(snapshot, "RACY_NS", -(10**18))
+
+
+@pytest.fixture
+def store(tmp_path, settled) -> ResultsStore:
     """Two machines' runs, one more with a damaged measurements file, and measurements of a run never stored."""
     root = tmp_path / "store"
     store = two_machine_store(root)
@@ -44,11 +51,15 @@ def store(tmp_path) -> ResultsStore:
     return store
 
 
-def test_a_read_through_the_snapshot_gives_what_reading_every_file_gives(store):
+def test_a_read_through_the_snapshot_gives_what_reading_every_file_gives(store, monkeypatch):
     before = _listing(store.root)
     first = _read(store.root)  # no snapshot yet: every file read, the snapshot written into effbench's cache
     assert _snapshot_files(store.root) == ["measurements.parquet", "runs.parquet", "samples.parquet"]
+    opened = []
+    read_one = ResultsStore._read_run_file
+    monkeypatch.setattr(ResultsStore, "_read_run_file", lambda *a: opened.append(a[1].name) or read_one(*a))
     assert first == _read(store.root)  # through the snapshot: the same rows, order and problems
+    assert opened == ["bad.parquet"]  # only the bad file is read again (and named again)
     assert _listing(store.root) == before  # reading never writes into the store
     runs, rows, outcomes, problems = first
     assert sorted(r.run_id for r in runs) == [f"hw{m}-{i}" for m in "AB" for i in range(4)]
@@ -178,7 +189,7 @@ def test_the_pareto_front_of_all_pairs_at_once_is_the_pairwise_one(monkeypatch):
     assert decisions.pareto_front(points) == pairwise and 0 < len(pairwise) < len(points)
 
 
-def test_only_the_stores_read_most_recently_keep_a_snapshot(tmp_path, monkeypatch):
+def test_only_the_stores_read_most_recently_keep_a_snapshot(tmp_path, monkeypatch, settled):
     monkeypatch.setattr(snapshot, "KEPT", 2)
     stores = [two_machine_store(tmp_path / name).root for name in ("a", "b", "c")]
     for root in stores:
@@ -186,3 +197,17 @@ def test_only_the_stores_read_most_recently_keep_a_snapshot(tmp_path, monkeypatc
     assert [snapshot.snapshot_folder(root).is_dir() for root in stores] == [False, True, True]
     assert len(_read(stores[0])[0]) == 8  # read file by file again, and its snapshot back
     assert snapshot.snapshot_folder(stores[0]).is_dir() and not snapshot.snapshot_folder(stores[1]).is_dir()
+
+
+def test_a_file_changed_within_the_clocks_tick_is_read_again_even_with_its_stat_unchanged(tmp_path):
+    store = two_machine_store(tmp_path)
+    _read(tmp_path)  # just written: read, kept in the snapshot, and read again next time
+    path = tmp_path / "measurements" / "hwA-1.parquet"
+    info = path.stat()
+    with path.open("r+b") as file:  # the same size, its modification time put back
+        file.seek(info.st_size - 5)
+        file.write(b"X")
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    (problem,) = ResultsStore(tmp_path).read()[3]
+    assert problem.path == "measurements/hwA-1.parquet"
+    assert store.statuses().keys() == {f"hw{m}-{i}" for m in "AB" for i in range(4)} - {"hwA-1"}

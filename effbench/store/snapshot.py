@@ -37,7 +37,11 @@ METADATA_KEY = b"effbench.snapshot"
 FORMAT = 1
 ABANDONED_S = 600.0  # a temporary snapshot file this old was left by a killed reader
 
-Stat = tuple[int, int, int]  # size, modification time (ns), inode
+Stat = tuple[int, int, int, int]  # size, modification and change times (ns), inode
+UNSEEN: Stat = (-1, -1, -1, -1)  # matches no file: read again next time
+# A file changed this recently may change again within the file system clock's tick, its stat unchanged (git's "racy"
+# files): its rows are used, but it is read again next time.
+RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def _stat(path: Path) -> Stat | None:
         info = path.stat()
     except OSError:
         return None
-    return (info.st_size, info.st_mtime_ns, info.st_ino)
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
 def _stamp() -> dict[str, object]:
@@ -147,7 +151,8 @@ def read_files(root: Path, kind: type[Record], files: list[Path], read_one: Call
             bad.add(path.stem)
             continue
         parts.append(table)
-        located[path.name] = (stat or (-1, -1, -1), offset, table.num_rows)
+        trusted = stat is not None and time.time_ns() - max(stat[1], stat[2]) > RACY_NS
+        located[path.name] = (stat if trusted else UNSEEN, offset, table.num_rows)  # type: ignore[assignment]
         offset += table.num_rows
     combined = pa.concat_tables(parts) if parts else kind.schema().empty_table()
     unchanged = snapshot is not None and list(located.items()) == list(known.items())
