@@ -125,12 +125,9 @@ def bootstrap_figures(
             mine.append(_resampled_means(rows, index, counts))
             theirs.append(_resampled_means(baseline, index, counts))
             continue
-        batch = max(1, CHUNK_CELLS // index.size)  # runs resampled at once, within the memory of one chunk
-        parts = []
-        for start in range(0, len(rows), batch):
-            weights = None if row_weights is None else row_weights[start : start + batch][:, index]
-            parts.append(aggregate(rows[start : start + batch][:, index], weights))
-        mine.append(np.concatenate(parts))
+        # run by run: numpy sums a (runs × iterations × documents) gather in another order than one run's
+        weights = [None] * len(rows) if row_weights is None else [w[index] for w in row_weights]
+        mine.append(np.stack([aggregate(row[index], w) for row, w in zip(rows, weights, strict=True)]))
         theirs.append(aggregate(baseline[index], None if baseline_weights is None else baseline_weights[index]))
     figures = np.concatenate(mine, axis=1)
     return figures if technique.ndim > 1 else figures[0], np.concatenate(theirs)
