@@ -10,7 +10,7 @@ around them, and each document's outcome in its five tasks (9 sample rows per do
 computed from those outcomes. Then it times the two commands as a user runs them: a subprocess of the CLI
 (`python -m effbench.cli`, imports and plugin loading included, stdout to a file), twice each: the first read of
 the store builds its snapshot (README, "Results store and resume"), the second reads through it.
-Run: python benchmarks/scale.py [--runs 10000] [--docs 20] [--keep DIR]
+Run: python benchmarks/scale.py [--runs 10000] [--docs 20] [--keep DIR [--write-only]]
 """
 
 import argparse
@@ -18,6 +18,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -201,11 +202,8 @@ def tables(runs: list[RunRecord], docs: int, seed: int = 0) -> tuple[pa.Table, p
                 low = high = None
                 n = docs
             elif figure is not None:
-                better = row["higher_is_better"] == "True"
-                figure = figure / factor if better else figure * factor
-                stderr, low, high = (
-                    None if v is None else v * figure / float(row["value"] or 1) for v in (stderr, low, high)
-                )
+                scale = 1 / factor if row["higher_is_better"] == "True" else factor  # cheaper, faster: better
+                figure, stderr, low, high = (None if v is None else v * scale for v in (figure, stderr, low, high))
             cv = _float(row["cv"])
             record = {"run_id": run.run_id, "task": row["task"], "metric": row["metric"], "value": figure or 0.0,
                       "unit": row["unit"], "resource": row["resource"],
@@ -284,7 +282,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000, help="runs (machines × models × configurations)")
     parser.add_argument("--docs", type=int, default=20, help="documents per task")
-    parser.add_argument("--keep", type=Path, help="write the store here (kept) rather than in a temporary folder")
+    parser.add_argument("--keep", type=Path, help="write the store here (kept; timed again if it is there already)")
+    parser.add_argument("--write-only", action="store_true", help="write the store (with --keep), time nothing")
     args = parser.parse_args()
     per_group = args.runs // (len(MACHINES) * len(MODELS))
     stacks = configurations()
@@ -292,18 +291,23 @@ def main() -> int:
         sys.exit(f"at most {len(stacks) * len(MACHINES) * len(MODELS)} runs: {len(stacks)} technique configurations")
     with tempfile.TemporaryDirectory() as folder:
         root = args.keep or Path(folder) / "results"
-        runs = [(hw, model, stack) for hw in MACHINES for model in MODELS for stack in stacks[:per_group]]
-        started = time.perf_counter()
-        records = run_rows(runs, args.docs)
-        measurements, samples = tables(records, args.docs)
-        write_store(root, records, measurements, samples, args.docs)
-        generated = time.perf_counter() - started
-        print(
-            f"store: {len(records)} runs ({sum(r.status != 'ok' for r in records)} failed), "
-            f"{measurements.num_rows} measurement rows, {samples.num_rows} sample rows, "
-            f"{len(MACHINES)} machines × {len(MODELS)} models × {per_group} technique configurations; "
-            f"written in {generated:.1f} s"
-        )
+        if (root / "runs").is_dir():  # a store kept by an earlier run: timed again
+            print(f"store: {root}, kept from an earlier run")
+        else:
+            runs = [(hw, model, stack) for hw in MACHINES for model in MODELS for stack in stacks[:per_group]]
+            started = time.perf_counter()
+            records = run_rows(runs, args.docs)
+            measurements, samples = tables(records, args.docs)
+            write_store(root, records, measurements, samples, args.docs)
+            print(
+                f"store: {len(records)} runs ({sum(r.status != 'ok' for r in records)} failed), "
+                f"{measurements.num_rows} measurement rows, {samples.num_rows} sample rows, "
+                f"{len(MACHINES)} machines × {len(MODELS)} models × {per_group} technique configurations; "
+                f"written in {time.perf_counter() - started:.1f} s"
+            )
+        if args.write_only:
+            return 0
+        os.environ["EFFBENCH_CACHE"] = str(Path(folder) / "cache")  # no snapshot of an earlier run
         startup = timed(["--version"], Path(folder) / "version.log")
         print(f"python -m effbench.cli --version: {startup:.2f} s (interpreter and CLI start)")
         for attempt in ("first (builds the snapshot)", "second (reads the snapshot)"):

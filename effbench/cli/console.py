@@ -24,6 +24,7 @@ err_console = Console(stderr=True, emoji=False, soft_wrap=not sys.stderr.isatty(
 
 # Rows a terminal table shows: a store of thousands of runs is read in the files written, not on a terminal.
 SHOWN_ROWS = 50
+SHOWN_TABLES = 3  # comparison tables (one per model, machine and placement)
 
 
 def print_table(
@@ -46,10 +47,13 @@ def print_table(
 
 
 def print_tables(tables: list[ComparisonTable], full: str = "report.md") -> None:
-    """Each comparison table section by section (narrow enough to read), then its notes."""
-    for table in tables:
+    """Each comparison table section by section (narrow enough to read), then its notes; the first
+    ``SHOWN_TABLES`` only, and how many more ``full`` holds."""
+    for table in tables[:SHOWN_TABLES]:
         for title, headers, rows in table.parts():
             texts = [[c.text for c in row] for row in rows]
             print_table(f"{table.title}: {title}", headers, texts, numeric=True, full=full)
         for note in table.notes:
             console.print(f"  [dim]{escape(note)}[/dim]")
+    if len(tables) > SHOWN_TABLES:
+        console.print(escape(f"... and {len(tables) - SHOWN_TABLES} more comparison tables in {full}"))

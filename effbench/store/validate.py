@@ -33,6 +33,7 @@ from effbench.records import (
     RunRecord,
     TaxonomyRow,
 )
+from effbench.store.rows import records
 
 VERSION_KEY = b"effbench.schema_version"
 SAFE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")  # run ids and fingerprints become file names
@@ -183,9 +184,9 @@ def read_conformed(path: Path, kind: type[Record], root: Path, problems: list[Pr
 
 def check_rows(table: pa.Table, kind: type[R], where: str, problems: list[Problem]) -> list[R]:
     """The records of a conformed table, with every row's problems added."""
-    records = [kind.from_row(row) for row in table.to_pylist()]
-    problems += [p for record in records for p in row_problems(record, where)]
-    return records
+    rows = records(table, kind)
+    problems += [p for record in rows for p in row_problems(record, where)]
+    return rows
 
 
 def read_records(path: Path, kind: type[R], root: Path, problems: list[Problem]) -> list[R]:
@@ -207,6 +208,18 @@ def _bad_json(record: Record, name: str, expected: type) -> bool:
 
 
 @cache
+def _required(kind: type[Record]) -> tuple[str, ...]:
+    """``required_columns``, worked out once per record type (every row of a million is checked)."""
+    return kind.required_columns()
+
+
+@cache
+def _json_columns(kind: type[Record]) -> dict[str, type]:
+    """``json_columns``, worked out once per record type."""
+    return kind.json_columns()
+
+
+@cache
 def _never_null(kind: type[Record]) -> tuple[str, ...]:
     """Columns whose record type has no None: the commands sort, join and count them, so a stored null is bad."""
     hints = get_type_hints(kind)
@@ -215,13 +228,13 @@ def _never_null(kind: type[Record]) -> tuple[str, ...]:
 
 def row_problems(record: Record, where: str) -> list[Problem]:
     """What is wrong with one row: empty required values first, then the record's own invariants."""
-    empty = [c for c in record.required_columns() if getattr(record, c) in (None, "")]
+    empty = [c for c in _required(type(record)) if getattr(record, c) in (None, "")]
     empty += [c for c in _never_null(type(record)) if getattr(record, c) is None and c not in empty]
     if empty:
         return [Problem(where, f"a {record.table} row has no {c}") for c in empty]
     reasons = [
         f"{c} is not a JSON {JSON_NAMES[expected]}"
-        for c, expected in record.json_columns().items()
+        for c, expected in _json_columns(type(record)).items()
         if _bad_json(record, c, expected)
     ]
     if isinstance(record, RunRecord):
