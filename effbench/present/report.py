@@ -375,7 +375,11 @@ def _table(
     grouped = by_section(every_row)
     for section in _sections(every_row):
         printed = []
-        for column in section.columns(columns, grouped.get(section.key, [])):
+        held = grouped.get(section.key, [])
+        cell_metrics = {m.metric for m in held if m.step is None and m.in_scenario == section.scenario}
+        for column in section.columns(columns, held):
+            if column.name not in cell_metrics:
+                continue  # no run measured it (the cells would all be empty)
             cells = [_resource_cell(section, column, values[run.run_id], base, unstable_cv) for run in runs]
             if all(cell.value is None for cell in cells):
                 continue  # no run measured it
