@@ -109,7 +109,9 @@ def save_snapshot(folder: Path, kind: type[Record], table: pa.Table, files: dict
         for old in folder.glob(f".{path.name}.*.tmp"):  # a killed reader's; a live one's is younger
             if time.time() - old.stat().st_mtime > ABANDONED_S:
                 old.unlink(missing_ok=True)
-        pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)}), tmp)
+        stamped = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
+        with pq.ParquetWriter(tmp, stamped.schema) as writer:
+            writer.write_table(stamped)
         os.replace(tmp, path)
         others = sorted(folder.parent.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in others[KEPT:]:
