@@ -116,8 +116,9 @@ def save_snapshot(folder: Path, kind: type[Record], table: pa.Table, files: dict
         others = sorted(folder.parent.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in others[KEPT:]:
             shutil.rmtree(stale, ignore_errors=True)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    except Exception:  # a cache: a full disk, a read-only home or anything else never stops a read
+        with contextlib.suppress(Exception):
+            tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
