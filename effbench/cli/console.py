@@ -22,22 +22,38 @@ console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
 err_console = Console(stderr=True, emoji=False, soft_wrap=not sys.stderr.isatty())
 
 
-def print_table(title: str, headers: list[str], rows: list[list[str]], numeric: bool = False) -> None:
-    """A rich table on the terminal, every text shown as itself; ``numeric`` right-aligns all but the text columns."""
+# Rows a terminal table shows: a store of thousands of runs is read in the files written, not on a terminal.
+SHOWN_ROWS = 50
+SHOWN_TABLES = 3  # comparison tables (one per model, machine and placement)
+
+
+def print_table(
+    title: str, headers: list[str], rows: list[list[str]], numeric: bool = False, full: str = "the files written"
+) -> None:
+    """A rich table on the terminal, every text shown as itself; ``numeric`` right-aligns all but the text columns.
+
+    Beyond ``SHOWN_ROWS`` rows, the first ones and a line saying how many more ``full`` holds.
+    """
     from effbench.present.report import TEXT_COLUMNS
 
     view = Table(title=escape(title))
     for header in headers:
         view.add_column(escape(header), justify="right" if numeric and header not in TEXT_COLUMNS else "left")
-    for row in rows:
+    for row in rows[:SHOWN_ROWS]:
         view.add_row(*map(escape, row))
     console.print(view)
+    if len(rows) > SHOWN_ROWS:
+        console.print(f"  [dim]{escape(f'... and {len(rows) - SHOWN_ROWS} more rows in {full}')}[/dim]")
 
 
-def print_tables(tables: list[ComparisonTable]) -> None:
-    """Each comparison table section by section (narrow enough to read), then its notes."""
-    for table in tables:
+def print_tables(tables: list[ComparisonTable], full: str = "report.md") -> None:
+    """Each comparison table section by section (narrow enough to read), then its notes; the first
+    ``SHOWN_TABLES`` only, and how many more ``full`` holds."""
+    for table in tables[:SHOWN_TABLES]:
         for title, headers, rows in table.parts():
-            print_table(f"{table.title}: {title}", headers, [[c.text for c in row] for row in rows], numeric=True)
+            texts = [[c.text for c in row] for row in rows]
+            print_table(f"{table.title}: {title}", headers, texts, numeric=True, full=full)
         for note in table.notes:
             console.print(f"  [dim]{escape(note)}[/dim]")
+    if len(tables) > SHOWN_TABLES:
+        console.print(escape(f"... and {len(tables) - SHOWN_TABLES} more comparison tables in {full}"))

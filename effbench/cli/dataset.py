@@ -123,7 +123,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for board in boards:
         rows = [leaderboard.cells(board, i) for i in range(len(board.entries))]
         title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
-        print_table(title, leaderboard.headers(board), rows)
+        print_table(title, leaderboard.headers(board), rows, full=str(args.out / board.fingerprint / "leaderboard.md"))
     console.print(escape(f"{len(files)} files written to {args.out}"))
     return 0
 

@@ -121,7 +121,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     tables = report.build(load_results(suite.output, "store"), result.run_ids, suite.unstable_cv)
     paths = report.write(tables, suite.output)
-    print_tables(tables)
+    print_tables(tables, str(paths["report.md"]))
     summary = (
         f"{len(result.run_ids)} runs ({len(result.skipped)} already stored, {len(result.failed)} failed, "
         f"{len(result.not_applicable)} not applicable) "
@@ -148,8 +148,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     results = load_results(args.results)
     tables = report.build(results, unstable_cv=args.unstable_cv, columns=registry_columns(registry()))
-    report.write(tables, args.results)
-    print_tables(tables)
+    paths = report.write(tables, args.results)
+    print_tables(tables, str(paths["report.md"]))
     return 0
 
 

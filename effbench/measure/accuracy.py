@@ -40,8 +40,12 @@ def _task_index_file(task_dirs: tuple[str, ...]) -> Path:
     for folder in sorted(task_dirs):
         key += [_stamp(p) for p in sorted(Path(folder).rglob("*.yaml"))]
     digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "effbench")
-    return root / f"tasks-{digest}.json"
+    return cache_folder() / f"tasks-{digest}.json"
+
+
+def cache_folder() -> Path:
+    """effbench's own cache (lm-eval's task names, stores' snapshots): $EFFBENCH_CACHE, else ~/.cache/effbench."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "effbench")
 
 
 def _stamp(path: Path) -> str:

@@ -12,12 +12,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 Z95 = 1.959963984540054  # two-sided 95 % quantile of the normal distribution
 GATES = {"99%": 0.99, "99.9%": 0.999}  # MLPerf's accuracy targets: the share of the baseline's figure kept
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 NOT_SIGNIFICANT = "n.s."  # a change whose interval includes no change
 NEVER = "never"  # a one-off cost no saving repays
 OUTPUT_LENGTH_TOLERANCE = 0.10  # MLPerf: mean generated tokens within ±10 % of the reference's
+PAIRS_AT_ONCE = 4_000_000  # pairs of points compared at once by pareto_front (a few MB of booleans)
 
 
 @dataclass(frozen=True)
@@ -130,8 +133,21 @@ def dominates(a: Point, b: Point) -> bool:
 
 
 def pareto_front(points: Sequence[Point]) -> set[int]:
-    """Indices of the points no other point dominates beyond the intervals."""
-    return {i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)}
+    """Indices of the points no other point dominates beyond the intervals (``dominates``, for every pair at once)."""
+    if not points:
+        return set()
+    cost_low, cost_high, score_low, score_high = (
+        np.array([getattr(point[axis], bound) for point in points], dtype=float)
+        for axis, bound in ((0, "low"), (0, "high"), (1, "low"), (1, "high"))
+    )
+    dominated = np.zeros(len(points), dtype=bool)
+    block = max(1, PAIRS_AT_ONCE // len(points))
+    for start in range(0, len(points), block):
+        p = slice(start, start + block)  # the points judged: columns; every other point q: rows
+        q_wins = (cost_high[:, None] < cost_low[None, p]) | (score_low[:, None] > score_high[None, p])
+        p_wins = (cost_high[None, p] < cost_low[:, None]) | (score_low[None, p] > score_high[:, None])
+        dominated[p] = (q_wins & ~p_wins).any(axis=0)
+    return set(np.flatnonzero(~dominated).tolist())
 
 
 def tied(a: Point, b: Point) -> bool:

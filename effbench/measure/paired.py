@@ -6,6 +6,7 @@ sensitive than comparing two accuracies: the documents' difficulty cancels out. 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,6 +79,29 @@ class Paired:
     wrong_to_right: float | None = None
 
 
+@functools.lru_cache(maxsize=8)
+def _resamples(n: int, iterations: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The bootstrap's resampled document indexes chunk by chunk, with how often each document is drawn in each
+    iteration: the same for every pair of runs with ``n`` documents (one seed), so drawn once (read-only, shared)."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, CHUNK_CELLS // max(n, 1))
+    out = []
+    for start in range(0, iterations, chunk):
+        index = rng.integers(0, n, size=(min(chunk, iterations - start), n))
+        rows = np.arange(len(index))[:, None] * n
+        counts = np.bincount((rows + index).ravel(), minlength=index.size).reshape(index.shape).astype(float)
+        index.setflags(write=False)
+        counts.setflags(write=False)
+        out.append((index, counts))
+    return tuple(out)
+
+
+def _resampled_means(values: np.ndarray, index: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``mean(values[..., index])`` of 0/1 outcomes as draw counts × outcomes: sums of 0s and 1s are exact in any
+    order, so the figures are the same, at a fraction of the cost of gathering every draw."""
+    return values @ counts.T / index.shape[1]
+
+
 def bootstrap_figures(
     technique: np.ndarray,
     baseline: np.ndarray,
@@ -87,25 +111,33 @@ def bootstrap_figures(
     iterations: int = BOOTSTRAP_ITERATIONS,
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The task's figure of each run per bootstrap iteration, documents resampled jointly (the same for both)."""
-    n = len(technique)
-    rng = np.random.default_rng(seed)
+    """The task's figure of each run per bootstrap iteration, documents resampled jointly (the same for both).
+
+    ``technique`` may hold several runs (runs × documents): each gets the same resampled documents, as it would
+    alone, and its figures are a row of the result.
+    """
+    rows = np.atleast_2d(technique)
+    row_weights = None if technique_weights is None else np.atleast_2d(technique_weights)
+    counted = aggregate is mean and bool(is_binary(rows).all() and is_binary(baseline))
     mine, theirs = [], []
-    chunk = max(1, CHUNK_CELLS // max(n, 1))
-    for start in range(0, iterations, chunk):
-        index = rng.integers(0, n, size=(min(chunk, iterations - start), n))
-        tw = technique_weights[index] if technique_weights is not None else None
-        bw = baseline_weights[index] if baseline_weights is not None else None
-        mine.append(aggregate(technique[index], tw))
-        theirs.append(aggregate(baseline[index], bw))
-    return np.concatenate(mine), np.concatenate(theirs)
+    for index, counts in _resamples(technique.shape[-1], iterations, seed):
+        if counted:
+            mine.append(_resampled_means(rows, index, counts))
+            theirs.append(_resampled_means(baseline, index, counts))
+            continue
+        # run by run: numpy sums a (runs × iterations × documents) gather in another order than one run's
+        weights = [None] * len(rows) if row_weights is None else [w[index] for w in row_weights]
+        mine.append(np.stack([aggregate(row[index], w) for row, w in zip(rows, weights, strict=True)]))
+        theirs.append(aggregate(baseline[index], None if baseline_weights is None else baseline_weights[index]))
+    figures = np.concatenate(mine, axis=1)
+    return figures if technique.ndim > 1 else figures[0], np.concatenate(theirs)
 
 
-def percentile_interval(values: np.ndarray) -> tuple[float, float]:
-    """The percentile 95 % interval of bootstrap replicates."""
+def percentile_interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile 95 % interval of bootstrap replicates (of each row, for several runs' replicates)."""
     tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    low, high = np.percentile(values, [tail, 100 - tail], axis=-1)
+    return low, high
 
 
 def bootstrap_delta_ci(
@@ -121,13 +153,15 @@ def bootstrap_delta_ci(
     mine, theirs = bootstrap_figures(
         technique, baseline, aggregate, technique_weights, baseline_weights, iterations, seed
     )
-    return percentile_interval(mine - theirs)
+    low, high = percentile_interval(mine - theirs)
+    return float(low), float(high)
 
 
 def bootstrap_interval(values: np.ndarray, metric: str, weights: np.ndarray | None = None) -> tuple[float, float]:
     """Percentile 95 % interval of one run's task figure over its documents (lm-eval gives perplexities no stderr)."""
     mine, _ = bootstrap_figures(values, values, aggregate_of(metric), weights, weights)
-    return percentile_interval(mine)
+    low, high = percentile_interval(mine)
+    return float(low), float(high)
 
 
 def ratios(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
@@ -146,9 +180,39 @@ def mcnemar_exact(right_to_wrong: int, wrong_to_right: int) -> float:
     return min(1.0, 2 * tail / 2**discordant)  # exact integers: no underflow for thousands of documents
 
 
-def is_binary(values: np.ndarray) -> bool:
-    """Whether every value is 0 or 1: an accuracy-type outcome (right or wrong)."""
-    return bool(np.isin(values, (0.0, 1.0)).all())
+def is_binary(values: np.ndarray) -> np.ndarray:
+    """Whether every value is 0 or 1 (an accuracy-type outcome: right or wrong), of each row of runs × documents."""
+    return ((values == 0.0) | (values == 1.0)).all(axis=-1)
+
+
+def compare_many(
+    techniques: np.ndarray,
+    baseline: np.ndarray,
+    metric: str,
+    technique_weights: np.ndarray | None = None,
+    baseline_weights: np.ndarray | None = None,
+) -> list[Paired]:
+    """``compare`` of several runs (runs × documents) with one baseline: each run's figures as ``compare`` gives them
+    alone, the bootstrap's documents drawn once for all."""
+    aggregate = aggregate_of(metric)
+    deltas = aggregate(techniques, technique_weights) - aggregate(baseline, baseline_weights)  # type: ignore[operator]
+    mine, theirs = bootstrap_figures(techniques, baseline, aggregate, technique_weights, baseline_weights)
+    lows, highs = percentile_interval(mine - theirs)
+    base = float(aggregate(baseline, baseline_weights))  # type: ignore[arg-type]
+    ratio_lows, ratio_highs = percentile_interval(ratios(mine, theirs)) if base > 0 else (None, None)
+    n = techniques.shape[1]
+    binary = (aggregate is mean and is_binary(baseline)) & is_binary(techniques)
+    lost = ((baseline == 1) & (techniques == 0)).sum(axis=1).tolist()
+    gained = ((baseline == 0) & (techniques == 1)).sum(axis=1).tolist()
+    out = []
+    for i in range(len(techniques)):
+        ratio_low, ratio_high = (None, None) if ratio_lows is None else (float(ratio_lows[i]), float(ratio_highs[i]))
+        shared = (n, float(deltas[i]), float(lows[i]), float(highs[i]), ratio_low, ratio_high)
+        if not binary[i]:
+            out.append(Paired(*shared))
+            continue
+        out.append(Paired(*shared, mcnemar_exact(lost[i], gained[i]), lost[i] / n, gained[i] / n))
+    return out
 
 
 def compare(
@@ -159,43 +223,52 @@ def compare(
     baseline_weights: np.ndarray | None = None,
 ) -> Paired:
     """Δ, its paired bootstrap CI, and for 0/1 outcomes McNemar's p and the flips, of values aligned by document."""
-    aggregate = aggregate_of(metric)
-    delta = float(
-        aggregate(technique, technique_weights) - aggregate(baseline, baseline_weights)  # type: ignore[operator]
-    )
-    mine, theirs = bootstrap_figures(technique, baseline, aggregate, technique_weights, baseline_weights)
-    low, high = percentile_interval(mine - theirs)
-    base = float(aggregate(baseline, baseline_weights))  # type: ignore[arg-type]
-    ratio_low, ratio_high = percentile_interval(ratios(mine, theirs)) if base > 0 else (None, None)
-    n = len(technique)
-    if aggregate is not mean or not (is_binary(technique) and is_binary(baseline)):
-        return Paired(n, delta, low, high, ratio_low, ratio_high)
-    lost = int(((baseline == 1) & (technique == 0)).sum())
-    gained = int(((baseline == 0) & (technique == 1)).sum())
-    return Paired(n, delta, low, high, ratio_low, ratio_high, mcnemar_exact(lost, gained), lost / n, gained / n)
+    weights = None if technique_weights is None else technique_weights[None, :]
+    return compare_many(technique[None, :], baseline, metric, weights, baseline_weights)[0]
 
 
-def _outcomes(samples: list[SampleRow], task: str, metric: str) -> dict[int, SampleRow]:
-    """A run's outcome per document for one task and metric, after the first filter lm-eval logged for it."""
-    chosen = [s for s in samples if s.task == task and s.metric == metric]
-    return {s.doc_id: s for s in chosen if s.filter == chosen[0].filter}
+@dataclass(frozen=True)
+class Outcome:
+    """One run's value per document in one task and metric, after the first filter lm-eval logged for it."""
+
+    doc_ids: np.ndarray  # ascending, each once
+    values: np.ndarray
+    weights: np.ndarray  # words or bytes (NaN where none was stored)
 
 
-def compare_samples(technique: list[SampleRow], baseline: list[SampleRow], task: str, metric: str) -> Paired | None:
-    """The paired comparison of two runs' outcomes; None unless both scored exactly the same documents."""
-    mine, theirs = _outcomes(technique, task, metric), _outcomes(baseline, task, metric)
-    if not mine or mine.keys() != theirs.keys():
+def outcome(doc_ids: np.ndarray, values: np.ndarray, weights: np.ndarray, filters: np.ndarray) -> Outcome | None:
+    """The outcome of a run's rows of one task and metric in stored order (a document logged twice keeps its last)."""
+    if not len(doc_ids):
         return None
-    docs = sorted(mine)
+    chosen = filters == filters[0]
+    docs = doc_ids[chosen][::-1]
+    distinct, first_reversed = np.unique(docs, return_index=True)
+    last = len(docs) - 1 - first_reversed
+    return Outcome(distinct, values[chosen][last], weights[chosen][last])
+
+
+def comparable(mine: Outcome | None, theirs: Outcome | None, metric: str) -> bool:
+    """Whether two runs' outcomes can be paired: both scored exactly the same documents (with their words or bytes
+    for a corpus-level metric)."""
+    if mine is None or theirs is None or not np.array_equal(mine.doc_ids, theirs.doc_ids):
+        return False
     weighted = aggregate_of(metric) in (weighted_perplexity, bits_per_byte)
-    if weighted and any(mine[d].weight is None or theirs[d].weight is None for d in docs):
-        return None
+    return not weighted or not (np.isnan(mine.weights).any() or np.isnan(theirs.weights).any())
 
-    def column(outcomes: dict[int, SampleRow], field: str) -> np.ndarray:
-        return np.array([getattr(outcomes[d], field) for d in docs], dtype=float)
 
-    weights = (column(mine, "weight"), column(theirs, "weight")) if weighted else (None, None)
-    return compare(column(mine, "value"), column(theirs, "value"), metric, *weights)
+def compare_outcomes(techniques: list[Outcome | None], baseline: Outcome | None, metric: str) -> list[Paired | None]:
+    """The paired comparison of each run with the baseline; None for a run that did not score the same documents."""
+    pairable = [i for i, mine in enumerate(techniques) if comparable(mine, baseline, metric)]
+    out: list[Paired | None] = [None] * len(techniques)
+    if not pairable or baseline is None:
+        return out
+    weighted = aggregate_of(metric) in (weighted_perplexity, bits_per_byte)
+    values = np.stack([techniques[i].values for i in pairable])  # type: ignore[union-attr]
+    weights = np.stack([techniques[i].weights for i in pairable]) if weighted else None  # type: ignore[union-attr]
+    paired = compare_many(values, baseline.values, metric, weights, baseline.weights if weighted else None)
+    for i, result in zip(pairable, paired, strict=True):
+        out[i] = result
+    return out
 
 
 def generated_tokens(samples: list[SampleRow]) -> dict[tuple[str, int], int]:
@@ -203,9 +276,13 @@ def generated_tokens(samples: list[SampleRow]) -> dict[tuple[str, int], int]:
     return {(s.task, s.doc_id): s.prediction_tokens for s in samples if s.prediction_tokens is not None}
 
 
-def output_length_ratio(technique: list[SampleRow], baseline: list[SampleRow]) -> float | None:
+def length_ratio(mine: dict[tuple[str, int], int], theirs: dict[tuple[str, int], int]) -> float | None:
     """Mean generated tokens of the technique ÷ the baseline's, over the generative documents both answered."""
-    mine, theirs = generated_tokens(technique), generated_tokens(baseline)
     shared = mine.keys() & theirs.keys()
     base = sum(theirs[k] for k in shared)
     return sum(mine[k] for k in shared) / base if shared and base else None
+
+
+def output_length_ratio(technique: list[SampleRow], baseline: list[SampleRow]) -> float | None:
+    """``length_ratio`` of two runs' samples."""
+    return length_ratio(generated_tokens(technique), generated_tokens(baseline))

@@ -15,6 +15,7 @@ import math
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from effbench.api.metric import Quantity
@@ -43,6 +44,7 @@ FRONTIERS = {
     "memory": ("peak_memory",),
 }
 TITLE = "# effbench leaderboards"
+LABELLED_POINTS = 40  # a plot with more points labels only the Pareto-optimal ones
 PER_MACHINE = ("leaderboard.md", "leaderboard.csv", "pareto-*.png")
 LEADERBOARDS = Output(
     "leaderboards",
@@ -156,17 +158,27 @@ class Board:
         for name, members in self.fronts.items():
             if index not in members:
                 continue
-            kept, points = self.points[name]
-            mine = points[kept.index(index)]
-            ties = [f"#{i + 1}" for i, p in zip(kept, points, strict=True)
-                    if i != index and i in members and decisions.tied(mine, p)]  # fmt: skip
+            _, points = self.points[name]
+            at = self._positions[name]
+            mine = points[at[index]]
+            ties = [f"#{i + 1}" for i in sorted(members) if i != index and decisions.tied(mine, points[at[i]])]
             names.append(f"{name} (tie: {', '.join(ties)})" if ties else name)
         return ", ".join(names)
+
+    @cached_property
+    def _positions(self) -> dict[str, dict[int, int]]:
+        """Per frontier, where each plotted entry's point is in ``points``."""
+        return {name: {i: at for at, i in enumerate(kept)} for name, (kept, _) in self.points.items()}
 
     def rank_text(self, index: int) -> str:
         """The rank, with '=' when shared (a tie: the intervals do not tell the entries apart)."""
         rank = self.ranks[index]
-        return f"{rank}=" if self.ranks.count(rank) > 1 else str(rank)
+        return f"{rank}=" if self._sharing[rank] > 1 else str(rank)
+
+    @cached_property
+    def _sharing(self) -> Counter[int]:
+        """How many entries hold each rank."""
+        return Counter(self.ranks)
 
 
 def _frontier(names: tuple[str, ...], measured: list[Column], columns: list[Column]) -> Column:
@@ -200,7 +212,13 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
         baselines = _baselines(ok)
         for e in entries:
             e.score = score(e, scored)
-            e.gates = run_gates(results, e.run, baselines.get((e.run.model, e.run.placement)))
+        placed: dict[tuple[str, str], list[Entry]] = {}
+        for e in entries:  # each model and placement's runs against their baseline at once
+            placed.setdefault((e.run.model, e.run.placement), []).append(e)
+        for key, group in placed.items():
+            gates = run_gates(results, [e.run for e in group], baselines.get(key))
+            for e in group:
+                e.gates = gates[e.run.run_id]
         measured = measured_columns(entries, columns)
         frontiers = {name: _frontier(names, measured, columns) for name, names in FRONTIERS.items()}
         latency = frontiers["latency"]
@@ -384,7 +402,10 @@ def plot(board: Board, name: str, path: Path) -> None:
                     ecolor=color, elinewidth=1, capsize=3, zorder=3, label=f"{legend} (95 % intervals)",
                 )  # fmt: skip
         one_model = len({e.run.model for e in board.entries}) == 1
+        crowded = len(points) > LABELLED_POINTS  # thousands of labels hide each other (and take minutes to lay out)
         for i, (cost, figure) in zip(kept, points, strict=True):
+            if crowded and i not in front:
+                continue
             right = cost.value <= middle  # labels point inwards so they stay inside the figure
             text = board.entries[i].run.label if one_model else board.entries[i].label
             ax.annotate(text, (cost.value, figure.value), textcoords="offset points", xytext=(6 if right else -6, 6),
@@ -398,7 +419,8 @@ def plot(board: Board, name: str, path: Path) -> None:
         ax.set_xlabel(f"{column.header}  ({better} is better; {board.scenario or 'no scenario'})")
         ax.set_ylabel(textwrap.fill(f"score: mean of {score} (higher is better)", 60), fontsize=9)
         model = f"{board.entries[0].run.model} · " if one_model else ""
-        ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}", fontsize=10)
+        labels = " (labels: Pareto-optimal runs)" * crowded
+        ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}{labels}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.margins(0.15)
         fig.tight_layout()

@@ -10,16 +10,18 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from effbench.api.vocabulary import GENERATE, QUALITY
 from effbench.config.suite import UNSTABLE_CV
 from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval
-from effbench.measure.paired import Paired, compare_samples, output_length_ratio
+from effbench.measure.paired import Paired, compare_outcomes, length_ratio
 from effbench.plugins import registry
 from effbench.present import breakeven
 from effbench.present.columns import Column, candidates, fmt, registry_columns
@@ -77,6 +79,44 @@ class Cell:
     unstable: bool = False
 
 
+DETAIL_FIELDS = tuple(MeasurementRow.schema().names)  # report-measurements.csv: every measurement, every column
+DETAIL_NAMES = ("technique", *DETAIL_FIELDS, "unstable")
+PHASE_AT = DETAIL_FIELDS.index("phase")
+
+
+@dataclass(frozen=True)
+class Details(Sequence[dict[str, Any]]):
+    """Every measurement of a table's runs in long form, one dict per measurement made when read: a store of 10 k
+    runs has a million, which report-measurements.csv writes from ``lines`` without making them."""
+
+    labels: list[str] = field(default_factory=list)  # each run's technique label
+    rows: list[list[MeasurementRow]] = field(default_factory=list)  # each run's measurements
+    unstable_cv: float = UNSTABLE_CV
+
+    def lines(self) -> Iterator[tuple[Any, ...]]:
+        """Each measurement's values in ``DETAIL_NAMES`` order (the phase of rows written before 1.2: evaluate)."""
+        values = attrgetter(*DETAIL_FIELDS)
+        for label, rows in zip(self.labels, self.rows, strict=True):
+            for m in rows:
+                line = values(m)
+                if line[PHASE_AT] is None:
+                    line = (*line[:PHASE_AT], PHASE_EVALUATE, *line[PHASE_AT + 1 :])
+                yield (label, *line, _unstable(m, self.unstable_cv))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (dict(zip(DETAIL_NAMES, line, strict=True)) for line in self.lines())
+
+    def __len__(self) -> int:
+        return sum(map(len, self.rows))
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return list(self)[index]
+
+
 @dataclass
 class ComparisonTable:
     """One model's comparison on one machine, in sections (accuracy, model, one per scenario, one-off phases)."""
@@ -86,7 +126,7 @@ class ComparisonTable:
     rows: list[list[Cell]]
     notes: list[str] = field(default_factory=list)
     sections: list[tuple[str, list[int]]] = field(default_factory=list)  # printed: title, column indexes
-    details: list[dict[str, Any]] = field(default_factory=list)  # every measurement of the rows' runs, long form
+    details: Details = field(default_factory=Details)  # every measurement of the rows' runs, long form
     short_headers: list[str] = field(default_factory=list)  # each column's header within its section
 
     def parts(self) -> list[tuple[str, list[str], list[list[Cell]]]]:
@@ -117,10 +157,10 @@ class Section:
             return f"{self.phase}: "
         return f"{self.scenario}: " if self.scenario else ""
 
-    def holds(self, m: MeasurementRow) -> bool:
-        """Whether a run-level measurement belongs to this section."""
-        in_scenario = self.phase != PHASE_EVALUATE or m.in_scenario == self.scenario
-        return m.task == "" and m.in_phase == self.phase and in_scenario
+    @property
+    def key(self) -> tuple[str, str]:
+        """The run-level measurements it holds: of its phase and, when evaluating, of its scenario (``by_section``)."""
+        return (self.phase, self.scenario if self.phase == PHASE_EVALUATE else "")
 
     def columns(self, columns: list[Column], rows: list[MeasurementRow]) -> list[Column]:
         """Candidates, this section's scope first (rows written before 1.1 put load figures in the model's)."""
@@ -170,19 +210,41 @@ def quality_gates(kept: list[Interval | None], length_ratio: float | None) -> di
     return {name: decisions.combine([decisions.gate(k, share) for k in kept]) for name, share in GATES.items()}
 
 
-def run_gates(results: Results, run: RunRecord, base_run: RunRecord | None) -> dict[str, str | None]:
-    """A run's MLPerf gates against its baseline on the baseline's primary metrics (unknown for the baseline)."""
-    if base_run is None or run.run_id == base_run.run_id:
-        return dict.fromkeys(GATES)
-    mine = {_key(m): m for m in results.measurements_of(run.run_id)}
+def run_gates(results: Results, runs: list[RunRecord], base_run: RunRecord | None) -> dict[str, dict[str, str | None]]:
+    """Each run's MLPerf gates against its baseline on the baseline's primary metrics (unknown for the baseline)."""
+    gates: dict[str, dict[str, str | None]] = {run.run_id: dict.fromkeys(GATES) for run in runs}
+    if base_run is None:
+        return gates
+    others = [run for run in runs if run.run_id != base_run.run_id]
     base = {_key(m): m for m in results.measurements_of(base_run.run_id)}
-    samples, base_samples = results.samples_of(run.run_id), results.samples_of(base_run.run_id)
-    kept = []
-    for task, row in primary_quality(list(base.values())).items():
-        key = (PHASE_EVALUATE, "", task, row.metric)
-        paired = compare_samples(samples, base_samples, task, row.metric)
-        kept.append(kept_share(mine.get(key), base.get(key), paired, row.higher_is_better))
-    return quality_gates(kept, output_length_ratio(samples, base_samples))
+    primary = primary_quality(list(base.values()))
+    paired = paired_with_baseline(results, others, base_run, primary)
+    base_tokens = results.generated_tokens(base_run.run_id)
+    for run in others:
+        mine = {_key(m): m for m in results.measurements_of(run.run_id) if m.task}  # the keys read: task metrics
+        kept = []
+        for task, row in primary.items():
+            key = (PHASE_EVALUATE, "", task, row.metric)
+            kept.append(kept_share(mine.get(key), base.get(key), paired[run.run_id][task], row.higher_is_better))
+        gates[run.run_id] = quality_gates(kept, length_ratio(results.generated_tokens(run.run_id), base_tokens))
+    return gates
+
+
+def paired_with_baseline(
+    results: Results, runs: list[RunRecord], base_run: RunRecord | None, primary: dict[str, MeasurementRow]
+) -> dict[str, dict[str, Paired | None]]:
+    """Each run's paired comparison with the baseline per primary task (None for the baseline itself and where the
+    documents differ), every run of a task compared at once."""
+    paired: dict[str, dict[str, Paired | None]] = {run.run_id: {} for run in runs}
+    others = [run for run in runs if base_run is None or run.run_id != base_run.run_id]
+    for task, row in primary.items():
+        base = results.outcome(base_run.run_id, task, row.metric) if base_run else None
+        mine = [results.outcome(run.run_id, task, row.metric) for run in others]
+        for run, result in zip(others, compare_outcomes(mine, base, row.metric), strict=True):
+            paired[run.run_id][task] = result
+        if base_run is not None and base_run.run_id in paired:
+            paired[base_run.run_id][task] = None
+    return paired
 
 
 def build(
@@ -248,6 +310,16 @@ def _scenarios(rows: list[MeasurementRow]) -> list[str]:
     return list(dict.fromkeys(m.in_scenario for m in rows if m.in_phase == PHASE_EVALUATE and m.in_scenario))
 
 
+def by_section(rows: list[MeasurementRow]) -> dict[tuple[str, str], list[MeasurementRow]]:
+    """Run-level measurements grouped by the section holding them (``Section.key``), each group in stored order."""
+    grouped: dict[tuple[str, str], list[MeasurementRow]] = {}
+    for m in rows:
+        if m.task == "":
+            phase = m.in_phase
+            grouped.setdefault((phase, m.in_scenario if phase == PHASE_EVALUATE else ""), []).append(m)
+    return grouped
+
+
 def _sections(rows: list[MeasurementRow]) -> list[Section]:
     """The model section, one per load scenario, lm-eval's generation, then one per one-off phase, as first measured."""
     scenarios = _scenarios(rows)
@@ -296,7 +368,7 @@ def _table(
     rows_of = {run.run_id: results.measurements_of(run.run_id) for run in runs}
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
     base_rows = rows_of[base_run.run_id] if base_run else []
-    base_samples = results.samples_of(base_run.run_id) if base_run else []
+    base_tokens = results.generated_tokens(base_run.run_id) if base_run else {}
     every_row = [m for run in runs for m in rows_of[run.run_id]]
     primary = primary_quality(base_rows or every_row)
     base = {_key(m): m for m in base_rows}
@@ -306,20 +378,12 @@ def _table(
     for task, row in primary.items():
         headers += [f"{task} {row.metric}", f"Δ {task}"]
     lengths = {
-        run.run_id: output_length_ratio(results.samples_of(run.run_id), base_samples) if run is not base_run else None
+        run.run_id: length_ratio(results.generated_tokens(run.run_id), base_tokens) if run is not base_run else None
         for run in runs
     }
     with_length = any(length is not None for length in lengths.values())
     headers += [f"{name} gate" for name in GATES] + [LENGTH_HEADER] * with_length + ["Status"]
-    paired = {
-        run.run_id: {
-            task: compare_samples(results.samples_of(run.run_id), base_samples, task, row.metric)
-            if run is not base_run
-            else None
-            for task, row in primary.items()
-        }
-        for run in runs
-    }
+    paired = paired_with_baseline(results, runs, base_run, primary)
     rows = [
         _accuracy_cells(run, values[run.run_id], base, primary, paired[run.run_id], lengths[run.run_id], with_length)
         for run in runs
@@ -334,9 +398,14 @@ def _table(
     for run, row in zip(runs, rows, strict=True):
         row += [cell for task in paired_tasks for cell in _paired_cells(paired[run.run_id][task])]
     unstable = False
+    grouped = by_section(every_row)
     for section in _sections(every_row):
         printed = []
-        for column in section.columns(columns, [m for m in every_row if section.holds(m)]):
+        held = grouped.get(section.key, [])
+        cell_metrics = {m.metric for m in held if m.step is None and m.in_scenario == section.scenario}
+        for column in section.columns(columns, held):
+            if column.name not in cell_metrics:
+                continue  # no run measured it (the cells would all be empty)
             cells = [_resource_cell(section, column, values[run.run_id], base, unstable_cv) for run in runs]
             if all(cell.value is None for cell in cells):
                 continue  # no run measured it
@@ -364,6 +433,8 @@ def _table(
         for run in runs
         for m in rows_of[run.run_id]
     ]
+
+    details = Details([run.label for run in runs], [rows_of[run.run_id] for run in runs], unstable_cv)
     placement = runs[0].placement
     notes = _notes(
         "; ".join(filter(None, [f"model {model}", f"hardware fingerprint {hardware}", placement])),
@@ -542,7 +613,6 @@ def to_latex(table: ComparisonTable) -> str:
 
 
 TEXT_COLUMNS = ("Technique", "Status")
-DETAIL_FIELDS = tuple(MeasurementRow.schema().names)  # report-measurements.csv: every measurement, every column
 CELL_FIELDS = ("stderr", "ci_low", "ci_high", "cv")
 
 
@@ -570,10 +640,10 @@ def to_csv(tables: list[ComparisonTable]) -> str:
 def details_csv(tables: list[ComparisonTable]) -> str:
     """Every measurement behind the tables, one per line, including those no column shows (percentiles, kWh...)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, ["table", "technique", *DETAIL_FIELDS, "unstable"])
-    writer.writeheader()
+    writer = csv.writer(buffer)
+    writer.writerow(["table", *DETAIL_NAMES])
     for table in tables:
-        writer.writerows({"table": table.title, **row} for row in table.details)
+        writer.writerows((table.title, *line) for line in table.details.lines())
     return buffer.getvalue()
 
 

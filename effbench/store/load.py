@@ -12,6 +12,7 @@ dataset comes from elsewhere: one bad file rejects it whole.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,8 +22,11 @@ import pyarrow as pa
 
 from effbench.api.vocabulary import STAGES
 from effbench.errors import EffbenchError
+from effbench.measure.paired import Outcome
 from effbench.records import MeasurementRow, Record, RunRecord, SampleRow, TaxonomyRow
+from effbench.store.outcomes import SampleIndex
 from effbench.store.results import ResultsStore, parquet_files, to_table
+from effbench.store.rows import Rows
 from effbench.store.validate import Problem, raise_if, read_records
 
 R = TypeVar("R", MeasurementRow, SampleRow)  # a table whose rows belong to one run each
@@ -35,10 +39,10 @@ class Results:
     bad files."""
 
     runs: list[RunRecord] = field(default_factory=list)
-    measurements: list[MeasurementRow] = field(default_factory=list)
+    measurements: Sequence[MeasurementRow] = field(default_factory=list)  # a store's: made when first used
     taxonomy: list[TaxonomyRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # one per bad store file, its path relative to the store
-    samples: list[SampleRow] = field(default_factory=list)  # per-document outcomes (none in results before 1.4)
+    samples: Sequence[SampleRow] = field(default_factory=list)  # per-document outcomes (none in results before 1.4)
 
     @cached_property
     def _runs_by_id(self) -> dict[str, RunRecord]:
@@ -51,6 +55,11 @@ class Results:
     @cached_property
     def _samples_by_run(self) -> dict[str, list[SampleRow]]:
         return _by_run(self.samples)
+
+    @cached_property
+    def _sample_index(self) -> SampleIndex:
+        samples = self.samples
+        return SampleIndex(samples.table if isinstance(samples, Rows) else to_table(list(samples), SampleRow))
 
     def run(self, run_id: str) -> RunRecord:
         """The run with this id."""
@@ -69,6 +78,14 @@ class Results:
     def samples_of(self, run_id: str) -> list[SampleRow]:
         """A run's per-document outcomes, in the order lm-eval logged them (none for runs written before 1.4)."""
         return self._samples_by_run.get(run_id, [])
+
+    def outcome(self, run_id: str, task: str, metric: str) -> Outcome | None:
+        """A run's value per document in one task and metric, as arrays (None when it stored none)."""
+        return self._sample_index.outcome(run_id, task, metric)
+
+    def generated_tokens(self, run_id: str) -> dict[tuple[str, int], int]:
+        """Tokens a run generated per (task, document) of its generative tasks."""
+        return self._sample_index.generated_tokens(run_id)
 
     def hardware(self) -> dict[str, list[RunRecord]]:
         """Runs by hardware fingerprint, each machine's ordered by run id."""
@@ -98,7 +115,7 @@ def _taxonomy_order(row: TaxonomyRow) -> tuple[str, int, str]:
 
 def _load_store(root: Path) -> Results:
     """A results store's valid committed runs, and its bad files (skipped, each with its run)."""
-    runs, measurements, samples, problems = ResultsStore(root).read()
+    runs, measurements, samples, problems = ResultsStore(root).read_tables()
     return Results(runs, measurements, problems=problems, samples=samples)
 
 
@@ -155,8 +172,11 @@ def load(root: Path | str, layout: str = "any") -> Results:
     return results
 
 
-def _by_run(rows: list[R]) -> dict[str, list[R]]:
+def _by_run(rows: Sequence[R]) -> dict[str, list[R]]:
     """A run's rows of one table, looked up by run id without scanning the table each time."""
+    if isinstance(rows, Rows):  # the store's: each run's rows are contiguous
+        every = rows.all()
+        return {run_id: every[start:stop] for run_id, (start, stop) in rows.spans().items()}
     grouped: dict[str, list[R]] = {}
     for row in rows:
         grouped.setdefault(row.run_id, []).append(row)

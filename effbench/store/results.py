@@ -23,14 +23,16 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from effbench.errors import EffbenchError
 from effbench.records import SCHEMA_VERSION, MeasurementRow, Record, RunRecord, SampleRow
-from effbench.store.validate import Problem, first_of_file, read_records
+from effbench.store.rows import Rows, records
+from effbench.store.snapshot import Read, read_files
+from effbench.store.validate import Problem, check_rows, first_of_file, read_conformed
 from effbench.version import __version__
 
 TEMP_NAME = re.compile(r"\..+\.(parquet|safetensors)\.[0-9a-f]{32}\.tmp")  # _write_atomic's temporary files
@@ -38,7 +40,6 @@ LEFTOVER_AGE_S = 60.0  # an unlocked temporary file this old has no writer (see 
 QUARANTINE = "quarantine"
 REFERENCES = "references"  # the baseline runs' fidelity references: <key>.safetensors
 
-R = TypeVar("R", RunRecord, MeasurementRow, SampleRow)
 RUN_TABLES = (RunRecord, MeasurementRow, SampleRow)  # one file per run in each
 PER_RUN = (MeasurementRow, SampleRow)  # a run's rows, read only with its runs row
 
@@ -165,11 +166,12 @@ class ResultsStore:
         self._claim()
         _write_atomic(data, self.reference_path(key))
 
-    def _read_run_file(self, path: Path, kind: type[R], problems: list[Problem]) -> list[R] | None:
+    def _read_run_file(self, path: Path, kind: type[Record], problems: list[Problem]) -> pa.Table | None:
         """The rows of one run's file, or None (its one problem added) when it is bad or holds another run's rows."""
         found: list[Problem] = []
-        rows = read_records(path, kind, self.root, found)
         where = path.relative_to(self.root).as_posix()
+        table = read_conformed(path, kind, self.root, found)
+        rows = [] if table is None else check_rows(table, kind, where, found)
         others = sorted({row.run_id for row in rows} - {path.stem})
         if not found and others:
             found.append(Problem(where, f"holds rows of run {others[0]}, expected run {path.stem}"))
@@ -178,36 +180,43 @@ class ResultsStore:
         if found:
             problems.append(first_of_file(found))
             return None
-        return rows
+        return table
 
-    def read(self) -> tuple[list[RunRecord], list[MeasurementRow], list[SampleRow], list[Problem]]:
-        """The valid runs with their measurements and samples, and one problem per bad file, skipped with its run.
+    def _read_table(self, kind: type[Record], runs: set[str] | None, problems: list[Problem]) -> Read:
+        """A table's valid files (of ``runs`` only, when given), through the store's snapshot (``snapshot.py``)."""
+        files = [path for path in self.files(kind.table) if runs is None or path.stem in runs]
+        return read_files(self.root, kind, files, lambda path: self._read_run_file(path, kind, problems))
+
+    def read_tables(self) -> tuple[list[RunRecord], Rows[MeasurementRow], Rows[SampleRow], list[Problem]]:
+        """The valid runs with their measurements and samples (records made when used), and one problem per bad file,
+        skipped with its run. Each run's rows are contiguous, runs in file order.
 
         A run without a samples file (failed, or written before 1.4) has no samples.
         """
         problems: list[Problem] = []
-        runs: dict[str, RunRecord] = {}
-        for path in self.files(RunRecord.table):
-            rows = self._read_run_file(path, RunRecord, problems)
-            if rows is not None:
-                runs[path.stem] = rows[0]
-        read: dict[type[Record], dict[str, list]] = {kind: {} for kind in PER_RUN}
-        for kind in PER_RUN:
-            for path in self.files(kind.table):
-                if path.stem in runs:  # without a runs row, they are an interrupted run's: ignored, unread
-                    rows = self._read_run_file(path, kind, problems)
-                    if rows is None:
-                        del runs[path.stem]
-                    else:
-                        read[kind][path.stem] = rows
-        kept = {
-            kind: [row for run_id, rows in read[kind].items() if run_id in runs for row in rows] for kind in PER_RUN
-        }
-        return list(runs.values()), kept[MeasurementRow], kept[SampleRow], problems
+        read = self._read_table(RunRecord, None, problems)
+        runs = dict(zip(read.spans, records(read.table, RunRecord), strict=True))
+        per_run: dict[type[Record], Read] = {}
+        for kind in PER_RUN:  # without a runs row, they are an interrupted run's: ignored, unread
+            per_run[kind] = self._read_table(kind, set(runs), problems)
+            for run_id in per_run[kind].bad:  # skipped with its run
+                del runs[run_id]
+        kept = {kind: _of_runs(read, set(runs)) for kind, read in per_run.items()}
+        return (
+            list(runs.values()),
+            Rows(kept[MeasurementRow], MeasurementRow),
+            Rows(kept[SampleRow], SampleRow),
+            problems,
+        )
+
+    def read(self) -> tuple[list[RunRecord], list[MeasurementRow], list[SampleRow], list[Problem]]:
+        """``read_tables`` with every record made."""
+        runs, measurements, samples, problems = self.read_tables()
+        return runs, measurements.all(), samples.all(), problems
 
     def statuses(self) -> dict[str, str]:
         """Status (ok / failed) of every valid stored run by run id; a damaged run is not stored: a resume reruns it."""
-        return {run.run_id: run.status for run in self.read()[0]}
+        return {run.run_id: run.status for run in self.read_tables()[0]}
 
     def leftovers(self) -> list[Path]:
         """Temporary files of interrupted writes: only names ``_write_atomic`` gives, only once their writer is gone."""
@@ -264,3 +273,11 @@ class ResultsStore:
             os.replace(self.root / relative, folder / relative)
             moved.append(folder / relative)
         return moved
+
+
+def _of_runs(read: Read, runs: set[str]) -> pa.Table:
+    """The rows of these runs only, in file order (a run skipped for another table's bad file loses its rows too)."""
+    if all(stem in runs for stem in read.spans):
+        return read.table
+    keep = [np.arange(start, stop) for stem, (start, stop) in read.spans.items() if stem in runs]
+    return read.table.take(np.concatenate(keep)) if keep else read.table.slice(0, 0)

@@ -33,6 +33,7 @@ from effbench.records import (
     RunRecord,
     TaxonomyRow,
 )
+from effbench.store.rows import records
 
 VERSION_KEY = b"effbench.schema_version"
 SAFE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")  # run ids and fingerprints become file names
@@ -159,28 +160,39 @@ def _read_open_table(handle: int, where: str, problems: list[Problem]) -> pa.Tab
         return None
 
 
-def read_records(path: Path, kind: type[R], root: Path, problems: list[Problem]) -> list[R]:
-    """The records of one Parquet file (nulls for columns added since it was written), or none if it is bad."""
+def read_conformed(path: Path, kind: type[Record], root: Path, problems: list[Problem]) -> pa.Table | None:
+    """One Parquet file's table in the record's schema (nulls for columns added since it was written), or None with
+    its problems when it is not one; its rows are checked by ``check_rows``."""
     where = path.relative_to(root).as_posix()
     table = _read_table(path, where, problems)
     if table is None:
-        return []
+        return None
     found = _schema_problems(table.schema, kind, where)
     if found:
         problems += found
-        return []
+        return None
     schema = kind.schema()
     for f in schema:
         if f.name not in table.schema.names:
             table = table.append_column(f, pa.nulls(len(table), f.type))
     try:
-        rows = table.select(schema.names).cast(schema).to_pylist()
+        return table.select(schema.names).cast(schema)
     except (pa.ArrowException, ValueError, OverflowError) as err:
         problems.append(Problem(where, f"values do not fit the schema ({err})"))
-        return []
-    records = [kind.from_row(row) for row in rows]
-    problems += [p for record in records for p in row_problems(record, where)]
-    return records
+        return None
+
+
+def check_rows(table: pa.Table, kind: type[R], where: str, problems: list[Problem]) -> list[R]:
+    """The records of a conformed table, with every row's problems added."""
+    rows = records(table, kind)
+    problems += [p for record in rows for p in row_problems(record, where)]
+    return rows
+
+
+def read_records(path: Path, kind: type[R], root: Path, problems: list[Problem]) -> list[R]:
+    """The records of one Parquet file (nulls for columns added since it was written), or none if it is bad."""
+    table = read_conformed(path, kind, root, problems)
+    return [] if table is None else check_rows(table, kind, path.relative_to(root).as_posix(), problems)
 
 
 def _bad_json(record: Record, name: str, expected: type) -> bool:
@@ -196,6 +208,18 @@ def _bad_json(record: Record, name: str, expected: type) -> bool:
 
 
 @cache
+def _required(kind: type[Record]) -> tuple[str, ...]:
+    """``required_columns``, worked out once per record type (every row of a million is checked)."""
+    return kind.required_columns()
+
+
+@cache
+def _json_columns(kind: type[Record]) -> dict[str, type]:
+    """``json_columns``, worked out once per record type."""
+    return kind.json_columns()
+
+
+@cache
 def _never_null(kind: type[Record]) -> tuple[str, ...]:
     """Columns whose record type has no None: the commands sort, join and count them, so a stored null is bad."""
     hints = get_type_hints(kind)
@@ -204,13 +228,13 @@ def _never_null(kind: type[Record]) -> tuple[str, ...]:
 
 def row_problems(record: Record, where: str) -> list[Problem]:
     """What is wrong with one row: empty required values first, then the record's own invariants."""
-    empty = [c for c in record.required_columns() if getattr(record, c) in (None, "")]
+    empty = [c for c in _required(type(record)) if getattr(record, c) in (None, "")]
     empty += [c for c in _never_null(type(record)) if getattr(record, c) is None and c not in empty]
     if empty:
         return [Problem(where, f"a {record.table} row has no {c}") for c in empty]
     reasons = [
         f"{c} is not a JSON {JSON_NAMES[expected]}"
-        for c, expected in record.json_columns().items()
+        for c, expected in _json_columns(type(record)).items()
         if _bad_json(record, c, expected)
     ]
     if isinstance(record, RunRecord):

@@ -1,0 +1,173 @@
+"""A results store's snapshot: each table's valid per-run rows in one Parquet file, so reading 10 k runs opens a
+few files (and those written since) rather than 30 k.
+
+The per-run files stay the store, and a read never writes into it. The snapshot is a cache in effbench's cache
+folder (``snapshots/<store key>/<table>.parquet``): the rows of every valid file in file order, and in its
+metadata each file's name, size, modification time and inode as they were before it was read. A file whose stat
+differs (rewritten, replaced, new) is read and checked by itself, one that is gone is dropped; a bad file is never
+in it (it is read, and reported, every time). A snapshot of another effbench or schema version, or one that does
+not read, is ignored and rebuilt; the stores read most recently keep theirs. Writing it is best effort: where the
+cache cannot be written, the store is read file by file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from effbench.measure.accuracy import cache_folder
+from effbench.records import SCHEMA_VERSION, Record
+from effbench.version import __version__
+
+SNAPSHOTS = "snapshots"
+KEPT = 16  # stores whose snapshots are kept: the ones read most recently
+METADATA_KEY = b"effbench.snapshot"
+FORMAT = 1
+ABANDONED_S = 600.0  # a temporary snapshot file this old was left by a killed reader
+
+Stat = tuple[int, int, int, int]  # size, modification and change times (ns), inode
+UNSEEN: Stat = (-1, -1, -1, -1)  # matches no file: read again next time
+# A file changed this recently may change again within the file system clock's tick, its stat unchanged (git's "racy"
+# files): its rows are used, but it is read again next time.
+RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A table's snapshot: its rows, and per file name the stat it was read at and where its rows lie."""
+
+    table: pa.Table
+    files: dict[str, tuple[Stat, int, int]]  # name -> (stat, first row, rows)
+
+
+def _stat(path: Path) -> Stat | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+def _stamp() -> dict[str, object]:
+    return {"format": FORMAT, "effbench_version": __version__, "schema_version": SCHEMA_VERSION}
+
+
+def snapshot_folder(root: Path) -> Path | None:
+    """Where a store's snapshot is kept: a folder per store (its resolved path and its folder's identity)."""
+    try:
+        info, resolved = root.stat(), root.resolve()
+    except (OSError, RuntimeError):
+        return None
+    identity = f"{resolved}\0{info.st_dev}\0{info.st_ino}".encode(errors="surrogateescape")
+    return cache_folder() / SNAPSHOTS / hashlib.sha256(identity).hexdigest()[:32]
+
+
+def load_snapshot(folder: Path, kind: type[Record]) -> Snapshot | None:
+    """The table's snapshot, or None when there is none usable (missing, unreadable, another version's)."""
+    path = folder / f"{kind.table}.parquet"
+    try:
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {})[METADATA_KEY])
+    except (OSError, pa.ArrowException, KeyError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("stamp") != _stamp() or table.schema.names != kind.schema().names:
+        return None
+    try:  # Parquet has no second timestamps: they read back in milliseconds
+        table = table.replace_schema_metadata(None).cast(kind.schema())
+    except (pa.ArrowException, ValueError):
+        return None
+    try:
+        files = {name: (tuple(stat), start, rows) for name, stat, start, rows in meta["files"]}
+    except (KeyError, TypeError, ValueError):
+        return None
+    return Snapshot(table, files)  # type: ignore[arg-type]
+
+
+def save_snapshot(folder: Path, kind: type[Record], table: pa.Table, files: dict[str, tuple[Stat, int, int]]) -> None:
+    """Write the table's snapshot atomically (a reader sees the old one or the new one), and drop the snapshots of
+    the stores read least recently; silently nothing where the cache cannot be written."""
+    meta = {
+        "stamp": _stamp(),
+        "files": [[name, list(stat), start, rows] for name, (stat, start, rows) in files.items()],
+    }
+    path = folder / f"{kind.table}.parquet"
+    tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob(f".{path.name}.*.tmp"):  # a killed reader's; a live one's is younger
+            if time.time() - old.stat().st_mtime > ABANDONED_S:
+                old.unlink(missing_ok=True)
+        stamped = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
+        with pq.ParquetWriter(tmp, stamped.schema) as writer:
+            writer.write_table(stamped)
+        os.replace(tmp, path)
+        others = sorted(folder.parent.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in others[KEPT:]:
+            shutil.rmtree(stale, ignore_errors=True)
+    except Exception:  # a cache: a full disk, a read-only home or anything else never stops a read
+        with contextlib.suppress(Exception):
+            tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Read:
+    """The valid rows of a table's files, in file order, and where each file's rows lie."""
+
+    table: pa.Table
+    spans: dict[str, tuple[int, int]]  # file stem -> (start, stop)
+    bad: set[str]  # stems of the files read_one refused
+
+
+def read_files(root: Path, kind: type[Record], files: list[Path], read_one: Callable[[Path], pa.Table | None]) -> Read:
+    """The rows of ``files`` (one table's of the store ``root``, sorted): from its snapshot where a file is unchanged
+    since, else through ``read_one`` (None for a bad file, left out); the snapshot is rewritten when that changed."""
+    folder = snapshot_folder(root) if files else None
+    snapshot = load_snapshot(folder, kind) if folder else None
+    if folder and snapshot:
+        with contextlib.suppress(OSError):
+            os.utime(folder)  # read recently: kept
+    known = snapshot.files if snapshot else {}
+    parts: list[pa.Table] = [snapshot.table] if snapshot else []
+    offset = snapshot.table.num_rows if snapshot else 0
+    located: dict[str, tuple[Stat, int, int]] = {}  # name -> (stat, first row in the parts, rows)
+    bad = set()
+    for path in files:
+        stat = _stat(path)  # before reading: a file replaced meanwhile is read again next time
+        entry = known.get(path.name)
+        if stat is not None and entry is not None and entry[0] == stat:
+            located[path.name] = entry
+            continue
+        table = read_one(path)
+        if table is None:
+            bad.add(path.stem)
+            continue
+        parts.append(table)
+        trusted = stat is not None and time.time_ns() - max(stat[1], stat[2]) > RACY_NS
+        located[path.name] = (stat if trusted else UNSEEN, offset, table.num_rows)  # type: ignore[assignment]
+        offset += table.num_rows
+    combined = pa.concat_tables(parts) if parts else kind.schema().empty_table()
+    unchanged = snapshot is not None and list(located.items()) == list(known.items())
+    if not unchanged:
+        order = [np.arange(start, start + rows) for _, start, rows in located.values()]
+        combined = combined.take(np.concatenate(order)) if order else kind.schema().empty_table()
+        placed, start = {}, 0
+        for name, (stat, _, rows) in located.items():
+            placed[name] = (stat, start, rows)
+            start += rows
+        located = placed
+        if folder:
+            save_snapshot(folder, kind, combined, located)
+    spans = {Path(name).stem: (start, start + rows) for name, (_, start, rows) in located.items()}
+    return Read(combined, spans, bad)

@@ -1,0 +1,213 @@
+"""Results at scale: the store's snapshot reads what the per-run files hold, and the columnar paths (records made
+when used, outcomes as arrays, every run's bootstrap at once) give the report and leaderboard the one-at-a-time
+paths give."""
+
+import math
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from effbench.measure import decisions, paired
+from effbench.present import leaderboard, report
+from effbench.records import MeasurementRow, SampleRow
+from effbench.store import snapshot
+from effbench.store.load import Results, load
+from effbench.store.results import ResultsStore
+from effbench.store.rows import Rows
+from tests.conftest import cli
+from tests.store_helpers import COLUMNS, measurement, measurements, run_row, samples, two_machine_store
+
+
+def _read(root) -> tuple:
+    """Everything a read gives, as plain lists (records compare by value)."""
+    runs, rows, outcomes, problems = ResultsStore(root).read()
+    return runs, rows, outcomes, [str(p) for p in problems]
+
+
+def _snapshot_files(root) -> list[str]:
+    return sorted(p.name for p in snapshot.snapshot_folder(root).glob("*.parquet"))
+
+
+def _listing(root) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def settled(monkeypatch) -> None:
+    """Files written a moment ago count as settled (in use, files changed within the clock's tick are read again)."""
+    monkeypatch.setattr(snapshot, "RACY_NS", -(10**18))
+
+
+@pytest.fixture
+def store(tmp_path, settled) -> ResultsStore:
+    """Two machines' runs, one more with a damaged measurements file, and measurements of a run never stored."""
+    root = tmp_path / "store"
+    store = two_machine_store(root)
+    store.write_run(run_row("bad", "dtype", {"dtype": "fp16"}), measurements(0.5, 9.0, 1.0, 1.0, 1.0, 1.0))
+    (root / "measurements" / "bad.parquet").write_bytes(b"PAR1 truncated")
+    pq.write_table(pq.read_table(root / "measurements" / "hwA-0.parquet"), root / "measurements" / "orphan.parquet")
+    return store
+
+
+def test_a_read_through_the_snapshot_gives_what_reading_every_file_gives(store, monkeypatch):
+    before = _listing(store.root)
+    first = _read(store.root)  # no snapshot yet: every file read, the snapshot written into effbench's cache
+    assert _snapshot_files(store.root) == ["measurements.parquet", "runs.parquet", "samples.parquet"]
+    opened = []
+    read_one = ResultsStore._read_run_file
+    monkeypatch.setattr(ResultsStore, "_read_run_file", lambda *a: opened.append(a[1].name) or read_one(*a))
+    assert first == _read(store.root)  # through the snapshot: the same rows, order and problems
+    assert opened == ["bad.parquet"]  # only the bad file is read again (and named again)
+    assert _listing(store.root) == before  # reading never writes into the store
+    runs, rows, outcomes, problems = first
+    assert sorted(r.run_id for r in runs) == [f"hw{m}-{i}" for m in "AB" for i in range(4)]
+    assert problems == ["measurements/bad.parquet: truncated Parquet file (its footer is missing)"]
+    assert len(rows) == 8 * 7 and len(outcomes) == 8 * 150 and {m.run_id for m in rows} == {r.run_id for r in runs}
+
+
+def test_a_file_rewritten_replaced_or_removed_since_is_read_again(store):
+    _read(store.root)
+    store.write_run(run_row("hwA-1", "dtype", {"dtype": "bf16"}), [measurement("latency", 42.0, "ms", "computation")])
+    (store.root / "runs" / "hwB-3.parquet").unlink()
+    (store.root / "samples" / "hwA-2.parquet").write_bytes(b"")
+    for _ in range(2):  # building the new snapshot, then reading through it
+        runs, rows, _, problems = _read(store.root)
+        assert [m.value for m in rows if m.run_id == "hwA-1"] == [42.0]
+        assert {r.run_id for r in runs} == {"hwA-0", "hwA-1", "hwA-3", "hwB-0", "hwB-1", "hwB-2"}
+        assert problems[-1] == "samples/hwA-2.parquet: empty file"  # a bad file is named on every read
+
+
+def test_a_snapshot_that_does_not_read_or_is_another_versions_is_rebuilt(store, monkeypatch):
+    expected = _read(store.root)
+    (snapshot.snapshot_folder(store.root) / "measurements.parquet").write_bytes(b"PAR1")
+    assert _read(store.root) == expected
+    monkeypatch.setattr(snapshot, "__version__", "0.0.1")
+    folder = snapshot.snapshot_folder(store.root)
+    assert snapshot.load_snapshot(folder, MeasurementRow) is None
+    assert _read(store.root) == expected
+    assert snapshot.load_snapshot(folder, MeasurementRow) is not None  # rewritten by this version
+
+
+def test_a_store_keeps_its_rows_in_tables_until_records_are_asked_for(store):
+    results = load(store.root)
+    assert isinstance(results.measurements, Rows) and results.measurements._all is None
+    assert results.outcome("hwA-2", "micro_copy", "exact_match") is not None and results.samples._all is None
+    assert results.measurements_of("hwA-2") == [m for m in results.measurements if m.run_id == "hwA-2"]
+    assert results.samples == list(results.samples)
+
+
+def _from_records(results: Results) -> Results:
+    """The same results as plain record lists: the paths of results built in memory (datasets, the Python API)."""
+    return Results(
+        list(results.runs), list(results.measurements), problems=results.problems, samples=list(results.samples)
+    )
+
+
+def _report_files(results: Results) -> list[str]:
+    tables = report.build(results, columns=COLUMNS)
+    return [report.to_csv(tables), report.details_csv(tables), *map(report.to_markdown, tables)]
+
+
+def _board_files(results: Results) -> list[str]:
+    boards = leaderboard.boards(results, COLUMNS)
+    return [text for board in boards for text in (leaderboard.to_markdown(board), leaderboard.to_csv(board))]
+
+
+def test_the_report_and_leaderboard_from_tables_are_the_ones_from_records(store):
+    stored = load(store.root)
+    assert _report_files(stored) == _report_files(_from_records(load(store.root)))
+    assert _board_files(stored) == _board_files(_from_records(load(store.root)))
+
+
+def _one_at_a_time(results: Results, run_id: str, base_id: str, task: str, metric: str) -> paired.Paired | None:
+    """The paired comparison of one run, from its samples as records (the last outcome of a document kept)."""
+    mine, theirs = ({s.doc_id: s for s in results.samples_of(r) if s.task == task and s.metric == metric}
+                    for r in (run_id, base_id))  # fmt: skip
+    if not mine or mine.keys() != theirs.keys():
+        return None
+    docs = sorted(mine)
+    values = [np.array([rows[d].value for d in docs]) for rows in (mine, theirs)]
+    weights = [np.array([float(rows[d].weight or 0) for d in docs]) for rows in (mine, theirs)]
+    return paired.compare(values[0], values[1], metric, *weights)
+
+
+@pytest.mark.parametrize(("task", "metric"), [("micro_copy", "exact_match"), ("micro_text", "word_perplexity")])
+def test_every_run_compared_at_once_gets_the_figures_it_gets_alone(store, task, metric):
+    results = load(store.root)
+    runs = [results.run(f"hwA-{i}") for i in range(4)]
+    primary = {task: next(m for m in results.measurements_of("hwA-0") if m.task == task and m.metric == metric)}
+    together = report.paired_with_baseline(results, runs, runs[0], primary)
+    assert together["hwA-0"] == {task: None}
+    for run in runs[1:]:
+        alone = _one_at_a_time(results, run.run_id, "hwA-0", task, metric)
+        assert alone is not None and together[run.run_id][task] == alone
+
+
+def test_outcomes_keep_the_first_filter_and_a_documents_last_row():
+    rows = [SampleRow("r", "t", 1, "acc", "none", 0.0), SampleRow("r", "t", 0, "acc", "none", 1.0),
+            SampleRow("r", "t", 0, "acc", "strict", 0.0), SampleRow("r", "t", 1, "acc", "none", 1.0)]  # fmt: skip
+    found = Results(samples=rows).outcome("r", "t", "acc")
+    assert found is not None and found.doc_ids.tolist() == [0, 1] and found.values.tolist() == [1.0, 1.0]
+    assert Results(samples=rows).outcome("r", "t", "exact_match") is None
+
+
+def test_the_terminal_shows_a_tables_first_rows_and_where_the_rest_are(tmp_path):
+    store = ResultsStore(tmp_path)
+    for i in range(53):
+        technique = ("baseline", {}) if i == 0 else ("prune-magnitude", {"sparsity": i / 100})
+        store.write_run(
+            run_row(f"run-{i:02d}", *technique),
+            [measurement("exact_match", 1 - i / 100, "", "quality", "micro_copy", stderr=0.01)],
+            samples(1 - i / 100, 5.0, shift=i),
+        )
+    shown = cli("report", "--results", str(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    assert f"... and 3 more rows in {tmp_path / 'report.md'}" in " ".join(shown.stdout.split())
+    assert (tmp_path / "report.md").read_text().count("prune-magnitude(sparsity=") == 2 * 52  # two sections
+
+
+def test_counted_resamples_of_right_and_wrong_give_the_gathered_means_exactly():
+    rng = np.random.default_rng(3)
+    runs, baseline = (rng.random((7, 33)) < 0.6).astype(float), (rng.random(33) < 0.7).astype(float)
+    mine, theirs = paired.bootstrap_figures(runs, baseline)
+    chunks = paired._resamples(33, paired.BOOTSTRAP_ITERATIONS, paired.BOOTSTRAP_SEED)
+    assert np.array_equal(mine, np.concatenate([runs[:, index].mean(axis=-1) for index, _ in chunks], axis=1))
+    assert np.array_equal(theirs, np.concatenate([baseline[index].mean(axis=-1) for index, _ in chunks]))
+
+
+def test_the_pareto_front_of_all_pairs_at_once_is_the_pairwise_one(monkeypatch):
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 6, size=(300, 2)).astype(float)  # coarse: many overlaps and ties
+    spread = rng.integers(0, 3, size=(300, 2))
+    points = [(decisions.Interval(c, c - sc, c + sc), decisions.Interval(s, s - ss, s + ss))
+              for (c, s), (sc, ss) in zip(values, spread, strict=True)]  # fmt: skip
+    points.append((decisions.Interval(math.inf, math.inf, math.inf), decisions.Interval(0.5, 0.5, 0.5)))
+    pairwise = {i for i, p in enumerate(points) if not any(decisions.dominates(q, p) for q in points)}
+    monkeypatch.setattr(decisions, "PAIRS_AT_ONCE", 1000)  # in blocks, as for thousands of runs
+    assert decisions.pareto_front(points) == pairwise and 0 < len(pairwise) < len(points)
+
+
+def test_only_the_stores_read_most_recently_keep_a_snapshot(tmp_path, monkeypatch, settled):
+    monkeypatch.setattr(snapshot, "KEPT", 2)
+    stores = [two_machine_store(tmp_path / name).root for name in ("a", "b", "c")]
+    for root in stores:
+        _read(root)
+    assert [snapshot.snapshot_folder(root).is_dir() for root in stores] == [False, True, True]
+    assert len(_read(stores[0])[0]) == 8  # read file by file again, and its snapshot back
+    assert snapshot.snapshot_folder(stores[0]).is_dir() and not snapshot.snapshot_folder(stores[1]).is_dir()
+
+
+def test_a_file_changed_within_the_clocks_tick_is_read_again_even_with_its_stat_unchanged(tmp_path):
+    store = two_machine_store(tmp_path)
+    _read(tmp_path)  # just written: read, kept in the snapshot, and read again next time
+    path = tmp_path / "measurements" / "hwA-1.parquet"
+    info = path.stat()
+    with path.open("r+b") as file:  # the same size, its modification time put back
+        file.seek(info.st_size - 5)
+        file.write(b"X")
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    (problem,) = ResultsStore(tmp_path).read()[3]
+    assert problem.path == "measurements/hwA-1.parquet"
+    assert store.statuses().keys() == {f"hw{m}-{i}" for m in "AB" for i in range(4)} - {"hwA-1"}
