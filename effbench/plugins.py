@@ -34,6 +34,7 @@ BUILTIN_MODULES = (
     "effbench.default_plugins.techniques.decoding",
     "effbench.default_plugins.techniques.attention",
     "effbench.default_plugins.techniques.finetuning",
+    "effbench.default_plugins.techniques.communication",
     "effbench.default_plugins.metrics.model",
     "effbench.default_plugins.metrics.fidelity",
     "effbench.default_plugins.metrics.load",

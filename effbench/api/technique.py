@@ -33,6 +33,8 @@ class Technique:
     devices: ClassVar[tuple[str, ...] | None] = None
     # the run phase it acts in: "apply" transforms the loaded model; "train" shapes a training run, then evaluates
     phase: ClassVar[str] = "apply"
+    # training ranks it needs (suite training.ranks): more than 1 for techniques that exchange data between ranks
+    min_ranks: ClassVar[int] = 1
 
     def apply(self, model: Any, tokenizer: Any, **params: Any) -> Any:
         """Return the model to evaluate (may modify ``model`` in place)."""

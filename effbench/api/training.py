@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -9,10 +10,21 @@ from effbench.errors import EffbenchError
 
 
 @dataclass(frozen=True)
+class Communication:
+    """How the ranks of a distributed training exchange gradients and optimizer state (a system-stage technique's)."""
+
+    # a DistributedDataParallel communication hook (state, bucket) -> Future; None: plain all-reduce
+    hook: Callable[[Any, Any], Any] | None = None
+    state: Callable[[], Any] | None = None  # builds the hook's state once the process group exists (PowerSGD)
+    shard_optimizer: bool = False  # ZeRO stage 1: each rank keeps and updates one shard of the optimizer state
+
+
+@dataclass(frozen=True)
 class TrainingOptions:
     """The loop's settings a technique's ``training_options`` may return (each set by one technique of a stack)."""
 
     learning_rate: float = 1e-3  # AdamW's peak rate, constant after a 10 % linear warm-up
+    communication: Communication | None = None  # distributed runs: the gradient exchange (default: all-reduce)
 
     @classmethod
     def merged(cls, chosen: list[tuple[str, dict[str, Any]]]) -> TrainingOptions:

@@ -17,6 +17,7 @@ from effbench.api.training import TrainingOptions, TrainingRun
 from effbench.errors import EffbenchError
 from effbench.measure.device import peak_flops
 from effbench.train.data import examples
+from effbench.train.distributed import Parallel
 
 IGNORED = -100  # the label of positions the loss does not count (prompt, padding)
 WARMUP_SHARE = 0.1  # the learning rate rises linearly over the first tenth of the budget
@@ -81,9 +82,19 @@ def learning_rate(step: int, budget_steps: int | None, peak: float) -> float:
 
 
 def train(
-    model: Any, tokenizer: Any, settings: dict[str, Any], options: TrainingOptions, device: str, dtype: str
+    model: Any,
+    tokenizer: Any,
+    settings: dict[str, Any],
+    options: TrainingOptions,
+    device: str,
+    dtype: str,
+    parallel: Parallel | None = None,
 ) -> TrainingRun:
-    """Train ``model``'s trainable parameters within the budget of ``settings`` (the suite's ``training``)."""
+    """Train ``model``'s trainable parameters within the budget of ``settings`` (the suite's ``training``).
+
+    With ``parallel`` this process is one rank of a distributed training: it trains on its share of
+    every batch, through DDP, and its ``TrainingRun`` counts its own examples.
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -99,6 +110,8 @@ def train(
         no_peak_reason=no_peak,
     )
     optimizer = torch.optim.AdamW(trainable.values(), lr=options.learning_rate, weight_decay=0.0)
+    if parallel is not None:
+        model, optimizer = parallel.prepare(model, optimizer, options.communication)
     stream = examples(settings["data"], settings["seed"])
     steps, tokens = settings.get("steps"), settings.get("tokens")
     flops_per_position = 0.0
@@ -106,9 +119,8 @@ def train(
     for step in itertools.count():
         if (steps is not None and step >= steps) or (tokens is not None and run.tokens >= tokens):
             break
-        batch = collate(
-            tokenizer, list(itertools.islice(stream, settings["batch_size"])), settings["max_length"], device
-        )
+        rows = list(itertools.islice(stream, settings["batch_size"]))
+        batch = collate(tokenizer, parallel.shard(rows) if parallel else rows, settings["max_length"], device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, options.learning_rate)
         if step == 0:
