@@ -18,7 +18,7 @@ def sum_ranks(job: Any, parallel: Parallel) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
-    value = torch.tensor([float(parallel.rank + 1)])
+    value = torch.tensor([float(parallel.rank + 1)], device=parallel.device)
     dist.all_reduce(value)
     return {"rank": parallel.rank, "sum": value.item(), "env": {k: os.environ[k] for k in TORCHRUN_ENV}, "job": job}
 

@@ -45,6 +45,13 @@ def test_ranks_form_one_gloo_group_with_torchruns_environment():
     assert {r["env"]["MASTER_ADDR"] for r in results} == {"127.0.0.1"} and results[0]["job"] == "job"
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL ranks need two GPUs")
+def test_ranks_on_gpus_form_one_nccl_group_one_gpu_each():
+    results = run_ranks(2, "cuda", targets.sum_ranks, "job")
+    assert {r["sum"] for r in results} == {3.0}
+
+
 @pytest.mark.parametrize(("how", "error"), [("raise", "RuntimeError: rank one is broken on purpose"),
                                             ("kill", "died (SIGKILL)")])  # fmt: skip
 def test_a_failing_rank_fails_the_run_with_its_error_and_no_rank_is_left(tmp_path, how, error):
@@ -228,3 +235,11 @@ def test_the_same_seed_gives_the_same_distributed_loss_curve(distributed_store, 
                 if m.metric == "train_loss"]  # fmt: skip
 
     assert curve(load(tmp_path)) == curve(distributed_store)
+
+
+def test_the_distributed_suite_trains_with_every_gradient_exchange_on_two_ranks():
+    reg = registry()
+    suite = load_suite(ROOT / "suites" / "distributed.yaml")
+    used = {entry.name for stack in check_parameters(suite, reg) for entry in stack}
+    exchanges = {name for name, technique in reg.techniques.items() if technique.min_ranks > 1}
+    assert suite.training.ranks == 2 and len(exchanges) == 5 and exchanges <= used

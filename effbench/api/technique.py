@@ -157,6 +157,9 @@ def check_technique(obj: Technique) -> None:
         raise TypeError(f"technique {name!r}: resources must be a non-empty subset of {', '.join(RESOURCES)}")
     if getattr(obj, "phase", None) not in ONE_OFF_PHASES:
         raise TypeError(f"technique {name!r}: phase must be one of {', '.join(ONE_OFF_PHASES)}")
+    min_ranks = getattr(obj, "min_ranks", 1)
+    if not isinstance(min_ranks, int) or min_ranks < 1:
+        raise TypeError(f"technique {name!r}: min_ranks must be an int >= 1 (the training ranks it needs)")
     devices = getattr(obj, "devices", None)
     if devices is not None and (
         isinstance(devices, str) or not devices or not all(isinstance(d, str) for d in devices)

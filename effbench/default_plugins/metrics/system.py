@@ -195,12 +195,12 @@ class NetworkBytes(Metric):
     phases = ("apply", "train")
     description = "Bytes sent through the network interfaces (loopback excluded) during the window."
     quantities = (
-        Quantity(name, unit, resource, False, description, header="Net sent (kB)", digits=1, combine="sum"),
+        Quantity(name, unit, resource, False, description, header="Net sent (kB)", digits=1, combine="max"),
         Quantity(
             "network_received", "kB", "network", False,
             "Bytes received through the network interfaces (loopback excluded) during the window.", detail=True,
-            combine="sum",
-        ),
+            combine="max",
+        ),  # the namespace's counters: every rank on the machine reads the same ones
         Quantity(
             "network_sent_recorded", "kB", "network", False,
             "Bytes the run's own code reported sending through effbench.network.record.", detail=True, combine="sum",
