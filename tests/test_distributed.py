@@ -127,7 +127,9 @@ def test_bad_rank_settings_are_one_line(training, message):
 
 def test_more_ranks_than_the_machine_has_cores_is_refused_before_any_run(tmp_path):
     cores = os.cpu_count()
-    suite = load_suite(None, techniques=["finetune-full"], training={"ranks": cores + 1}, output=str(tmp_path))
+    suite = load_suite(
+        None, techniques=["finetune-full"], training={"ranks": cores + 1, "batch_size": cores + 1}, output=str(tmp_path)
+    )
     stacks = check_parameters(suite, registry())
     message = f"training.ranks is {cores + 1}, but this machine has {cores} cpu cores; ranks: 1 to {cores}"
     with pytest.raises(EffbenchError, match=message):
@@ -199,7 +201,7 @@ def test_powersgd_sends_its_rank_r_factors_once_compression_starts(distributed_s
     total = _train(distributed_store, "ddp-powersgd")["train_bytes_communicated"].value * 1e3
     expected = 2 * (2 * _gradient_bytes() + (STEPS - 2) * _powersgd_bytes(1))  # 2 ranks; steps 0 and 1 uncompressed
     assert total == pytest.approx(expected, rel=0.01)
-    assert total < 2 * STEPS * _gradient_bytes() / 2  # it did compress
+    assert total < 2 * STEPS * _gradient_bytes()  # it did compress
 
 
 def test_zero_adds_the_broadcast_of_every_updated_parameter(distributed_store):
