@@ -70,14 +70,12 @@ def _rank_main(folder: Path) -> None:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
         backend = "nccl" if device_type(device) == "cuda" else "gloo"
         dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=GROUP_TIMEOUT_S))
-        try:
-            value = target(job, Parallel(rank, world, device))
-        finally:
-            dist.destroy_process_group()
+        value = target(job, Parallel(rank, world, device))
+        dist.destroy_process_group()
         _write(folder / RESULT.format(rank), pickle.dumps(value))
-    except BaseException as err:  # every failure must reach the launcher as this rank's error
+    except BaseException as err:  # every failure must reach the launcher as this rank's error ...
+        _write(folder / ERROR.format(rank), error_text(err).encode())  # ... before its exit fails the peers
         traceback.print_exc()
-        _write(folder / ERROR.format(rank), error_text(err).encode())
         sys.exit(1)
 
 
