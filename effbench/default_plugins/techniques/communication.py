@@ -70,6 +70,7 @@ class Bf16Compression(_DefaultHook):
 
     name = "ddp-bf16"
     hook = "bf16_compress_hook"
+    devices = ("cuda",)  # torch's hook needs NCCL >= 2.10 (or XCCL): gloo has no bfloat16 all-reduce
     description = "Gradient buckets all-reduced in bfloat16 (torch's bf16_compress_hook): half the bytes, fp32 range."
     references = ("https://pytorch.org/docs/stable/ddp_comm_hooks.html",)
 
