@@ -251,3 +251,15 @@ def test_the_distributed_suite_trains_with_every_gradient_exchange_on_two_ranks(
     used = {entry.name for stack in check_parameters(suite, reg) for entry in stack}
     exchanges = {name for name, technique in reg.techniques.items() if technique.min_ranks > 1}
     assert suite.training.ranks == 2 and exchanges - used == {"ddp-bf16"}  # the one that needs cuda
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL ranks need two GPUs")
+def test_bf16_compression_halves_the_bytes_per_step_on_two_gpus(tmp_path):
+    exchanges = ("ddp-allreduce", "ddp-bf16")
+    suite = load_suite(None, models=["zoo:micro-s"], techniques=[f"finetune-full + {t}" for t in exchanges],
+                       tasks=["micro_copy"], limit=1, bootstrap_iters=0, scenarios=[QUICK_SCENARIO], training=TRAINING,
+                       device="cuda", output=str(tmp_path))  # fmt: skip
+    assert run_suite(suite, executor=InlineExecutor()).failed == {}
+    per_step = {t: _train(load(tmp_path), t)["train_bytes_communicated_per_step"].value for t in exchanges}
+    assert per_step["ddp-bf16"] == pytest.approx(per_step["ddp-allreduce"] / 2, rel=0.02)
