@@ -17,6 +17,9 @@ class Communication:
     hook: Callable[[Any, Any], Any] | None = None
     state: Callable[[], Any] | None = None  # builds the hook's state once the process group exists (PowerSGD)
     shard_optimizer: bool = False  # ZeRO stage 1: each rank keeps and updates one shard of the optimizer state
+    # the hook issues collectives from its futures' callbacks (PowerSGD): on gloo, which matches collectives by
+    # the order each rank issues them, each bucket's exchange then finishes before the next bucket's begins
+    serial: bool = False
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,17 @@ def counting_collectives() -> Iterator[None]:
             setattr(dist, name, original)
 
 
+def one_bucket_at_a_time(hook: Any) -> Any:
+    """The hook, each bucket's exchange finished before it returns: every rank issues the collectives in one order."""
+
+    def serial(state: Any, bucket: Any) -> Any:
+        future = hook(state, bucket)
+        future.wait()
+        return future
+
+    return serial
+
+
 def sharded(optimizer: Any) -> Any:
     """The same optimizer class and settings as ZeRO stage 1: each rank keeps the state of its shard only."""
     from torch.distributed.optim import ZeroRedundancyOptimizer
@@ -101,5 +112,7 @@ class Parallel:
         device_ids = [torch.device(self.device).index] if device_type(self.device) == "cuda" else None
         wrapped = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
         hook = chosen.hook or default_hooks.allreduce_hook
+        if chosen.serial and device_type(self.device) != "cuda":  # NCCL orders them by stream
+            hook = one_bucket_at_a_time(hook)
         wrapped.register_comm_hook(chosen.state() if chosen.state else None, hook)
         return wrapped, sharded(optimizer) if chosen.shard_optimizer else optimizer

@@ -178,9 +178,9 @@ class _NetworkWindow(Window):
         if own["collective"]:
             how = "bytes of the tensors handed to torch.distributed collectives, counted at each call"
             steps = run.training.steps if run.training is not None else 0
-            out.append(self.metric.measurement(own["collective"] / 1e3, "train_bytes_communicated", method=how))
+            out.append(self.metric.measurement(own["collective"], "train_bytes_communicated", method=how))
             if steps:
-                per_step = own["collective"] / 1e3 / steps
+                per_step = own["collective"] / steps
                 out.append(self.metric.measurement(per_step, "train_bytes_communicated_per_step", method=how))
         return out
 

@@ -101,7 +101,7 @@ class PowerSGD(_Exchange):
                 random_seed=0,
             )
 
-        return Communication(hook=powerSGD_hook.powerSGD_hook, state=state)
+        return Communication(hook=powerSGD_hook.powerSGD_hook, state=state, serial=True)
 
 
 class ZeroSharding(_DefaultHook):
