@@ -2,6 +2,8 @@
 
 Interface counters see every process of the network namespace; distributed techniques (gradient or
 activation exchange, remote draft models) call ``record`` so their own traffic is attributed exactly.
+A distributed run's training counts the tensors each rank hands to collectives (all-reduce, broadcast)
+as ``collective`` bytes: what the ranks exchange, on a wire or through loopback.
 """
 
 from __future__ import annotations
@@ -9,16 +11,17 @@ from __future__ import annotations
 import threading
 
 _lock = threading.Lock()
-_totals = {"sent": 0, "received": 0}
+_totals = {"sent": 0, "received": 0, "collective": 0}
 
 
-def record(sent: int = 0, received: int = 0) -> None:
-    """Count bytes this process sent to or received from other machines for the run."""
-    if sent < 0 or received < 0:
-        raise ValueError(f"byte counts cannot be negative (sent={sent}, received={received})")
+def record(sent: int = 0, received: int = 0, collective: int = 0) -> None:
+    """Count bytes this process sent to or received from other machines, or handed to collective operations."""
+    if sent < 0 or received < 0 or collective < 0:
+        raise ValueError(f"byte counts cannot be negative (sent={sent}, received={received}, collective={collective})")
     with _lock:
         _totals["sent"] += sent
         _totals["received"] += received
+        _totals["collective"] += collective
 
 
 def recorded() -> dict[str, int]:

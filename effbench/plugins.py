@@ -36,6 +36,7 @@ BUILTIN_MODULES = (
     "effbench.default_plugins.techniques.finetuning",
     "effbench.default_plugins.techniques.training_system",
     "effbench.default_plugins.techniques.pretraining",
+    "effbench.default_plugins.techniques.communication",
     "effbench.default_plugins.metrics.model",
     "effbench.default_plugins.metrics.fidelity",
     "effbench.default_plugins.metrics.load",

@@ -131,7 +131,7 @@ time.sleep(120)
     "guard",
     [
         "follow_the_sweep",  # the forkserver: Python's own outlives a parent killed with -9
-        "_die_with_the_forkserver",  # a worker: killed by the kernel when its forkserver ends
+        "die_with_parent",  # a worker (a rank): killed by the kernel when its forkserver (worker) ends
     ],
 )
 def test_a_guarded_process_does_not_outlive_its_killed_parent(guard):

@@ -9,6 +9,7 @@ from effbench.api.context import Measurement, RunContext
 from effbench.api.vocabulary import PHASES, QUALITY, RESOURCES, SCOPES
 
 Reported = float | Measurement | list[Measurement] | None
+COMBINE_RULES = ("mean", "sum", "max")  # how a distributed run's per-rank figures of a quantity make one figure
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Quantity:
     ratio_header: str = ""  # also show baseline ÷ this value under this header (compression ×, speed-up ×)
     headline: bool = False  # one of the few columns of leaderboards' and compare's narrow tables
     detail: bool = False  # only in the long-form outputs (CSV, report details), not in printed tables
+    combine: str = "mean"  # over a distributed run's ranks: sum (energy, bytes), max (peak memory, wall clock), mean
 
     @property
     def label(self) -> str:
@@ -126,3 +128,5 @@ def check_metric(obj: Metric) -> None:
     for q in obj.declared():
         if q.resource not in (*RESOURCES, QUALITY):
             raise TypeError(f"metric {obj.name!r}: quantity {q.name!r} has resource {q.resource!r}")
+        if q.combine not in COMBINE_RULES:
+            raise TypeError(f"metric {obj.name!r}: quantity {q.name!r} combines by one of {', '.join(COMBINE_RULES)}")

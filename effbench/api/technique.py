@@ -33,6 +33,8 @@ class Technique:
     devices: ClassVar[tuple[str, ...] | None] = None
     # the run phase it acts in: "apply" transforms the loaded model; "train" shapes a training run, then evaluates
     phase: ClassVar[str] = "apply"
+    # training ranks it needs (suite training.ranks): more than 1 for techniques that exchange data between ranks
+    min_ranks: ClassVar[int] = 1
 
     def apply(self, model: Any, tokenizer: Any, **params: Any) -> Any:
         """Return the model to evaluate (may modify ``model`` in place)."""
@@ -155,6 +157,9 @@ def check_technique(obj: Technique) -> None:
         raise TypeError(f"technique {name!r}: resources must be a non-empty subset of {', '.join(RESOURCES)}")
     if getattr(obj, "phase", None) not in ONE_OFF_PHASES:
         raise TypeError(f"technique {name!r}: phase must be one of {', '.join(ONE_OFF_PHASES)}")
+    min_ranks = getattr(obj, "min_ranks", 1)
+    if not isinstance(min_ranks, int) or min_ranks < 1:
+        raise TypeError(f"technique {name!r}: min_ranks must be an int >= 1 (the training ranks it needs)")
     devices = getattr(obj, "devices", None)
     if devices is not None and (
         isinstance(devices, str) or not devices or not all(isinstance(d, str) for d in devices)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -18,6 +19,19 @@ class Distillation:
 
 
 @dataclass(frozen=True)
+class Communication:
+    """How the ranks of a distributed training exchange gradients and optimizer state (a system-stage technique's)."""
+
+    # a DistributedDataParallel communication hook (state, bucket) -> Future; None: plain all-reduce
+    hook: Callable[[Any, Any], Any] | None = None
+    state: Callable[[], Any] | None = None  # builds the hook's state once the process group exists (PowerSGD)
+    shard_optimizer: bool = False  # ZeRO stage 1: each rank keeps and updates one shard of the optimizer state
+    # the hook issues collectives from its futures' callbacks (PowerSGD): on gloo, which matches collectives by
+    # the order each rank issues them, each bucket's exchange then finishes before the next bucket's begins
+    serial: bool = False
+
+
+@dataclass(frozen=True)
 class TrainingOptions:
     """The loop's settings a technique's ``training_options`` may return (each set by one technique of a stack)."""
 
@@ -27,6 +41,7 @@ class TrainingOptions:
     autocast_dtype: str | None = None  # "bfloat16": forward and loss under torch.autocast (mixed precision)
     packing: bool = False  # examples concatenated into full max_length rows (no padding) instead of one per row
     distillation: Distillation | None = None  # a teacher to learn from besides the labels (the ``distill`` technique)
+    communication: Communication | None = None  # distributed runs: the gradient exchange (default: all-reduce)
 
     @classmethod
     def merged(cls, chosen: list[tuple[str, dict[str, Any]]]) -> TrainingOptions:

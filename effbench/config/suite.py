@@ -237,6 +237,12 @@ class Training(BaseModel):
     target_loss: float | None = Field(
         None, gt=0, description="report the steps, time and energy until the loss first reached it"
     )
+    ranks: int = Field(
+        1,
+        ge=1,
+        description="processes training together (DistributedDataParallel: gloo on cpu, NCCL on GPUs); each takes "
+        "an equal share of every batch of batch_size examples",
+    )
 
     @model_validator(mode="after")
     def _one_budget(self) -> Training:
@@ -246,6 +252,20 @@ class Training(BaseModel):
         if self.steps is None and self.tokens is None:
             self.steps = DEFAULT_TRAINING_STEPS
         return self
+
+    @model_validator(mode="after")
+    def _shared_by_ranks(self) -> Training:
+        """Ranks split every batch equally and stop at the same step, so each takes its share and none waits."""
+        if self.ranks > 1 and self.batch_size % self.ranks:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of ranks {self.ranks}: each rank "
+                             "takes an equal share of every batch")  # fmt: skip
+        if self.ranks > 1 and self.tokens is not None:
+            raise ValueError("a distributed training's budget is given in steps (every rank stops at the same step)")
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """The training settings a training run stores (part of its id); one rank keeps the ids of runs before ranks."""
+        return self.model_dump(exclude={"ranks"} if self.ranks == 1 else None)
 
 
 class Suite(BaseModel):

@@ -2,16 +2,20 @@
 
 A metric's window holds its own state, so the same instruments measure the apply phase, every
 repeat of every scenario and (with training) a training phase, in any executor. A metric that
-raises becomes a warning of the run, never a failed run.
+raises becomes a warning of the run, never a failed run. The windows of a distributed run's ranks
+are combined quantity by quantity by the rule each quantity declares (sum, max, mean).
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import replace
 
 from effbench.api.context import Measurement, RunContext
 from effbench.api.metric import Metric, Reported, Window
 from effbench.api.vocabulary import SCOPES
+
+RULES = {"sum": sum, "max": max, "mean": statistics.fmean}  # the declared combine rules of a quantity
 
 
 def as_measurements(metric: Metric, reported: Reported) -> list[Measurement]:
@@ -32,6 +36,7 @@ class Instruments:
         self.by_scope = {scope: [m for m in metrics if m.scope == scope] for scope in SCOPES}
         self.warnings: list[str] = []
         self.declared = {q.name for m in metrics for q in m.declared()}
+        self.rules = {q.name: q.combine for m in metrics for q in m.declared()}
 
     def for_phase(self, phase: str) -> list[Metric]:
         """The repeat-scope metrics that also measure the one-off ``phase`` (e.g. ``apply``)."""
@@ -68,3 +73,21 @@ class Instruments:
     def measure_once(self, scope: str, ctx: RunContext) -> list[Measurement]:
         """Open and close every metric of ``scope`` at once: properties of the model or of a finished scenario."""
         return self.close(self.open(self.by_scope[scope], ctx), ctx)
+
+    def combine_ranks(self, per_rank: list[list[Measurement]]) -> list[Measurement]:
+        """One figure per quantity from every rank's window, by the quantity's declared rule; each rank's in the method.
+
+        Figures are matched on what identifies them (metric, task, scenario, phase, step); rank 0's order is kept.
+        """
+        grouped: dict[tuple, list[Measurement]] = {}
+        for measured in per_rank:
+            for m in measured:
+                grouped.setdefault((m.metric, m.task, m.scenario, m.phase, m.step), []).append(m)
+        out = []
+        for same in grouped.values():
+            rule = self.rules.get(same[0].metric, "mean")
+            values = [m.value for m in same]
+            each = ", ".join(f"{v:.6g}" for v in values)
+            method = f"{same[0].method}; {rule} over {len(same)} ranks (each: {each})"
+            out.append(replace(same[0], value=float(RULES[rule](values)), method=method))
+        return out

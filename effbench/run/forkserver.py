@@ -44,7 +44,7 @@ def follow_the_sweep() -> None:
     The terminal's SIGINT reaches the whole process group; the sweep stops the worker itself, so the
     server and its workers ignore it (no traceback of a half-imported library, no failed row for a run
     that was only interrupted). Python's forkserver outlives a parent killed with -9: a thread checks
-    twice a second, and the workers die with the server (``_die_with_the_forkserver``), so a killed
+    twice a second, and the workers die with the server (``die_with_parent``), so a killed
     sweep leaves no process behind (on a GPU, none holding its memory).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -64,8 +64,8 @@ def follow_the_sweep() -> None:
     threading.Thread(target=watch, name="effbench-sweep-watch", daemon=True).start()
 
 
-def _die_with_the_forkserver() -> None:
-    """In a worker: be killed by the kernel when the forkserver that forked it ends."""
+def die_with_parent() -> None:
+    """Be killed by the kernel when the process that started this one ends (a worker's forkserver, a rank's worker)."""
     if not sys.platform.startswith("linux"):
         return
     parent = os.getppid()
@@ -77,7 +77,7 @@ def _die_with_the_forkserver() -> None:
 
 def _child(conn: Connection, target: str, payload: dict[str, Any], log_path: str | None, dispatched: float) -> None:
     """Worker body: report readiness, run ``target(payload, emit)``, send back its result or traceback."""
-    _die_with_the_forkserver()
+    die_with_parent()
     conn.send(("ready", time.perf_counter() - dispatched))
     if log_path:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -28,7 +28,9 @@ from effbench.measure.windows import Instruments
 from effbench.plugins import Registry, registry
 from effbench.records import PHASE_EVALUATE, RunPlan, StackEntry, stack_params
 from effbench.reference import zoo
+from effbench.run.distributed import TrainJob, train_on_ranks
 from effbench.run.fingerprint import model_fingerprint
+from effbench.train.distributed import Parallel
 
 PHASE_TITLES = {
     "load": "loading model",
@@ -110,10 +112,12 @@ def train_stack(
     settings: dict[str, Any],
     placement: tuple[str, str],
     alone: bool = True,
+    parallel: Parallel | None = None,
 ) -> tuple[Any, TrainingRun]:
     """Let the training techniques shape the model and the loop, train within the budget, then finish each one.
 
-    ``settings`` are the suite's ``training`` (data, budget, seed); ``placement`` the run's device and dtype.
+    ``settings`` are the suite's ``training`` (data, budget, seed); ``placement`` the run's device and dtype;
+    ``parallel`` this process's rank when the run trains on several.
     """
     from effbench.train import loop
 
@@ -123,7 +127,7 @@ def train_stack(
     options = TrainingOptions.merged(
         [(s.technique.name, s.technique.training_options(model, tokenizer, **s.params)) for s in steps]
     )
-    run = loop.train(model, tokenizer, settings, options, *placement)
+    run = loop.train(model, tokenizer, settings, options, *placement, parallel=parallel)
     for step in steps:
         model = step.technique.after_training(model, tokenizer, **step.params)
     model.eval()
@@ -139,6 +143,13 @@ def run_phase(
         model, ctx.training = train_stack(steps, model, ctx.tokenizer, plan.settings["training"], placement, alone)
         return model, {}
     return apply_stack(steps, model, ctx.tokenizer, alone)
+
+
+def rank_job(steps: list[Step], model: Any, ctx: RunContext, plan: RunPlan, alone: bool) -> TrainJob:
+    """What each rank of a distributed train phase needs: this run's model, training steps and settings."""
+    return TrainJob(train=train_stack, steps=steps, model=model, tokenizer=ctx.tokenizer,
+                    training=plan.settings["training"], dtype=plan.dtype, alone=alone, technique=ctx.technique,
+                    params=ctx.params, settings=ctx.settings)  # fmt: skip
 
 
 def measure_scenario(ctx: RunContext, scenario: Scenario, instruments: Instruments) -> list[Measurement]:
@@ -280,11 +291,18 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
     for phase in stack_phases([step.technique for step in steps]):  # each phase once, in order
         clock.stop()
         ctx.phase = phase
-        opened = instruments.open(instruments.for_phase(phase), ctx)
+        ranks = plan.settings["training"].get("ranks", 1) if phase == "train" else 1
+        opened = instruments.open(instruments.for_phase(phase), ctx) if ranks == 1 else []  # else: the ranks'
         clock.start(phase)  # after the instruments opened: their start-up is not the technique's time
         try:
             phase_steps = [s for s in steps if s.phase == phase]
-            model, generate_kwargs = run_phase(phase, phase_steps, model, ctx, plan, alone=len(steps) == 1)
+            if ranks > 1:  # each rank measures its own window; they come back combined
+                job = rank_job(phase_steps, model, ctx, plan, alone=len(steps) == 1)
+                model, ranked = train_on_ranks(job, ranks, plan.device, instruments, ctx)
+                measurements += ranked
+                generate_kwargs: dict[str, Any] = {}
+            else:
+                model, generate_kwargs = run_phase(phase, phase_steps, model, ctx, plan, alone=len(steps) == 1)
         except NotApplicable as err:  # nothing to measure: a "not applicable" row, not a failure
             clock.stop()
             instruments.close(opened, ctx)  # stop the instruments' trackers; their figures describe nothing

@@ -34,6 +34,7 @@ from effbench.records import (
     stack_params,
 )
 from effbench.reference import zoo
+from effbench.run.distributed import check_rank_count, check_ranks_needed
 from effbench.store.lock import StoreLock
 from effbench.store.results import ResultsStore
 from effbench.train.data import checked_training
@@ -135,6 +136,7 @@ def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]
         techniques = [reg.technique(entry.name) for entry in stack]
         stack_phases(techniques)
         check_one_finetuning(techniques)
+        check_ranks_needed(stack, reg, suite.training.ranks)
     if any(trains(stack, reg) for stack in stacks):  # read the training file once, before any worker starts
         suite.training.data = checked_training(suite.training.model_dump())["data"]  # absolute: workers find it
     return stacks
@@ -175,6 +177,8 @@ def resolve_placement(suite: Suite, reg: Registry, stacks: list[tuple[StackEntry
     """The run's device (``auto`` resolved once, here, so run ids are stable), checked against every technique."""
     device = resolve_device(requested)
     check_devices(stacks, reg, device, suite.device_map)
+    if suite.training.ranks > 1 and any(trains(stack, reg) for stack in stacks):
+        check_rank_count(suite.training.ranks, device)
     return device
 
 
@@ -273,7 +277,7 @@ def plan(
         for model in suite.models
     }
     # a training run's data and budget are part of its settings (and id); the other runs keep theirs unchanged
-    training = {**settings, "training": suite.training.model_dump()}
+    training = {**settings, "training": suite.training.settings()}
     return [
         RunPlan(
             run_id=_digest(_identity(model, stack, suite, run_settings, fingerprint, placements[model])),

@@ -13,7 +13,7 @@ import math
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from effbench.measure.device import device_type, peak_flops
 from effbench.train import optim
 from effbench.train.data import examples
 from effbench.train.distill import step_loss
+from effbench.train.distributed import Parallel
 
 IGNORED = -100  # the label of positions the loss does not count (prompt, padding)
 WARMUP_SHARE = 0.1  # the learning rate rises linearly over the first tenth of the budget
@@ -82,16 +83,26 @@ def packed_rows(tokenizer: Any, stream: Iterator[dict[str, str]], length: int) -
             ids, labels = ids[length:], labels[length:]
 
 
-def batches(tokenizer: Any, settings: dict[str, Any], packing: bool, device: str) -> Iterator[dict[str, Any]]:
-    """Endless batches of the training data: padded examples, or (packing) full rows of concatenated examples."""
+def batches(
+    tokenizer: Any,
+    settings: dict[str, Any],
+    packing: bool,
+    device: str,
+    shard: Callable[[list[Any]], list[Any]] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Endless batches of the training data: padded examples, or (packing) full rows of concatenated examples.
+
+    ``shard`` picks a distributed rank's share of every global batch (of examples, or of packed rows).
+    """
     stream = examples(settings["data"], settings["seed"])
     size, length = settings["batch_size"], settings["max_length"]
+    mine = shard or (lambda rows: rows)
     if packing:
         rows = packed_rows(tokenizer, stream, length)
         while True:
-            yield padded(tokenizer, list(itertools.islice(rows, size)), device)
+            yield padded(tokenizer, mine(list(itertools.islice(rows, size))), device)
     while True:
-        yield collate(tokenizer, list(itertools.islice(stream, size)), length, device)
+        yield collate(tokenizer, mine(list(itertools.islice(stream, size))), length, device)
 
 
 def precision(options: TrainingOptions, device: str) -> contextlib.AbstractContextManager:
@@ -153,9 +164,19 @@ def checkpointing(model: Any, enabled: bool) -> Iterator[None]:
 
 
 def train(
-    model: Any, tokenizer: Any, settings: dict[str, Any], options: TrainingOptions, device: str, dtype: str
+    model: Any,
+    tokenizer: Any,
+    settings: dict[str, Any],
+    options: TrainingOptions,
+    device: str,
+    dtype: str,
+    parallel: Parallel | None = None,
 ) -> TrainingRun:
-    """Train ``model``'s trainable parameters within the budget of ``settings`` (the suite's ``training``)."""
+    """Train ``model``'s trainable parameters within the budget of ``settings`` (the suite's ``training``).
+
+    With ``parallel`` this process is one rank of a distributed training: it trains on its share of
+    every batch, through DDP, and its ``TrainingRun`` counts its own examples.
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -171,12 +192,15 @@ def train(
         no_peak_reason=no_peak,
     )
     optimizer = optim.build(options.optimizer, list(trainable.values()), options.learning_rate)
-    data = batches(tokenizer, settings, options.packing, device)
+    loaded = model  # checkpointing is switched on the model itself, not on its DDP wrapper
+    if parallel is not None:
+        model, optimizer = parallel.prepare(model, optimizer, options.communication)
+    data = batches(tokenizer, settings, options.packing, device, parallel.shard if parallel else None)
     steps, tokens = settings.get("steps"), settings.get("tokens")
     flops_per_position = 0.0
     model.train()
     began = time.perf_counter()
-    with checkpointing(model, options.gradient_checkpointing):
+    with checkpointing(loaded, options.gradient_checkpointing):
         for step in itertools.count():
             if (steps is not None and step >= steps) or (tokens is not None and run.tokens >= tokens):
                 break

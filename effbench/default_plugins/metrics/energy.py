@@ -18,20 +18,22 @@ from effbench.hookspecs import hookimpl
 J_PER_KWH = 3.6e6
 
 
-def _energy_quantities(prefix: str, source: str, label: str) -> tuple[Quantity, ...]:
+def _energy_quantities(prefix: str, source: str, label: str, combine: str) -> tuple[Quantity, ...]:
     """What an energy instrument reports: its total, the share above idle, and per output token and request.
 
     Stored in kWh (codecarbon's unit), shown in joules: a window of a small model spends a few of them.
+    ``combine`` joins the totals of a distributed run's ranks: ``sum`` for per-process energy, ``max`` for
+    machine-wide counters that every rank on the machine reads alike.
     """
     return (
         Quantity(
             prefix, "kWh", "energy", False, f"Energy ({source}) of the window, kWh.",
-            header=f"{label} (J)", scale=J_PER_KWH, digits=2, detail=True,
+            header=f"{label} (J)", scale=J_PER_KWH, digits=2, detail=True, combine=combine,
         ),
         Quantity(
             f"{prefix}_above_idle", "kWh", "energy", False,
             f"Energy ({source}) above the idle power measured first (suite idle_seconds).",
-            header=f"{label} above idle (J)", scale=J_PER_KWH, digits=2, detail=True,
+            header=f"{label} above idle (J)", scale=J_PER_KWH, digits=2, detail=True, combine=combine,
         ),
         Quantity(
             f"{prefix}_per_token", "J/token", "energy", False, f"Energy ({source}) per output token.",
@@ -116,10 +118,10 @@ class Energy(_Meter):
     unit = "kWh"
     description = "codecarbon energy (kWh) and emissions (kg CO2eq); J per output token and per request."
     quantities = (
-        *_energy_quantities("energy", "codecarbon", "Energy"),
+        *_energy_quantities("energy", "codecarbon", "Energy", "sum"),
         Quantity(
             "co2", "kg CO2eq", "energy", False, "Emissions of the window's energy on the suite country's grid "
-            "(codecarbon).", header="CO2 (mg)", scale=1e6, digits=3, headline=True,
+            "(codecarbon).", header="CO2 (mg)", scale=1e6, digits=3, headline=True, combine="sum",
         ),
     )  # fmt: skip
     MEASURED_MODES = frozenset({"intel_rapl", "intel_power_gadget", "windows_emi"})
@@ -168,7 +170,7 @@ class DirectEnergy(_Meter):
     name = "energy_direct"
     unit = "kWh"
     description = "Hardware energy counters (RAPL package/DRAM, NVML GPU): kWh, J per output token and per request."
-    quantities = _energy_quantities("energy_direct", "hardware counters", "Energy, counters")
+    quantities = _energy_quantities("energy_direct", "hardware counters", "Energy, counters", "max")
 
     def __init__(self, sources: list[Any] | None = None) -> None:
         self.sources = sources

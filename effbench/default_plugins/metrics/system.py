@@ -86,7 +86,10 @@ class PeakMemory(Metric):
     higher_is_better = False
     phases = ("apply", "train")
     description = "Peak RSS of the process during the window (VmHWM, reset when the window opens)."
-    quantities = (Quantity(name, unit, resource, False, description, header="Peak RSS (MiB)", digits=0, headline=True),)
+    quantities = (
+        Quantity(name, unit, resource, False, description, header="Peak RSS (MiB)", digits=0, headline=True,
+                 combine="max"),
+    )  # fmt: skip
 
     def open(self, run: RunContext) -> Window:
         def report(peak_mib: float) -> Measurement:
@@ -119,10 +122,10 @@ class AcceleratorMemory(Metric):
     phases = ("apply", "train")
     description = "torch.cuda peak allocated memory of the run's device per window; absent for runs on cpu."
     quantities = (
-        Quantity(name, unit, resource, False, description, header="GPU peak (MiB)", digits=0),
+        Quantity(name, unit, resource, False, description, header="GPU peak (MiB)", digits=0, combine="max"),
         Quantity(
             "accelerator_peak_reserved", "MiB", "memory", False,
-            "torch.cuda peak reserved memory per window (allocator cache included).", detail=True,
+            "torch.cuda peak reserved memory per window (allocator cache included).", detail=True, combine="max",
         ),
     )  # fmt: skip
     method = "torch.cuda.max_memory_allocated / max_memory_reserved, reset at window start"
@@ -166,12 +169,19 @@ class _NetworkWindow(Window):
             self.metric.measurement(seen["received"], "network_received", method=method),
         ]
         own = {k: (recorded[k] - self.before[1][k]) / 1e3 for k in recorded}
-        if any(own.values()):
+        if own["sent"] or own["received"]:
             how = "reported by the run's own code through effbench.network.record"
             out += [
                 self.metric.measurement(own["sent"], "network_sent_recorded", method=how),
                 self.metric.measurement(own["received"], "network_received_recorded", method=how),
             ]
+        if own["collective"]:
+            how = "bytes of the tensors handed to torch.distributed collectives, counted at each call"
+            steps = run.training.steps if run.training is not None else 0
+            out.append(self.metric.measurement(own["collective"], "train_bytes_communicated", method=how))
+            if steps:
+                per_step = own["collective"] / steps
+                out.append(self.metric.measurement(per_step, "train_bytes_communicated_per_step", method=how))
         return out
 
 
@@ -185,18 +195,30 @@ class NetworkBytes(Metric):
     phases = ("apply", "train")
     description = "Bytes sent through the network interfaces (loopback excluded) during the window."
     quantities = (
-        Quantity(name, unit, resource, False, description, header="Net sent (kB)", digits=1),
+        Quantity(name, unit, resource, False, description, header="Net sent (kB)", digits=1, combine="max"),
         Quantity(
             "network_received", "kB", "network", False,
             "Bytes received through the network interfaces (loopback excluded) during the window.", detail=True,
-        ),
+            combine="max",
+        ),  # the namespace's counters: every rank on the machine reads the same ones
         Quantity(
             "network_sent_recorded", "kB", "network", False,
-            "Bytes the run's own code reported sending through effbench.network.record.", detail=True,
+            "Bytes the run's own code reported sending through effbench.network.record.", detail=True, combine="sum",
         ),
         Quantity(
             "network_received_recorded", "kB", "network", False,
             "Bytes the run's own code reported receiving through effbench.network.record.", detail=True,
+            combine="sum",
+        ),
+        Quantity(
+            "train_bytes_communicated", "kB", "network", False,
+            "Bytes the ranks of a distributed training handed to collectives (gradient all-reduce, compressed "
+            "gradients, parameter broadcasts), summed over ranks.", header="Comm (kB)", digits=1, combine="sum",
+        ),
+        Quantity(
+            "train_bytes_communicated_per_step", "kB/step", "network", False,
+            "train_bytes_communicated ÷ optimizer steps.", header="Comm (kB/step)", digits=2,
+            combine="sum",
         ),
     )  # fmt: skip
 

@@ -1,7 +1,8 @@
 """The training run's own figures, from a window around the train phase: time, throughput, FLOP/s, MFU, cost, loss.
 
 Memory, energy and CO2 of the same window come from the metrics that measure every window
-(peak RSS, accelerator peak, energy), so training and inference are measured alike.
+(peak RSS, accelerator peak, energy), so training and inference are measured alike. In a distributed
+run every rank measures its own window: times and cost are the slowest rank's, throughputs the ranks' sum.
 """
 
 from __future__ import annotations
@@ -92,12 +93,14 @@ class Training(Metric):
     phases = ("train",)
     description = "Wall-clock seconds of the train phase: the training techniques' set-up, the loop, saving."
     quantities = (
-        Quantity(name, unit, resource, False, description, header="Train (s)", digits=1, headline=True),
-        Quantity("train_step_time", "s", resource, False, "Seconds per optimizer step.", header="s/step", digits=3),
+        Quantity(name, unit, resource, False, description, header="Train (s)", digits=1, headline=True,
+                 combine="max"),
+        Quantity("train_step_time", "s", resource, False, "Seconds per optimizer step.", header="s/step", digits=3,
+                 combine="max"),
         Quantity("train_tokens_per_s", "tokens/s", resource, True, "Target tokens trained on per second.",
-                 header="Train tok/s", digits=0),
+                 header="Train tok/s", digits=0, combine="sum"),
         Quantity("train_flops_per_s", "GFLOP/s", resource, True, "Achieved FLOP/s of training (forward + backward).",
-                 header="Train GFLOP/s", digits=2),
+                 header="Train GFLOP/s", digits=2, combine="sum"),
         Quantity("train_mfu", "%", resource, True, "Model FLOP/s utilisation: achieved ÷ the device's peak FLOP/s "
                  "(absent where the peak is unknown, e.g. on cpu; a warning says why).", header="MFU (%)", digits=1),
         Quantity("trainable_params", "params", "memory", False, "Parameters trained.", header="Trainable",
@@ -110,19 +113,19 @@ class Training(Metric):
                  "of a parameter-efficient method, the whole model of full fine-tuning.", header="Checkpoint (MB)",
                  digits=3),
         Quantity("optimizer_state_size", "MB", "memory", False, "The optimizer's state tensors after training "
-                 "(AdamW: two moments per trained parameter).", header="Optimizer state (MB)", digits=3),
+                 "(AdamW: two moments per trained parameter).", header="Optimizer state (MB)", digits=3, combine="max"),
         Quantity("train_loss", "nats/token", "quality", False, "Loss of each step (the loss curve; the "
                  "step index is in `step`).", detail=True),
         Quantity("final_train_loss", "nats/token", "quality", False,
                  f"Mean loss of the last {FINAL_LOSS_STEPS} steps.", header="Final loss", digits=3, headline=True),
         Quantity("steps_to_target_loss", "steps", resource, False, "Steps until the loss first reached the suite's "
                  "training.target_loss (absent when it never did: a warning says so).", header="Steps to target",
-                 digits=0),
+                 digits=0, combine="max"),
         Quantity("train_time_to_target_loss", "s", resource, False, "Seconds from the loop's first step until the "
                  "loss first reached training.target_loss (MLPerf Training's time to train; absent when never).",
-                 header="Time to target (s)", digits=1, headline=True),
+                 header="Time to target (s)", digits=1, headline=True, combine="max"),
         Quantity("train_cost", "USD", "money", False, "Hardware $/h × the train phase's wall clock.",
-                 header="Train cost ($)", digits=5),
+                 header="Train cost ($)", digits=5, combine="max"),
     )  # fmt: skip
 
     def open(self, run: RunContext) -> Window | None:
