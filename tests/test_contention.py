@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from effbench.api.context import RunContext
+from effbench.api.context import RUN_ROOT_PID, RunContext
 from effbench.default_plugins.metrics.contention import BackgroundCpu, own_cpu_seconds
 from effbench.present import report
 from effbench.store.load import load
@@ -66,10 +66,52 @@ def test_the_share_is_the_machines_busy_time_less_the_runs_own_over_every_cores_
 
 
 def test_the_runs_own_cpu_time_includes_its_children():
-    before = own_cpu_seconds()
+    import resource
+
+    def reaped() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before, children_before = own_cpu_seconds(), reaped()
     child = subprocess.Popen([sys.executable, "-c", BURN.replace("30", "1.5")])
     child.wait()
-    assert own_cpu_seconds() - before > 1.0  # a reaped child's CPU time is the run's own, not the background's
+    child_cpu = reaped() - children_before  # what the child got of the CPU (less on a busy machine)
+    assert child_cpu > 0.1
+    assert own_cpu_seconds() - before >= child_cpu * 0.99  # a reaped child's CPU time is the run's own
+
+
+MEASURE = """
+import time
+from effbench.api.context import RUN_ROOT_PID, RunContext
+from effbench.default_plugins.metrics.contention import BackgroundCpu
+run = RunContext(model=None, tokenizer=None, technique="baseline", params={})
+window = BackgroundCpu().open(run)
+time.sleep(3)
+print(window.close(run))
+"""
+
+
+def test_a_distributed_runs_other_ranks_are_its_own_work_not_background():
+    """A rank sees its sibling ranks' CPU as the run's own when it knows the run's process (``EFFBENCH_RUN_PID``)."""
+    import psutil
+
+    sibling = subprocess.Popen([sys.executable, "-c", BURN])  # another rank of the run: the test process's child
+    try:
+        time.sleep(0.5)
+        burnt = sum(psutil.Process(sibling.pid).cpu_times()[:2])
+        began = time.monotonic()
+        env = {key: value for key, value in os.environ.items() if key != RUN_ROOT_PID}
+        alone = subprocess.Popen([sys.executable, "-c", MEASURE], stdout=subprocess.PIPE, text=True, env=env)
+        ranked = subprocess.Popen([sys.executable, "-c", MEASURE], stdout=subprocess.PIPE, text=True,
+                                  env={**env, RUN_ROOT_PID: str(os.getpid())})  # fmt: skip
+        seen_alone, seen_as_rank = float(alone.communicate()[0]), float(ranked.communicate()[0])
+        burnt = sum(psutil.Process(sibling.pid).cpu_times()[:2]) - burnt
+        sibling_share = burnt / ((time.monotonic() - began) * psutil.cpu_count()) * 100
+    finally:
+        sibling.kill()
+        sibling.wait()
+    # the same 3 s window, less the sibling's CPU (what it got depends on how busy the machine is)
+    assert seen_alone - seen_as_rank > sibling_share / 2 > 5
 
 
 def _busy_store(tmp_path) -> ResultsStore:

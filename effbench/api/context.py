@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+RUN_ROOT_PID = "EFFBENCH_RUN_PID"  # set for a distributed run's ranks: the worker whose process tree is the run's own
+
 
 @dataclass(frozen=True)
 class Measurement:

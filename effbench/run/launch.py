@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from effbench.api.context import RUN_ROOT_PID
 from effbench.errors import EffbenchError, error_text
 from effbench.measure.device import device_type
 from effbench.run.forkserver import die_with_parent
@@ -115,6 +116,7 @@ def run_ranks(world: int, device: str, target: Callable[[Any, Parallel], Any], j
         _write(folder / JOB, pickle.dumps((target, job, device)))
         port = str(free_port())
         env = {**os.environ, "WORLD_SIZE": str(world), "MASTER_ADDR": ADDRESS, "MASTER_PORT": port}
+        env[RUN_ROOT_PID] = os.environ.get(RUN_ROOT_PID, str(os.getpid()))  # the ranks' CPU is the run's own
         command = [sys.executable, "-m", "effbench.run.launch", str(folder)]
         ranks = [
             subprocess.Popen(command, env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}) for rank in range(world)

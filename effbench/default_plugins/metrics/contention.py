@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
 
-from effbench.api.context import RunContext
+from effbench.api.context import RUN_ROOT_PID, RunContext
 from effbench.api.metric import Metric, Quantity, Window
 from effbench.hookspecs import hookimpl
 
@@ -20,8 +21,12 @@ def machine_busy_seconds() -> float:
 
 
 def own_cpu_seconds() -> float:
-    """CPU-seconds of this process, its ended children and its live descendants: the run's own work."""
-    me = psutil.Process()
+    """CPU-seconds of the run's process, its ended children and its live descendants: the run's own work.
+
+    In a rank of a distributed run the run's process is the worker that started the ranks, so the other
+    ranks count as the run's own, not as other work.
+    """
+    me = psutil.Process(int(os.environ.get(RUN_ROOT_PID, os.getpid())))
     total = sum(me.cpu_times()[:4])  # user, system, children_user, children_system
     for child in me.children(recursive=True):
         try:
