@@ -32,7 +32,8 @@ class SampleIndex:
         self._tasks = tasks
         self._docs = table.column("doc_id").to_numpy()
         self._values = table.column("value").to_numpy()
-        self._weights = pc.cast(table.column("weight"), pa.float64()).to_numpy(zero_copy_only=False)  # null: NaN
+        weights = pc.cast(table.column("weight"), pa.float64(), safe=False)  # an integer weight above 2**53: rounded
+        self._weights = weights.to_numpy(zero_copy_only=False)  # null: NaN
         self._tokens = pc.fill_null(table.column("prediction_tokens"), MISSING).to_numpy()
         per_task = len(metric_names) or 1
         width = (len(self._task_names) or 1) * per_task
