@@ -151,6 +151,12 @@ def values_as_text(table: pa.Table) -> pa.Table:
     )
 
 
+def model_not_utf8(table: pa.Table) -> pa.Table:
+    """A runs table whose ``model`` text ends in half a UTF-8 character, as one flipped byte leaves it."""
+    broken = pa.array([b"micro-s\xed"] * len(table), pa.binary()).view(pa.string())
+    return table.set_column(table.schema.get_field_index("model"), "model", broken)
+
+
 def as_written_by(store: ResultsStore, version: str) -> None:
     """Rewrite a store's files as an earlier schema version wrote them: without the columns and tables added since."""
     for kind in (RunRecord, MeasurementRow, SampleRow):

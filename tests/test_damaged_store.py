@@ -19,7 +19,15 @@ from effbench.store.load import load
 from effbench.store.results import STORE_MANIFEST, ResultsStore
 from effbench.store.validate import Problem
 from tests.conftest import cli
-from tests.store_helpers import as_written_by, measurements, rewrite, run_row, synthetic_store, values_as_text
+from tests.store_helpers import (
+    as_written_by,
+    measurements,
+    model_not_utf8,
+    rewrite,
+    run_row,
+    synthetic_store,
+    values_as_text,
+)
 from tests.test_hub import REPO, TOKEN, hub_server  # noqa: F401 - the local Hub fixture
 
 BAD = {  # file -> the start of its reason
@@ -88,6 +96,8 @@ def _corrupt_footer(path: Path) -> None:
          "runs/hwA-0.parquet", "missing columns 'model', 'stage'"),
         (lambda r: rewrite(r / "measurements/hwA-3.parquet", values_as_text), "measurements/hwA-3.parquet",
          "column 'value' has type string, expected double"),
+        (lambda r: rewrite(r / "runs/hwA-0.parquet", model_not_utf8), "runs/hwA-0.parquet",
+         "column 'model' holds text that is not UTF-8"),
         (lambda r: (r / "runs/folder.parquet").mkdir(), "runs/folder.parquet", "unreadable (Is a directory)"),
     ],
 )  # fmt: skip

@@ -187,7 +187,7 @@ def stack_phases(techniques: list[Technique]) -> list[str]:
     return phases
 
 
-def check_one_finetuning(techniques: list[Technique]) -> None:
+def check_one_training_method(techniques: list[Technique]) -> None:
     """Refuse two training methods in one stack: each chooses what the run trains and its learning rate (``lr``)."""
     methods = [t.name for t in techniques if t.phase == "train" and "lr" in _params_model(type(t)).model_fields]
     if len(methods) > 1:

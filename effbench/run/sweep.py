@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from effbench.api.executor import Executor, Job, Outcome
-from effbench.api.technique import check_one_finetuning, stack_phases
+from effbench.api.technique import check_one_training_method, stack_phases
 from effbench.config import prices
 from effbench.config.suite import LOAD_OPTIONS, Suite
 from effbench.errors import EffbenchError, NotApplicable
@@ -135,7 +135,7 @@ def check_parameters(suite: Suite, reg: Registry) -> list[tuple[StackEntry, ...]
     for stack in stacks:
         techniques = [reg.technique(entry.name) for entry in stack]
         stack_phases(techniques)
-        check_one_finetuning(techniques)
+        check_one_training_method(techniques)
         check_ranks_needed(stack, reg, suite.training.ranks)
     if any(trains(stack, reg) for stack in stacks):  # read the training file once, before any worker starts
         suite.training.data = checked_training(suite.training.model_dump())["data"]  # absolute: workers find it

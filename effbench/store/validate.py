@@ -176,10 +176,17 @@ def read_conformed(path: Path, kind: type[Record], root: Path, problems: list[Pr
         if f.name not in table.schema.names:
             table = table.append_column(f, pa.nulls(len(table), f.type))
     try:
-        return table.select(schema.names).cast(schema)
+        table = table.select(schema.names).cast(schema)
     except (pa.ArrowException, ValueError, OverflowError) as err:
         problems.append(Problem(where, f"values do not fit the schema ({err})"))
         return None
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        try:
+            column.validate(full=True)  # a flipped byte in text fails here, not when a report reads the value
+        except pa.ArrowInvalid:
+            problems.append(Problem(where, f"column '{name}' holds text that is not UTF-8"))
+            return None
+    return table
 
 
 def check_rows(table: pa.Table, kind: type[R], where: str, problems: list[Problem]) -> list[R]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-OPTIMIZERS = ("adamw", "adafactor")  # adamw: the reference; adafactor: factored second moments, no first moment
+DEFAULT = "adamw"  # the loop's own optimizer: the reference the others are compared with
+OPTIMIZERS = (DEFAULT, "adafactor")  # adafactor: factored second moments, no first moment
+ALTERNATIVES = tuple(name for name in OPTIMIZERS if name != DEFAULT)  # what the ``optimizer`` technique can choose
 
 
 def build(name: str, parameters: list[Any], lr: float) -> Any:
     """The optimizer ``name`` over ``parameters``; the loop sets each group's ``lr`` at every step."""
     import torch
 
-    if name == "adamw":
+    if name == DEFAULT:
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
     if name == "adafactor":
         from transformers.optimization import Adafactor

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from effbench.api.technique import Technique
 from effbench.errors import NotApplicable
 from effbench.hookspecs import hookimpl
-from effbench.train.optim import OPTIMIZERS
+from effbench.train.optim import ALTERNATIVES
 
 
 class GradientCheckpointing(Technique):
@@ -75,7 +75,7 @@ class Optimizer(Technique):
     )
     references = ("https://arxiv.org/abs/1804.04235",)
 
-    def apply(self, model: Any, tokenizer: Any, *, name: Literal[OPTIMIZERS] = "adafactor") -> Any:
+    def apply(self, model: Any, tokenizer: Any, *, name: Literal[ALTERNATIVES] = "adafactor") -> Any:
         return model
 
     def training_options(self, model: Any, tokenizer: Any, *, name: str) -> dict[str, Any]:
