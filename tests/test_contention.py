@@ -121,16 +121,20 @@ def _busy_store(tmp_path) -> ResultsStore:
             measurement("acc", 0.8, "", "quality", "task_a", stderr=0.02),
             measurement("background_cpu", share, "%", "computation", scenario="single-stream"),
         ]
-        warnings = ["no fidelity reference built: boom", "no fidelity reference built: boom"] if run_id == "c" else []
+        warnings = {"b": ["no MFU on cpu"], "c": ["no fidelity reference built: boom"] * 2 + ["no MFU on cpu"]}
+        warnings = warnings.get(run_id, [])
         store.write_run(run_row(run_id, technique, {}, "hw", warnings=warnings), rows)
     return store
 
 
-def test_the_report_names_runs_measured_on_a_busy_machine_and_every_run_warning(tmp_path):
+def test_the_report_names_runs_measured_on_a_busy_machine_and_every_run_warning_once(tmp_path):
     (table,) = report.build(load(_busy_store(tmp_path).root), columns=COLUMNS)
     busy = [note for note in table.notes if note.startswith("busy machine")]
     assert len(busy) == 1
     assert "dtype (37 %)" in busy[0]
     assert "baseline" not in busy[0] and "compile" not in busy[0]  # at or below 10 %: not flagged
     warned = [note for note in table.notes if note.startswith("warning, ")]
-    assert warned == ["warning, compile: no fidelity reference built: boom"]  # once, though raised twice
+    assert warned == [  # each warning once, though raised twice, naming every run that raised it
+        "warning, dtype, compile: no MFU on cpu",
+        "warning, compile: no fidelity reference built: boom",
+    ]

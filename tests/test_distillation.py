@@ -23,7 +23,6 @@ from effbench.run.sweep import check_parameters, plan, run_suite
 from effbench.store.load import load
 from effbench.train import distill, loop
 from effbench.train.data import examples
-from tests.conftest import QUICK_SCENARIO
 from tests.technique_helpers import other_tokenizer_model
 
 TRAINING = {"data": microworld.INDUCTION, "steps": 3, "batch_size": 4}
@@ -101,17 +100,7 @@ def test_distillation_keeps_the_student_closer_to_the_teacher_than_training_alon
 
 def _distill_suite(teacher: str, output: Path) -> Suite:
     """micro-s distilled from ``teacher`` for three small steps, evaluated on three documents."""
-    return load_suite(
-        None,
-        models=["zoo:micro-s"],
-        techniques=[f"distill:teacher={teacher},temperature=3,alpha=0.7"],
-        tasks=["micro_copy"],
-        limit=3,
-        bootstrap_iters=0,
-        scenarios=[QUICK_SCENARIO],
-        training=TRAINING,
-        output=str(output),
-    )
+    return helpers.training_suite([f"distill:teacher={teacher},temperature=3,alpha=0.7"], TRAINING, output)
 
 
 def test_a_distill_run_stores_its_train_figures_and_its_teacher(tmp_path):

@@ -23,10 +23,11 @@ from effbench.run.sweep import check_parameters, resolve_placement, run_suite
 from effbench.store.load import load
 from effbench.train.distributed import counting_collectives
 from tests.conftest import QUICK_SCENARIO
+from tests.training_helpers import training_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
-TRAINING = {"ranks": 2, "steps": STEPS, "batch_size": 4, "max_length": 32}
+TRAINING = {"ranks": 2, "steps": STEPS, "batch_size": 4, "max_length": 32, "target_loss": 50.0}  # met at once
 EXCHANGES = ["ddp-allreduce", "ddp-fp16", "ddp-powersgd:rank=1", "ddp-zero"]  # ddp-bf16 needs NCCL (cuda)
 
 
@@ -148,17 +149,7 @@ def _train(store, technique: str) -> dict[str, Measurement]:
 def distributed_store(tmp_path_factory):
     """micro-s fine-tuned on 2 gloo ranks with each gradient exchange, evaluated like any run, in this process."""
     output = tmp_path_factory.mktemp("distributed")
-    suite = load_suite(
-        None,
-        models=["zoo:micro-s"],
-        techniques=[f"finetune-full + {exchange}" for exchange in EXCHANGES],
-        tasks=["micro_copy"],
-        limit=3,
-        bootstrap_iters=0,
-        scenarios=[QUICK_SCENARIO],
-        training=TRAINING,
-        output=str(output),
-    )
+    suite = training_suite([f"finetune-full + {exchange}" for exchange in EXCHANGES], TRAINING, output)
     result = run_suite(suite, executor=InlineExecutor())
     assert result.failed == {}, result.failed
     return load(output)
@@ -225,6 +216,10 @@ def test_every_distributed_run_reports_its_training_and_the_trained_models_accur
         train = {m.metric: m for m in rows if m.in_phase == "train" and m.step is None}
         assert {"train_time", "final_train_loss", "peak_memory", "energy"} <= set(train)
         assert "max over 2 ranks" in train["peak_memory"].method and "sum over 2 ranks" in train["energy"].method
+        assert "max over 2 ranks" in train["peak_memory_increase"].method
+        assert train["steps_to_target_loss"].value == 1  # the first step's loss is below 50
+        to_target = train["energy_to_target_loss"]  # the ranks' summed energy × the share of their time until then
+        assert 0 < to_target.value < train["energy"].value and "sum over 2 ranks" in to_target.method
         assert sorted(m.step for m in rows if m.metric == "train_loss") == list(range(STEPS))
         assert any(m.task == "micro_copy" and m.metric == "exact_match" for m in rows)
         kl = next(m.value for m in rows if m.metric == "kl_divergence")
@@ -232,9 +227,7 @@ def test_every_distributed_run_reports_its_training_and_the_trained_models_accur
 
 
 def test_the_same_seed_gives_the_same_distributed_loss_curve(distributed_store, tmp_path):
-    suite = load_suite(None, models=["zoo:micro-s"], techniques=["finetune-full + ddp-allreduce"], tasks=["micro_copy"],
-                       limit=1, bootstrap_iters=0, scenarios=[QUICK_SCENARIO], training=TRAINING,
-                       output=str(tmp_path))  # fmt: skip
+    suite = training_suite(["finetune-full + ddp-allreduce"], TRAINING, tmp_path, limit=1)
     assert run_suite(suite, executor=InlineExecutor()).failed == {}
 
     def curve(store) -> list[float]:

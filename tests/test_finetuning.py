@@ -23,7 +23,6 @@ from effbench.reference.tasks import TASKS_DIR
 from effbench.run.sweep import check_parameters, run_suite
 from effbench.store.load import load
 from effbench.train import data, loop
-from tests.conftest import QUICK_SCENARIO
 
 
 def test_the_same_seed_gives_the_same_loss_curve_and_another_seed_another():
@@ -188,16 +187,9 @@ def test_training_figures_come_from_the_train_window_like_inference_figures(monk
 def trained_store(tmp_path_factory):
     """micro-m fine-tuned for three steps then quantized, beside the baseline, run in this process."""
     output = tmp_path_factory.mktemp("trained")
-    suite = load_suite(
-        None,
-        techniques=["finetune-full + dynamic-int8"],
-        tasks=["micro_sub", "micro_copy"],
-        limit=3,
-        bootstrap_iters=0,
-        scenarios=[QUICK_SCENARIO],
-        training={"steps": 3, "batch_size": 4, "target_loss": 0.01},
-        output=str(output),
-    )
+    training = {"steps": 3, "batch_size": 4, "target_loss": 0.01}
+    tasks = ("micro_sub", "micro_copy")
+    suite = helpers.training_suite(["finetune-full + dynamic-int8"], training, output, model="zoo:micro-m", tasks=tasks)
     result = run_suite(suite, executor=InlineExecutor())
     assert result.failed == {}
     return load(output)

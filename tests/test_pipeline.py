@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import psutil
@@ -13,6 +14,7 @@ from effbench import network
 from effbench.api.context import Measurement, RunContext
 from effbench.api.metric import Metric
 from effbench.api.probe import Probe
+from effbench.api.technique import Technique
 from effbench.config.suite import load_suite
 from effbench.default_plugins.executors import ForkserverExecutor, InlineExecutor
 from effbench.default_plugins.metrics.system import NetworkBytes, PeakMemory
@@ -64,10 +66,23 @@ def test_peak_memory_of_a_window_is_not_hidden_by_a_window_opened_inside_it():
     inner = metric.open(ctx)  # resets the kernel's high-water mark: the outer peak must survive it
     small = b"\x01" * (20 * 2**20)
     del small
-    inner_peak = inner.close(ctx).value
-    outer_peak = outer.close(ctx).value
+    inner_reported, outer_reported = inner.close(ctx), outer.close(ctx)
+    inner_peak, outer_peak = _value(inner_reported, "peak_memory"), _value(outer_reported, "peak_memory")
     assert outer_peak >= start + 290
     assert inner_peak < outer_peak - 200
+    assert _value(outer_reported, "peak_memory_increase") == pytest.approx(outer_peak - start, abs=15)
+    assert 19 <= _value(inner_reported, "peak_memory_increase") < 60  # its own 20 MiB, not the outer 300
+
+
+def test_the_rise_leaves_out_what_the_process_held_before_the_window():
+    metric, ctx = PeakMemory(), _ctx()
+    held = b"\x01" * (200 * 2**20)  # held before and through the window: part of its peak, not of its rise
+    window = metric.open(ctx)
+    taken = b"\x02" * (40 * 2**20)
+    del taken
+    reported = window.close(ctx)
+    assert _value(reported, "peak_memory") >= 240 and 39 <= _value(reported, "peak_memory_increase") < 80
+    assert held  # kept alive until the window closed
 
 
 class OldStyleMetric(Metric):
@@ -292,3 +307,65 @@ def test_a_plugin_written_for_the_old_api_loads_and_runs_unchanged(tmp_path):
     per_run = {r.technique: r for r in results.runs}
     calls = [m for m in results.measurements_of(per_run["baseline"].run_id) if m.metric == "old_plugin_generate_calls"]
     assert calls[0].value == 2.0 and calls[0].n == 2  # two requests per repeat, two repeats combined
+
+
+LIBRARY = "effbench_test_declared_library"  # a module nothing else imports
+
+
+class DeclaresItsLibrary(Technique):
+    """Imports a library inside ``apply``, and declares it."""
+
+    name = "declares-library"
+    stage = "inference"
+    resources = ("memory",)
+    imports = (LIBRARY,)
+
+    def apply(self, model, tokenizer):
+        __import__(LIBRARY)
+        return model
+
+
+class SeesTheModules(Metric):
+    """Notes, as each apply window opens, whether the library is loaded already."""
+
+    name = "library_loaded_at_open"
+    unit = "count"
+    resource = "memory"
+    higher_is_better = False
+    phases = ("apply",)
+
+    def __init__(self, seen: list[bool]) -> None:
+        self.seen = seen
+
+    def start(self, run):
+        if run.phase == "apply":  # not the evaluate repeats it also measures
+            self.seen.append(LIBRARY in sys.modules)
+
+    def stop(self, run):
+        return None
+
+
+class LibraryPlugin:
+    def __init__(self, seen: list[bool]) -> None:
+        self.seen = seen
+
+    @hookimpl
+    def register_techniques(self, register):
+        register(DeclaresItsLibrary())
+
+    @hookimpl
+    def register_metrics(self, register):
+        register(SeesTheModules(self.seen))
+
+
+def test_a_techniques_declared_library_is_imported_before_its_apply_window_opens(tmp_path, monkeypatch):
+    (tmp_path / f"{LIBRARY}.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        seen: list[bool] = []
+        with registered(LibraryPlugin(seen)):
+            suite = load_suite(None, techniques=["declares-library"], output=str(tmp_path / "out"), **TINY)
+            assert run_suite(suite, executor=InlineExecutor()).failed == {}
+        assert seen == [False, True]  # the baseline's window: not loaded; the technique's: loaded
+    finally:
+        sys.modules.pop(LIBRARY, None)

@@ -29,7 +29,6 @@ from effbench.run.pipeline import to_target_loss
 from effbench.run.sweep import check_parameters, run_suite
 from effbench.store.load import load
 from effbench.train import data, loop
-from tests.conftest import QUICK_SCENARIO
 
 PRETRAIN = {"data": data.PRETRAINING_TEXT, "batch_size": 8, "max_length": 64}
 
@@ -217,17 +216,8 @@ def test_energy_to_target_is_the_train_windows_energy_times_the_share_of_time_to
 def pretrained_store(tmp_path_factory):
     """micro-s pre-trained from scratch on packed micro-world rows for a few steps, run in this process."""
     output = tmp_path_factory.mktemp("pretrained")
-    suite = load_suite(
-        None,
-        models=["zoo:micro-s"],
-        techniques=["pretrain-scratch + packing"],
-        tasks=["micro_copy"],
-        limit=2,
-        bootstrap_iters=0,
-        scenarios=[QUICK_SCENARIO],
-        training={**PRETRAIN, "steps": 12, "target_loss": 3.3},
-        output=str(output),
-    )
+    training = {**PRETRAIN, "steps": 12, "target_loss": 3.3}
+    suite = helpers.training_suite(["pretrain-scratch + packing"], training, output, limit=2)
     result = run_suite(suite, executor=InlineExecutor())
     assert result.failed == {}
     return load(output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import types
 from typing import Any, ClassVar, Literal, Union
@@ -35,6 +36,9 @@ class Technique:
     phase: ClassVar[str] = "apply"
     # training ranks it needs (suite training.ranks): more than 1 for techniques that exchange data between ranks
     min_ranks: ClassVar[int] = 1
+    # modules its methods import (its library: "peft", "torchao"): imported before the run's windows open, as torch
+    # and transformers are, so loading a library is not counted as the technique's time or memory
+    imports: ClassVar[tuple[str, ...]] = ()
 
     def apply(self, model: Any, tokenizer: Any, **params: Any) -> Any:
         """Return the model to evaluate (may modify ``model`` in place)."""
@@ -185,6 +189,12 @@ def stack_phases(techniques: list[Technique]) -> list[str]:
             )
         phases.append(technique.phase)
     return phases
+
+
+def import_libraries(techniques: list[Technique]) -> None:
+    """Import the modules the techniques declare (``imports``) before a window opens: a one-off load is no figure."""
+    for module in dict.fromkeys(m for technique in techniques for m in technique.imports):
+        importlib.import_module(module)
 
 
 def check_one_training_method(techniques: list[Technique]) -> None:

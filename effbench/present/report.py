@@ -297,8 +297,11 @@ def _run_notes(runs: list[RunRecord], values: dict[str, dict[tuple, MeasurementR
             f"measured (the most in any window): {', '.join(busy)}; their times, throughputs and energies include "
             "waiting for the CPU, so compare them with care"
         )
-    notes += [f"warning, {run.label}: {warning}" for run in runs for warning in dict.fromkeys(run.warnings or [])]
-    return notes
+    raised: dict[str, list[str]] = {}  # a warning -> the runs raising it: a note each, not one per run
+    for run in runs:
+        for warning in dict.fromkeys(run.warnings or []):
+            raised.setdefault(warning, []).append(run.label)
+    return notes + [f"warning, {', '.join(labels)}: {warning}" for warning, labels in raised.items()]
 
 
 def _key(m: MeasurementRow) -> tuple[str, str, str, str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from effbench.api.context import Measurement, RunContext
+from effbench.api.technique import import_libraries
 from effbench.errors import EffbenchError
 from effbench.measure.device import CPU, available_devices, device_type
 from effbench.measure.windows import Instruments
@@ -84,6 +85,7 @@ class RankOutcome:
 
 def train_rank(job: TrainJob, parallel: Parallel) -> RankOutcome:
     """In a rank: train the job's model on this rank's share, inside a window of every train-phase instrument."""
+    import_libraries([step.technique for step in job.steps])  # the rank's own process: before its window
     instruments = Instruments(list(registry().metrics.values()))
     model = job.model.to(parallel.device)
     ctx = RunContext(model=model, tokenizer=job.tokenizer, technique=job.technique, params=job.params,

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from effbench.api.context import Measurement, Request, RunContext
-from effbench.api.technique import Technique, stack_phases
+from effbench.api.technique import Technique, import_libraries, stack_phases
 from effbench.api.training import TrainingOptions, TrainingRun
 from effbench.api.vocabulary import GENERATE
 from effbench.config.suite import LOAD_OPTIONS, Scenario
@@ -261,6 +261,7 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
     plan = RunPlan.from_payload(payload)
     reg = registry()
     steps = resolve_stack(plan.stack, reg)
+    import_libraries([step.technique for step in steps])
     instruments = Instruments(list(reg.metrics.values()))
     clock = PhaseClock(emit)
     clock.start("load")
@@ -294,12 +295,12 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         ranks = plan.settings["training"].get("ranks", 1) if phase == "train" else 1
         opened = instruments.open(instruments.for_phase(phase), ctx) if ranks == 1 else []  # else: the ranks'
         clock.start(phase)  # after the instruments opened: their start-up is not the technique's time
+        ranked: list[Measurement] = []
         try:
             phase_steps = [s for s in steps if s.phase == phase]
             if ranks > 1:  # each rank measures its own window; they come back combined
                 job = rank_job(phase_steps, model, ctx, plan, alone=len(steps) == 1)
                 model, ranked = train_on_ranks(job, ranks, plan.device, instruments, ctx)
-                measurements += ranked
                 generate_kwargs: dict[str, Any] = {}
             else:
                 model, generate_kwargs = run_phase(phase, phase_steps, model, ctx, plan, alone=len(steps) == 1)
@@ -310,9 +311,10 @@ def execute(payload: dict[str, Any], emit: Callable[[str], None]) -> dict[str, A
         ctx.generate_kwargs.update(generate_kwargs)
         synchronize(plan.device)  # the technique's queued device work is part of its time
         clock.stop()
-        closed = instruments.close(opened, ctx)
-        if phase == "train":
-            closed += to_target_loss(closed, ctx.training, clock.seconds[phase], instruments.declared)
+        closed = instruments.close(opened, ctx) + ranked
+        if phase == "train":  # on several ranks: their summed energy over their windows' time, not the launch's
+            seconds = next((m.value for m in ranked if m.metric == "train_time"), clock.seconds[phase])
+            closed += to_target_loss(closed, ctx.training, seconds, instruments.declared)
         measurements += closed
     ctx.model, ctx.phase = model, PHASE_EVALUATE
     ctx.apply_seconds = clock.seconds.get("apply", 0.0)

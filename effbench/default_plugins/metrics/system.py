@@ -25,6 +25,7 @@ class PeakTracker:
         self.read = read
         self.reset = reset
         self.open_peaks: dict[int, float] = {}
+        self.starts: dict[int, float] = {}
         self.resettable = True
 
     def _fold(self) -> None:
@@ -37,13 +38,13 @@ class PeakTracker:
         self._fold()
         self.resettable = self.reset()
         key = max(self.open_peaks, default=0) + 1
-        self.open_peaks[key] = self.read()
+        self.open_peaks[key] = self.starts[key] = self.read()  # just reset: the current value
         return key
 
-    def end(self, key: int) -> float:
-        """Close a window: the highest value the counter reached while it was open."""
+    def end(self, key: int) -> tuple[float, float]:
+        """Close a window: the counter's value when it opened, and the highest it reached while it was open."""
         self._fold()
-        return self.open_peaks.pop(key)
+        return self.starts.pop(key), self.open_peaks.pop(key)
 
 
 def _vm_hwm_mib() -> float:
@@ -69,12 +70,12 @@ RSS_PEAKS = PeakTracker(_vm_hwm_mib, _reset_vm_hwm)
 class _PeakWindow(Window):
     """A window over a PeakTracker; the metric turns its peak into measurements."""
 
-    def __init__(self, tracker: PeakTracker, report: Callable[[float], Any]) -> None:
+    def __init__(self, tracker: PeakTracker, report: Callable[[float, float], Any]) -> None:
         self.tracker, self.report = tracker, report
         self.key = tracker.begin()
 
     def close(self, run: RunContext) -> Any:
-        return self.report(self.tracker.end(self.key))
+        return self.report(*self.tracker.end(self.key))
 
 
 class PeakMemory(Metric):
@@ -89,15 +90,25 @@ class PeakMemory(Metric):
     quantities = (
         Quantity(name, unit, resource, False, description, header="Peak RSS (MiB)", digits=0, headline=True,
                  combine="max"),
+        Quantity(
+            "peak_memory_increase", unit, resource, False,
+            "Peak RSS during the window above the RSS when it opened: the memory the phase itself took, without "
+            "what the process held before (the interpreter, libraries, the loaded model).",
+            header="RSS rise (MiB)", digits=1, detail=True, combine="max",
+        ),
     )  # fmt: skip
 
     def open(self, run: RunContext) -> Window:
-        def report(peak_mib: float) -> Measurement:
-            if RSS_PEAKS.resettable:
-                method = "kernel high-water mark VmHWM, reset at window start"
-            else:
+        def report(start_mib: float, peak_mib: float) -> list[Measurement]:
+            if not RSS_PEAKS.resettable:  # the peak may predate the window: no rise can be told
                 method = "kernel high-water mark (not resettable here: peak since the process started)"
-            return self.measurement(peak_mib, method=method)
+                return [self.measurement(peak_mib, method=method)]
+            method = "kernel high-water mark VmHWM, reset at window start"
+            rise = "VmHWM at window close − VmRSS at window open (VmHWM just reset)"
+            return [
+                self.measurement(peak_mib, method=method),
+                self.measurement(peak_mib - start_mib, "peak_memory_increase", method=rise),
+            ]
 
         return _PeakWindow(RSS_PEAKS, report)
 
@@ -143,7 +154,7 @@ class AcceleratorMemory(Metric):
             self.peaks[run.device] = _cuda_peaks(run.device)
         peaks = self.peaks[run.device]
 
-        def report(peak_mib: float) -> list[Measurement]:
+        def report(start_mib: float, peak_mib: float) -> list[Measurement]:
             reserved = torch.cuda.max_memory_reserved(run.device) / 2**20
             return [
                 self.measurement(peak_mib, method=self.method),

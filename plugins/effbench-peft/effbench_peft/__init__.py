@@ -64,6 +64,7 @@ class PeftTechnique(Technique):
 
     stage = "finetuning"
     phase = "train"
+    imports: tuple[str, ...] = ("peft",)  # before the train window: loading peft is not LoRA's training memory
     resources = ("memory", "computation", "energy", "money")
 
     def peft_config(self, **params: Any) -> Any:
@@ -163,6 +164,7 @@ class Qlora(Lora):
     name = "qlora"
     description = "QLoRA: LoRA adapters trained over a 4-bit NF4 base (bitsandbytes), merged into the 4-bit weights."
     references = ("https://arxiv.org/abs/2305.14314",)
+    imports = ("peft", "bitsandbytes")
 
     def apply(
         self,
