@@ -48,7 +48,10 @@ def test_another_process_burning_a_core_is_counted_as_background(stranger):
 def test_the_share_is_the_machines_busy_time_less_the_runs_own_over_every_cores_time(monkeypatch):
     from effbench.default_plugins.metrics import contention
 
-    readings = iter([(100.0, 10.0, 50.0), (103.0, 11.0, 52.0)])  # machine busy s, own s, clock s: open, then close
+    readings = iter([  # machine busy s, own s, clock s: open, then close; twice
+        (100.0, 10.0, 50.0), (103.0, 11.0, 52.0),
+        (100.1, 10.2, 50.0), (100.3, 10.4, 50.003),  # (0.2 − 0.2) s is 1.8e-15 s in floats: below a counter tick
+    ])  # fmt: skip
     current = {}
 
     def advance():
@@ -63,6 +66,10 @@ def test_the_share_is_the_machines_busy_time_less_the_runs_own_over_every_cores_
     window = BackgroundCpu().open(run)
     advance()
     assert window.close(run) == pytest.approx(50.0)  # (3 − 1) CPU-s of others ÷ (2 s × 2 cores)
+    advance()
+    window = BackgroundCpu().open(run)
+    advance()
+    assert window.close(run) == 0.0  # not 9e-13 %: the counters count whole ticks (1/100 s), the rest is rounding
 
 
 def test_the_runs_own_cpu_time_includes_its_children():

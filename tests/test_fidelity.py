@@ -99,6 +99,12 @@ def test_quantized_and_half_precision_models_are_compared_in_float32(micro_m_ref
     assert 0 < kl < 0.05 and 0.9 < agreement <= 1  # small, real damage
 
 
+def test_another_attention_kernel_differs_by_rounding_only_and_never_below_zero(micro_m_reference):
+    """Eager attention computes what SDPA does, in another order: once stored as -4e-10 nats/token, now 0 or above."""
+    comparison = fidelity.compare(applied("attention", implementation="eager")[0], micro_m_reference)
+    assert all(0 <= kl < 1e-6 for kl in comparison.kl) and np.mean(comparison.agreement) == 1.0
+
+
 def test_a_generation_only_technique_leaves_the_distributions_alone(micro_m_reference):
     assert _means(applied("prompt-lookup")[0], micro_m_reference) == (0.0, 1.0)
 

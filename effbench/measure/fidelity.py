@@ -64,7 +64,7 @@ def _rest_logprob(logprobs: Any, top_ids: Any) -> Any:
 def kl_from_summary(reference: Summary, logprobs: Any) -> Any:
     """KL(reference ‖ q) per position over the reference's top-k tokens plus one bucket for the rest, in float64.
 
-    Exact when the summary holds the whole vocabulary; a lower bound of the full KL otherwise.
+    Exact (to rounding) when the summary holds the whole vocabulary; a lower bound of the full KL otherwise.
     """
     import torch
 
@@ -74,7 +74,8 @@ def kl_from_summary(reference: Summary, logprobs: Any) -> Any:
     rest_p = reference.rest_logprob.double()
     rest_q = _rest_logprob(logprobs, reference.top_ids).double()
     rest = torch.where(torch.isinf(rest_p), 0.0, rest_p.exp() * (rest_p - rest_q))  # no mass left: no term
-    return kl + rest
+    # KL is never negative; float32 log-softmax rounding leaves nearly equal distributions ~1e-9 below 0
+    return (kl + rest).clamp_min(0.0)
 
 
 def top1(logprobs: Any, top_k: int = TOP_K) -> Any:

@@ -11,6 +11,7 @@ from effbench.api.context import RUN_ROOT_PID, RunContext
 from effbench.api.metric import Metric, Quantity, Window
 from effbench.hookspecs import hookimpl
 
+TICK = 1 / os.sysconf("SC_CLK_TCK")  # seconds: what /proc/stat and the processes' CPU times count in
 IDLE_FIELDS = ("idle", "iowait")  # CPU time no process used; every other field (steal included) was someone's
 
 
@@ -49,7 +50,9 @@ class _ContentionWindow(Window):
         if seconds <= 0:
             return None
         others = (machine_busy_seconds() - self.machine) - (own_cpu_seconds() - self.own)
-        return max(0.0, others) / (seconds * (psutil.cpu_count() or 1)) * 100
+        if others < TICK / 2:  # the counters count whole clock ticks: less than half of one is float rounding
+            return 0.0
+        return others / (seconds * (psutil.cpu_count() or 1)) * 100
 
 
 class BackgroundCpu(Metric):
