@@ -29,6 +29,7 @@ SCENARIO = "single-stream:repeats=1,min_requests=2,output_tokens=4,prompt_tokens
 FIGURES = [
     ("train_step_time", "s/step", "{:.2f}"),
     ("peak_memory", "peak RSS (MiB)", "{:.0f}"),
+    ("peak_memory_increase", "RSS rise (MiB)", "{:.1f}"),
     ("optimizer_state_size", "optimizer state (MB)", "{:.1f}"),
     ("train_tokens_per_s", "tokens/s", "{:.0f}"),
     ("final_train_loss", "final loss", "{:.3f}"),
