@@ -181,10 +181,13 @@ def read_conformed(path: Path, kind: type[Record], root: Path, problems: list[Pr
         problems.append(Problem(where, f"values do not fit the schema ({err})"))
         return None
     for name, column in zip(table.column_names, table.columns, strict=True):
+        if not pa.types.is_string(column.type):  # a cast checked the others' values; only text is left unchecked
+            continue
         try:
             column.validate(full=True)  # a flipped byte in text fails here, not when a report reads the value
-        except pa.ArrowInvalid:
-            problems.append(Problem(where, f"column '{name}' holds text that is not UTF-8"))
+        except pa.ArrowInvalid as err:
+            reason = "holds text that is not UTF-8" if "UTF8" in str(err) else f"is damaged ({err})"
+            problems.append(Problem(where, f"column '{name}' {reason}"))
             return None
     return table
 

@@ -64,7 +64,7 @@ class PeftTechnique(Technique):
 
     stage = "finetuning"
     phase = "train"
-    imports: tuple[str, ...] = ("peft",)  # before the train window: loading peft is not LoRA's training memory
+    imports = ("peft",)  # before the train window: loading peft is not LoRA's training memory
     resources = ("memory", "computation", "energy", "money")
 
     def peft_config(self, **params: Any) -> Any:
