@@ -3,13 +3,13 @@
 Writes a results store in the store's own format (one Parquet file per run in runs/, measurements/ and samples/;
 the first run through ``ResultsStore.write_run``, the rest with the same ``to_table`` schema and ``write_parquet``,
 without its per-file fsync) into a temporary folder: machines × models × technique configurations (parameter
-sweeps and stacks), 1 % of them failed. Each successful run holds the 101 measurements a run of
-suites/inference.yaml stores (the names, units, resources, scenarios and methods of
-leaderboards/inference-suite/report-measurements.csv, plus apply- and generate-phase figures), its figures drawn
-around them, and each document's outcome in its five tasks (9 sample rows per document), the quality figures
-computed from those outcomes. Then it times the two commands as a user runs them: a subprocess of the CLI
-(`python -m effbench.cli`, imports and plugin loading included, stdout to a file), twice each: the first read of
-the store builds its snapshot (README, "Results store and resume"), the second reads through it.
+sweeps and stacks), 1 % of them failed. Each successful run holds the 115 measurements a run of
+suites/inference.yaml stores (the names, units, resources, scenarios, phases and methods of the baseline's rows in
+leaderboards/inference-suite/report-measurements.csv), its figures drawn around them, and each document's outcome
+in its nine tasks (15 sample rows per document), the quality figures computed from those outcomes. Then it times
+the two commands as a user runs them: a subprocess of the CLI (`python -m effbench.cli`, imports and plugin loading
+included, stdout to a file), twice each: the first read of the store builds its snapshot (README, "Results store
+and resume"), the second reads through it.
 Run: python benchmarks/scale.py [--runs 10000] [--docs 20] [--keep DIR [--write-only]]
 """
 
@@ -40,12 +40,6 @@ MACHINES = {
     "d4e5f60708192a3b": ("AMD Ryzen 9 7950X", 32, 64),
 }
 MODELS = ("zoo:micro-m", "zoo:micro-s", "Qwen/Qwen2.5-0.5B", "HuggingFaceTB/SmolLM2-360M", "EleutherAI/pythia-160m")
-# one-off and generation phases' figures a current run adds to the template's (which predates them)
-EXTRA = (("apply", "energy", "kWh", "energy"), ("apply", "co2", "kg CO2eq", "energy"),
-         ("apply", "peak_memory", "MiB", "memory"), ("apply", "network_sent", "kB", "network"),
-         ("apply", "network_received", "kB", "network"), ("generate", "energy", "kWh", "energy"),
-         ("generate", "co2", "kg CO2eq", "energy"),
-         ("generate", "energy_per_correct_answer", "J/correct answer", "energy"))  # fmt: skip
 # task -> its metrics with (per-document kind): binary outcomes, or log-likelihoods with words / bytes as weights
 TASKS = {
     "micro_copy": ("exact_match",),
@@ -53,8 +47,12 @@ TASKS = {
     "micro_recall": ("acc", "acc_norm"),
     "micro_agree": ("acc", "acc_norm"),
     "micro_text": ("word_perplexity", "byte_perplexity", "bits_per_byte"),
+    "micro_copy_long": ("exact_match",),
+    "micro_add3": ("exact_match",),
+    "micro_recall_long": ("acc", "acc_norm"),
+    "micro_agree2": ("acc", "acc_norm"),
 }
-GENERATIVE = ("micro_copy", "micro_add")
+GENERATIVE = ("micro_copy", "micro_add", "micro_copy_long", "micro_add3")
 STAGES = {"dtype": "inference", "dynamic-int8": "inference", "compile": "system", "static-cache": "system",
           "attention": "architecture", "sliding-window": "architecture"}  # fmt: skip
 FAILED_EVERY = 100  # one run in a hundred failed (no measurements, no samples)
@@ -86,13 +84,7 @@ def configurations() -> list[list[tuple[str, dict]]]:
 def template() -> list[dict[str, str]]:
     """A real run's measurements in the order it stored them (the baseline of the committed inference report)."""
     with TEMPLATE.open(encoding="utf-8") as file:
-        rows = [row for row in csv.DictReader(file) if row["technique"] == "baseline"]
-    for row in rows:
-        row["phase"] = "apply" if row["metric"] == "apply_time" else "evaluate"
-    extra = [{"phase": p, "metric": m, "unit": u, "resource": r, "scenario": "", "task": "", "value": "1e-06",
-              "higher_is_better": "False", "stderr": "", "ci_low": "", "ci_high": "", "n": "", "cv": "0.05",
-              "method": "codecarbon, CPU estimated (cpu_load)"} for p, m, u, r in EXTRA]  # fmt: skip
-    return rows + extra
+        return [row for row in csv.DictReader(file) if row["technique"] == "baseline"]
 
 
 def _float(text: str) -> float | None:
@@ -195,7 +187,9 @@ def tables(runs: list[RunRecord], docs: int, seed: int = 0) -> tuple[pa.Table, p
             figure = _float(row["value"])
             stderr, low, high = (_float(row[k]) for k in ("stderr", "ci_low", "ci_high"))
             n = int(row["n"]) if row["n"] else None
-            if row["resource"] == "quality":
+            if row["resource"] == "quality" and not row["task"]:  # fidelity to the baseline's outputs
+                figure = float(1 - quality[i] if row["metric"] == "kl_divergence" else quality[i])
+            elif row["resource"] == "quality":
                 metric_values = values[(row["task"], row["metric"])][i]
                 weights = {w: values[("micro_text", w)][i] for w in ("words", "bytes")}
                 figure, stderr = quality_figure(row["metric"], metric_values, weights)

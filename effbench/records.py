@@ -6,6 +6,7 @@ documentation and the readers all derive from these classes, so a column is decl
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -228,14 +229,12 @@ class RunRecord(Record):
 
     def stack_entries(self) -> list[StackEntry]:
         """The techniques applied in order (rows written before 1.2 hold one, in ``technique``)."""
-        if self.stack:
-            return [StackEntry(e["name"], e.get("params", {})) for e in json.loads(self.stack)]
-        return [StackEntry(self.technique, json.loads(self.technique_params or "{}"))]
+        return _stack_entries(self.stack, self.technique, self.technique_params)
 
     @property
     def label(self) -> str:
         """The run's technique stack as a suite writes it, e.g. ``prune-magnitude(sparsity=0.5) + dynamic-int8``."""
-        return stack_label(self.stack_entries())
+        return _label(self.stack, self.technique, self.technique_params)
 
     @property
     def placement(self) -> str:
@@ -264,6 +263,19 @@ class RunRecord(Record):
 
 
 PHASE_EVALUATE = "evaluate"  # accuracy, model properties and load scenarios: what tables compare
+
+
+def _stack_entries(stack: str | None, technique: str, technique_params: str | None) -> list[StackEntry]:
+    """A run's techniques from its stored columns: ``stack``, else (before 1.2) ``technique`` and its parameters."""
+    if stack:
+        return [StackEntry(e["name"], e.get("params", {})) for e in json.loads(stack)]
+    return [StackEntry(technique, json.loads(technique_params or "{}"))]
+
+
+@functools.lru_cache(maxsize=4096)
+def _label(stack: str | None, technique: str, technique_params: str | None) -> str:
+    """A run's label, made once per distinct stack: a report labels each of a million measurements with it."""
+    return stack_label(_stack_entries(stack, technique, technique_params))
 
 
 @dataclass

@@ -20,36 +20,37 @@ BOOTSTRAP_ITERATIONS = 2000
 CONFIDENCE = 0.95
 CHUNK_CELLS = 4_000_000  # resampled indexes held at once (32 MB), whatever the number of documents
 
-# values and weights of resampled documents (iterations × documents) → the task's figure per iteration
-Aggregate = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+# the documents' summed values and summed weights (None without weights) and their count → the task's figure
+Finish = Callable[[np.ndarray, np.ndarray | None, int], np.ndarray]
 
 
-def mean(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """lm-eval's default aggregation: the mean over documents."""
-    return values.mean(axis=-1)
+@dataclass(frozen=True)
+class Aggregate:
+    """How lm-eval turns per-document values into the task's figure: a function of their sums (and their weights'),
+    so a bootstrap replicate is one matrix–vector product of draw counts and values, whatever the documents."""
+
+    finish: Finish
+    weighted: bool = False  # needs each document's words or bytes
+
+    def __call__(self, values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """The figure of documents along the last axis."""
+        if self.weighted and weights is None:
+            raise ValueError("a corpus-level metric needs each document's words or bytes")
+        summed = None if weights is None else weights.sum(axis=-1)
+        return self.finish(values.sum(axis=-1), summed, values.shape[-1])
 
 
-def _weighted_loglikelihood(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+def _per_word(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """Log-likelihood per word or byte over the corpus, as lm-eval's ``weighted_mean``."""
-    if weights is None:
-        raise ValueError("a corpus-level metric needs each document's words or bytes")
-    return values.sum(axis=-1) / weights.sum(axis=-1)
+    return values / weights  # type: ignore[operator]
 
 
-def weighted_perplexity(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """lm-eval's word_perplexity and byte_perplexity: exp of minus the corpus log-likelihood per word or byte."""
-    return np.exp(-_weighted_loglikelihood(values, weights))
-
-
-def bits_per_byte(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """lm-eval's bits_per_byte: minus the corpus log-likelihood per byte, in bits."""
-    return -_weighted_loglikelihood(values, weights) / math.log(2)
-
-
-def perplexity(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """lm-eval's perplexity (loglikelihood tasks): exp of minus the mean log-likelihood per document."""
-    return np.exp(-values.mean(axis=-1))
-
+mean = Aggregate(lambda values, _, n: values / n)  # lm-eval's default: the mean over documents
+# lm-eval's word_perplexity and byte_perplexity: exp of minus the corpus log-likelihood per word or byte
+weighted_perplexity = Aggregate(lambda values, weights, _: np.exp(-_per_word(values, weights)), weighted=True)
+# lm-eval's bits_per_byte: minus the corpus log-likelihood per byte, in bits
+bits_per_byte = Aggregate(lambda values, weights, _: -_per_word(values, weights) / math.log(2), weighted=True)
+perplexity = Aggregate(lambda values, _, n: np.exp(-(values / n)))  # loglikelihood tasks: exp(−mean log-likelihood)
 
 AGGREGATES: dict[str, Aggregate] = {
     "word_perplexity": weighted_perplexity,
@@ -96,12 +97,6 @@ def _resamples(n: int, iterations: int, seed: int) -> tuple[tuple[np.ndarray, np
     return tuple(out)
 
 
-def _resampled_means(values: np.ndarray, index: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``mean(values[..., index])`` of 0/1 outcomes as draw counts × outcomes: sums of 0s and 1s are exact in any
-    order, so the figures are the same, at a fraction of the cost of gathering every draw."""
-    return values @ counts.T / index.shape[1]
-
-
 def bootstrap_figures(
     technique: np.ndarray,
     baseline: np.ndarray,
@@ -118,26 +113,62 @@ def bootstrap_figures(
     """
     rows = np.atleast_2d(technique)
     row_weights = None if technique_weights is None else np.atleast_2d(technique_weights)
-    counted = aggregate is mean and bool(is_binary(rows).all() and is_binary(baseline))
+    counted = bool(is_binary(rows).all() and is_binary(baseline))
     mine, theirs = [], []
-    for index, counts in _resamples(technique.shape[-1], iterations, seed):
-        if counted:
-            mine.append(_resampled_means(rows, index, counts))
-            theirs.append(_resampled_means(baseline, index, counts))
-            continue
-        # run by run: numpy sums a (runs × iterations × documents) gather in another order than one run's
-        weights = [None] * len(rows) if row_weights is None else [w[index] for w in row_weights]
-        mine.append(np.stack([aggregate(row[index], w) for row, w in zip(rows, weights, strict=True)]))
-        theirs.append(aggregate(baseline[index], None if baseline_weights is None else baseline_weights[index]))
+    n = technique.shape[-1]
+    for _, counts in _resamples(n, iterations, seed):
+        # summed draws: of 0/1 outcomes exact integers, every run at once; else run by run, one matrix–vector
+        # product each, so a run's figures do not depend on the runs computed beside it
+        sums = rows @ counts.T if counted else np.stack([counts @ row for row in rows])
+        summed_weights = None if row_weights is None else np.stack([counts @ w for w in row_weights])
+        mine.append(aggregate.finish(sums, summed_weights, n))
+        base_weights = None if baseline_weights is None else counts @ baseline_weights
+        theirs.append(aggregate.finish(counts @ baseline, base_weights, n))
     figures = np.concatenate(mine, axis=1)
     return figures if technique.ndim > 1 else figures[0], np.concatenate(theirs)
 
 
+TAILS = [(1 - CONFIDENCE) / 2 * 100, 100 - (1 - CONFIDENCE) / 2 * 100]  # the interval's percentiles
+
+
 def percentile_interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The percentile 95 % interval of bootstrap replicates (of each row, for several runs' replicates)."""
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail], axis=-1)
+    low, high = np.percentile(values, TAILS, axis=-1)
     return low, high
+
+
+def counted_intervals(
+    techniques: np.ndarray, baseline: np.ndarray, with_ratio: bool
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+    """``percentile_interval`` of the bootstrap's Δ and ratio replicates of 0/1 outcomes, from how many right answers
+    each draw holds (k/n − j/n takes few values): each row's replicates counted, not partitioned. The order
+    statistics are the same and interpolated as numpy's linear method does, so the figures are the same."""
+    n = techniques.shape[1]
+    counts = np.concatenate([c for _, c in _resamples(n, BOOTSTRAP_ITERATIONS, BOOTSTRAP_SEED)])
+    codes = (techniques @ counts.T).astype(np.int64) * (n + 1) + (baseline @ counts.T).astype(np.int64)
+    rows, drawn = codes.shape
+    width = (n + 1) ** 2
+    held = np.bincount((codes + np.arange(rows)[:, None] * width).ravel(), minlength=rows * width)
+    held = held.reshape(rows, width)
+    share = np.arange(n + 1) / n  # each share of right answers, as ``mean`` computes it from a sum
+    mine, theirs = np.meshgrid(share, share, indexing="ij")
+    tables = [mine - theirs, ratios(mine, theirs)] if with_ratio else [mine - theirs]
+    intervals = []
+    for table in (t.ravel() for t in tables):
+        order = np.argsort(table, kind="stable")
+        at_or_below = held[:, order].cumsum(axis=1)
+        ordered = table[order]
+        bounds = []
+        for at in np.true_divide(TAILS, 100) * (drawn - 1):
+            below = int(np.floor(at))
+            gamma = at - below
+            low = ordered[(at_or_below > below).argmax(axis=1)]  # each row's (below + 1)-th smallest replicate
+            high = ordered[(at_or_below > min(below + 1, drawn - 1)).argmax(axis=1)]
+            with np.errstate(invalid="ignore"):  # between two infinite ratios: NaN, as numpy gives
+                step = high - low
+                bounds.append(high - step * (1 - gamma) if gamma >= 0.5 else low + step * gamma)
+        intervals.append((bounds[0], bounds[1]))
+    return intervals[0], intervals[1] if with_ratio else None
 
 
 def bootstrap_delta_ci(
@@ -196,12 +227,16 @@ def compare_many(
     alone, the bootstrap's documents drawn once for all."""
     aggregate = aggregate_of(metric)
     deltas = aggregate(techniques, technique_weights) - aggregate(baseline, baseline_weights)  # type: ignore[operator]
-    mine, theirs = bootstrap_figures(techniques, baseline, aggregate, technique_weights, baseline_weights)
-    lows, highs = percentile_interval(mine - theirs)
     base = float(aggregate(baseline, baseline_weights))  # type: ignore[arg-type]
-    ratio_lows, ratio_highs = percentile_interval(ratios(mine, theirs)) if base > 0 else (None, None)
     n = techniques.shape[1]
     binary = (aggregate is mean and is_binary(baseline)) & is_binary(techniques)
+    if binary.all() and (n + 1) ** 2 * len(techniques) <= CHUNK_CELLS:
+        (lows, highs), ratio = counted_intervals(techniques, baseline, base > 0)
+        ratio_lows, ratio_highs = ratio or (None, None)
+    else:
+        mine, theirs = bootstrap_figures(techniques, baseline, aggregate, technique_weights, baseline_weights)
+        lows, highs = percentile_interval(mine - theirs)
+        ratio_lows, ratio_highs = percentile_interval(ratios(mine, theirs)) if base > 0 else (None, None)
     lost = ((baseline == 1) & (techniques == 0)).sum(axis=1).tolist()
     gained = ((baseline == 0) & (techniques == 1)).sum(axis=1).tolist()
     out = []
@@ -252,7 +287,7 @@ def comparable(mine: Outcome | None, theirs: Outcome | None, metric: str) -> boo
     for a corpus-level metric)."""
     if mine is None or theirs is None or not np.array_equal(mine.doc_ids, theirs.doc_ids):
         return False
-    weighted = aggregate_of(metric) in (weighted_perplexity, bits_per_byte)
+    weighted = aggregate_of(metric).weighted
     return not weighted or not (np.isnan(mine.weights).any() or np.isnan(theirs.weights).any())
 
 
@@ -262,7 +297,7 @@ def compare_outcomes(techniques: list[Outcome | None], baseline: Outcome | None,
     out: list[Paired | None] = [None] * len(techniques)
     if not pairable or baseline is None:
         return out
-    weighted = aggregate_of(metric) in (weighted_perplexity, bits_per_byte)
+    weighted = aggregate_of(metric).weighted
     values = np.stack([techniques[i].values for i in pairable])  # type: ignore[union-attr]
     weights = np.stack([techniques[i].weights for i in pairable]) if weighted else None  # type: ignore[union-attr]
     paired = compare_many(values, baseline.values, metric, weights, baseline.weights if weighted else None)

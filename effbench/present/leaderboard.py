@@ -63,6 +63,7 @@ class Entry:
     resources: dict[str, MeasurementRow]  # quantity -> evaluate-phase run-level measurement
     score: Interval | None = None  # mean of the scored tasks' figures, ± their combined standard error
     gates: dict[str, str | None] = field(default_factory=dict)  # MLPerf gate -> pass/fail/inconclusive vs baseline
+    _intervals: dict[Column, Interval | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -76,11 +77,12 @@ class Entry:
 
     def interval(self, column: Column) -> Interval | None:
         """A resource figure and its 95 % interval in the column's unit (low = high when none is known)."""
-        row = self.resources.get(column.name)
-        if row is None:
-            return None
-        figure = interval(row)
-        return Interval(*(column.shown(v) for v in (figure.value, figure.low, figure.high)))  # type: ignore[arg-type]
+        if column not in self._intervals:  # asked for by the ranking, the fronts, the tables and the page
+            row = self.resources.get(column.name)
+            figure = None if row is None else interval(row)
+            shown = None if figure is None else (column.shown(v) for v in (figure.value, figure.low, figure.high))
+            self._intervals[column] = None if shown is None else Interval(*shown)  # type: ignore[arg-type]
+        return self._intervals[column]
 
 
 def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:

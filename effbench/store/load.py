@@ -75,6 +75,15 @@ class Results:
         """A run's measurements, in the order it reported them."""
         return self._measurements_by_run.get(run_id, [])
 
+    def measurement_table(self, run_ids: list[str]) -> pa.Table:
+        """The measurements of these runs as one Arrow table, run after run, each in the order it reported them."""
+        rows = self.measurements
+        if not isinstance(rows, Rows):
+            return to_table([m for run_id in run_ids for m in self.measurements_of(run_id)], MeasurementRow)
+        spans = rows.spans()
+        parts = [rows.table.slice(start, stop - start) for start, stop in (spans[r] for r in run_ids if r in spans)]
+        return pa.concat_tables(parts) if parts else rows.table.slice(0, 0)
+
     def samples_of(self, run_id: str) -> list[SampleRow]:
         """A run's per-document outcomes, in the order lm-eval logged them (none for runs written before 1.4)."""
         return self._samples_by_run.get(run_id, [])

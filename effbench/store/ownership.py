@@ -238,15 +238,19 @@ def check_files(folder: Path, output: Output, names: Iterable[str]) -> None:
             raise EffbenchError(f"{path} exists and effbench did not write it: move it away and run the command again")
 
 
-def replace_files(folder: Path, output: Output, contents: Mapping[str, str]) -> dict[str, Path]:
-    """Write text files into a folder that is not effbench's alone: staged beside them, each renamed into place."""
+def replace_files(folder: Path, output: Output, contents: Mapping[str, str | bytes]) -> dict[str, Path]:
+    """Write text files (str, or UTF-8 bytes) into a folder that is not effbench's alone: staged beside them, each
+    renamed into place."""
     staged = folder / f".effbench-{output.kind}.{uuid.uuid4().hex}.tmp"
     try:
         check_files(folder, output, contents)
         folder.mkdir(parents=True, exist_ok=True)
         staged.mkdir()
         for name, text in contents.items():
-            (staged / name).write_text(text, encoding="utf-8")
+            if isinstance(text, bytes):
+                (staged / name).write_bytes(text)
+            else:
+                (staged / name).write_text(text, encoding="utf-8")
         _write_manifest(staged, output, contents)
         for name in (*contents, output.manifest):  # the manifest last: it never lists a file not yet in place
             os.replace(staged / name, folder / name)
