@@ -211,3 +211,26 @@ def test_a_file_changed_within_the_clocks_tick_is_read_again_even_with_its_stat_
     (problem,) = ResultsStore(tmp_path).read()[3]
     assert problem.path == "measurements/hwA-1.parquet"
     assert store.statuses().keys() == {f"hw{m}-{i}" for m in "AB" for i in range(4)} - {"hwA-1"}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [{}, {"metric": ""}, {"metric": None}, {"resource": "time"}, {"phase": "warmup"}, {"phase": ""}, {"value": None}],
+)
+def test_rows_checked_column_by_column_are_sound_only_where_every_row_is(damage):
+    """A store's measurements skip the row-by-row check only when the columns prove no row has a problem."""
+    from dataclasses import replace
+
+    from effbench.store.results import to_table
+    from effbench.store.validate import Problem, _columns_sound, check_rows, check_table
+
+    rows = [replace(m, run_id="r") for m in measurements(0.8, 5.0, 100.0, 2.0, 300.0, 4.0)]
+    rows[2] = replace(rows[2], **damage)
+    table = to_table(rows, MeasurementRow)
+    by_rows: list[Problem] = []
+    check_rows(table, MeasurementRow, "m.parquet", by_rows)
+    by_columns: list[Problem] = []
+    check_table(table, MeasurementRow, "m.parquet", by_columns)
+    assert by_columns == by_rows  # the same problems, named the same way
+    assert _columns_sound(table, MeasurementRow) == (not damage)  # a sound table is not made into records
+    assert bool(by_rows) == (damage not in ({}, {"phase": ""}))  # "" is a phase written before 1.2: evaluate

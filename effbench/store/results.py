@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from effbench.errors import EffbenchError
 from effbench.records import SCHEMA_VERSION, MeasurementRow, Record, RunRecord, SampleRow
 from effbench.store.rows import Rows, records
 from effbench.store.snapshot import Read, read_files
-from effbench.store.validate import Problem, check_rows, first_of_file, read_conformed
+from effbench.store.validate import Problem, check_table, first_of_file, read_conformed
 from effbench.version import __version__
 
 TEMP_NAME = re.compile(r"\..+\.(parquet|safetensors)\.[0-9a-f]{32}\.tmp")  # _write_atomic's temporary files
@@ -171,12 +172,15 @@ class ResultsStore:
         found: list[Problem] = []
         where = path.relative_to(self.root).as_posix()
         table = read_conformed(path, kind, self.root, found)
-        rows = [] if table is None else check_rows(table, kind, where, found)
-        others = sorted({row.run_id for row in rows} - {path.stem})
+        if table is not None:
+            check_table(table, kind, where, found)
+        run_ids = [] if table is None else pc.unique(table.column("run_id")).to_pylist()
+        others = sorted(set(run_ids) - {path.stem, None})
+        rows = 0 if table is None else table.num_rows
         if not found and others:
             found.append(Problem(where, f"holds rows of run {others[0]}, expected run {path.stem}"))
-        elif not found and kind is RunRecord and len(rows) != 1:
-            found.append(Problem(where, f"holds {len(rows)} runs rows, expected one"))
+        elif not found and kind is RunRecord and rows != 1:
+            found.append(Problem(where, f"holds {rows} runs rows, expected one"))
         if found:
             problems.append(first_of_file(found))
             return None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar, get_args, get_type_hints
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from effbench.api.vocabulary import PHASES, QUALITY, RESOURCES, STAGES
@@ -31,6 +32,7 @@ from effbench.records import (
     MeasurementRow,
     Record,
     RunRecord,
+    SampleRow,
     TaxonomyRow,
 )
 from effbench.store.rows import records
@@ -197,6 +199,35 @@ def check_rows(table: pa.Table, kind: type[R], where: str, problems: list[Proble
     rows = records(table, kind)
     problems += [p for record in rows for p in row_problems(record, where)]
     return rows
+
+
+def check_table(table: pa.Table, kind: type[Record], where: str, problems: list[Problem]) -> None:
+    """``check_rows`` without making records where the columns show every row is sound: a store's million
+    measurements and samples are checked column by column; a table with a bad row is checked row by row, to name it."""
+    if not _columns_sound(table, kind):
+        check_rows(table, kind, where, problems)
+
+
+def _columns_sound(table: pa.Table, kind: type[Record]) -> bool:
+    """Whether no row of the table can have a ``row_problems`` problem (False when unsure: rows are checked then)."""
+    if _json_columns(kind) or kind not in (MeasurementRow, SampleRow):  # run rows: one a file, checked as records
+        return False
+    for name in {*_required(kind), *_never_null(kind)}:
+        column = table.column(name)
+        if column.null_count or (name in _required(kind) and pa.types.is_string(column.type) and _has(column, "")):
+            return False
+    if kind is MeasurementRow:
+        phases = pc.fill_null(table.column("phase"), PHASE_EVALUATE)
+        return _all_in(table.column("resource"), (*RESOURCES, QUALITY)) and _all_in(phases, (PHASE_EVALUATE, *PHASES))
+    return True
+
+
+def _has(column: pa.ChunkedArray, value: str) -> bool:
+    return bool(pc.any(pc.equal(column, value)).as_py())
+
+
+def _all_in(column: pa.ChunkedArray, valid: tuple[str, ...]) -> bool:
+    return bool(pc.all(pc.is_in(column, value_set=pa.array(valid))).as_py() in (True, None))
 
 
 def read_records(path: Path, kind: type[R], root: Path, problems: list[Problem]) -> list[R]:
