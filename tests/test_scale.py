@@ -234,3 +234,27 @@ def test_rows_checked_column_by_column_are_sound_only_where_every_row_is(damage)
     assert by_columns == by_rows  # the same problems, named the same way
     assert _columns_sound(table, MeasurementRow) == (not damage)  # a sound table is not made into records
     assert bool(by_rows) == (damage not in ({}, {"phase": ""}))  # "" is a phase written before 1.2: evaluate
+
+
+def test_commands_reading_a_whole_store_pause_the_cycle_collector_and_restore_it():
+    import gc
+
+    from effbench.cli import dataset, main
+    from effbench.cli.store import bulk_reader
+
+    seen = []
+
+    @bulk_reader
+    def command(args) -> int:
+        seen.append(gc.isenabled())
+        if args:
+            raise RuntimeError("a failing command")
+        return 0
+
+    assert command(None) == 0 and gc.isenabled()
+    with pytest.raises(RuntimeError):
+        command(True)
+    assert seen == [False, False] and gc.isenabled()  # restored after a failure too
+    readers = (main.cmd_report, dataset.cmd_leaderboard, dataset.cmd_compare, dataset.cmd_dataset_build)
+    assert all(reader.__wrapped__ and reader.__doc__ for reader in readers)  # wrapped, help text kept
+    assert not hasattr(main.cmd_evaluate, "__wrapped__")  # a sweep keeps it: models and lm-eval hold cycles

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from effbench.cli.store import bulk_reader
 from effbench.errors import EffbenchError
 
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
@@ -27,6 +28,7 @@ def repo_id(text: str) -> str:
     return text
 
 
+@bulk_reader
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     """Build the dataset folder (runs, measurements, taxonomy, card) from a results store."""
     from effbench.cli.console import console
@@ -54,6 +56,7 @@ def cmd_dataset_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+@bulk_reader
 def cmd_publish(args: argparse.Namespace) -> int:
     """Merge your results into a Hub dataset repo (created if needed), keyed by run id, in one commit."""
     from effbench.cli.console import console
@@ -77,6 +80,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+@bulk_reader
 def cmd_compare(args: argparse.Namespace) -> int:
     """Your runs beside published runs of the same model, technique and task, same hardware first."""
     from effbench.cli.console import console, print_table
@@ -103,6 +107,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+@bulk_reader
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Leaderboards per machine (Markdown, CSV), Pareto plots of accuracy vs latency, energy and memory, and with
     --html one interactive page of every machine."""

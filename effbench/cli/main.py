@@ -20,6 +20,7 @@ from rich.table import Table
 
 from effbench.api.executor import Outcome
 from effbench.cli.console import console, err_console, print_tables
+from effbench.cli.store import bulk_reader
 from effbench.config.suite import UNSTABLE_CV
 from effbench.errors import EffbenchError
 from effbench.version import __version__
@@ -139,6 +140,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+@bulk_reader
 def cmd_report(args: argparse.Namespace) -> int:
     """Re-render the comparison table from a results store."""
     from effbench.cli.store import load_results
