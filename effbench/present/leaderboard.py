@@ -63,7 +63,7 @@ class Entry:
     resources: dict[str, MeasurementRow]  # quantity -> evaluate-phase run-level measurement
     score: Interval | None = None  # mean of the scored tasks' figures, ± their combined standard error
     gates: dict[str, str | None] = field(default_factory=dict)  # MLPerf gate -> pass/fail/inconclusive vs baseline
-    _intervals: dict[Column, Interval | None] = field(default_factory=dict, repr=False, compare=False)
+    _intervals: dict[tuple[str, bool, float], Interval | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -77,12 +77,13 @@ class Entry:
 
     def interval(self, column: Column) -> Interval | None:
         """A resource figure and its 95 % interval in the column's unit (low = high when none is known)."""
-        if column not in self._intervals:  # asked for by the ranking, the fronts, the tables and the page
+        key = (column.name, column.ratio, column.quantity.scale)  # a column's hash would hash its whole quantity
+        if key not in self._intervals:  # asked for by the ranking, the fronts, the tables and the page
             row = self.resources.get(column.name)
             figure = None if row is None else interval(row)
             shown = None if figure is None else (column.shown(v) for v in (figure.value, figure.low, figure.high))
-            self._intervals[column] = None if shown is None else Interval(*shown)  # type: ignore[arg-type]
-        return self._intervals[column]
+            self._intervals[key] = None if shown is None else Interval(*shown)  # type: ignore[arg-type]
+        return self._intervals[key]
 
 
 def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:
@@ -393,9 +394,13 @@ def plot(board: Board, name: str, path: Path) -> None:
         front = board.fronts[name]
         xs = [cost.value for cost, _ in points]
         middle = (min(xs) + max(xs)) / 2 if points else 0.0
+        crowded = len(points) > LABELLED_POINTS  # thousands of labels and error bars hide each other
         for on, color, legend in ((True, "tab:red", "Pareto-optimal"), (False, "tab:gray", "dominated")):
             chosen = [p for i, p in zip(kept, points, strict=True) if (i in front) == on]
-            if chosen:
+            if chosen and crowded and not on:  # a cloud of points: its intervals are in leaderboard.csv
+                ax.plot([c.value for c, _ in chosen], [s.value for _, s in chosen], "o", markersize=5, color=color,
+                        markeredgecolor="black", markeredgewidth=0.3, alpha=0.6, zorder=2, label=legend)  # fmt: skip
+            elif chosen:
                 ax.errorbar(
                     [c.value for c, _ in chosen], [s.value for _, s in chosen],
                     xerr=[[c.value - c.low for c, _ in chosen], [c.high - c.value for c, _ in chosen]],
@@ -404,7 +409,6 @@ def plot(board: Board, name: str, path: Path) -> None:
                     ecolor=color, elinewidth=1, capsize=3, zorder=3, label=f"{legend} (95 % intervals)",
                 )  # fmt: skip
         one_model = len({e.run.model for e in board.entries}) == 1
-        crowded = len(points) > LABELLED_POINTS  # thousands of labels hide each other (and take minutes to lay out)
         for i, (cost, figure) in zip(kept, points, strict=True):
             if crowded and i not in front:
                 continue
@@ -421,7 +425,7 @@ def plot(board: Board, name: str, path: Path) -> None:
         ax.set_xlabel(f"{column.header}  ({better} is better; {board.scenario or 'no scenario'})")
         ax.set_ylabel(textwrap.fill(f"score: mean of {score} (higher is better)", 60), fontsize=9)
         model = f"{board.entries[0].run.model} · " if one_model else ""
-        labels = " (labels: Pareto-optimal runs)" * crowded
+        labels = " (labels and error bars: Pareto-optimal runs)" * crowded
         ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}{labels}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.margins(0.15)
