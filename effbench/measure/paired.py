@@ -19,6 +19,7 @@ BOOTSTRAP_SEED = 20240917  # fixed: the same two runs always give the same inter
 BOOTSTRAP_ITERATIONS = 2000
 CONFIDENCE = 0.95
 CHUNK_CELLS = 4_000_000  # resampled indexes held at once (32 MB), whatever the number of documents
+BLOCK_CELLS = 131_072  # replicates coded at once (1 MB)
 
 # the documents' summed values and summed weights (None without weights) and their count → the task's figure
 Finish = Callable[[np.ndarray, np.ndarray | None, int], np.ndarray]
@@ -145,11 +146,19 @@ def counted_intervals(
     statistics are the same and interpolated as numpy's linear method does, so the figures are the same."""
     n = techniques.shape[1]
     counts = np.concatenate([c for _, c in _resamples(n, BOOTSTRAP_ITERATIONS, BOOTSTRAP_SEED)])
-    codes = (techniques @ counts.T).astype(np.int64) * (n + 1) + (baseline @ counts.T).astype(np.int64)
-    rows, drawn = codes.shape
+    rows, drawn = len(techniques), len(counts)
     width = (n + 1) ** 2
-    held = np.bincount((codes + np.arange(rows)[:, None] * width).ravel(), minlength=rows * width)
-    held = held.reshape(rows, width)
+    held = np.empty((rows, width), np.int64)  # per run, how many replicates hold each code
+    scaled, theirs = counts.T * (n + 1), baseline @ counts.T
+    block = max(1, BLOCK_CELLS // drawn)
+    for start in range(0, rows, block):  # small blocks: their arrays reuse memory instead of faulting in new pages
+        codes = techniques[start : start + block] @ scaled  # right answers of the run × (n + 1): whole numbers
+        codes += theirs  # + the baseline's: one code per replicate
+        offset = codes.astype(np.int64)
+        offset += np.arange(len(offset))[:, None] * width
+        held[start : start + block] = np.bincount(offset.ravel(), minlength=offset.size // drawn * width).reshape(
+            len(offset), width
+        )
     share = np.arange(n + 1) / n  # each share of right answers, as ``mean`` computes it from a sum
     mine, theirs = np.meshgrid(share, share, indexing="ij")
     tables = [mine - theirs, ratios(mine, theirs)] if with_ratio else [mine - theirs]
@@ -201,6 +210,7 @@ def ratios(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
         return np.where((mine == 0) & (theirs == 0), 1.0, mine / theirs)
 
 
+@functools.lru_cache(maxsize=65536)  # a few hundred pairs of counts recur over thousands of runs
 def mcnemar_exact(right_to_wrong: int, wrong_to_right: int) -> float:
     """Two-sided p-value of McNemar's exact test: the discordant pairs against a fair coin (binomial, p = ½)."""
     discordant = right_to_wrong + wrong_to_right
