@@ -619,43 +619,52 @@ CELL_FIELDS = ("stderr", "ci_low", "ci_high", "cv")
 
 
 def to_csv(tables: list[ComparisonTable]) -> str:
-    """Raw numbers (value, stderr, 95 % bounds, CV in separate columns) for further analysis."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    """Raw numbers (value, stderr, 95 % bounds, CV in separate columns) for further analysis, each table under its
+    own header line; written by Arrow's CSV writer, numbers in their shortest exact form."""
+    sink = pa.BufferOutputStream()
     for table in tables:
-        header = ["table"]
-        for h in table.headers:
-            header += [h] if h in TEXT_COLUMNS else [h, *(f"{h} {f}" for f in CELL_FIELDS)]
-        writer.writerow(header)
-        for row in table.rows:
-            out = [table.title]
-            for h, cell in zip(table.headers, row, strict=True):
-                if h in TEXT_COLUMNS:
-                    out.append(cell.text)
-                    continue
-                for value in (cell.value, *(getattr(cell, f) for f in CELL_FIELDS)):
-                    out.append("" if value is None else repr(value))
-            writer.writerow(out)
-    return buffer.getvalue()
+        names, columns = ["table"], [pa.array([table.title] * len(table.rows), pa.string())]
+        for at, name in enumerate(table.headers):
+            cells = [row[at] for row in table.rows]
+            if name in TEXT_COLUMNS:
+                names.append(name)
+                columns.append(pa.array([cell.text for cell in cells], pa.string()))
+                continue
+            for figure in ("value", *CELL_FIELDS):
+                names.append(name if figure == "value" else f"{name} {figure}")
+                columns.append(pa.array([getattr(cell, figure) for cell in cells], pa.float64()))
+        header = io.StringIO()
+        csv.writer(header, lineterminator="\n").writerow(names)  # quoted only where a name needs it
+        sink.write(header.getvalue().encode())
+        if table.rows:
+            rows = pa.Table.from_arrays(columns, names=[str(i) for i in range(len(columns))])
+            pa_csv.write_csv(rows, sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+    return sink.getvalue().to_pybytes().decode()
 
 
-def details_csv(tables: list[ComparisonTable]) -> bytes:
+def write_details(tables: list[ComparisonTable], sink: pa.NativeFile) -> None:
     """Every measurement behind the tables, one per line, including those no column shows (percentiles, kWh...):
-    written by Arrow's CSV writer (a million lines in a second), numbers in their shortest exact form."""
+    streamed by Arrow's CSV writer (a million lines in a second), numbers in their shortest exact form."""
     parts = [Details().table, *(t.details.table for t in tables)]  # the empty one: a header without tables
-    titles = [np.zeros(0, np.int32), *(np.full(len(t.details), i, np.int32) for i, t in enumerate(tables))]
-    combined = pa.concat_tables(parts).combine_chunks()  # Arrow's CSV writer garbles a column led by an empty chunk
-    named = pa.DictionaryArray.from_arrays(np.concatenate(titles), [t.title for t in tables] or [""])
+    batches = [batch for part in parts for batch in part.to_batches() if batch.num_rows]  # an empty one is garbled
+    every = pa.Table.from_batches(batches, parts[0].schema)
+    titles = [np.full(len(t.details), i, np.int32) for i, t in enumerate(tables)]
+    named = pa.DictionaryArray.from_arrays(np.concatenate([np.zeros(0, np.int32), *titles]), [t.title for t in tables])
     columns = {"table": named.cast(pa.string())}
     for name in DETAIL_NAMES:
-        column = combined.column(name)
+        column = every.column(name)
         if pa.types.is_boolean(column.type):  # as Python writes them
             column = pc.if_else(column, "True", "False")
         columns[name] = column
-    body = pa.BufferOutputStream()
-    pa_csv.write_csv(pa.table(columns), body, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
-    header = ",".join(columns) + "\n"  # the names unquoted, as Python's csv writes them
-    return header.encode() + body.getvalue().to_pybytes()
+    sink.write((",".join(columns) + "\n").encode())  # the names unquoted, as Python's csv writes them
+    pa_csv.write_csv(pa.table(columns), sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+
+
+def details_csv(tables: list[ComparisonTable]) -> bytes:
+    """``write_details`` into memory: report-measurements.csv's content."""
+    sink = pa.BufferOutputStream()
+    write_details(tables, sink)
+    return sink.getvalue().to_pybytes()
 
 
 REPORT = Output(
@@ -681,10 +690,15 @@ def check_writable(folder: Path) -> None:
 
 def write(tables: list[ComparisonTable], folder: Path) -> dict[str, Path]:
     """Write report.md, .tex, .csv and report-measurements.csv atomically, never over a file effbench did not write."""
+
+    def measurements_file(path: Path) -> None:  # streamed to the file: a store of 10 k runs gives 400 MB
+        with pa.OSFile(str(path), "wb") as sink:
+            write_details(tables, sink)
+
     contents = {
         "report.md": "\n".join(to_markdown(t) for t in tables),
         "report.tex": "\n".join(to_latex(t) for t in tables),
         "report.csv": to_csv(tables),
-        "report-measurements.csv": details_csv(tables),
+        "report-measurements.csv": measurements_file,
     }
     return replace_files(folder, REPORT, contents)

@@ -238,17 +238,19 @@ def check_files(folder: Path, output: Output, names: Iterable[str]) -> None:
             raise EffbenchError(f"{path} exists and effbench did not write it: move it away and run the command again")
 
 
-def replace_files(folder: Path, output: Output, contents: Mapping[str, str | bytes]) -> dict[str, Path]:
-    """Write text files (str, or UTF-8 bytes) into a folder that is not effbench's alone: staged beside them, each
-    renamed into place."""
+def replace_files(
+    folder: Path, output: Output, contents: Mapping[str, str | Callable[[Path], None]]
+) -> dict[str, Path]:
+    """Write text files into a folder that is not effbench's alone: staged beside them, each renamed into place.
+    A file's content is its text, or what a function writes to the path it is given (a file too large to hold)."""
     staged = folder / f".effbench-{output.kind}.{uuid.uuid4().hex}.tmp"
     try:
         check_files(folder, output, contents)
         folder.mkdir(parents=True, exist_ok=True)
         staged.mkdir()
         for name, text in contents.items():
-            if isinstance(text, bytes):
-                (staged / name).write_bytes(text)
+            if callable(text):
+                text(staged / name)
             else:
                 (staged / name).write_text(text, encoding="utf-8")
         _write_manifest(staged, output, contents)
