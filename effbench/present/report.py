@@ -404,6 +404,7 @@ def _table(
     for run, row in zip(runs, rows, strict=True):
         row += [cell for task in paired_tasks for cell in _paired_cells(paired[run.run_id][task])]
     unstable = False
+    run_values = [values[run.run_id] for run in runs]
     grouped = by_section(every_row)
     for section in _sections(every_row):
         printed = []
@@ -412,7 +413,7 @@ def _table(
         for column in section.columns(columns, held):
             if column.name not in cell_metrics:
                 continue  # no run measured it (the cells would all be empty)
-            cells = [_resource_cell(section, column, values[run.run_id], base, unstable_cv) for run in runs]
+            cells = _resource_cells(section, column, run_values, base, unstable_cv)
             if all(cell.value is None for cell in cells):
                 continue  # no run measured it
             unstable = unstable or any(cell.unstable for cell in cells)
@@ -510,28 +511,40 @@ def _unstable(m: MeasurementRow | None, threshold: float) -> bool:
     return m is not None and (m.cv or 0) > threshold
 
 
-def _resource_cell(section: Section, column: Column, values: dict, base: dict, unstable_cv: float) -> Cell:
-    """A resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree."""
+def _resource_cells(section: Section, column: Column, values: list[dict], base: dict, unstable_cv: float) -> list[Cell]:
+    """Each run's resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree;
+    a ratio to the baseline's, flagged when either side is and marked when its interval includes 1."""
     key = (section.phase, section.scenario, "", column.name)
-    m, b = values.get(key), base.get(key)
-    mark = f" {UNSTABLE_MARK}"
+    b = base.get(key)
+    mark, quiet_mark, missing = f" {UNSTABLE_MARK}", f" {NOT_SIGNIFICANT_MARK}", "–"
+    cells = []
     if column.ratio:  # a ratio is as unstable as either of its sides
-        value = _ratio(b.value if b else None, m.value if m else None)
-        if value is None or m is None or b is None:
-            return Cell(text="–")
-        flagged = _unstable(m, unstable_cv) or _unstable(b, unstable_cv)
-        change = decisions.ratio(interval(b), interval(m))
-        quiet = m is not b and change is not None and not decisions.significant(change)
-        text = column.format(value) + mark * flagged + f" {NOT_SIGNIFICANT_MARK}" * quiet
-        low, high = (change.low, change.high) if change else (None, None)
-        return Cell(value, None, text, low, high, unstable=flagged)
-    if m is None:
-        return Cell(text="–")
-    low, high, stderr = column.shown(m.ci_low), column.shown(m.ci_high), column.shown(m.stderr)
-    spread = (high - low) / 2 if low is not None and high is not None else stderr
-    flagged = _unstable(m, unstable_cv)
-    value = column.shown(m.value)
-    return Cell(value, stderr, column.format(value, spread) + mark * flagged, low, high, m.cv, flagged)
+        base_figure, base_flagged = (interval(b), _unstable(b, unstable_cv)) if b is not None else (None, False)
+        for run_values in values:
+            m = run_values.get(key)
+            value = _ratio(b.value if b else None, m.value if m else None)
+            if value is None or m is None or b is None:
+                cells.append(Cell(text=missing))
+                continue
+            flagged = _unstable(m, unstable_cv) or base_flagged
+            change = decisions.ratio(base_figure, interval(m))  # type: ignore[arg-type]
+            quiet = m is not b and change is not None and not decisions.significant(change)
+            text = column.format(value) + mark * flagged + quiet_mark * quiet
+            low, high = (change.low, change.high) if change else (None, None)
+            cells.append(Cell(value, None, text, low, high, unstable=flagged))
+        return cells
+    shown = column.shown
+    for run_values in values:
+        m = run_values.get(key)
+        if m is None:
+            cells.append(Cell(text=missing))
+            continue
+        low, high, stderr = shown(m.ci_low), shown(m.ci_high), shown(m.stderr)
+        spread = (high - low) / 2 if low is not None and high is not None else stderr
+        flagged = _unstable(m, unstable_cv)
+        value = shown(m.value)
+        cells.append(Cell(value, stderr, column.format(value, spread) + mark * flagged, low, high, m.cv, flagged))
+    return cells
 
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<|])")  # code, emphasis, links, HTML tags, table cells
