@@ -166,6 +166,12 @@ def test_the_terminal_shows_a_tables_first_rows_and_where_the_rest_are(tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert f"... and 3 more rows in {tmp_path / 'report.md'}" in " ".join(shown.stdout.split())
     assert (tmp_path / "report.md").read_text().count("prune-magnitude(sparsity=") == 2 * 52  # two sections
+    boards = tmp_path / "boards"
+    shown = cli("leaderboard", "--results", str(tmp_path), "--out", str(boards))
+    assert shown.returncode == 0, shown.stderr
+    (machine,) = [folder for folder in boards.iterdir() if folder.is_dir()]
+    assert f"... and 3 more rows in {machine / 'leaderboard.md'}" in " ".join(shown.stdout.split())
+    assert (machine / "leaderboard.md").read_text().count("prune-magnitude(sparsity=") == 52  # every row in the file
 
 
 def test_counted_resamples_of_right_and_wrong_give_the_gathered_means_exactly():

@@ -28,11 +28,17 @@ SHOWN_TABLES = 3  # comparison tables (one per model, machine and placement)
 
 
 def print_table(
-    title: str, headers: list[str], rows: list[list[str]], numeric: bool = False, full: str = "the files written"
+    title: str,
+    headers: list[str],
+    rows: list[list[str]],
+    numeric: bool = False,
+    full: str = "the files written",
+    total: int | None = None,
 ) -> None:
     """A rich table on the terminal, every text shown as itself; ``numeric`` right-aligns all but the text columns.
 
-    Beyond ``SHOWN_ROWS`` rows, the first ones and a line saying how many more ``full`` holds.
+    Beyond ``SHOWN_ROWS`` rows, the first ones and a line saying how many more ``full`` holds (of ``total`` rows,
+    when only the first are given).
     """
     from effbench.present.report import TEXT_COLUMNS
 
@@ -42,8 +48,9 @@ def print_table(
     for row in rows[:SHOWN_ROWS]:
         view.add_row(*map(escape, row))
     console.print(view)
-    if len(rows) > SHOWN_ROWS:
-        console.print(f"  [dim]{escape(f'... and {len(rows) - SHOWN_ROWS} more rows in {full}')}[/dim]")
+    total = len(rows) if total is None else total
+    if total > SHOWN_ROWS:
+        console.print(f"  [dim]{escape(f'... and {total - SHOWN_ROWS} more rows in {full}')}[/dim]")
 
 
 def print_tables(tables: list[ComparisonTable], full: str = "report.md") -> None:

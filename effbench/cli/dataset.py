@@ -111,7 +111,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Leaderboards per machine (Markdown, CSV), Pareto plots of accuracy vs latency, energy and memory, and with
     --html one interactive page of every machine."""
-    from effbench.cli.console import console, print_table
+    from effbench.cli.console import SHOWN_ROWS, console, print_table
     from effbench.cli.store import load_results as load
     from effbench.plugins import registry
     from effbench.present import html_page, leaderboard
@@ -126,9 +126,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     page = html_page.page(results, boards, args.results, axis) if args.html else None
     files = leaderboard.write(results, boards, args.out, page)
     for board in boards:
-        rows = [leaderboard.cells(board, i) for i in range(len(board.entries))]
+        rows = [leaderboard.cells(board, i) for i in range(min(len(board.entries), SHOWN_ROWS))]  # the ones shown
         title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
-        print_table(title, leaderboard.headers(board), rows, full=str(args.out / board.fingerprint / "leaderboard.md"))
+        full = str(args.out / board.fingerprint / "leaderboard.md")
+        print_table(title, leaderboard.headers(board), rows, full=full, total=len(board.entries))
     console.print(escape(f"{len(files)} files written to {args.out}"))
     return 0
 
