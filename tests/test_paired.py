@@ -130,3 +130,23 @@ def test_a_perplexity_gets_a_bootstrap_interval_over_its_documents_like_scipys()
     (stored,) = Accuracy().stop(RunContext(None, None, "baseline", {}, accuracy=results))
     assert (stored.metric, stored.value, stored.stderr) == ("word_perplexity", figure, None)
     assert (stored.ci_low, stored.ci_high) == (low, high) and low < figure < high
+
+
+@pytest.mark.parametrize(("runs", "documents", "right"), [(1, 1, 0.5), (3, 7, 0.5), (130, 33, 0.6), (40, 10, 0.1)])
+def test_counted_intervals_are_numpys_percentiles_of_the_replicates(runs, documents, right):
+    """Counting each run's replicates gives np.percentile's bounds exactly (a baseline right on 1 of 10 documents
+    draws replicates with no right answer: infinite ratios)."""
+    rng = np.random.default_rng(runs)
+    baseline = (rng.random(documents) < right).astype(float)
+    techniques = (rng.random((runs, documents)) < right).astype(float)
+    counted = paired.compare_many(techniques, baseline, "acc")
+    mine, theirs = paired.bootstrap_figures(techniques, baseline)
+    lows, highs = paired.percentile_interval(mine - theirs)
+    assert [p.ci_low for p in counted] == lows.tolist() and [p.ci_high for p in counted] == highs.tolist()
+    if baseline.any():
+        with np.errstate(invalid="ignore"):
+            ratio_lows, ratio_highs = paired.percentile_interval(paired.ratios(mine, theirs))
+        assert np.array_equal([p.ratio_low for p in counted], ratio_lows, equal_nan=True)
+        assert np.array_equal([p.ratio_high for p in counted], ratio_highs, equal_nan=True)
+    else:
+        assert all(p.ratio_low is None and p.ratio_high is None for p in counted)

@@ -149,11 +149,11 @@ def counted_intervals(
     rows, drawn = len(techniques), len(counts)
     width = (n + 1) ** 2
     held = np.empty((rows, width), np.int64)  # per run, how many replicates hold each code
-    scaled, theirs = counts.T * (n + 1), baseline @ counts.T
+    scaled, base_sums = counts.T * (n + 1), baseline @ counts.T
     block = max(1, BLOCK_CELLS // drawn)
     for start in range(0, rows, block):  # small blocks: their arrays reuse memory instead of faulting in new pages
         codes = techniques[start : start + block] @ scaled  # right answers of the run × (n + 1): whole numbers
-        codes += theirs  # + the baseline's: one code per replicate
+        codes += base_sums  # + the baseline's: one code per replicate
         offset = codes.astype(np.int64)
         offset += np.arange(len(offset))[:, None] * width
         held[start : start + block] = np.bincount(offset.ravel(), minlength=offset.size // drawn * width).reshape(
