@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from effbench.measure.paired import compare_samples
+from effbench.measure.paired import compare_outcomes
 from effbench.store.load import load
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "distillation.yaml"
@@ -39,7 +39,8 @@ def main() -> int:
             for t, r in runs.items()
         }
         shown = "  ".join(f"{t} {f.value:.3f} ± {f.stderr or 0:.3f}" for t, f in figures.items())
-        paired = compare_samples(results.samples_of(kd.run_id), results.samples_of(alone.run_id), m.task, m.metric)
+        mine, theirs = (results.outcome(r.run_id, m.task, m.metric) for r in (kd, alone))
+        (paired,) = compare_outcomes([mine], theirs, m.metric)
         if paired is None:
             print(f"{m.task} {m.metric}: {shown}")
             continue
