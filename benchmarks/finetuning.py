@@ -4,7 +4,9 @@ One sweep through `effbench evaluate` (baseline, finetune-full, lora, dora, qlor
 examples each) evaluated on the first 300 documents of micro_sub (the skill) and of micro_add, micro_copy,
 micro_recall (forgetting), then prints each run's stored training figures and accuracies.
 Checks: full fine-tuning takes micro_sub from near chance to at least halfway to perfect, LoRA trains
-≤ 2 % of the parameters and its peak training RSS is below full fine-tuning's. Exits 1 when one fails.
+≤ 2 % of the parameters and the RSS its training adds (the train window's rise: peft is imported before the window
+opens, so the process's absolute peak is no measure of the method) is below full fine-tuning's. Exits 1 when one
+fails.
 Run: OMP_NUM_THREADS=1 python benchmarks/finetuning.py [RESULTS_DIR]    (minutes on 2 CPU cores; on cores busy
 with other jobs, two OpenMP threads spin at every barrier: full fine-tuning took over 30 minutes so, here)
 """
@@ -29,6 +31,7 @@ TRAIN_FIGURES = [
     ("train_tokens_per_s", "tok/s", "{:.0f}"),
     ("train_flops_per_s", "GFLOP/s", "{:.2f}"),
     ("peak_memory", "peak RSS MiB", "{:.0f}"),
+    ("peak_memory_increase", "RSS rise MiB", "{:.1f}"),
     ("trainable_params_pct", "trainable %", "{:.2f}"),
     ("checkpoint_size", "ckpt MB", "{:.3f}"),
     ("final_train_loss", "final loss", "{:.3f}"),
@@ -84,8 +87,8 @@ def main() -> int:
         failures.append("full fine-tuning did not take micro_sub at least halfway from the baseline to perfect")
     if not lora.get("trainable_params_pct", 100) <= 2:
         failures.append("LoRA trains more than 2 % of micro-m")
-    if not lora.get("peak_memory", 1e9) < full.get("peak_memory", 0):
-        failures.append("LoRA's peak training RSS is not below full fine-tuning's")
+    if not lora.get("peak_memory_increase", 1e9) < full.get("peak_memory_increase", 0):
+        failures.append("LoRA's training RSS rise is not below full fine-tuning's")
     if lora and full:
         gap = full["micro_sub"] - lora["micro_sub"]
         ci = 1.96 * (full["micro_sub_stderr"] ** 2 + lora["micro_sub_stderr"] ** 2) ** 0.5
