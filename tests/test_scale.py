@@ -6,6 +6,7 @@ import math
 import os
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -105,9 +106,11 @@ def _from_records(results: Results) -> Results:
     )
 
 
-def _report_files(results: Results) -> list[str]:
+def _report_files(results: Results) -> list[str | bytes]:
     tables = report.build(results, columns=COLUMNS)
-    return [report.to_csv(tables), report.details_csv(tables), *map(report.to_markdown, tables)]
+    measurements = pa.BufferOutputStream()
+    report.write_details(tables, measurements)
+    return [report.to_csv(tables), measurements.getvalue().to_pybytes(), *map(report.to_markdown, tables)]
 
 
 def _board_files(results: Results) -> list[str]:
@@ -220,25 +223,29 @@ def test_a_file_changed_within_the_clocks_tick_is_read_again_even_with_its_stat_
 
 
 @pytest.mark.parametrize(
-    "damage",
-    [{}, {"metric": ""}, {"metric": None}, {"resource": "time"}, {"phase": "warmup"}, {"phase": ""}, {"value": None}],
-)
-def test_rows_checked_column_by_column_are_sound_only_where_every_row_is(damage):
-    """A store's measurements skip the row-by-row check only when the columns prove no row has a problem."""
+    ("kind", "damage"),
+    [(MeasurementRow, d) for d in ({}, {"metric": ""}, {"metric": None}, {"resource": "time"}, {"phase": "warmup"},
+                                   {"phase": ""}, {"value": None})]
+    + [(SampleRow, d) for d in ({}, {"task": ""}, {"metric": None}, {"doc_id": None}, {"value": None})],
+)  # fmt: skip
+def test_rows_checked_column_by_column_are_sound_only_where_every_row_is(kind, damage):
+    """A store's measurements and samples skip the row-by-row check only when the columns prove no row has a
+    problem, and report the same problems as the row-by-row check otherwise."""
     from dataclasses import replace
 
     from effbench.store.results import to_table
     from effbench.store.validate import Problem, _columns_sound, check_rows, check_table
 
-    rows = [replace(m, run_id="r") for m in measurements(0.8, 5.0, 100.0, 2.0, 300.0, 4.0)]
+    made = measurements(0.8, 5.0, 100.0, 2.0, 300.0, 4.0) if kind is MeasurementRow else samples(0.8, 5.0, 0)
+    rows = [replace(row, run_id="r") for row in made]
     rows[2] = replace(rows[2], **damage)
-    table = to_table(rows, MeasurementRow)
+    table = to_table(rows, kind)
     by_rows: list[Problem] = []
-    check_rows(table, MeasurementRow, "m.parquet", by_rows)
+    check_rows(table, kind, "f.parquet", by_rows)
     by_columns: list[Problem] = []
-    check_table(table, MeasurementRow, "m.parquet", by_columns)
+    check_table(table, kind, "f.parquet", by_columns)
     assert by_columns == by_rows  # the same problems, named the same way
-    assert _columns_sound(table, MeasurementRow) == (not damage)  # a sound table is not made into records
+    assert _columns_sound(table, kind) == (not damage)  # a sound table is not made into records
     assert bool(by_rows) == (damage not in ({}, {"phase": ""}))  # "" is a phase written before 1.2: evaluate
 
 

@@ -20,6 +20,7 @@ BOOTSTRAP_ITERATIONS = 2000
 CONFIDENCE = 0.95
 CHUNK_CELLS = 4_000_000  # resampled indexes held at once (32 MB), whatever the number of documents
 BLOCK_CELLS = 131_072  # replicates coded at once (1 MB)
+COUNTED_CELLS = 4_000_000  # runs × codes counted at once (32 MB): beyond, replicates are partitioned as numpy does
 
 # the documents' summed values and summed weights (None without weights) and their count → the task's figure
 Finish = Callable[[np.ndarray, np.ndarray | None, int], np.ndarray]
@@ -240,7 +241,7 @@ def compare_many(
     base = float(aggregate(baseline, baseline_weights))  # type: ignore[arg-type]
     n = techniques.shape[1]
     binary = (aggregate is mean and is_binary(baseline)) & is_binary(techniques)
-    if binary.all() and (n + 1) ** 2 * len(techniques) <= CHUNK_CELLS:
+    if binary.all() and (n + 1) ** 2 * len(techniques) <= COUNTED_CELLS:
         (lows, highs), ratio = counted_intervals(techniques, baseline, base > 0)
         ratio_lows, ratio_highs = ratio or (None, None)
     else:

@@ -63,7 +63,9 @@ class Entry:
     resources: dict[str, MeasurementRow]  # quantity -> evaluate-phase run-level measurement
     score: Interval | None = None  # mean of the scored tasks' figures, ± their combined standard error
     gates: dict[str, str | None] = field(default_factory=dict)  # MLPerf gate -> pass/fail/inconclusive vs baseline
-    _intervals: dict[tuple[str, bool, float], Interval | None] = field(default_factory=dict, repr=False, compare=False)
+    _intervals: dict[tuple[str, bool, float], Interval | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def label(self) -> str:

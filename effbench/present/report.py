@@ -673,13 +673,6 @@ def write_details(tables: list[ComparisonTable], sink: pa.NativeFile) -> None:
     pa_csv.write_csv(pa.table(columns), sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
 
 
-def details_csv(tables: list[ComparisonTable]) -> bytes:
-    """``write_details`` into memory: report-measurements.csv's content."""
-    sink = pa.BufferOutputStream()
-    write_details(tables, sink)
-    return sink.getvalue().to_pybytes()
-
-
 REPORT = Output(
     "report",
     "effbench report",
