@@ -43,8 +43,8 @@ Command = Callable[[argparse.Namespace], int]
 
 def bulk_reader(command: Command) -> Command:
     """A command reading a whole store runs with Python's cycle collector paused: it makes millions of short-lived
-    acyclic objects (records, cells), and each collection walks every live one (a third of a 10 k-run report's
-    time); reference counting still frees them. Never a sweep: models and lm-eval hold cycles."""
+    acyclic objects (records, cells), and each collection walks every live one (1.1 M records: 2.9 s with it, 0.8 s
+    without); reference counting still frees them. Never a sweep: models and lm-eval hold cycles."""
 
     @functools.wraps(command)
     def paused(args: argparse.Namespace) -> int:
