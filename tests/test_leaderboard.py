@@ -109,6 +109,31 @@ def test_files_hold_the_same_numbers_and_plots_are_images(two_machines, tmp_path
             assert len(set(image.convert("L").getdata())) > 10  # something was drawn
 
 
+def test_plots_drawn_beside_the_tables_are_the_ones_drawn_in_turn(two_machines, tmp_path, monkeypatch):
+    """Many points: the plots are drawn in a forked process while the tables are written; the same files result, and
+    a plot that fails there fails the command with its error and replaces nothing."""
+    boards = leaderboard.boards(two_machines, COLUMNS)
+    in_turn = leaderboard.write(two_machines, boards, tmp_path / "in-turn")
+    monkeypatch.setattr(leaderboard, "PARALLEL_POINTS", 0)
+    forks, draw_aside = [], leaderboard._draw_aside
+    monkeypatch.setattr(leaderboard, "_draw_aside", lambda *a: forks.append(1) or draw_aside(*a))
+    beside = leaderboard.write(two_machines, boards, tmp_path / "beside")
+    assert forks == [1]
+    names = [[p.relative_to(folder) for p in files] for folder, files in ((tmp_path / "in-turn", in_turn),
+                                                                          (tmp_path / "beside", beside))]  # fmt: skip
+    assert names[0] == names[1]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(in_turn, beside, strict=True))
+
+    def broken(board, name, path):
+        raise ValueError(f"no room for {name}")
+
+    monkeypatch.setattr(leaderboard, "plot", broken)
+    before = {p: p.read_bytes() for p in beside}
+    with pytest.raises(RuntimeError, match="drawing the leaderboard plots failed: ValueError: no room for latency"):
+        leaderboard.write(two_machines, boards, tmp_path / "beside")
+    assert {p: p.read_bytes() for p in beside} == before
+
+
 def test_leaderboard_command_reads_a_store_and_keeps_foreign_folders(two_machines, tmp_path):
     result = run_cli("leaderboard", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "lb"))
     assert result.returncode == 0, result.stderr

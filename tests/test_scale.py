@@ -2,6 +2,7 @@
 when used, outcomes as arrays, every run's bootstrap at once) give the report and leaderboard the one-at-a-time
 paths give."""
 
+import gc
 import math
 import os
 
@@ -13,7 +14,7 @@ import pytest
 from effbench.measure import decisions, paired
 from effbench.present import leaderboard, report
 from effbench.records import MeasurementRow, SampleRow
-from effbench.store import snapshot
+from effbench.store import comparisons, snapshot
 from effbench.store.load import Results, load
 from effbench.store.results import ResultsStore
 from effbench.store.rows import Rows
@@ -28,7 +29,7 @@ def _read(root) -> tuple:
 
 
 def _snapshot_files(root) -> list[str]:
-    return sorted(p.name for p in snapshot.snapshot_folder(root).glob("*.parquet"))
+    return sorted(p.name for p in snapshot.snapshot_folder(root).glob("*.arrow"))
 
 
 def _listing(root) -> dict[str, bytes]:
@@ -55,7 +56,7 @@ def store(tmp_path, settled) -> ResultsStore:
 def test_a_read_through_the_snapshot_gives_what_reading_every_file_gives(store, monkeypatch):
     before = _listing(store.root)
     first = _read(store.root)  # no snapshot yet: every file read, the snapshot written into effbench's cache
-    assert _snapshot_files(store.root) == ["measurements.parquet", "runs.parquet", "samples.parquet"]
+    assert _snapshot_files(store.root) == ["measurements.arrow", "runs.arrow", "samples.arrow"]
     opened = []
     read_one = ResultsStore._read_run_file
     monkeypatch.setattr(ResultsStore, "_read_run_file", lambda *a: opened.append(a[1].name) or read_one(*a))
@@ -82,7 +83,7 @@ def test_a_file_rewritten_replaced_or_removed_since_is_read_again(store):
 
 def test_a_snapshot_that_does_not_read_or_is_another_versions_is_rebuilt(store, monkeypatch):
     expected = _read(store.root)
-    (snapshot.snapshot_folder(store.root) / "measurements.parquet").write_bytes(b"PAR1")
+    (snapshot.snapshot_folder(store.root) / "measurements.arrow").write_bytes(b"ARROW1")
     assert _read(store.root) == expected
     monkeypatch.setattr(snapshot, "__version__", "0.0.1")
     folder = snapshot.snapshot_folder(store.root)
@@ -154,6 +155,80 @@ def test_outcomes_keep_the_first_filter_and_a_documents_last_row():
     found = Results(samples=rows).outcome("r", "t", "acc")
     assert found is not None and found.doc_ids.tolist() == [0, 1] and found.values.tolist() == [1.0, 1.0]
     assert Results(samples=rows).outcome("r", "t", "exact_match") is None
+
+
+def test_outcomes_gathered_for_many_runs_are_each_runs_alone():
+    """Runs as lm-eval logs them are views; a second filter, a document logged twice or out of order take the
+    one-run path; a run without rows has none."""
+    logged = {
+        "plain": [(0, "none", 1.0), (1, "none", 0.0), (2, "none", 1.0)],
+        "filters": [(0, "none", 1.0), (1, "strict", 0.0), (1, "none", 1.0)],
+        "twice": [(0, "none", 0.0), (1, "none", 1.0), (0, "none", 1.0)],
+        "unordered": [(2, "none", 0.0), (0, "none", 1.0), (1, "none", 1.0)],
+        "one": [(5, "none", 1.0)],
+    }
+    rows = [SampleRow(run, "t", doc, "acc", kept, value, weight=doc + 1)
+            for run, outcomes in logged.items() for doc, kept, value in outcomes]  # fmt: skip
+    rows.append(SampleRow("other-task", "u", 0, "acc", "none", 1.0))
+    order = ["twice", "none", "plain", "unordered", "filters", "other-task", "one"]
+    together = Results(samples=rows).outcomes(order, "t", "acc")
+    for run, found in zip(order, together, strict=True):
+        mine = logged.get(run, [])
+        columns = [np.array(column) for column in zip(*[(d, v, d + 1.0, f) for d, f, v in mine], strict=True)]
+        alone = paired.outcome(*columns) if mine else None
+        assert (found is None) == (alone is None), run
+        if alone is not None:
+            assert all(np.array_equal(getattr(found, a), getattr(alone, a)) for a in ("doc_ids", "values", "weights"))
+
+
+def test_comparisons_computed_once_are_looked_up_by_what_they_compare(store, monkeypatch):
+    """A second read computes no comparison and gives the same files; a run whose outcomes changed is computed
+    afresh (its key is another), the others still looked up."""
+    fresh = _report_files(_from_records(load(store.root)))  # records: no cache
+    first = load(store.root)
+    assert _report_files(first) == fresh
+    del first
+    gc.collect()  # let go: what it computed is kept
+    kept = snapshot.snapshot_folder(store.root) / comparisons.FILE
+    written = kept.stat().st_mtime_ns
+    computed = []
+    original = comparisons.compare_outcomes
+    monkeypatch.setattr(comparisons, "compare_outcomes", lambda t, b, m: computed.append(len(t)) or original(t, b, m))
+    second = load(store.root)
+    assert _report_files(second) == fresh and computed == []
+    del second
+    gc.collect()
+    assert kept.stat().st_mtime_ns == written  # nothing computed: not rewritten
+    path = store.root / "samples" / "hwA-2.parquet"
+    table = pq.read_table(path)
+    flipped = pa.compute.subtract(1.0, table.column("value"))  # every 0/1 outcome turned round
+    pq.write_table(table.set_column(table.schema.get_field_index("value"), "value", flipped), path)
+    expected = _report_files(_from_records(load(store.root)))
+    computed.clear()
+    assert _report_files(load(store.root)) == expected
+    assert computed == [1, 1]  # the changed run only, in each task it is compared in
+
+
+def test_a_comparisons_file_that_does_not_read_or_is_another_versions_is_ignored(store, monkeypatch):
+    fresh = _report_files(_from_records(load(store.root)))
+    results = load(store.root)
+    _report_files(results)
+    del results
+    gc.collect()
+    kept = snapshot.snapshot_folder(store.root) / comparisons.FILE
+    assert comparisons._read(kept.parent)
+    monkeypatch.setattr(comparisons, "__version__", "0.0.1")
+    assert comparisons._read(kept.parent) == {}
+    monkeypatch.undo()
+    kept.write_bytes(b"ARROW1 damaged")
+    assert comparisons._read(kept.parent) == {} and _report_files(load(store.root)) == fresh
+    kept.unlink()
+    kept.mkdir()  # cannot be written: the report is the same, without a cache
+    results = load(store.root)
+    assert _report_files(results) == fresh
+    del results
+    gc.collect()
+    assert kept.is_dir() and not list(kept.parent.glob(f".{comparisons.FILE}.*"))  # no temporary file left
 
 
 def test_the_terminal_shows_a_tables_first_rows_and_where_the_rest_are(tmp_path):

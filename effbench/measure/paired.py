@@ -295,26 +295,32 @@ def outcome(doc_ids: np.ndarray, values: np.ndarray, weights: np.ndarray, filter
     return Outcome(distinct, values[chosen][last], weights[chosen][last])
 
 
-def comparable(mine: Outcome | None, theirs: Outcome | None, metric: str) -> bool:
-    """Whether two runs' outcomes can be paired: both scored exactly the same documents (with their words or bytes
-    for a corpus-level metric)."""
-    if mine is None or theirs is None or not np.array_equal(mine.doc_ids, theirs.doc_ids):
-        return False
+def pairable(techniques: list[Outcome | None], baseline: Outcome | None, metric: str) -> list[int]:
+    """Which runs' outcomes can be paired with the baseline's: those that scored exactly the same documents (with
+    their words or bytes for a corpus-level metric), checked for every run at once."""
     weighted = aggregate_of(metric).weighted
-    return not weighted or not (np.isnan(mine.weights).any() or np.isnan(theirs.weights).any())
+    if baseline is None or (weighted and np.isnan(baseline.weights).any()):
+        return []
+    sized = [i for i, mine in enumerate(techniques) if mine is not None and len(mine.doc_ids) == len(baseline.doc_ids)]
+    if not sized:
+        return []
+    same = (np.stack([techniques[i].doc_ids for i in sized]) == baseline.doc_ids).all(axis=1)  # type: ignore[union-attr]
+    if weighted:
+        same &= ~np.isnan(np.stack([techniques[i].weights for i in sized])).any(axis=1)  # type: ignore[union-attr]
+    return [i for i, ok in zip(sized, same.tolist(), strict=True) if ok]
 
 
 def compare_outcomes(techniques: list[Outcome | None], baseline: Outcome | None, metric: str) -> list[Paired | None]:
     """The paired comparison of each run with the baseline; None for a run that did not score the same documents."""
-    pairable = [i for i, mine in enumerate(techniques) if comparable(mine, baseline, metric)]
+    chosen = pairable(techniques, baseline, metric)
     out: list[Paired | None] = [None] * len(techniques)
-    if not pairable or baseline is None:
+    if not chosen or baseline is None:
         return out
     weighted = aggregate_of(metric).weighted
-    values = np.stack([techniques[i].values for i in pairable])  # type: ignore[union-attr]
-    weights = np.stack([techniques[i].weights for i in pairable]) if weighted else None  # type: ignore[union-attr]
+    values = np.stack([techniques[i].values for i in chosen])  # type: ignore[union-attr]
+    weights = np.stack([techniques[i].weights for i in chosen]) if weighted else None  # type: ignore[union-attr]
     paired = compare_many(values, baseline.values, metric, weights, baseline.weights if weighted else None)
-    for i, result in zip(pairable, paired, strict=True):
+    for i, result in zip(chosen, paired, strict=True):
         out[i] = result
     return out
 

@@ -25,7 +25,7 @@ from effbench.api.vocabulary import GENERATE, QUALITY
 from effbench.config.suite import UNSTABLE_CV
 from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval
-from effbench.measure.paired import Paired, compare_outcomes, length_ratio
+from effbench.measure.paired import Paired, length_ratio
 from effbench.plugins import registry
 from effbench.present import breakeven
 from effbench.present.columns import Column, candidates, fmt, registry_columns
@@ -241,9 +241,9 @@ def paired_with_baseline(
     paired: dict[str, dict[str, Paired | None]] = {run.run_id: {} for run in runs}
     others = [run for run in runs if base_run is None or run.run_id != base_run.run_id]
     for task, row in primary.items():
-        base = results.outcome(base_run.run_id, task, row.metric) if base_run else None
-        mine = [results.outcome(run.run_id, task, row.metric) for run in others]
-        for run, result in zip(others, compare_outcomes(mine, base, row.metric), strict=True):
+        ids = [run.run_id for run in others]
+        compared = results.compare(ids, base_run.run_id, task, row.metric) if base_run else [None] * len(others)
+        for run, result in zip(others, compared, strict=True):
             paired[run.run_id][task] = result
         if base_run is not None and base_run.run_id in paired:
             paired[base_run.run_id][task] = None

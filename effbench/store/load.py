@@ -22,11 +22,13 @@ import pyarrow as pa
 
 from effbench.api.vocabulary import STAGES
 from effbench.errors import EffbenchError
-from effbench.measure.paired import Outcome
+from effbench.measure.paired import Outcome, Paired
 from effbench.records import MeasurementRow, Record, RunRecord, SampleRow, TaxonomyRow
+from effbench.store.comparisons import Comparisons
 from effbench.store.outcomes import SampleIndex
 from effbench.store.results import ResultsStore, parquet_files, to_table
 from effbench.store.rows import Rows
+from effbench.store.snapshot import snapshot_folder as kept_in
 from effbench.store.validate import Problem, raise_if, read_records
 
 R = TypeVar("R", MeasurementRow, SampleRow)  # a table whose rows belong to one run each
@@ -43,6 +45,7 @@ class Results:
     taxonomy: list[TaxonomyRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # one per bad store file, its path relative to the store
     samples: Sequence[SampleRow] = field(default_factory=list)  # per-document outcomes (none in results before 1.4)
+    comparisons: Comparisons = field(default_factory=Comparisons, compare=False, repr=False)  # a store's are kept
 
     @cached_property
     def _runs_by_id(self) -> dict[str, RunRecord]:
@@ -90,7 +93,17 @@ class Results:
 
     def outcome(self, run_id: str, task: str, metric: str) -> Outcome | None:
         """A run's value per document in one task and metric, as arrays (None when it stored none)."""
-        return self._sample_index.outcome(run_id, task, metric)
+        return self.outcomes([run_id], task, metric)[0]
+
+    def outcomes(self, run_ids: list[str], task: str, metric: str) -> list[Outcome | None]:
+        """``outcome`` of several runs, gathered at once."""
+        return self._sample_index.outcomes(run_ids, task, metric)
+
+    def compare(self, run_ids: list[str], base_run_id: str, task: str, metric: str) -> list[Paired | None]:
+        """Each run's paired comparison with the baseline run in one task and metric (None where the documents
+        differ), computed once per pair of outcomes (``comparisons.py``)."""
+        base = self.outcome(base_run_id, task, metric)
+        return self.comparisons.compare(self.outcomes(run_ids, task, metric), base, metric)
 
     def generated_tokens(self, run_id: str) -> dict[tuple[str, int], int]:
         """Tokens a run generated per (task, document) of its generative tasks."""
@@ -125,7 +138,7 @@ def _taxonomy_order(row: TaxonomyRow) -> tuple[str, int, str]:
 def _load_store(root: Path) -> Results:
     """A results store's valid committed runs, and its bad files (skipped, each with its run)."""
     runs, measurements, samples, problems = ResultsStore(root).read_tables()
-    return Results(runs, measurements, problems=problems, samples=samples)
+    return Results(runs, measurements, problems=problems, samples=samples, comparisons=Comparisons(kept_in(root)))
 
 
 def is_dataset(root: Path) -> bool:

@@ -46,11 +46,32 @@ class SampleIndex:
         self._run_order, run_keys, run_spans = _groups(runs.astype(np.int64))
         self._runs = {self._run_names[k]: span for k, span in zip(run_keys, run_spans, strict=True)}
 
-    def outcome(self, run_id: str, task: str, metric: str) -> Outcome | None:
-        """A run's value per document of one task and metric (None when it has none)."""
-        start, stop = self._outcomes.get((run_id, task, metric), (0, 0))
-        rows = self._order[start:stop]
-        return outcome(self._docs[rows], self._values[rows], self._weights[rows], self._filters[rows])
+    def outcomes(self, run_ids: list[str], task: str, metric: str) -> list[Outcome | None]:
+        """Each run's value per document of one task and metric (None where it has none), gathered at once: a run
+        whose rows are as lm-eval logs them (one filter, documents ascending) is a view of them."""
+        spans = [self._outcomes.get((run_id, task, metric), (0, 0)) for run_id in run_ids]
+        sizes = np.array([stop - start for start, stop in spans], np.int64)
+        if not sizes.sum():
+            return [None] * len(run_ids)
+        rows = self._order[np.concatenate([np.arange(start, stop) for start, stop in spans])]
+        docs, values, weights, filters = (a[rows] for a in (self._docs, self._values, self._weights, self._filters))
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
+        follows = np.ones(len(rows), bool)  # a row continuing its run's rows as lm-eval logs them
+        follows[1:] = (docs[1:] > docs[:-1]) & (filters[1:] == filters[:-1])
+        follows[starts[sizes > 0]] = True  # a run's first row starts afresh
+        breaks = np.cumsum(~follows)
+        last = np.maximum(ends - 1, 0)
+        as_logged = (breaks[last] == breaks[np.minimum(starts, last)]).tolist()  # no row of it breaks the order
+        out: list[Outcome | None] = []
+        for start, end, plain in zip(starts.tolist(), ends.tolist(), as_logged, strict=True):
+            if start == end:
+                out.append(None)
+            elif plain:
+                out.append(Outcome(docs[start:end], values[start:end], weights[start:end]))
+            else:
+                out.append(outcome(docs[start:end], values[start:end], weights[start:end], filters[start:end]))
+        return out
 
     def generated_tokens(self, run_id: str) -> dict[tuple[str, int], int]:
         """Tokens generated per (task, document) of a run, as ``paired.generated_tokens`` counts them."""
