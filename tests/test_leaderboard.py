@@ -153,18 +153,22 @@ def test_load_figures_of_one_scenario_only(tmp_path):
     store = ResultsStore(tmp_path / "store")
     quality = measurement("exact_match", 0.9, "", "quality", "micro_copy")
     server, single = "server(rate=5/s)", "single-stream"
+    one_off = measurement("apply_time", 1.0, "s", "computation", scenario="offline(batch=8)", phase="apply")
     store.write_run(
         run_row("a", "baseline", {}),
         [
             quality,
             measurement("latency", 500.0, "ms", "computation", scenario=server),
+            measurement("throughput", 5.0, "tokens/s", "computation", scenario=server),  # a run counts once
             measurement("latency", 100.0, "ms", "computation", scenario=single),
+            one_off,  # not a figure of the evaluated model: never counted
         ],
     )
     store.write_run(
-        run_row("b", "dtype", {}), [quality, measurement("latency", 80.0, "ms", "computation", scenario=single)]
+        run_row("b", "dtype", {}),
+        [quality, measurement("latency", 80.0, "ms", "computation", scenario=single), one_off],
     )
-    store.write_run(run_row("c", "dtype", {"dtype": "fp16"}), [quality])
+    store.write_run(run_row("c", "dtype", {"dtype": "fp16"}), [quality, one_off])
     results = load(store.root)
     (board,) = leaderboard.boards(results, COLUMNS)
     latency = board.frontiers["latency"]

@@ -181,6 +181,25 @@ def test_outcomes_gathered_for_many_runs_are_each_runs_alone():
             assert all(np.array_equal(getattr(found, a), getattr(alone, a)) for a in ("doc_ids", "values", "weights"))
 
 
+def test_length_ratios_of_many_runs_at_once_are_each_runs_alone():
+    """Against ``paired.output_length_ratio`` of the records: a document logged with several metrics or twice (the
+    last count kept), documents the baseline did not answer, rows without a count, a run with none."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for run in ("base", *(f"r{i}" for i in range(30))):
+        for _ in range(int(rng.integers(0, 40))):
+            task, doc = str(rng.choice(["copy", "add", "text"])), int(rng.integers(0, 12)) * 1000
+            tokens = None if rng.random() < 0.2 else int(rng.integers(0, 9))
+            rows.append(SampleRow(run, task, doc, str(rng.choice(["exact_match", "acc"])), "none", 1.0,
+                                  prediction_tokens=tokens))  # fmt: skip
+    results = Results(samples=rows)
+    runs = [f"r{i}" for i in range(30)] + ["nothing"]
+    expected = [paired.output_length_ratio(results.samples_of(r), results.samples_of("base")) for r in runs]
+    assert results.length_ratios(runs, "base") == expected
+    assert any(e is None for e in expected) and sum(e is not None for e in expected) > 20
+    assert results.length_ratios(runs, "nothing") == [None] * len(runs)
+
+
 def test_comparisons_computed_once_are_looked_up_by_what_they_compare(store, monkeypatch):
     """A second read computes no comparison and gives the same files; a run whose outcomes changed is computed
     afresh (its key is another), the others still looked up."""

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+import pyarrow.compute as pc
+
 from effbench.api.metric import Quantity
 from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval, Point
@@ -38,6 +41,7 @@ from effbench.present.report import (
 from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, replace_folder
+from effbench.store.rows import text_codes
 from effbench.version import __version__
 
 # file suffix -> the quantities it plots, the first one measured on the machine wins (counters before estimates)
@@ -84,23 +88,29 @@ class Entry:
     def interval(self, column: Column) -> Interval | None:
         """A resource figure and its 95 % interval in the column's unit (low = high when none is known)."""
         key = (column.name, column.ratio, column.quantity.scale)  # a column's hash would hash its whole quantity
-        if key not in self._intervals:  # asked for by the ranking, the fronts, the tables and the page
-            row = self.resources.get(column.name)
-            figure = None if row is None else interval(row)
-            shown = None if figure is None else (column.shown(v) for v in (figure.value, figure.low, figure.high))
-            self._intervals[key] = None if shown is None else Interval(*shown)  # type: ignore[arg-type]
-        return self._intervals[key]
+        if key in self._intervals:  # asked for by the ranking, the fronts, the tables and the page
+            return self._intervals[key]
+        row = self.resources.get(column.name)
+        figure = None if row is None else interval(row)
+        if figure is not None and not column.ratio:  # ``Column.shown`` of each bound
+            scale = column.quantity.scale
+            figure = Interval(figure.value * scale, figure.low * scale, figure.high * scale)
+        self._intervals[key] = figure
+        return figure
 
 
 def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:
     """The load scenario most of these runs measured (the first seen on a tie): a table shows one scenario."""
-    counts: Counter[str] = Counter()
-    for run in runs:
-        rows = results.measurements_of(run.run_id)
-        counts.update(
-            list(dict.fromkeys(m.in_scenario for m in rows if m.in_scenario and m.in_phase == PHASE_EVALUATE))
-        )
-    return max(counts, key=counts.__getitem__) if counts else None
+    table = results.measurement_table([run.run_id for run in runs])
+    phase = pc.fill_null(table.column("phase"), "")
+    evaluated = pc.or_(pc.equal(phase, PHASE_EVALUATE), pc.equal(phase, ""))  # "": rows written before 1.2
+    table = table.filter(pc.and_(evaluated, pc.not_equal(pc.fill_null(table.column("scenario"), ""), "")))
+    if not table.num_rows:
+        return None
+    scenarios, names = text_codes(table.column("scenario"))  # numbered as first seen
+    run_codes, _ = text_codes(table.column("run_id"))
+    measured = np.unique(run_codes.astype(np.int64) * len(names) + scenarios) % len(names)  # once per run
+    return names[int(np.bincount(measured, minlength=len(names)).argmax())]  # the first of the most
 
 
 def entry(results: Results, run: RunRecord, scenario: str | None) -> Entry:

@@ -25,7 +25,7 @@ from effbench.api.vocabulary import GENERATE, QUALITY
 from effbench.config.suite import UNSTABLE_CV
 from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval
-from effbench.measure.paired import Paired, length_ratio
+from effbench.measure.paired import Paired
 from effbench.plugins import registry
 from effbench.present import breakeven
 from effbench.present.columns import Column, candidates, fmt, registry_columns
@@ -222,14 +222,15 @@ def run_gates(results: Results, runs: list[RunRecord], base_run: RunRecord | Non
     base = {_key(m): m for m in results.measurements_of(base_run.run_id)}
     primary = primary_quality(list(base.values()))
     paired = paired_with_baseline(results, others, base_run, primary)
-    base_tokens = results.generated_tokens(base_run.run_id)
+    ids = [run.run_id for run in others]
+    lengths = dict(zip(ids, results.length_ratios(ids, base_run.run_id), strict=True))
     for run in others:
         mine = {_key(m): m for m in results.measurements_of(run.run_id) if m.task}  # the keys read: task metrics
         kept = []
         for task, row in primary.items():
             key = (PHASE_EVALUATE, "", task, row.metric)
             kept.append(kept_share(mine.get(key), base.get(key), paired[run.run_id][task], row.higher_is_better))
-        gates[run.run_id] = quality_gates(kept, length_ratio(results.generated_tokens(run.run_id), base_tokens))
+        gates[run.run_id] = quality_gates(kept, lengths[run.run_id])
     return gates
 
 
@@ -374,7 +375,6 @@ def _table(
     rows_of = {run.run_id: results.measurements_of(run.run_id) for run in runs}
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
     base_rows = rows_of[base_run.run_id] if base_run else []
-    base_tokens = results.generated_tokens(base_run.run_id) if base_run else {}
     every_row = [m for run in runs for m in rows_of[run.run_id]]
     primary = primary_quality(base_rows or every_row)
     base = {_key(m): m for m in base_rows}
@@ -383,10 +383,10 @@ def _table(
     headers = ["Technique"]
     for task, row in primary.items():
         headers += [f"{task} {row.metric}", f"Δ {task}"]
-    lengths = {
-        run.run_id: length_ratio(results.generated_tokens(run.run_id), base_tokens) if run is not base_run else None
-        for run in runs
-    }
+    lengths: dict[str, float | None] = dict.fromkeys(run.run_id for run in runs)  # the baseline's own: none
+    if base_run is not None:
+        others = [run.run_id for run in runs if run is not base_run]
+        lengths.update(zip(others, results.length_ratios(others, base_run.run_id), strict=True))
     with_length = any(length is not None for length in lengths.values())
     headers += [f"{name} gate" for name in GATES] + [LENGTH_HEADER] * with_length + ["Status"]
     paired = paired_with_baseline(results, runs, base_run, primary)

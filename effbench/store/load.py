@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pyarrow as pa
 
 from effbench.api.vocabulary import STAGES
@@ -84,8 +85,8 @@ class Results:
         if not isinstance(rows, Rows):
             return to_table([m for run_id in run_ids for m in self.measurements_of(run_id)], MeasurementRow)
         spans = rows.spans()
-        parts = [rows.table.slice(start, stop - start) for start, stop in (spans[r] for r in run_ids if r in spans)]
-        return pa.concat_tables(parts) if parts else rows.table.slice(0, 0)
+        chosen = [np.arange(start, stop) for start, stop in (spans[r] for r in run_ids if r in spans)]
+        return rows.table.take(np.concatenate(chosen)) if chosen else rows.table.slice(0, 0)  # one chunk
 
     def samples_of(self, run_id: str) -> list[SampleRow]:
         """A run's per-document outcomes, in the order lm-eval logged them (none for runs written before 1.4)."""
@@ -105,9 +106,9 @@ class Results:
         base = self.outcome(base_run_id, task, metric)
         return self.comparisons.compare(self.outcomes(run_ids, task, metric), base, metric)
 
-    def generated_tokens(self, run_id: str) -> dict[tuple[str, int], int]:
-        """Tokens a run generated per (task, document) of its generative tasks."""
-        return self._sample_index.generated_tokens(run_id)
+    def length_ratios(self, run_ids: list[str], base_run_id: str) -> list[float | None]:
+        """Each run's mean generated tokens ÷ the baseline run's, over the generative documents both answered."""
+        return self._sample_index.length_ratios(run_ids, base_run_id)
 
     def hardware(self) -> dict[str, list[RunRecord]]:
         """Runs by hardware fingerprint, each machine's ordered by run id."""

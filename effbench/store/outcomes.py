@@ -73,10 +73,37 @@ class SampleIndex:
                 out.append(outcome(docs[start:end], values[start:end], weights[start:end], filters[start:end]))
         return out
 
-    def generated_tokens(self, run_id: str) -> dict[tuple[str, int], int]:
-        """Tokens generated per (task, document) of a run, as ``paired.generated_tokens`` counts them."""
-        start, stop = self._runs.get(run_id, (0, 0))
-        rows = self._run_order[start:stop]
-        rows = rows[self._tokens[rows] != MISSING]
-        tasks = [self._task_names[t] for t in self._tasks[rows].tolist()]
-        return dict(zip(zip(tasks, self._docs[rows].tolist(), strict=True), self._tokens[rows].tolist(), strict=True))
+    def length_ratios(self, run_ids: list[str], base_run_id: str) -> list[float | None]:
+        """``paired.length_ratio`` of each run against the baseline run, every run at once."""
+        _, base_tasks, base_docs, base_tokens = self._lengths([base_run_id])
+        runs, tasks, docs, tokens = self._lengths(run_ids)
+        if not len(base_docs) or not len(docs):
+            return [None] * len(run_ids)
+        every = np.concatenate([docs, base_docs])  # a (task, document) as one number: documents numbered densely
+        _, dense = np.unique(every, return_inverse=True)
+        keys = tasks.astype(np.int64) * (int(dense.max()) + 1) + dense[: len(docs)]
+        base_keys = base_tasks.astype(np.int64) * (int(dense.max()) + 1) + dense[len(docs) :]
+        order = np.argsort(base_keys)
+        at = np.searchsorted(base_keys[order], keys).clip(max=len(base_keys) - 1)
+        shared = base_keys[order][at] == keys
+        theirs = base_tokens[order][at]
+        count = np.bincount(runs[shared], minlength=len(run_ids))
+        mine_sum = np.bincount(runs[shared], tokens[shared], minlength=len(run_ids))  # exact below 2**53 tokens
+        base_sum = np.bincount(runs[shared], theirs[shared], minlength=len(run_ids))
+        return [m / b if n and b else None for n, m, b in zip(count.tolist(), mine_sum.tolist(), base_sum.tolist(),
+                                                                strict=True)]  # fmt: skip
+
+    def _lengths(self, run_ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The generated lengths of these runs: position in ``run_ids``, task code, document, tokens; one row per
+        (run, task, document), the last logged (as a dict keeps it)."""
+        spans = [self._runs.get(run_id, (0, 0)) for run_id in run_ids] or [(0, 0)]
+        rows = self._run_order[np.concatenate([np.arange(start, stop) for start, stop in spans])]
+        runs = np.repeat(np.arange(len(run_ids)), [stop - start for start, stop in spans])
+        counted = self._tokens[rows] != MISSING
+        rows, runs = rows[counted], runs[counted]
+        tasks, docs = self._tasks[rows], self._docs[rows]
+        _, dense = np.unique(docs, return_inverse=True)
+        keys = (runs.astype(np.int64) * (len(self._task_names) or 1) + tasks) * (int(dense.max(initial=0)) + 1) + dense
+        _, last = np.unique(keys[::-1], return_index=True)  # each key's last row
+        kept = np.sort(len(keys) - 1 - last)
+        return runs[kept], tasks[kept], docs[kept], self._tokens[rows][kept]

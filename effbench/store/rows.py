@@ -35,14 +35,14 @@ def _python_values(column: pa.ChunkedArray) -> list[Any]:
     kind = column.type
     if pa.types.is_string(kind):
         codes, distinct = text_codes(column)
-        return list(map(distinct.__getitem__, codes.tolist()))
+        return np.array(distinct, dtype=object)[codes].tolist()  # one object per distinct value, shared
     if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         filled = pc.fill_null(column, pa.scalar(0 if not pa.types.is_boolean(kind) else False, kind))
-        values = filled.to_numpy().tolist()
-        if column.null_count:
-            for i in np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)).tolist():
-                values[i] = None
-        return values
+        if not column.null_count:
+            return filled.to_numpy().tolist()
+        values = filled.to_numpy().astype(object)  # Python numbers, as tolist makes them
+        values[column.is_null().to_numpy(zero_copy_only=False)] = None
+        return values.tolist()
     return column.to_pylist()
 
 
