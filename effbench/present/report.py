@@ -32,6 +32,7 @@ from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, check_files, replace_files
+from effbench.store.rows import text_codes
 
 UNSTABLE_MARK = "†"
 GENERATION_SECTION = "lm-eval generation"
@@ -243,7 +244,7 @@ def paired_with_baseline(
     others = [run for run in runs if base_run is None or run.run_id != base_run.run_id]
     for task, row in primary.items():
         ids = [run.run_id for run in others]
-        compared = results.compare(ids, base_run.run_id, task, row.metric) if base_run else [None] * len(others)
+        compared = results.paired(ids, base_run.run_id, task, row.metric) if base_run else [None] * len(others)
         for run, result in zip(others, compared, strict=True):
             paired[run.run_id][task] = result
         if base_run is not None and base_run.run_id in paired:
@@ -312,9 +313,23 @@ def _key(m: MeasurementRow) -> tuple[str, str, str, str]:
     return (m.in_phase, m.in_scenario, m.task, m.metric)
 
 
-def _scenarios(rows: list[MeasurementRow]) -> list[str]:
+def _first_seen(column: pa.ChunkedArray | pa.Array) -> list[str]:
+    """A text column's distinct values in the order they first appear, without nulls."""
+    return [value for value in text_codes(column)[1] if value is not None]
+
+
+def _phases(measured: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """Each row's phase as ``MeasurementRow.in_phase`` reads it, and whether it is the evaluated model's."""
+    stored = pc.fill_null(measured.column("phase"), "")
+    phase = pc.if_else(pc.equal(stored, ""), PHASE_EVALUATE, stored)
+    return phase, pc.equal(phase, PHASE_EVALUATE)
+
+
+def _scenarios(measured: pa.Table) -> list[str]:
     """The load scenarios of the evaluated models, as first measured."""
-    return list(dict.fromkeys(m.in_scenario for m in rows if m.in_phase == PHASE_EVALUATE and m.in_scenario))
+    _, evaluated = _phases(measured)
+    scenario = pc.fill_null(measured.column("scenario"), "")
+    return _first_seen(scenario.filter(pc.and_(evaluated, pc.not_equal(scenario, ""))))
 
 
 def by_section(rows: list[MeasurementRow]) -> dict[tuple[str, str], list[MeasurementRow]]:
@@ -327,13 +342,13 @@ def by_section(rows: list[MeasurementRow]) -> dict[tuple[str, str], list[Measure
     return grouped
 
 
-def _sections(rows: list[MeasurementRow]) -> list[Section]:
+def _sections(measured: pa.Table) -> list[Section]:
     """The model section, one per load scenario, lm-eval's generation, then one per one-off phase, as first measured."""
-    scenarios = _scenarios(rows)
-    phases = dict.fromkeys(m.in_phase for m in rows if m.in_phase != PHASE_EVALUATE)
+    phase, evaluated = _phases(measured)
+    phases = _first_seen(phase.filter(pc.invert(evaluated)))
     return [
         Section("model"),
-        *(Section(s, scenario=s) for s in scenarios),
+        *(Section(s, scenario=s) for s in _scenarios(measured)),
         *(Section(GENERATION_SECTION, p) for p in phases if p == GENERATE),
         *(Section(f"{p.capitalize()} (one-off)", p) for p in phases if p != GENERATE),
     ]
@@ -406,18 +421,20 @@ def _table(
     unstable = False
     run_values = [values[run.run_id] for run in runs]
     grouped = by_section(every_row)
-    for section in _sections(every_row):
+    measured = results.measurement_table([run.run_id for run in runs])  # the same rows as columns
+    for section in _sections(measured):
         printed = []
         held = grouped.get(section.key, [])
         cell_metrics = {m.metric for m in held if m.step is None and m.in_scenario == section.scenario}
         for column in section.columns(columns, held):
             if column.name not in cell_metrics:
                 continue  # no run measured it (the cells would all be empty)
-            cells = _resource_cells(section, column, run_values, base, unstable_cv)
+            shown = section.one_off or not column.quantity.detail  # else in the CSV only: no text
+            cells = _resource_cells(section, column, run_values, base, unstable_cv, shown)
             if all(cell.value is None for cell in cells):
                 continue  # no run measured it
             unstable = unstable or any(cell.unstable for cell in cells)
-            if section.one_off or not column.quantity.detail:
+            if shown:
                 printed.append(len(headers))
             headers.append(section.prefix + column.header)
             short_headers.append(column.header)
@@ -426,7 +443,7 @@ def _table(
         if printed:
             sections.append((section.title, [0, *printed]))
     repaid = breakeven.columns(
-        [values[run.run_id] for run in runs], values[base_run.run_id] if base_run else None, _scenarios(every_row)
+        [values[run.run_id] for run in runs], values[base_run.run_id] if base_run else None, _scenarios(measured)
     )
     for header, estimates in repaid:
         headers.append(f"break-even: {header}")
@@ -436,7 +453,6 @@ def _table(
     if repaid:
         sections.append((breakeven.SECTION, [0, *range(len(headers) - len(repaid), len(headers))]))
     counts = [len(rows_of[run.run_id]) for run in runs]
-    measured = results.measurement_table([run.run_id for run in runs])
     details = Details(detail_table([run.label for run in runs], measured, counts, unstable_cv))
     placement = runs[0].placement
     notes = _notes(
@@ -511,9 +527,12 @@ def _unstable(m: MeasurementRow | None, threshold: float) -> bool:
     return m is not None and (m.cv or 0) > threshold
 
 
-def _resource_cells(section: Section, column: Column, values: list[dict], base: dict, unstable_cv: float) -> list[Cell]:
+def _resource_cells(
+    section: Section, column: Column, values: list[dict], base: dict, unstable_cv: float, shown: bool
+) -> list[Cell]:
     """Each run's resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree;
-    a ratio to the baseline's, flagged when either side is and marked when its interval includes 1."""
+    a ratio to the baseline's, flagged when either side is and marked when its interval includes 1. The text of a
+    column no table prints (``shown`` False) is left empty: only its numbers are written."""
     key = (section.phase, section.scenario, "", column.name)
     b = base.get(key)
     mark, quiet_mark, missing = f" {UNSTABLE_MARK}", f" {NOT_SIGNIFICANT_MARK}", "–"
@@ -529,21 +548,24 @@ def _resource_cells(section: Section, column: Column, values: list[dict], base: 
             flagged = _unstable(m, unstable_cv) or base_flagged
             change = decisions.ratio(base_figure, interval(m))  # type: ignore[arg-type]
             quiet = m is not b and change is not None and not decisions.significant(change)
-            text = column.format(value) + mark * flagged + quiet_mark * quiet
+            text = column.format(value) + mark * flagged + quiet_mark * quiet if shown else ""
             low, high = (change.low, change.high) if change else (None, None)
             cells.append(Cell(value, None, text, low, high, unstable=flagged))
         return cells
-    shown = column.shown
+    scale = column.quantity.scale  # ``Column.shown``, inline: a million cells
     for run_values in values:
         m = run_values.get(key)
         if m is None:
             cells.append(Cell(text=missing))
             continue
-        low, high, stderr = shown(m.ci_low), shown(m.ci_high), shown(m.stderr)
+        low = None if m.ci_low is None else m.ci_low * scale
+        high = None if m.ci_high is None else m.ci_high * scale
+        stderr = None if m.stderr is None else m.stderr * scale
         spread = (high - low) / 2 if low is not None and high is not None else stderr
-        flagged = _unstable(m, unstable_cv)
-        value = shown(m.value)
-        cells.append(Cell(value, stderr, column.format(value, spread) + mark * flagged, low, high, m.cv, flagged))
+        flagged = (m.cv or 0) > unstable_cv
+        value = None if m.value is None else m.value * scale
+        text = column.format(value, spread) + mark * flagged if shown else ""
+        cells.append(Cell(value, stderr, text, low, high, m.cv, flagged))
     return cells
 
 

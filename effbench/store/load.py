@@ -100,7 +100,7 @@ class Results:
         """``outcome`` of several runs, gathered at once."""
         return self._sample_index.outcomes(run_ids, task, metric)
 
-    def compare(self, run_ids: list[str], base_run_id: str, task: str, metric: str) -> list[Paired | None]:
+    def paired(self, run_ids: list[str], base_run_id: str, task: str, metric: str) -> list[Paired | None]:
         """Each run's paired comparison with the baseline run in one task and metric (None where the documents
         differ), computed once per pair of outcomes (``comparisons.py``)."""
         base = self.outcome(base_run_id, task, metric)
