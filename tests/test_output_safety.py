@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import random
 import re
 import shutil
 from pathlib import Path
@@ -330,6 +331,17 @@ def test_latex_escapes_every_special_character():
         r"\textless{} \textgreater{} \textbar{} next"
     )
     assert report._tex(">= 99% ±") == r"$\geq$ 99\% $\pm$"
+
+
+def test_the_quick_escapes_are_the_one_pass_ones():
+    """Markdown escapes by translation, LaTeX translates text with single spaces: both as the one-pass rules do."""
+    rng = random.Random(7)
+    alphabet = [*report.TEX, *"\\`*[]<|", " ", "  ", "\t", "\n", "\xa0", "\u2009", "a", "1", ".", "=", "-"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(20000)]
+    one_pass = re.compile(r"([\\`*\[\]<|])")
+    assert [md(t) for t in texts] == [one_pass.sub(r"\\\1", " ".join(t.split())) for t in texts]
+    assert [report._tex(t) for t in texts] == [report.TEX_SPECIAL.sub(lambda m: report.TEX.get(m.group(), " "), t)
+                                               for t in texts]  # fmt: skip
 
 
 def test_every_written_output_shows_the_names_as_they_are(markup, tmp_path):

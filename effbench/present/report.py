@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, overload
 
@@ -569,12 +570,12 @@ def _resource_cells(
     return cells
 
 
-MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<|])")  # code, emphasis, links, HTML tags, table cells
+MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<|"})  # code, emphasis, links, HTML tags, cells
 
 
 def md(text: object) -> str:
     """Text that Markdown shows as itself: stored names and errors must not become code, links, HTML or cells."""
-    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    return " ".join(str(text).split()).translate(MARKDOWN_SPECIAL)
 
 
 def md_code(text: object) -> str:
@@ -622,9 +623,16 @@ TEX = {
 TEX_SPECIAL = re.compile("|".join(map(re.escape, sorted(TEX, key=len, reverse=True))) + r"|\s+")
 
 
+TEX_CHARACTERS = str.maketrans({key: text for key, text in TEX.items() if len(key) == 1})
+TEX_SLOW = re.compile(r">=|\s\s|[^\S ]")  # a two-character key, or whitespace other than single spaces
+
+
 def _tex(s: str) -> str:
-    """Text LaTeX typesets as itself, in one pass (so no replacement is escaped again); line breaks become spaces."""
-    return TEX_SPECIAL.sub(lambda m: TEX.get(m.group(), " "), s)
+    """Text LaTeX typesets as itself, in one pass (so no replacement is escaped again); line breaks become spaces.
+    Text with single spaces only and no ``>=`` (a number's cell) is translated character by character: the same."""
+    if TEX_SLOW.search(s):
+        return TEX_SPECIAL.sub(lambda m: TEX.get(m.group(), " "), s)
+    return s.translate(TEX_CHARACTERS)
 
 
 def to_latex(table: ComparisonTable) -> str:
@@ -667,7 +675,7 @@ def to_csv(tables: list[ComparisonTable]) -> str:
                 continue
             for figure in ("value", *CELL_FIELDS):
                 names.append(name if figure == "value" else f"{name} {figure}")
-                columns.append(pa.array([getattr(cell, figure) for cell in cells], pa.float64()))
+                columns.append(pa.array(list(map(attrgetter(figure), cells)), pa.float64()))
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(names)  # quoted only where a name needs it
         sink.write(header.getvalue().encode())
