@@ -10,7 +10,7 @@ from PIL import Image
 
 from effbench.errors import EffbenchError
 from effbench.measure.decisions import Interval, pareto_front
-from effbench.present import compare, leaderboard
+from effbench.present import aside, compare, leaderboard
 from effbench.store.load import Results, load
 from effbench.store.results import ResultsStore
 from tests.conftest import run_cli
@@ -114,11 +114,11 @@ def test_plots_drawn_beside_the_tables_are_the_ones_drawn_in_turn(two_machines, 
     a plot that fails there fails the command with its error and replaces nothing."""
     boards = leaderboard.boards(two_machines, COLUMNS)
     in_turn = leaderboard.write(two_machines, boards, tmp_path / "in-turn")
-    monkeypatch.setattr(leaderboard, "PARALLEL_POINTS", 0)
-    forks, draw_aside = [], leaderboard._draw_aside
-    monkeypatch.setattr(leaderboard, "_draw_aside", lambda *a: forks.append(1) or draw_aside(*a))
+    monkeypatch.setattr(aside, "LARGE", 0)
+    forks, start = [], aside._start
+    monkeypatch.setattr(aside, "_start", lambda *a: forks.append(a[1]) or start(*a))
     beside = leaderboard.write(two_machines, boards, tmp_path / "beside")
-    assert forks == [1]
+    assert forks == ["drawing the leaderboard plots"]
     names = [[p.relative_to(folder) for p in files] for folder, files in ((tmp_path / "in-turn", in_turn),
                                                                           (tmp_path / "beside", beside))]  # fmt: skip
     assert names[0] == names[1]

@@ -5,6 +5,7 @@ paths give."""
 import gc
 import math
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from effbench.measure import decisions, paired
-from effbench.present import leaderboard, report
+from effbench.present import aside, leaderboard, report
 from effbench.records import MeasurementRow, SampleRow
 from effbench.store import comparisons, snapshot
 from effbench.store.load import Results, load
@@ -248,6 +249,28 @@ def test_a_comparisons_file_that_does_not_read_or_is_another_versions_is_ignored
     del results
     gc.collect()
     assert kept.is_dir() and not list(kept.parent.glob(f".{comparisons.FILE}.*"))  # no temporary file left
+
+
+def test_report_texts_made_beside_are_the_ones_made_in_turn(store, tmp_path, monkeypatch):
+    """Many rows: report.md and report.tex are made in a forked process while the CSVs are written; the same files
+    result, and a failure there fails the write with its message and replaces nothing."""
+    tables = report.build(load(store.root), columns=COLUMNS)
+    in_turn = report.write(tables, tmp_path / "in-turn")
+    monkeypatch.setattr(aside, "LARGE", 0)
+    forks, start = [], aside._start
+    monkeypatch.setattr(aside, "_start", lambda *a: forks.append(a[1]) or start(*a))
+    beside = report.write(tables, tmp_path / "beside")
+    assert forks == ["making report.md and report.tex"]
+    assert {n: p.read_bytes() for n, p in beside.items()} == {n: p.read_bytes() for n, p in in_turn.items()}
+
+    def broken(table):
+        raise ValueError("no room")
+
+    monkeypatch.setattr(report, "to_latex", broken)
+    before = _listing(tmp_path / "beside")
+    with pytest.raises(RuntimeError, match=re.escape("making report.md and report.tex failed: ValueError: no room")):
+        report.write(tables, tmp_path / "beside")
+    assert _listing(tmp_path / "beside") == before
 
 
 def test_the_terminal_shows_a_tables_first_rows_and_where_the_rest_are(tmp_path):

@@ -12,11 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-import multiprocessing
-import sys
 import textwrap
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +24,7 @@ import pyarrow.compute as pc
 from effbench.api.metric import Quantity
 from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval, Point
+from effbench.present import aside
 from effbench.present.columns import Column, candidates, fmt
 from effbench.present.report import (
     GATE_NOTE,
@@ -52,7 +50,6 @@ FRONTIERS = {
 }
 TITLE = "# effbench leaderboards"
 LABELLED_POINTS = 40  # a plot with more points labels only the Pareto-optimal ones
-PARALLEL_POINTS = 2000  # plots of more points in all are drawn in a process beside the one writing the tables
 PER_MACHINE = ("leaderboard.md", "leaderboard.csv", "pareto-*.png")
 LEADERBOARDS = Output(
     "leaderboards",
@@ -457,36 +454,6 @@ def _draw(built: list[Board], folder: Path) -> None:
             plot(board, name, folder / board.fingerprint / f"pareto-{name}.png")
 
 
-def _draw_aside(built: list[Board], folder: Path) -> Callable[[], None]:
-    """Start ``_draw`` in a forked process, which shares the boards as they are (nothing copied), so the tables are
-    written meanwhile on another core; returns the wait for it, which raises what the drawing raised."""
-    receive, send = multiprocessing.Pipe(duplex=False)
-
-    def child() -> None:
-        try:
-            _draw(built, folder)
-            send.send(None)
-        except BaseException as err:  # everything reaches the parent, which raises it
-            send.send(f"{type(err).__name__}: {err}")
-
-    process = multiprocessing.get_context("fork").Process(target=child, daemon=True)
-    process.start()
-    send.close()  # the child's end: the parent sees end of file if the child dies without a word
-
-    def wait() -> None:
-        try:
-            failure = receive.recv()
-        except EOFError:
-            failure = "the process drawing them ended without finishing"
-        finally:
-            process.join()
-            receive.close()
-        if failure is not None:
-            raise RuntimeError(f"drawing the leaderboard plots failed: {failure}")
-
-    return wait
-
-
 def write(results: Results, built: list[Board], out: Path, page: str | None = None) -> list[Path]:
     """Write the README.md index, per machine leaderboard.md/.csv and Pareto PNGs, and the interactive page when
     given (``html_page.page``), as one folder; returns them."""
@@ -512,14 +479,13 @@ def write(results: Results, built: list[Board], out: Path, page: str | None = No
         for board in built:
             (folder / board.fingerprint).mkdir()
         plotted = sum(len(kept) for board in built for kept, _ in board.points.values())
-        wait = _draw_aside(built, folder) if plotted > PARALLEL_POINTS and sys.platform == "linux" else None
-        for board in built:
-            (folder / board.fingerprint / "leaderboard.md").write_text(to_markdown(board), encoding="utf-8")
-            (folder / board.fingerprint / "leaderboard.csv").write_text(to_csv(board), encoding="utf-8")
-        if wait is None:
-            _draw(built, folder)
-        else:
-            wait()
+
+        def tables() -> None:
+            for board in built:
+                (folder / board.fingerprint / "leaderboard.md").write_text(to_markdown(board), encoding="utf-8")
+                (folder / board.fingerprint / "leaderboard.csv").write_text(to_csv(board), encoding="utf-8")
+
+        aside.side_by_side(lambda: _draw(built, folder), tables, "drawing the leaderboard plots", plotted)
         (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         if page is not None:
             (folder / "leaderboard.html").write_text(page, encoding="utf-8")

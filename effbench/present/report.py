@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -28,7 +28,7 @@ from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval
 from effbench.measure.paired import Paired
 from effbench.plugins import registry
-from effbench.present import breakeven
+from effbench.present import aside, breakeven
 from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
@@ -727,14 +727,20 @@ def check_writable(folder: Path) -> None:
 def write(tables: list[ComparisonTable], folder: Path) -> dict[str, Path]:
     """Write report.md, .tex, .csv and report-measurements.csv atomically, never over a file effbench did not write."""
 
+    check_writable(folder)  # before any work, the files named in their usual order
+
     def measurements_file(path: Path) -> None:  # streamed to the file: a store of 10 k runs gives 400 MB
         with pa.OSFile(str(path), "wb") as sink:
             write_details(tables, sink)
 
-    contents = {
-        "report.md": "\n".join(to_markdown(t) for t in tables),
-        "report.tex": "\n".join(to_latex(t) for t in tables),
-        "report.csv": to_csv(tables),
+    def texts() -> tuple[str, str]:
+        return "\n".join(to_markdown(t) for t in tables), "\n".join(to_latex(t) for t in tables)
+
+    made = aside.later(texts, "making report.md and report.tex", sum(len(t.rows) for t in tables))
+    contents: dict[str, str | Callable[[Path], None]] = {  # the CSVs first: the texts are made meanwhile
         "report-measurements.csv": measurements_file,
+        "report.csv": to_csv(tables),
+        "report.md": lambda path: path.write_text(made()[0], encoding="utf-8"),
+        "report.tex": lambda path: path.write_text(made()[1], encoding="utf-8"),
     }
     return replace_files(folder, REPORT, contents)

@@ -1,0 +1,79 @@
+"""Work done beside: a large output's independent part made by a forked process on the machine's other core.
+
+A forked process shares the parent's objects as they are (a leaderboard's boards, a report's tables: nothing is
+pickled on the way there), so drawing 10 k runs' plots or making a report's Markdown there while the parent writes
+the rest nearly halves the wall time on two cores. Only where it pays (a large output, Linux's fork); elsewhere the
+same work runs in the process, in the same order. A failure there is raised in the parent, with its message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import multiprocessing
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+LARGE = 2000  # rows (runs, points) from which an output's parts are made side by side
+
+
+def _pays(size: int) -> bool:
+    return size > LARGE and sys.platform == "linux"  # fork: Linux's safe default
+
+
+def later(work: Callable[[], T], what: str, size: int) -> Callable[[], T]:
+    """``work``'s result when asked for (once): started now in a forked process for an output of ``size`` rows, made
+    when asked otherwise; it must only compute (its result is sent back), never write where the parent cleans up."""
+    return functools.cache(_start(work, what) if _pays(size) else work)
+
+
+def side_by_side(beside: Callable[[], None], meanwhile: Callable[[], None], what: str, size: int) -> None:
+    """``beside`` in a forked process while ``meanwhile`` runs here, for an output of ``size`` rows (one after the
+    other where it does not pay); the forked one is always waited for, so it never writes into a folder being
+    removed, and what it raised is raised, unless ``meanwhile`` raised first."""
+    if not _pays(size):
+        meanwhile()
+        beside()
+        return
+    wait = _start(beside, what)
+    try:
+        meanwhile()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            wait()
+        raise
+    wait()
+
+
+def _start(work: Callable[[], T], what: str) -> Callable[[], T]:
+    """Start ``work`` in a forked process; returns the wait for its result, which raises what ``work`` raised
+    ("``what`` failed: …")."""
+    receive, send = multiprocessing.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            result: Any = work()
+        except BaseException as err:  # everything reaches the parent, which raises it
+            send.send((False, f"{type(err).__name__}: {err}"))
+        else:
+            send.send((True, result))
+
+    process = multiprocessing.get_context("fork").Process(target=child, daemon=True)
+    process.start()
+    send.close()  # the child's end: the parent sees end of file if the child dies without a word
+
+    def wait() -> T:
+        try:
+            done, result = receive.recv()
+        except EOFError:
+            done, result = False, "the process doing it ended without finishing"
+        finally:
+            process.join()
+            receive.close()
+        if not done:
+            raise RuntimeError(f"{what} failed: {result}")
+        return result
+
+    return wait
