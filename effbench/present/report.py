@@ -624,12 +624,14 @@ TEX_SPECIAL = re.compile("|".join(map(re.escape, sorted(TEX, key=len, reverse=Tr
 
 
 TEX_CHARACTERS = str.maketrans({key: text for key, text in TEX.items() if len(key) == 1})
-TEX_SLOW = re.compile(r">=|\s\s|[^\S ]")  # a two-character key, or whitespace other than single spaces
+# what translating character by character cannot do: a longer key, a run of whitespace, whitespace other than a space
+TEX_SLOW = re.compile("|".join([*(re.escape(key) for key in TEX if len(key) > 1), r"\s\s", r"[^\S ]"]))
 
 
 def _tex(s: str) -> str:
     """Text LaTeX typesets as itself, in one pass (so no replacement is escaped again); line breaks become spaces.
-    Text with single spaces only and no ``>=`` (a number's cell) is translated character by character: the same."""
+    Text without a longer key (``>=``) and with single spaces only (a number's cell) is translated character by
+    character: the same."""
     if TEX_SLOW.search(s):
         return TEX_SPECIAL.sub(lambda m: TEX.get(m.group(), " "), s)
     return s.translate(TEX_CHARACTERS)
