@@ -117,8 +117,9 @@ def test_plots_drawn_beside_the_tables_are_the_ones_drawn_in_turn(two_machines, 
     monkeypatch.setattr(aside, "LARGE", 0)
     forks, start = [], aside._start
     monkeypatch.setattr(aside, "_start", lambda *a: forks.append(a[1]) or start(*a))
-    beside = leaderboard.write(two_machines, boards, tmp_path / "beside")
-    assert forks == ["drawing the leaderboard plots"]
+    shown = []  # what the command shows meanwhile, before the files are in place
+    beside = leaderboard.write(two_machines, boards, tmp_path / "beside", None, lambda: shown.append(1))
+    assert forks == ["drawing the leaderboard plots"] and shown == [1]
     names = [[p.relative_to(folder) for p in files] for folder, files in ((tmp_path / "in-turn", in_turn),
                                                                           (tmp_path / "beside", beside))]  # fmt: skip
     assert names[0] == names[1]

@@ -124,12 +124,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     results = load(args.results)
     boards = leaderboard.boards(results, registry_columns(registry()))
     page = html_page.page(results, boards, args.results, axis) if args.html else None
-    files = leaderboard.write(results, boards, args.out, page)
-    for board in boards:
-        rows = [leaderboard.cells(board, i) for i in range(min(len(board.entries), SHOWN_ROWS))]  # the ones shown
-        title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
-        full = str(args.out / board.fingerprint / "leaderboard.md")
-        print_table(title, leaderboard.headers(board), rows, full=full, total=len(board.entries))
+
+    def show() -> None:  # while the plots are drawn
+        for board in boards:
+            rows = [leaderboard.cells(board, i) for i in range(min(len(board.entries), SHOWN_ROWS))]  # the ones shown
+            title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
+            full = str(args.out / board.fingerprint / "leaderboard.md")
+            print_table(title, leaderboard.headers(board), rows, full=full, total=len(board.entries))
+
+    files = leaderboard.write(results, boards, args.out, page, meanwhile=show)
     console.print(escape(f"{len(files)} files written to {args.out}"))
     return 0
 

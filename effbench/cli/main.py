@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from rich.markup import escape
@@ -24,6 +24,9 @@ from effbench.cli.store import bulk_reader
 from effbench.config.suite import UNSTABLE_CV
 from effbench.errors import EffbenchError
 from effbench.version import __version__
+
+if TYPE_CHECKING:
+    from effbench.present.report import ComparisonTable
 
 
 def _positive(text: str) -> float:
@@ -121,8 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             on_stored=exporter,
         )
     tables = report.build(load_results(suite.output, "store"), result.run_ids, suite.unstable_cv)
-    paths = report.write(tables, suite.output)
-    print_tables(tables, str(paths["report.md"]))
+    paths = write_report(tables, suite.output)
     summary = (
         f"{len(result.run_ids)} runs ({len(result.skipped)} already stored, {len(result.failed)} failed, "
         f"{len(result.not_applicable)} not applicable) "
@@ -150,9 +152,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     results = load_results(args.results)
     tables = report.build(results, unstable_cv=args.unstable_cv, columns=registry_columns(registry()))
-    paths = report.write(tables, args.results)
-    print_tables(tables, str(paths["report.md"]))
+    write_report(tables, args.results)
     return 0
+
+
+def write_report(tables: list[ComparisonTable], folder: Path) -> dict[str, Path]:
+    """Write the report files into ``folder``, showing its tables on the terminal while they are made."""
+    from effbench.present import report
+
+    return report.write(tables, folder, meanwhile=lambda: print_tables(tables, str(folder / "report.md")))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

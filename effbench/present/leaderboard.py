@@ -14,6 +14,7 @@ import io
 import math
 import textwrap
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -454,9 +455,16 @@ def _draw(built: list[Board], folder: Path) -> None:
             plot(board, name, folder / board.fingerprint / f"pareto-{name}.png")
 
 
-def write(results: Results, built: list[Board], out: Path, page: str | None = None) -> list[Path]:
+def write(
+    results: Results,
+    built: list[Board],
+    out: Path,
+    page: str | None = None,
+    meanwhile: Callable[[], None] | None = None,
+) -> list[Path]:
     """Write the README.md index, per machine leaderboard.md/.csv and Pareto PNGs, and the interactive page when
-    given (``html_page.page``), as one folder; returns them."""
+    given (``html_page.page``), as one folder; returns them. ``meanwhile`` (what a command shows: its terminal
+    tables) runs while the plots are drawn, before the files are in place."""
     suites = ", ".join(sorted({r.suite or "?" for r in results.runs}))
     lines = [
         TITLE,
@@ -484,6 +492,8 @@ def write(results: Results, built: list[Board], out: Path, page: str | None = No
             for board in built:
                 (folder / board.fingerprint / "leaderboard.md").write_text(to_markdown(board), encoding="utf-8")
                 (folder / board.fingerprint / "leaderboard.csv").write_text(to_csv(board), encoding="utf-8")
+            if meanwhile is not None:
+                meanwhile()
 
         aside.side_by_side(lambda: _draw(built, folder), tables, "drawing the leaderboard plots", plotted)
         (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
