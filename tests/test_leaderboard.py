@@ -146,6 +146,8 @@ def test_leaderboard_command_reads_a_store_and_keeps_foreign_folders(two_machine
     (tmp_path / "mine" / "thesis.tex").write_text("keep")
     with pytest.raises(EffbenchError, match="holds no effbench leaderboards"):
         leaderboard.write(two_machines, [], tmp_path / "mine")
+    refused = run_cli("leaderboard", "--results", str(tmp_path / "nowhere"), "--out", str(tmp_path / "mine"))
+    assert refused.returncode == 2 and "holds no effbench leaderboards" in refused.stderr  # before reading a store
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
 
 

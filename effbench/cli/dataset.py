@@ -121,6 +121,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise EffbenchError("--axis chooses the first x-axis of the page: give --html too")
     axis = args.axis or html_page.AXIS
     html_page.check_axis(axis)  # before any work
+    leaderboard.check_writable(args.out)
     results = load(args.results)
     boards = leaderboard.boards(results, registry_columns(registry()))
     page = html_page.page(results, boards, args.results, axis) if args.html else None

@@ -39,7 +39,7 @@ from effbench.present.report import (
 )
 from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
 from effbench.store.load import Results
-from effbench.store.ownership import Output, replace_folder
+from effbench.store.ownership import Output, check_folder, replace_folder, target_folder
 from effbench.store.rows import text_codes
 from effbench.version import __version__
 
@@ -446,6 +446,11 @@ def plot(board: Board, name: str, path: Path) -> None:
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
+
+
+def check_writable(out: Path) -> None:
+    """Refuse, before any work, an output folder that is not effbench's leaderboards (or new, or empty)."""
+    check_folder(target_folder(out), LEADERBOARDS)
 
 
 def _draw(built: list[Board], folder: Path) -> None:
