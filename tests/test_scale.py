@@ -252,8 +252,8 @@ def test_a_comparisons_file_that_does_not_read_or_is_another_versions_is_ignored
 
 
 def test_report_texts_made_beside_are_the_ones_made_in_turn(store, tmp_path, monkeypatch):
-    """Many rows: report.md, .tex and .csv are made in a forked process while the measurements are written; the
-    same files result, and a failure there fails the write with its message and replaces nothing."""
+    """Many rows: report.md and .tex are made in a forked process while the CSVs are written; the same files
+    result, and a failure there fails the write with its message and replaces nothing."""
     tables = report.build(load(store.root), columns=COLUMNS)
     in_turn = report.write(tables, tmp_path / "in-turn")
     monkeypatch.setattr(aside, "LARGE", 0)
@@ -263,7 +263,7 @@ def test_report_texts_made_beside_are_the_ones_made_in_turn(store, tmp_path, mon
     beside = report.write(
         tables, tmp_path / "beside", lambda: shown.append((tmp_path / "beside" / "report.md").exists())
     )
-    assert forks == ["making report.md, report.tex and report.csv"] and shown == [False]
+    assert forks == ["making report.md and report.tex"] and shown == [False]
     assert {n: p.read_bytes() for n, p in beside.items()} == {n: p.read_bytes() for n, p in in_turn.items()}
 
     def broken(table):
@@ -271,9 +271,7 @@ def test_report_texts_made_beside_are_the_ones_made_in_turn(store, tmp_path, mon
 
     monkeypatch.setattr(report, "to_latex", broken)
     before = _listing(tmp_path / "beside")
-    with pytest.raises(
-        RuntimeError, match=re.escape("making report.md, report.tex and report.csv failed: ValueError: no room")
-    ):
+    with pytest.raises(RuntimeError, match=re.escape("making report.md and report.tex failed: ValueError: no room")):
         report.write(tables, tmp_path / "beside")
     assert _listing(tmp_path / "beside") == before
 
