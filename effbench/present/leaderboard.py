@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 
 from effbench.api.metric import Quantity
 from effbench.measure import decisions
@@ -36,6 +35,7 @@ from effbench.present.report import (
     md_code,
     primary_quality,
     run_gates,
+    under_load,
 )
 from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
 from effbench.store.load import Results
@@ -99,10 +99,7 @@ class Entry:
 
 def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:
     """The load scenario most of these runs measured (the first seen on a tie): a table shows one scenario."""
-    table = results.measurement_table([run.run_id for run in runs])
-    phase = pc.fill_null(table.column("phase"), "")
-    evaluated = pc.or_(pc.equal(phase, PHASE_EVALUATE), pc.equal(phase, ""))  # "": rows written before 1.2
-    table = table.filter(pc.and_(evaluated, pc.not_equal(pc.fill_null(table.column("scenario"), ""), "")))
+    table = under_load(results.measurement_table([run.run_id for run in runs]))
     if not table.num_rows:
         return None
     scenarios, names = text_codes(table.column("scenario"))  # numbered as first seen

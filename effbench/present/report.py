@@ -326,11 +326,15 @@ def _phases(measured: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     return phase, pc.equal(phase, PHASE_EVALUATE)
 
 
+def under_load(measured: pa.Table) -> pa.Table:
+    """The rows of a measurement table that the evaluated model measured under a load scenario."""
+    _, evaluated = _phases(measured)
+    return measured.filter(pc.and_(evaluated, pc.not_equal(pc.fill_null(measured.column("scenario"), ""), "")))
+
+
 def _scenarios(measured: pa.Table) -> list[str]:
     """The load scenarios of the evaluated models, as first measured."""
-    _, evaluated = _phases(measured)
-    scenario = pc.fill_null(measured.column("scenario"), "")
-    return _first_seen(scenario.filter(pc.and_(evaluated, pc.not_equal(scenario, ""))))
+    return _first_seen(under_load(measured).column("scenario"))
 
 
 def by_section(rows: list[MeasurementRow]) -> dict[tuple[str, str], list[MeasurementRow]]:
