@@ -7,7 +7,7 @@ from scipy import stats
 
 from effbench.measure import decisions
 from effbench.measure.decisions import FAIL, INCONCLUSIVE, PASS, Interval
-from effbench.measure.paired import compare, output_length_ratio
+from effbench.measure.paired import compare
 from effbench.present import report
 from effbench.records import SampleRow
 from effbench.store.load import load
@@ -115,7 +115,7 @@ def test_mlperfs_output_length_rule_fails_a_run_that_answers_longer(tmp_path, lo
     store.write_run(run_row("a", "baseline", {}), answer, _samples(correct, tokens))
     store.write_run(run_row("b", "x", {}), answer, _samples(correct, [round(t * longer) for t in tokens]))
     results = load(store.root)
-    assert output_length_ratio(results.samples_of("b"), results.samples_of("a")) == pytest.approx(longer)
+    assert results.length_ratios(["b"], "a") == [pytest.approx(longer)]
     (table,) = report.build(results, ["a", "b"], columns=COLUMNS)
     row = table.rows[1]
     assert [row[table.headers.index(f"{g} gate")].text for g in ("99%", "99.9%")] == gates

@@ -183,8 +183,9 @@ def test_outcomes_gathered_for_many_runs_are_each_runs_alone():
 
 
 def test_length_ratios_of_many_runs_at_once_are_each_runs_alone():
-    """Against ``paired.output_length_ratio`` of the records: a document logged with several metrics or twice (the
-    last count kept), documents the baseline did not answer, rows without a count, a run with none."""
+    """Against the rule computed from the records, run by run: mean generated tokens over the documents both
+    answered (a document logged with several metrics or twice: its last count), rows without a count left out, a
+    run with none."""
     rng = np.random.default_rng(11)
     rows = []
     for run in ("base", *(f"r{i}" for i in range(30))):
@@ -195,7 +196,19 @@ def test_length_ratios_of_many_runs_at_once_are_each_runs_alone():
                                   prediction_tokens=tokens))  # fmt: skip
     results = Results(samples=rows)
     runs = [f"r{i}" for i in range(30)] + ["nothing"]
-    expected = [paired.output_length_ratio(results.samples_of(r), results.samples_of("base")) for r in runs]
+
+    def generated(run: str) -> dict[tuple[str, int], int]:
+        return {
+            (s.task, s.doc_id): s.prediction_tokens for s in results.samples_of(run) if s.prediction_tokens is not None
+        }
+
+    def alone(run: str) -> float | None:
+        mine, theirs = generated(run), generated("base")
+        shared = mine.keys() & theirs.keys()
+        base = sum(theirs[k] for k in shared)
+        return sum(mine[k] for k in shared) / base if shared and base else None
+
+    expected = [alone(r) for r in runs]
     assert results.length_ratios(runs, "base") == expected
     assert any(e is None for e in expected) and sum(e is not None for e in expected) > 20
     assert results.length_ratios(runs, "nothing") == [None] * len(runs)

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from effbench.records import SampleRow
-
 BOOTSTRAP_SEED = 20240917  # fixed: the same two runs always give the same interval
 BOOTSTRAP_ITERATIONS = 2000
 CONFIDENCE = 0.95
@@ -323,20 +321,3 @@ def compare_outcomes(techniques: list[Outcome | None], baseline: Outcome | None,
     for i, result in zip(chosen, paired, strict=True):
         out[i] = result
     return out
-
-
-def generated_tokens(samples: list[SampleRow]) -> dict[tuple[str, int], int]:
-    """Tokens generated per (task, document) of a run's generative tasks (a document has a row per metric)."""
-    return {(s.task, s.doc_id): s.prediction_tokens for s in samples if s.prediction_tokens is not None}
-
-
-def length_ratio(mine: dict[tuple[str, int], int], theirs: dict[tuple[str, int], int]) -> float | None:
-    """Mean generated tokens of the technique ÷ the baseline's, over the generative documents both answered."""
-    shared = mine.keys() & theirs.keys()
-    base = sum(theirs[k] for k in shared)
-    return sum(mine[k] for k in shared) / base if shared and base else None
-
-
-def output_length_ratio(technique: list[SampleRow], baseline: list[SampleRow]) -> float | None:
-    """``length_ratio`` of two runs' samples."""
-    return length_ratio(generated_tokens(technique), generated_tokens(baseline))

@@ -90,11 +90,9 @@ class Entry:
             return self._intervals[key]
         row = self.resources.get(column.name)
         figure = None if row is None else interval(row)
-        if figure is not None and not column.ratio:  # ``Column.shown`` of each bound
-            scale = column.quantity.scale
-            figure = Interval(figure.value * scale, figure.low * scale, figure.high * scale)
-        self._intervals[key] = figure
-        return figure
+        shown = None if figure is None else (column.shown(v) for v in (figure.value, figure.low, figure.high))
+        self._intervals[key] = None if shown is None else Interval(*shown)  # type: ignore[arg-type]
+        return self._intervals[key]
 
 
 def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:

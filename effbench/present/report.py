@@ -434,12 +434,12 @@ def _table(
         for column in section.columns(columns, held):
             if column.name not in cell_metrics:
                 continue  # no run measured it (the cells would all be empty)
-            shown = section.one_off or not column.quantity.detail  # else in the CSV only: no text
-            cells = _resource_cells(section, column, run_values, base, unstable_cv, shown)
+            printed_column = section.one_off or not column.quantity.detail  # else in the CSV only: no text
+            cells = _resource_cells(section, column, run_values, base, unstable_cv, printed_column)
             if all(cell.value is None for cell in cells):
                 continue  # no run measured it
             unstable = unstable or any(cell.unstable for cell in cells)
-            if shown:
+            if printed_column:
                 printed.append(len(headers))
             headers.append(section.prefix + column.header)
             short_headers.append(column.header)
@@ -533,11 +533,11 @@ def _unstable(m: MeasurementRow | None, threshold: float) -> bool:
 
 
 def _resource_cells(
-    section: Section, column: Column, values: list[dict], base: dict, unstable_cv: float, shown: bool
+    section: Section, column: Column, values: list[dict], base: dict, unstable_cv: float, printed: bool
 ) -> list[Cell]:
     """Each run's resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree;
     a ratio to the baseline's, flagged when either side is and marked when its interval includes 1. The text of a
-    column no table prints (``shown`` False) is left empty: only its numbers are written."""
+    column no table prints (``printed`` False) is left empty: only its numbers are written."""
     key = (section.phase, section.scenario, "", column.name)
     b = base.get(key)
     mark, quiet_mark, missing = f" {UNSTABLE_MARK}", f" {NOT_SIGNIFICANT_MARK}", "–"
@@ -553,23 +553,21 @@ def _resource_cells(
             flagged = _unstable(m, unstable_cv) or base_flagged
             change = decisions.ratio(base_figure, interval(m))  # type: ignore[arg-type]
             quiet = m is not b and change is not None and not decisions.significant(change)
-            text = column.format(value) + mark * flagged + quiet_mark * quiet if shown else ""
+            text = column.format(value) + mark * flagged + quiet_mark * quiet if printed else ""
             low, high = (change.low, change.high) if change else (None, None)
             cells.append(Cell(value, None, text, low, high, unstable=flagged))
         return cells
-    scale = column.quantity.scale  # ``Column.shown``, inline: a million cells
+    in_unit = column.shown
     for run_values in values:
         m = run_values.get(key)
         if m is None:
             cells.append(Cell(text=missing))
             continue
-        low = None if m.ci_low is None else m.ci_low * scale
-        high = None if m.ci_high is None else m.ci_high * scale
-        stderr = None if m.stderr is None else m.stderr * scale
+        low, high, stderr = in_unit(m.ci_low), in_unit(m.ci_high), in_unit(m.stderr)
         spread = (high - low) / 2 if low is not None and high is not None else stderr
-        flagged = (m.cv or 0) > unstable_cv
-        value = None if m.value is None else m.value * scale
-        text = column.format(value, spread) + mark * flagged if shown else ""
+        flagged = _unstable(m, unstable_cv)
+        value = in_unit(m.value)
+        text = column.format(value, spread) + mark * flagged if printed else ""
         cells.append(Cell(value, stderr, text, low, high, m.cv, flagged))
     return cells
 
