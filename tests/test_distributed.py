@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -12,12 +13,13 @@ import torch
 import tests.rank_targets as targets
 from effbench import network
 from effbench.api.context import Measurement
-from effbench.config.suite import load_suite
+from effbench.config.suite import load_suite, parse_short
 from effbench.default_plugins.executors import InlineExecutor
 from effbench.errors import EffbenchError
 from effbench.measure.windows import Instruments
+from effbench.modeling import decoder_layers
 from effbench.plugins import registry
-from effbench.reference import zoo
+from effbench.reference import families, zoo
 from effbench.run.launch import free_port, run_ranks
 from effbench.run.sweep import check_parameters, resolve_placement, run_suite
 from effbench.store.load import load
@@ -28,7 +30,8 @@ from tests.training_helpers import training_suite
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
 TRAINING = {"ranks": 2, "steps": STEPS, "batch_size": 4, "max_length": 32, "target_loss": 50.0}  # met at once
-EXCHANGES = ["ddp-allreduce", "ddp-fp16", "ddp-powersgd:rank=1", "ddp-zero"]  # ddp-bf16 needs NCCL (cuda)
+# ddp-bf16 needs NCCL (cuda)
+EXCHANGES = ["ddp-allreduce", "ddp-fp16", "ddp-powersgd:rank=1", "ddp-zero", "fsdp", "fsdp:reshard=false"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -140,8 +143,19 @@ def test_more_ranks_than_the_machine_has_cores_is_refused_before_any_run(tmp_pat
     assert not (tmp_path / "runs").exists()
 
 
-def _train(store, technique: str) -> dict[str, Measurement]:
-    run = next(r for r in store.runs if r.technique == f"finetune-full+{technique.split(':')[0]}")
+def _run(store, exchange: str):
+    """The run of ``finetune-full + exchange`` (its parameters as written, the others at their defaults)."""
+    short = parse_short(exchange)
+    params = registry().technique(short["name"]).validate(short["params"])
+    return next(
+        r
+        for r in store.runs
+        if r.technique == f"finetune-full+{short['name']}" and json.loads(r.technique_params)[short["name"]] == params
+    )
+
+
+def _train(store, exchange: str) -> dict[str, Measurement]:
+    run = _run(store, exchange)
     return {m.metric: m for m in store.measurements_of(run.run_id) if m.in_phase == "train" and m.step is None}
 
 
@@ -201,16 +215,75 @@ def test_powersgd_sends_its_rank_r_factors_once_compression_starts(distributed_s
     assert total < 2 * STEPS * _gradient_bytes()  # it did compress
 
 
-def test_zero_adds_the_broadcast_of_every_updated_parameter(distributed_store):
-    plain = _train(distributed_store, "ddp-allreduce")["train_bytes_communicated_per_step"].value
-    assert _train(distributed_store, "ddp-zero")["train_bytes_communicated_per_step"].value == pytest.approx(
-        2 * plain, rel=0.01
-    )
+def test_zero_adds_the_broadcast_of_every_updated_parameter_and_keeps_half_the_state(distributed_store):
+    plain, zero = _train(distributed_store, "ddp-allreduce"), _train(distributed_store, "ddp-zero")
+    per_step = "train_bytes_communicated_per_step"
+    assert zero[per_step].value == pytest.approx(2 * plain[per_step].value, rel=0.01)
+    assert zero["optimizer_state_size"].value == pytest.approx(plain["optimizer_state_size"].value / 2, rel=0.01)
+
+
+def _shard_bytes(params: list[torch.nn.Parameter], ranks: int = 2) -> int:
+    """Bytes of one rank's shard of ``params`` under FSDP2: each parameter's first dimension split in ``ranks``,
+    padded to equal chunks."""
+    return sum(math.ceil(p.shape[0] / ranks) * (p.numel() // p.shape[0]) * p.element_size() for p in params)
+
+
+def _fsdp_bytes(params: list[torch.nn.Parameter], reshard: bool) -> int:
+    """Per rank and step, FSDP2's own rule on 2 ranks: every unit's shard all-gathered for forward (again for
+    backward when it reshards), every padded gradient reduce-scattered whole, and the gradient norm's all-reduce
+    (one float32 per parameter)."""
+    shards = _shard_bytes(params)
+    return shards * (2 if reshard else 1) + 2 * shards + 4 * len(params)
+
+
+@pytest.mark.parametrize(("exchange", "reshard"), [("fsdp", True), ("fsdp:reshard=false", False)])
+def test_fsdp_gathers_each_shard_per_pass_and_reduce_scatters_the_gradients(distributed_store, exchange, reshard):
+    model, _ = zoo.load("zoo:micro-s")
+    train = _train(distributed_store, exchange)
+    per_step = train["train_bytes_communicated_per_step"].value * 1e3
+    assert per_step == pytest.approx(2 * _fsdp_bytes(list(model.parameters()), reshard), rel=1e-9)  # exactly
+    assert train["train_bytes_communicated"].value == pytest.approx(STEPS * per_step / 1e3)
+
+
+def test_fsdp_trains_the_model_ddp_trains_with_half_the_optimizer_state(distributed_store):
+    ddp, fsdp = _train(distributed_store, "ddp-allreduce"), _train(distributed_store, "fsdp")
+    assert fsdp["final_train_loss"].value == pytest.approx(ddp["final_train_loss"].value, rel=1e-5)
+    assert fsdp["optimizer_state_size"].value == pytest.approx(ddp["optimizer_state_size"].value / 2, rel=0.01)
+    assert fsdp["checkpoint_size"].value == ddp["checkpoint_size"].value  # the whole trained model, gathered
+
+    def kl(exchange: str) -> float:
+        rows = distributed_store.measurements_of(_run(distributed_store, exchange).run_id)
+        return next(m.value for m in rows if m.metric == "kl_divergence")
+
+    assert kl("fsdp") == pytest.approx(kl("ddp-allreduce"), rel=1e-3) and kl("fsdp") > 0
+
+
+@pytest.fixture(scope="module")
+def fsdp_on_families():
+    """One FSDP2 step of every family's tiny model on 2 gloo ranks, then its gather: each rank's account."""
+    return run_ranks(2, "cpu", targets.fsdp_step_on_families, list(families.FAMILIES))
+
+
+@pytest.mark.parametrize("family", list(families.FAMILIES))
+def test_fsdp_shards_every_familys_blocks_and_gathers_the_trained_model_whole(fsdp_on_families, family):
+    rank0, rank1 = (outcome[family] for outcome in fsdp_on_families)
+    model, _ = families.build(family)
+    params = dict(model.named_parameters())
+    assert rank0["units"] == rank0["blocks"] + 1 == len(decoder_layers(model)) + 1  # each block, then the rest
+    for name, p in params.items():  # each rank keeps its share of every parameter's rows, and only that
+        assert rank0["local"][name] == math.ceil(p.shape[0] / 2) * (p.numel() // p.shape[0])
+        assert rank0["local"][name] + rank1["local"][name] == p.numel()
+    assert rank0["bytes"] == rank1["bytes"] == _fsdp_bytes(list(params.values()), reshard=True)
+    assert rank0["calls"] == rank0["collectives"] > 0  # torch's own count: every collective of the step was counted
+    assert rank0["plain"] and rank0["finite"] and rank0["still_tied"] == rank0["tied"]
+    assert {name: t.shape for name, t in rank0["gathered"].items()} == {name: p.shape for name, p in params.items()}
+    assert all(torch.equal(rank0["gathered"][name], rank1["gathered"][name]) for name in params)  # one model
+    assert any(not torch.equal(rank0["gathered"][name], p.detach()) for name, p in params.items())  # trained
 
 
 def test_every_distributed_run_reports_its_training_and_the_trained_models_accuracy(distributed_store):
     for exchange in EXCHANGES:
-        run = next(r for r in distributed_store.runs if r.technique == f"finetune-full+{exchange.split(':')[0]}")
+        run = _run(distributed_store, exchange)
         assert run.status == "ok" and json.loads(run.settings)["training"]["ranks"] == 2
         rows = distributed_store.measurements_of(run.run_id)
         train = {m.metric: m for m in rows if m.in_phase == "train" and m.step is None}
@@ -246,13 +319,27 @@ def test_the_distributed_suite_trains_with_every_gradient_exchange_on_two_ranks(
     assert suite.training.ranks == 2 and exchanges - used == {"ddp-bf16"}  # the one that needs cuda
 
 
+def _on_two_gpus(exchanges: tuple[str, ...], output: Path):
+    """micro-s fine-tuned with each exchange on 2 NCCL ranks (one GPU each): the results store."""
+    suite = load_suite(None, models=["zoo:micro-s"], techniques=[f"finetune-full + {t}" for t in exchanges],
+                       tasks=["micro_copy"], limit=1, bootstrap_iters=0, scenarios=[QUICK_SCENARIO], training=TRAINING,
+                       device="cuda", output=str(output))  # fmt: skip
+    assert run_suite(suite, executor=InlineExecutor()).failed == {}
+    return load(output)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL ranks need two GPUs")
 def test_bf16_compression_halves_the_bytes_per_step_on_two_gpus(tmp_path):
     exchanges = ("ddp-allreduce", "ddp-bf16")
-    suite = load_suite(None, models=["zoo:micro-s"], techniques=[f"finetune-full + {t}" for t in exchanges],
-                       tasks=["micro_copy"], limit=1, bootstrap_iters=0, scenarios=[QUICK_SCENARIO], training=TRAINING,
-                       device="cuda", output=str(tmp_path))  # fmt: skip
-    assert run_suite(suite, executor=InlineExecutor()).failed == {}
-    per_step = {t: _train(load(tmp_path), t)["train_bytes_communicated_per_step"].value for t in exchanges}
+    store = _on_two_gpus(exchanges, tmp_path)
+    per_step = {t: _train(store, t)["train_bytes_communicated_per_step"].value for t in exchanges}
     assert per_step["ddp-bf16"] == pytest.approx(per_step["ddp-allreduce"] / 2, rel=0.02)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL ranks need two GPUs")
+def test_fsdp_on_two_gpus_sends_by_the_same_rule_as_on_cpu(tmp_path):
+    model, _ = zoo.load("zoo:micro-s")
+    per_step = _train(_on_two_gpus(("fsdp",), tmp_path), "fsdp")["train_bytes_communicated_per_step"].value * 1e3
+    assert per_step == pytest.approx(2 * _fsdp_bytes(list(model.parameters()), reshard=True), rel=1e-9)

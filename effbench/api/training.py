@@ -29,6 +29,10 @@ class Communication:
     # the hook issues collectives from its futures' callbacks (PowerSGD): on gloo, which matches collectives by
     # the order each rank issues them, each bucket's exchange then finishes before the next bucket's begins
     serial: bool = False
+    # FSDP2 (``fully_shard``) instead of DDP: parameters, gradients and optimizer state sharded over the ranks, each
+    # decoder block's parameters gathered for its forward and backward; ``hook`` and ``shard_optimizer`` then unused
+    shard_parameters: bool = False
+    reshard_after_forward: bool = True  # FSDP: free a block's gathered parameters after its forward, gather again
 
 
 @dataclass(frozen=True)

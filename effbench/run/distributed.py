@@ -1,7 +1,7 @@
 """A run's train phase on several ranks: each rank trains and measures its own window, the launcher combines them.
 
 The run's worker sends every rank the model as the apply phase left it; each rank lets the stack's
-training techniques shape it, trains its share of every batch under DDP with the stack's communication
+training techniques shape it, trains its share of every batch under DDP or FSDP with the stack's communication
 technique, and measures the train phase with the same instruments as any window (its bytes handed to
 collectives counted at each call). The windows are combined quantity by quantity by their declared rules
 (energy and bytes summed, peak memory and wall clock the highest rank's, the loss curve averaged), and

@@ -127,7 +127,7 @@ def train_stack(
     options = TrainingOptions.merged(
         [(s.technique.name, s.technique.training_options(model, tokenizer, **s.params)) for s in steps]
     )
-    run = loop.train(model, tokenizer, settings, options, *placement, parallel=parallel)
+    model, run = loop.train(model, tokenizer, settings, options, *placement, parallel=parallel)
     for step in steps:
         model = step.technique.after_training(model, tokenizer, **step.params)
     model.eval()

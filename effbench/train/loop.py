@@ -23,7 +23,7 @@ from effbench.measure.device import device_type, peak_flops
 from effbench.train import optim
 from effbench.train.data import examples
 from effbench.train.distill import step_loss
-from effbench.train.distributed import Parallel
+from effbench.train.distributed import Parallel, Prepared
 
 IGNORED = -100  # the label of positions the loss does not count (prompt, padding)
 WARMUP_SHARE = 0.1  # the learning rate rises linearly over the first tenth of the budget
@@ -171,11 +171,12 @@ def train(
     device: str,
     dtype: str,
     parallel: Parallel | None = None,
-) -> TrainingRun:
+) -> tuple[Any, TrainingRun]:
     """Train ``model``'s trainable parameters within the budget of ``settings`` (the suite's ``training``).
 
     With ``parallel`` this process is one rank of a distributed training: it trains on its share of
-    every batch, through DDP, and its ``TrainingRun`` counts its own examples.
+    every batch, through DDP or FSDP, and its ``TrainingRun`` counts its own examples. Returns the trained
+    model (under FSDP a new one, its shards gathered whole) and the run.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -193,8 +194,13 @@ def train(
     )
     optimizer = optim.build(options.optimizer, list(trainable.values()), options.learning_rate)
     loaded = model  # checkpointing is switched on the model itself, not on its DDP wrapper
-    if parallel is not None:
-        model, optimizer = parallel.prepare(model, optimizer, options.communication)
+    prepared = (
+        parallel.prepare(model, optimizer, options.communication)
+        if parallel is not None
+        else Prepared(model, optimizer, lambda: loaded)
+    )
+    model, optimizer = prepared.model, prepared.optimizer
+    clipped = [p for p in model.parameters() if p.requires_grad]  # under FSDP, its shards
     data = batches(tokenizer, settings, options.packing, device, parallel.shard if parallel else None)
     steps, tokens = settings.get("steps"), settings.get("tokens")
     flops_per_position = 0.0
@@ -213,7 +219,7 @@ def train(
                 flops_per_position = counter.get_total_flops() / batch["input_ids"].numel()
             else:
                 loss = forward_backward(model, batch, options, device)
-            torch.nn.utils.clip_grad_norm_(trainable.values(), 1.0)
+            torch.nn.utils.clip_grad_norm_(clipped, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             run.losses.append(loss.item())  # waits for the device: the step's end time below is its real end
@@ -223,5 +229,6 @@ def train(
     model.eval()
     run.flops = flops_per_position * run.computed_tokens or None
     run.optimizer_state_bytes = optim.state_bytes(optimizer)
-    run.checkpoint_bytes = checkpoint_bytes(trainable)
-    return run
+    model = prepared.trained()
+    run.checkpoint_bytes = checkpoint_bytes({name: p for name, p in model.named_parameters() if p.requires_grad})
+    return model, run

@@ -24,12 +24,19 @@ def build(name: str, parameters: list[Any], lr: float) -> Any:
 
 
 def state_bytes(optimizer: Any) -> int:
-    """Bytes of the tensors the optimizer keeps per parameter (moments, step counts): its memory beyond the weights."""
-    import torch
+    """Bytes of the tensors the optimizer keeps per parameter (moments, step counts): its memory beyond the weights.
 
+    A sharded tensor (FSDP's DTensor) counts this rank's shard, the memory it takes here; ZeRO's optimizer keeps
+    its shard's state in the local optimizer it wraps.
+    """
+    import torch
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from torch.distributed.tensor import DTensor
+
+    kept = optimizer.optim if isinstance(optimizer, ZeroRedundancyOptimizer) else optimizer
     return sum(
-        value.numel() * value.element_size()
-        for state in optimizer.state.values()
+        (value.to_local() if isinstance(value, DTensor) else value).numel() * value.element_size()
+        for state in kept.state.values()
         for value in state.values()
         if isinstance(value, torch.Tensor)
     )

@@ -1,8 +1,8 @@
-"""How the ranks of a distributed training exchange gradients: DDP communication hooks and ZeRO sharding.
+"""How the ranks of a distributed training exchange gradients: DDP communication hooks, ZeRO and FSDP sharding.
 
 Each one stacks with a training technique (``finetune-full + ddp-fp16``) in a suite whose
 ``training.ranks`` is 2 or more; the bytes every rank hands to collectives are counted at each call
-(``train_bytes_communicated``), so what a compression hook saves is measured, not assumed.
+(``train_bytes_communicated``), so what a compression hook saves or sharding costs is measured, not assumed.
 """
 
 from __future__ import annotations
@@ -118,7 +118,26 @@ class ZeroSharding(_DefaultHook):
     references = ("https://arxiv.org/abs/1910.02054",)
 
 
+class FullSharding(_Exchange):
+    """FSDP2: parameters, gradients and optimizer state sharded over the ranks, each block gathered when it computes."""
+
+    name = "fsdp"
+    resources = ("memory", "network")
+    description = (
+        "FSDP2 (torch's fully_shard), ZeRO stage 3: each rank keeps 1/N of every parameter, gradient and optimizer "
+        "state; each decoder block's parameters are all-gathered for its forward (again for its backward unless "
+        "reshard=false) and its gradients reduce-scattered."
+    )
+    references = ("https://arxiv.org/abs/2304.11277", "https://arxiv.org/abs/1910.02054")
+
+    def apply(self, model: Any, tokenizer: Any, *, reshard: bool = True) -> Any:
+        return model
+
+    def communication(self, reshard: bool) -> Communication:
+        return Communication(shard_parameters=True, reshard_after_forward=reshard)
+
+
 @hookimpl
 def register_techniques(register):
-    for technique in (AllReduce(), Fp16Compression(), Bf16Compression(), PowerSGD(), ZeroSharding()):
+    for technique in (AllReduce(), Fp16Compression(), Bf16Compression(), PowerSGD(), ZeroSharding(), FullSharding()):
         register(technique)
