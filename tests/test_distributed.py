@@ -107,6 +107,9 @@ def test_ranks_windows_combine_by_each_quantitys_declared_rule():
         (["finetune-full + ddp-fp16"], {}, "technique 'ddp-fp16' needs training.ranks >= 2"),
         (["ddp-fp16"], {"ranks": 2}, "'ddp-fp16' chooses how ranks exchange gradients and trains nothing itself"),
         (["finetune-full + ddp-fp16 + ddp-zero"], {"ranks": 2}, "'ddp-fp16' and 'ddp-zero' both choose"),
+        (["finetune-full + fsdp"], {}, "technique 'fsdp' needs training.ranks >= 2"),
+        (["fsdp"], {"ranks": 2}, "'fsdp' chooses how ranks exchange gradients and trains nothing itself"),
+        (["finetune-full + ddp-zero + fsdp"], {"ranks": 2}, "'ddp-zero' and 'fsdp' both choose"),
     ],
 )
 def test_a_technique_exchanging_gradients_needs_ranks_and_a_training_technique(techniques, training, message):
