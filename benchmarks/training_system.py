@@ -11,21 +11,16 @@ Run: python benchmarks/training_system.py [--hidden 256] [--layers 4] [--steps 3
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import yaml
 from gpu_check import build_model
-
-from effbench.store.load import load
+from train_figures import sweep, table, verdict
 
 BASE = "pretrain-scratch + packing"
 TECHNIQUES = [BASE, *(f"{BASE} + {extra}" for extra in ("gradient-checkpointing", "autocast-bf16",
                                                          "optimizer:name=adafactor"))]  # fmt: skip
-SCENARIO = "single-stream:repeats=1,min_requests=2,output_tokens=4,prompt_tokens=8,warmup=0"
 FIGURES = [
     ("train_step_time", "s/step", "{:.2f}"),
     ("peak_memory", "peak RSS (MiB)", "{:.0f}"),
@@ -44,41 +39,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="packed rows of 256 tokens per step")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="effbench-training-system-") as folder:
-        model_dir, output, suite = Path(folder) / "llama-random", Path(folder) / "results", Path(folder) / "suite.yaml"
+        model_dir = Path(folder) / "llama-random"
         count = build_model(model_dir, args.hidden, args.layers)
         training = {"data": "micro_world", "steps": args.steps, "batch_size": args.batch_size, "max_length": 256}
-        suite.write_text(
-            yaml.safe_dump(
-                {
-                    "name": "training-system",
-                    "models": [str(model_dir)],
-                    "techniques": TECHNIQUES,
-                    "tasks": ["micro_agree"],
-                    "limit": 4,
-                    "scenarios": [SCENARIO],
-                    "training": training,
-                    "timeout": 3600,
-                    "output": str(output),
-                }
-            )
-        )
-        started = time.perf_counter()
-        sweep = subprocess.run([sys.executable, "-m", "effbench.cli", "evaluate", str(suite)], capture_output=True)
         print(f"random Llama, {count / 1e6:.1f} M parameters; training {training}")
-        print(f"sweep: exit {sweep.returncode} in {time.perf_counter() - started:.0f} s")
-        if sweep.returncode:
-            print(sweep.stderr.decode()[-3000:])
-        results = load(output)
-    figures: dict[str, dict[str, float]] = {}
-    print("\n| run | " + " | ".join(label for _, label, _ in FIGURES) + " |")
-    print("|---|" + "---|" * len(FIGURES))
-    for run in results.runs:
-        if run.technique == "baseline":
-            continue
-        train = {m.metric: m.value for m in results.measurements_of(run.run_id) if m.in_phase == "train"}
-        figures[run.technique] = train  # the stack's technique names joined by +
-        cells = [fmt.format(train[key]) if key in train else "–" for key, _, fmt in FIGURES]
-        print(f"| `{run.label}` | " + " | ".join(cells) + " |")
+        results = sweep(model_dir, TECHNIQUES, training, Path(folder))
+        figures = {run.technique: train for run, train in table(results, FIGURES)}  # the stack's names joined by +
     base = figures.get("pretrain-scratch+packing", {})
     checkpointed = figures.get("pretrain-scratch+packing+gradient-checkpointing", {})
     adafactor = figures.get("pretrain-scratch+packing+optimizer", {})
@@ -89,8 +55,7 @@ def main() -> int:
         failures.append("gradient checkpointing did not raise the time per step")
     if not adafactor.get("optimizer_state_size", 1e12) < base.get("optimizer_state_size", 0):
         failures.append("Adafactor's optimizer state is not below AdamW's")
-    print("\n" + ("\n".join(f"FAIL: {f}" for f in failures) or "all checks passed"))
-    return 1 if failures else 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":

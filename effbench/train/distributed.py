@@ -22,7 +22,6 @@ from typing import Any
 from effbench import network
 from effbench.api.training import Communication
 from effbench.measure.device import device_type
-from effbench.modeling import decoder_layers
 
 # the modules whose collectives a rank calls, each collective with where its outgoing tensor is: (position, keyword);
 # a collective missing from the installed torch is skipped. The functional ones are DTensor's (FSDP2's gradient
@@ -163,12 +162,17 @@ def gathered(sharded_model: Any, skeleton: Any) -> Any:
 
 
 def fully_sharded(model: Any, device: str, world: int, reshard_after_forward: bool) -> Any:
-    """The model under FSDP2 in place: each decoder block a unit (gathered alone), the rest of the model one more."""
+    """The model under FSDP2 in place: each decoder block a unit (gathered alone), the rest of the model one more.
+
+    The blocks are the modules of the classes the model declares unsplittable (transformers'
+    ``_no_split_modules``, which accelerate's FSDP wrapping also uses); a model declaring none is one unit.
+    """
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(device_type(device), (world,))
-    for block in decoder_layers(model):
+    blocks = set(getattr(model, "_no_split_modules", None) or ())
+    for block in [module for module in model.modules() if type(module).__name__ in blocks]:
         fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward)
     return fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward)
 
