@@ -13,6 +13,7 @@ import torch
 import tests.rank_targets as targets
 from effbench import network
 from effbench.api.context import Measurement
+from effbench.api.training import Communication
 from effbench.config.suite import load_suite, parse_short
 from effbench.default_plugins.executors import InlineExecutor
 from effbench.errors import EffbenchError
@@ -23,7 +24,7 @@ from effbench.reference import families, zoo
 from effbench.run.launch import free_port, run_ranks
 from effbench.run.sweep import check_parameters, resolve_placement, run_suite
 from effbench.store.load import load
-from effbench.train.distributed import counting_collectives
+from effbench.train.distributed import Parallel, counting_collectives
 from tests.conftest import QUICK_SCENARIO
 from tests.training_helpers import training_suite
 
@@ -83,6 +84,23 @@ def test_every_collective_is_counted_at_its_call_and_torch_is_restored_after():
         assert dist.all_reduce is original
     finally:
         dist.destroy_process_group()
+
+
+def test_fsdp_refuses_an_optimizer_that_cannot_update_its_shards_before_sharding():
+    import torch.distributed as dist
+    from transformers.optimization import Adafactor
+
+    model, _ = zoo.load("zoo:micro-s")
+    before = {name: p for name, p in model.named_parameters()}
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        optimizer = Adafactor(model.parameters(), lr=1e-3, scale_parameter=False, relative_step=False)
+        refusal = r"^fsdp shards the parameters as DTensors, which transformers\.optimization\.Adafactor cannot update"
+        with pytest.raises(EffbenchError, match=refusal):
+            Parallel(0, 1, "cpu").prepare(model, optimizer, Communication(shard_parameters=True))
+    finally:
+        dist.destroy_process_group()
+    assert {name: p for name, p in model.named_parameters()} == before  # nothing was sharded
 
 
 def test_ranks_windows_combine_by_each_quantitys_declared_rule():

@@ -21,6 +21,7 @@ from typing import Any
 
 from effbench import network
 from effbench.api.training import Communication
+from effbench.errors import EffbenchError
 from effbench.measure.device import device_type
 
 # the modules whose collectives a rank calls, each collective with where its outgoing tensor is: (position, keyword);
@@ -127,6 +128,16 @@ def sharded(optimizer: Any) -> Any:
     return ZeroRedundancyOptimizer(params, optimizer_class=type(optimizer), **same_settings(optimizer))
 
 
+def check_updates_shards(optimizer: Any) -> None:
+    """Refuse, before sharding, an optimizer that cannot update FSDP's DTensor shards (torch.optim's ones can)."""
+    kind = type(optimizer)
+    if not kind.__module__.startswith("torch.optim"):
+        raise EffbenchError(
+            f"fsdp shards the parameters as DTensors, which {kind.__module__}.{kind.__name__} cannot update; "
+            "train with a torch.optim optimizer (AdamW, the loop's default) under fsdp"
+        )
+
+
 def meta_copy(model: Any) -> Any:
     """The model's structure, its parameters on the meta device (no memory), its buffers and the rest copied."""
     import torch
@@ -211,6 +222,7 @@ class Parallel:
 
         chosen = communication or Communication()
         if chosen.shard_parameters:
+            check_updates_shards(optimizer)
             skeleton = meta_copy(model)
             fully_sharded(model, self.device, self.world, chosen.reshard_after_forward)
             shards = [p for p in model.parameters() if p.requires_grad]
