@@ -6,7 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from effbench.present.columns import Column, fmt
-from effbench.present.leaderboard import Entry, entry, headline, measured_columns, scenario_note, shared_scenario
+from effbench.present.leaderboard import (
+    Entry,
+    entry,
+    evaluated_rows,
+    headline,
+    measured_columns,
+    scenario_note,
+    shared_scenario,
+)
 from effbench.present.report import markdown_table, md, status_text
 from effbench.records import RunRecord
 from effbench.store.load import Results
@@ -57,10 +65,12 @@ def compare(mine: Results, published: Results, columns: list[Column]) -> list[Co
     out = []
     for key, runs in groups.items():
         scenario = shared_scenario(mine, runs)
-        yours = [entry(mine, r, scenario) for r in runs]
+        rows_of = evaluated_rows(mine, runs, scenario)
+        yours = [entry(r, rows_of.get(r.run_id, []), scenario) for r in runs]
         tasks = sorted({t for e in yours for t in e.quality})
         machines = {e.run.hardware_fingerprint for e in yours}
-        theirs = [entry(published, r, scenario) for r in others.get(key, [])]
+        published_rows = evaluated_rows(published, others.get(key, []), scenario)
+        theirs = [entry(r, published_rows.get(r.run_id, []), scenario) for r in others.get(key, [])]
         theirs = [e for e in theirs if not tasks or set(tasks) & set(e.quality)]
         theirs.sort(key=lambda e: (e.run.hardware_fingerprint not in machines, e.run.hardware_fingerprint))
         sources = [YOURS] * len(yours) + [SAME if e.run.hardware_fingerprint in machines else OTHER for e in theirs]

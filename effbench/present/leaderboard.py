@@ -20,6 +20,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from effbench.api.metric import Quantity
 from effbench.measure import decisions
@@ -33,6 +35,7 @@ from effbench.present.report import (
     markdown_table,
     md,
     md_code,
+    phases_of,
     primary_quality,
     run_gates,
     under_load,
@@ -40,7 +43,7 @@ from effbench.present.report import (
 from effbench.records import PHASE_EVALUATE, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, check_folder, replace_folder, target_folder
-from effbench.store.rows import text_codes
+from effbench.store.rows import records, run_spans, text_codes
 from effbench.version import __version__
 
 # file suffix -> the quantities it plots, the first one measured on the machine wins (counters before estimates)
@@ -106,9 +109,22 @@ def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:
     return names[int(np.bincount(measured, minlength=len(names)).argmax())]  # the first of the most
 
 
-def entry(results: Results, run: RunRecord, scenario: str | None) -> Entry:
-    """A run's leaderboard entry (score left unset): model-level figures and those of ``scenario`` only."""
-    rows = [m for m in results.measurements_of(run.run_id) if m.in_phase == PHASE_EVALUATE]
+def evaluated_rows(results: Results, runs: list[RunRecord], scenario: str | None) -> dict[str, list[MeasurementRow]]:
+    """Each run's evaluate-phase task metrics, model-level figures and ``scenario``'s, in stored order: the rows
+    entries and gates read, made records of without making one of every measurement (half of them are not read)."""
+    table = results.measurement_table([run.run_id for run in runs])
+    _, evaluated = phases_of(table)
+    task = table.column("task")
+    shown = pc.is_in(pc.fill_null(table.column("scenario"), ""), pa.array(["", scenario or ""]))
+    kept = table.filter(pc.and_(evaluated, pc.or_(pc.not_equal(task, ""), pc.and_(pc.equal(task, ""), shown))))
+    rows = records(kept, MeasurementRow)  # a null task is read by neither: left out with its row
+    return {run_id: rows[start:stop] for run_id, (start, stop) in run_spans(kept.column("run_id")).items()}
+
+
+def entry(run: RunRecord, rows: list[MeasurementRow], scenario: str | None) -> Entry:
+    """A run's leaderboard entry (score left unset) from its measurements (at least those ``evaluated_rows`` keeps):
+    model-level figures and those of ``scenario`` only."""
+    rows = [m for m in rows if m.in_phase == PHASE_EVALUATE]
     resources = {m.metric: m for m in rows if m.task == "" and m.in_scenario in ("", scenario or "")}
     return Entry(run, primary_quality(rows), resources)
 
@@ -219,7 +235,8 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
         if not ok:
             continue
         scenario = shared_scenario(results, ok)
-        entries = [entry(results, r, scenario) for r in ok]
+        rows_of = evaluated_rows(results, ok, scenario)
+        entries = [entry(r, rows_of.get(r.run_id, []), scenario) for r in ok]
         scored = scored_tasks(entries)
         baselines = _baselines(ok)
         for e in entries:
@@ -228,7 +245,7 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
         for e in entries:  # each model and placement's runs against their baseline at once
             placed.setdefault((e.run.model, e.run.placement), []).append(e)
         for key, group in placed.items():
-            gates = run_gates(results, [e.run for e in group], baselines.get(key))
+            gates = run_gates(results, rows_of, [e.run for e in group], baselines.get(key))
             for e in group:
                 e.gates = gates[e.run.run_id]
         measured = measured_columns(entries, columns)

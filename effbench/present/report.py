@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -215,19 +215,22 @@ def quality_gates(kept: list[Interval | None], length_ratio: float | None) -> di
     return {name: decisions.combine([decisions.gate(k, share) for k in kept]) for name, share in GATES.items()}
 
 
-def run_gates(results: Results, runs: list[RunRecord], base_run: RunRecord | None) -> dict[str, dict[str, str | None]]:
-    """Each run's MLPerf gates against its baseline on the baseline's primary metrics (unknown for the baseline)."""
+def run_gates(
+    results: Results, rows_of: Mapping[str, list[MeasurementRow]], runs: list[RunRecord], base_run: RunRecord | None
+) -> dict[str, dict[str, str | None]]:
+    """Each run's MLPerf gates against its baseline on the baseline's primary metrics (unknown for the baseline);
+    ``rows_of`` holds each run's measurements, or at least its evaluate-phase task metrics (the ones read)."""
     gates: dict[str, dict[str, str | None]] = {run.run_id: dict.fromkeys(GATES) for run in runs}
     if base_run is None:
         return gates
     others = [run for run in runs if run.run_id != base_run.run_id]
-    base = {_key(m): m for m in results.measurements_of(base_run.run_id)}
+    base = {_key(m): m for m in rows_of.get(base_run.run_id, [])}
     primary = primary_quality(list(base.values()))
     paired = paired_with_baseline(results, others, base_run, primary)
     ids = [run.run_id for run in others]
     lengths = dict(zip(ids, results.length_ratios(ids, base_run.run_id), strict=True))
     for run in others:
-        mine = {_key(m): m for m in results.measurements_of(run.run_id) if m.task}  # the keys read: task metrics
+        mine = {_key(m): m for m in rows_of.get(run.run_id, []) if m.task}  # the keys read: task metrics
         kept = []
         for task, row in primary.items():
             key = (PHASE_EVALUATE, "", task, row.metric)
@@ -319,7 +322,7 @@ def _first_seen(column: pa.ChunkedArray | pa.Array) -> list[str]:
     return [value for value in text_codes(column)[1] if value is not None]
 
 
-def _phases(measured: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+def phases_of(measured: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """Each row's phase as ``MeasurementRow.in_phase`` reads it, and whether it is the evaluated model's."""
     stored = pc.fill_null(measured.column("phase"), "")
     phase = pc.if_else(pc.equal(stored, ""), PHASE_EVALUATE, stored)
@@ -328,7 +331,7 @@ def _phases(measured: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
 
 def under_load(measured: pa.Table) -> pa.Table:
     """The rows of a measurement table that the evaluated model measured under a load scenario."""
-    _, evaluated = _phases(measured)
+    _, evaluated = phases_of(measured)
     return measured.filter(pc.and_(evaluated, pc.not_equal(pc.fill_null(measured.column("scenario"), ""), "")))
 
 
@@ -349,7 +352,7 @@ def by_section(rows: list[MeasurementRow]) -> dict[tuple[str, str], list[Measure
 
 def _sections(measured: pa.Table) -> list[Section]:
     """The model section, one per load scenario, lm-eval's generation, then one per one-off phase, as first measured."""
-    phase, evaluated = _phases(measured)
+    phase, evaluated = phases_of(measured)
     phases = _first_seen(phase.filter(pc.invert(evaluated)))
     return [
         Section("model"),
