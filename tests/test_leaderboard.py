@@ -3,14 +3,18 @@
 import csv
 import io
 import itertools
+import math
 import random
 
 import pytest
 from PIL import Image
 
+from effbench.api.metric import Quantity
 from effbench.errors import EffbenchError
 from effbench.measure.decisions import Interval, pareto_front
 from effbench.present import aside, compare, leaderboard
+from effbench.present.columns import Column
+from effbench.present.report import run_gates
 from effbench.store.load import Results, load
 from effbench.store.results import ResultsStore
 from tests.conftest import run_cli
@@ -208,3 +212,60 @@ def test_an_empty_set_of_published_runs_compares_yours_alone(two_machines):
     comparisons = compare.compare(two_machines, Results(), COLUMNS)
     assert all(set(c.sources) == {"yours"} for c in comparisons)
     assert "No published run" in compare.to_markdown(comparisons)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_csvs_figures_computed_at_once_are_each_entrys_interval(seed):
+    """The CSV's resource bounds, computed a column at a time, are ``Entry.interval``'s: stored bounds (missing, NaN,
+    either side of the value), standard errors (missing, NaN, infinite), signed zeros, a scaled unit, no figure."""
+    rng = random.Random(seed)
+    odd = [None, math.nan, math.inf, -math.inf, -0.0, 0.0, 1.5, -2.25]
+
+    def figure() -> float | None:
+        return rng.choice([*odd, rng.uniform(-5, 5), rng.uniform(-5, 5)])
+
+    entries = []
+    for i in range(300):
+        value = rng.choice([0.0, -0.0, 1.5, rng.uniform(-5, 5), rng.uniform(-5, 5)])
+        row = measurement("latency", value, "ms", "computation", stderr=figure(), ci_low=figure(), ci_high=figure())
+        entries.append(leaderboard.Entry(run_row(f"r{i}", "baseline", {}), {}, {"latency": row} if i % 7 else {}))
+    for scale in (1.0, 1e-3, 7.3):
+        column = Column(Quantity("latency", "ms", "computation", False, scale=scale))
+        by_entry = [leaderboard._bounds(e.interval(column)) for e in entries]
+        at_once = list(zip(*leaderboard._column_bounds(entries, column), strict=True))
+        assert repr(at_once) == repr(by_entry)  # NaN and -0.0 told apart
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_entries_and_gates_from_the_rows_read_are_the_ones_from_every_measurement(tmp_path, seed):
+    """``evaluated_rows`` makes records of the rows entries and gates read only: both are the ones every measurement
+    gives, whatever the phases, scenarios, repeated metrics and null tasks or scenarios."""
+    rng = random.Random(seed)
+    store = two_machine_store(tmp_path / "store")
+    for i in range(6):
+        rows = [
+            measurement(
+                rng.choice(["latency", "peak_memory", "exact_match", "acc"]),
+                rng.uniform(0, 2),
+                "ms",
+                rng.choice(["computation", "quality"]),
+                rng.choice(["", "", "micro_copy", "micro_text"]),
+                stderr=rng.choice([None, 0.1]),
+                scenario=rng.choice([None, "", "single-stream", "server"]),
+                phase=rng.choice([None, "", "evaluate", "apply"]),
+            )
+            for _ in range(40)
+        ]
+        technique, params = ("baseline", {}) if i == 0 else ("dtype", {"dtype": f"t{i}"})
+        store.write_run(run_row(f"hwC-{i}", technique, params, "hwC"), rows)
+    results = load(store.root)
+    for runs in results.hardware().values():
+        for scenario in (None, "single-stream", "server"):
+            read = leaderboard.evaluated_rows(results, runs, scenario)
+            every = {run.run_id: results.measurements_of(run.run_id) for run in runs}
+            for run in runs:
+                assert leaderboard.entry(run, read.get(run.run_id, []), scenario) == leaderboard.entry(
+                    run, every[run.run_id], scenario
+                )
+            base = next(r for r in runs if r.technique == "baseline")
+            assert run_gates(results, read, runs, base) == run_gates(results, every, runs, base)

@@ -42,6 +42,20 @@ class Interval:
             return cls(value, value - Z95 * stderr, value + Z95 * stderr)
         return cls(value, value, value)
 
+    @staticmethod
+    def bounds_of(
+        value: np.ndarray, stderr: np.ndarray, ci_low: np.ndarray, ci_high: np.ndarray, bounded: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The low and high bounds ``of`` gives many figures, computed at once (a NaN stderr stands for a missing
+        one; ``bounded`` says where both interval bounds are stored): for tables of hundreds of thousands."""
+        spread = Z95 * stderr
+        finite = np.isfinite(stderr)
+        low = np.where(finite, value - spread, value)
+        high = np.where(finite, value + spread, value)
+        low = np.where(bounded, np.where(value < ci_low, value, ci_low), low)  # min(ci_low, value), NaN and all
+        high = np.where(bounded, np.where(value > ci_high, value, ci_high), high)
+        return low, high
+
     @property
     def exact(self) -> bool:
         """Whether nothing is known about the figure's uncertainty (or it has none)."""
