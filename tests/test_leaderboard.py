@@ -261,7 +261,7 @@ def test_entries_and_gates_from_the_rows_read_are_the_ones_from_every_measuremen
     results = load(store.root)
     for runs in results.hardware().values():
         for scenario in (None, "single-stream", "server"):
-            read = leaderboard.evaluated_rows(results, runs, scenario)
+            read = leaderboard.evaluated_rows(results.measurement_table([run.run_id for run in runs]), scenario)
             every = {run.run_id: results.measurements_of(run.run_id) for run in runs}
             for run in runs:
                 assert leaderboard.entry(run, read.get(run.run_id, []), scenario) == leaderboard.entry(

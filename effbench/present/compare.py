@@ -64,12 +64,13 @@ def compare(mine: Results, published: Results, columns: list[Column]) -> list[Co
             others.setdefault(_key(run), []).append(run)
     out = []
     for key, runs in groups.items():
-        scenario = shared_scenario(mine, runs)
-        rows_of = evaluated_rows(mine, runs, scenario)
+        measured = mine.measurement_table([r.run_id for r in runs])
+        scenario = shared_scenario(measured)
+        rows_of = evaluated_rows(measured, scenario)
         yours = [entry(r, rows_of.get(r.run_id, []), scenario) for r in runs]
         tasks = sorted({t for e in yours for t in e.quality})
         machines = {e.run.hardware_fingerprint for e in yours}
-        published_rows = evaluated_rows(published, others.get(key, []), scenario)
+        published_rows = evaluated_rows(published.measurement_table([r.run_id for r in others.get(key, [])]), scenario)
         theirs = [entry(r, published_rows.get(r.run_id, []), scenario) for r in others.get(key, [])]
         theirs = [e for e in theirs if not tasks or set(tasks) & set(e.quality)]
         theirs.sort(key=lambda e: (e.run.hardware_fingerprint not in machines, e.run.hardware_fingerprint))

@@ -100,9 +100,10 @@ class Entry:
         return self._intervals[key]
 
 
-def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:
-    """The load scenario most of these runs measured (the first seen on a tie): a table shows one scenario."""
-    table = under_load(results.measurement_table([run.run_id for run in runs]))
+def shared_scenario(measured: pa.Table) -> str | None:
+    """The load scenario most runs of a measurement table (``Results.measurement_table``) measured (the first seen on
+    a tie): a table shows one scenario."""
+    table = under_load(measured)
     if not table.num_rows:
         return None
     scenarios, names = text_codes(table.column("scenario"))  # numbered as first seen
@@ -111,10 +112,10 @@ def shared_scenario(results: Results, runs: list[RunRecord]) -> str | None:
     return names[int(np.bincount(measured, minlength=len(names)).argmax())]  # the first of the most
 
 
-def evaluated_rows(results: Results, runs: list[RunRecord], scenario: str | None) -> dict[str, list[MeasurementRow]]:
-    """Each run's evaluate-phase task metrics, model-level figures and ``scenario``'s, in stored order: the rows
-    entries and gates read, made records of without making one of every measurement (half of them are not read)."""
-    table = results.measurement_table([run.run_id for run in runs])
+def evaluated_rows(table: pa.Table, scenario: str | None) -> dict[str, list[MeasurementRow]]:
+    """Each run's evaluate-phase task metrics, model-level figures and ``scenario``'s in a measurement table, in stored
+    order: the rows entries and gates read, made records of without making one of every measurement (half of them
+    are not read)."""
     _, evaluated = phases_of(table)
     task = table.column("task")
     shown = pc.is_in(pc.fill_null(table.column("scenario"), ""), pa.array(["", scenario or ""]))
@@ -236,8 +237,9 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
         ok = [r for r in runs if r.status == "ok"]
         if not ok:
             continue
-        scenario = shared_scenario(results, ok)
-        rows_of = evaluated_rows(results, ok, scenario)
+        measured = results.measurement_table([r.run_id for r in ok])
+        scenario = shared_scenario(measured)
+        rows_of = evaluated_rows(measured, scenario)
         entries = [entry(r, rows_of.get(r.run_id, []), scenario) for r in ok]
         scored = scored_tasks(entries)
         baselines = _baselines(ok)
