@@ -7,7 +7,7 @@ largest or summed over ranks, as the README's "Distributed runs" says). Checks t
 are a visible share of the process's memory: FSDP's and ZeRO's optimizer state is half of all-reduce's, FSDP's
 peak RSS is below all-reduce's, FSDP sends twice all-reduce's bytes per step (1.5 times without resharding), all
 within 2 %. Exits 1 when one fails.
-Run: python benchmarks/distributed.py [--hidden 512] [--layers 8] [--steps 3] [--batch-size 4]   (minutes, 2 cores)
+Run: python benchmarks/distributed.py [--hidden 1024] [--layers 8] [--steps 3] [--batch-size 4]   (minutes, 2 cores)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def within(value: float, expected: float, share: float = 0.02) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", type=int, default=512, help="hidden size")
+    parser.add_argument("--hidden", type=int, default=1024, help="hidden size")
     parser.add_argument("--layers", type=int, default=8, help="decoder layers")
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per run")
     parser.add_argument("--batch-size", type=int, default=4, help="global batch: rows of up to 256 tokens per step")

@@ -128,6 +128,11 @@ def parameter_count(parameter: Any) -> int:
     return math.prod(state.shape) if state is not None else parameter.numel()
 
 
+def trainable(model: Any) -> list[Any]:
+    """The parameters the loop updates (those with requires_grad), in the model's order."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def checkpoint_bytes(trainable: dict[str, Any]) -> int:
     """Bytes of the trained parameters saved as safetensors: what must be shipped to reproduce the trained model."""
     from safetensors.torch import save_file
@@ -181,18 +186,18 @@ def train(
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    if not trainable:
+    if not trainable(model):
         raise EffbenchError("the stack's training techniques left no parameter trainable")
     peak, no_peak = peak_flops(device, dtype)
     run = TrainingRun(
-        trainable_parameters=sum(p.numel() for p in trainable.values()),
+        trainable_parameters=sum(p.numel() for p in trainable(model)),
         total_parameters=sum(parameter_count(p) for p in model.parameters()),
         target_loss=settings.get("target_loss"),
         peak_flops_per_s=peak,
         no_peak_reason=no_peak,
     )
-    optimizer = optim.build(options.optimizer, list(trainable.values()), options.learning_rate)
+    # no name here keeps the parameters: FSDP replaces them with its shards, and the whole ones must be freed
+    optimizer = optim.build(options.optimizer, trainable(model), options.learning_rate)
     loaded = model  # checkpointing is switched on the model itself, not on its DDP wrapper
     prepared = (
         parallel.prepare(model, optimizer, options.communication)
@@ -200,7 +205,7 @@ def train(
         else Prepared(model, optimizer, lambda: loaded)
     )
     model, optimizer = prepared.model, prepared.optimizer
-    clipped = [p for p in model.parameters() if p.requires_grad]  # under FSDP, its shards
+    clipped = trainable(model)  # under FSDP, its shards
     data = batches(tokenizer, settings, options.packing, device, parallel.shard if parallel else None)
     steps, tokens = settings.get("steps"), settings.get("tokens")
     flops_per_position = 0.0
