@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -96,18 +97,23 @@ def test_ctrl_c_sigterm_and_kill_minus_9_stop_the_worker_at_once_and_store_nothi
                 start_new_session=True,
                 preexec_fn=_as_from_a_terminal,
             )
-        if moment == "starting":  # the forkserver is still importing torch and lm-eval
-            _wait_for(lambda: (out / LOCK_NAME).is_file())
-        else:
-            _wait_for(lambda sweep=sweep: len(ResultsStore(out).statuses()) == 1 and _worker_started(sweep))
-            time.sleep(1)  # the baseline's worker has ended; the one asleep in apply is the run in progress
-            assert _worker_started(sweep)
-        descendants = [p.pid for p in psutil.Process(sweep.pid).children(recursive=True)]
-        if how == signal.SIGINT:
-            os.killpg(sweep.pid, how)  # Ctrl-C: the terminal signals the whole process group
-        else:
-            os.kill(sweep.pid, how)  # the sweep's process only: its forkserver and worker must follow it
-        sweep.wait(timeout=60)
+        try:
+            if moment == "starting":  # the forkserver is still importing torch and lm-eval
+                _wait_for(lambda: (out / LOCK_NAME).is_file())
+            else:
+                _wait_for(lambda sweep=sweep: len(ResultsStore(out).statuses()) == 1 and _worker_started(sweep))
+                time.sleep(1)  # the baseline's worker has ended; the one asleep in apply is the run in progress
+                _wait_for(lambda sweep=sweep: _worker_started(sweep))  # forked later on a loaded machine
+            descendants = [p.pid for p in psutil.Process(sweep.pid).children(recursive=True)]
+            if how == signal.SIGINT:
+                os.killpg(sweep.pid, how)  # Ctrl-C: the terminal signals the whole process group
+            else:
+                os.kill(sweep.pid, how)  # the sweep's process only: its forkserver and worker must follow it
+            sweep.wait(timeout=60)
+        except BaseException:  # a step that failed leaves no sweep behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sweep.pid, signal.SIGKILL)
+            raise
         assert _all_gone(descendants), f"a worker outlived the sweep after {how.name}"
         said = log.read_text()
         if how != signal.SIGKILL:
