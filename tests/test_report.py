@@ -2,10 +2,13 @@
 
 import csv
 import io
+import math
 
+import numpy as np
 import pytest
 
 from effbench.present import report
+from effbench.records import PHASE_EVALUATE, MeasurementRow
 from effbench.store.load import load
 from effbench.store.results import ResultsStore
 from tests.conftest import run_cli
@@ -148,3 +151,52 @@ def test_a_store_of_an_earlier_schema_still_reports(tmp_path, version):
     cli = run_cli("report", "--results", str(tmp_path))
     assert cli.returncode == 0, cli.stderr
     assert "dtype(dtype=bf16)" in cli.stdout and (tmp_path / "report.md").is_file()
+
+
+def _cell_at_a_time(m, column, unstable_cv, printed):
+    """A figure's cell from its record, as the report made each before its cells were computed a column at a time."""
+    if m is None:
+        return report.Cell(text="–")
+    low, high, stderr = column.shown(m.ci_low), column.shown(m.ci_high), column.shown(m.stderr)
+    spread = (high - low) / 2 if low is not None and high is not None else stderr
+    flagged = (m.cv or 0) > unstable_cv
+    value = column.shown(m.value)
+    text = column.format(value, spread) + f" {report.UNSTABLE_MARK}" * flagged if printed else ""
+    return report.Cell(value, stderr, text, low, high, m.cv, flagged)
+
+
+@pytest.mark.parametrize("printed", [True, False])
+def test_resource_cells_a_column_at_a_time_equal_a_cell_at_a_time(printed):
+    """RunFigures' cells equal the per-record arithmetic on figures with None, NaN, inf, -0.0 and tiny values, runs
+    without the figure, a figure stored twice (the last counts), and rows that are no cell (a task's, a step's)."""
+    from effbench.api.metric import Quantity
+    from effbench.present.columns import Column
+    from effbench.store.results import to_table
+
+    rng = np.random.default_rng(7)
+    odd = [None, math.nan, math.inf, -math.inf, -0.0, 0.0, 1e-9, -3e-7, 123.456, 0.004]
+
+    def number():
+        return odd[rng.integers(len(odd))] if rng.random() < 0.4 else float(rng.normal(0, 10) ** 3)
+
+    column = Column(Quantity("latency", "ms", "computation", False, scale=1e3, digits=1))
+    section = report.Section("server", scenario="server")
+    runs, counts = [], []
+    for run in range(300):
+        rows = []
+        for _ in range(rng.integers(0, 4)):  # none, one or more of the figure
+            extra = {"stderr": number(), "ci_low": number(), "ci_high": number(), "cv": number()}
+            value = odd[rng.integers(1, len(odd))] if rng.random() < 0.3 else float(rng.normal(5, 5))
+            rows.append(_m("latency", value, scenario="server", run_id=f"r{run}", **extra))
+        rows.insert(rng.integers(len(rows) + 1), _m("latency", 1.0, scenario="server", run_id=f"r{run}", step=3))
+        rows.insert(rng.integers(len(rows) + 1), _m("latency", 2.0, "task_a", scenario="server", run_id=f"r{run}"))
+        rows.append(_m("latency", 3.0, scenario="offline", run_id=f"r{run}"))
+        runs.append(rows)
+        counts.append(len(rows))
+    values = [{report._key(m): m for m in rows if m.step is None} for rows in runs]
+    figures = report.RunFigures.of(to_table([m for rows in runs for m in rows], MeasurementRow), counts)
+    cells = report._resource_cells(section, column, values, {}, figures, 0.1, printed)
+    key = (PHASE_EVALUATE, "server", "", "latency")
+    expected = [_cell_at_a_time(v.get(key), column, 0.1, printed) for v in values]
+    assert list(map(repr, cells)) == list(map(repr, expected))  # repr: NaN equals NaN, -0.0 differs from 0.0
+    assert figures.metrics(PHASE_EVALUATE, "server") == {"latency"}
