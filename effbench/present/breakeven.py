@@ -85,10 +85,11 @@ def _requests(value: float) -> int:
     return math.ceil(round(value, 6))
 
 
-def estimate(values: Values, base: Values, scenario: str, repayment: Repayment) -> Estimate:
-    """One run's break-even of one resource in one scenario."""
-    cost = one_off(values, repayment)
-    mine, theirs = per_request(values, scenario, repayment), per_request(base, scenario, repayment)
+def estimate(values: Values, theirs: Interval | None, scenario: str, repayment: Repayment) -> Estimate:
+    """One run's break-even of one resource in one scenario, against the baseline's ``per_request`` figure (found
+    once per column, not per run)."""
+    cost = one_off(values, repayment) if theirs is not None else None
+    mine = per_request(values, scenario, repayment) if cost is not None else None
     if cost is None or mine is None or theirs is None:
         return Estimate("–")
     verdict = decisions.break_even(cost, decisions.difference(theirs, mine))
@@ -108,8 +109,9 @@ def columns(runs: list[Values], base: Values | None, scenarios: list[str]) -> li
     out = []
     for scenario in scenarios:
         for repayment in REPAYMENTS:
+            theirs = per_request(base, scenario, repayment)
             cells = [
-                Estimate("–") if values is base else estimate(values, base, scenario, repayment) for values in runs
+                Estimate("–") if values is base else estimate(values, theirs, scenario, repayment) for values in runs
             ]
             if any(cell.text != "–" for cell in cells):
                 out.append((f"{scenario}: {repayment.label}", cells))

@@ -339,7 +339,7 @@ class RunFigures:
         phase, _ = phases_of(measured)
         run_level = pc.fill_null(pc.equal(measured.column("task"), ""), False)
         chosen = pc.and_(run_level, pc.is_null(measured.column("step")))
-        figures = measured.filter(chosen)
+        figures = measured.select(["scenario", "metric", *FIGURE_FIELDS]).filter(chosen)  # not a copy of all columns
         run = np.repeat(np.arange(len(counts)), counts)[chosen.to_numpy(zero_copy_only=False)]
         scenario = pc.fill_null(figures.column("scenario"), "")
         parts = [text_codes(column) for column in (phase.filter(chosen), scenario, figures.column("metric"))]
@@ -399,8 +399,8 @@ def under_load(measured: pa.Table) -> pa.Table:
 
 
 def _scenarios(measured: pa.Table) -> list[str]:
-    """The load scenarios of the evaluated models, as first measured."""
-    return _first_seen(under_load(measured).column("scenario"))
+    """The load scenarios of the evaluated models, as first measured (the two columns read: not a copy of all)."""
+    return _first_seen(under_load(measured.select(["phase", "scenario"])).column("scenario"))
 
 
 def by_section(rows: list[MeasurementRow]) -> dict[tuple[str, str], list[MeasurementRow]]:
@@ -413,13 +413,14 @@ def by_section(rows: list[MeasurementRow]) -> dict[tuple[str, str], list[Measure
     return grouped
 
 
-def _sections(measured: pa.Table) -> list[Section]:
-    """The model section, one per load scenario, lm-eval's generation, then one per one-off phase, as first measured."""
+def _sections(measured: pa.Table, scenarios: list[str]) -> list[Section]:
+    """The model section, one per load scenario (``_scenarios``), lm-eval's generation, then one per one-off phase, as
+    first measured."""
     phase, evaluated = phases_of(measured)
     phases = _first_seen(phase.filter(pc.invert(evaluated)))
     return [
         Section("model"),
-        *(Section(s, scenario=s) for s in _scenarios(measured)),
+        *(Section(s, scenario=s) for s in scenarios),
         *(Section(GENERATION_SECTION, p) for p in phases if p == GENERATE),
         *(Section(f"{p.capitalize()} (one-off)", p) for p in phases if p != GENERATE),
     ]
@@ -495,7 +496,8 @@ def _table(
     measured = results.measurement_table([run.run_id for run in runs])  # the same rows as columns
     counts = [len(rows_of[run.run_id]) for run in runs]
     figures = RunFigures.of(measured, counts)
-    for section in _sections(measured):
+    scenarios = _scenarios(measured)
+    for section in _sections(measured, scenarios):
         printed = []
         held = grouped.get(section.key, [])
         cell_metrics = figures.metrics(section.phase, section.scenario)
@@ -516,7 +518,7 @@ def _table(
         if printed:
             sections.append((section.title, [0, *printed]))
     repaid = breakeven.columns(
-        [values[run.run_id] for run in runs], values[base_run.run_id] if base_run else None, _scenarios(measured)
+        [values[run.run_id] for run in runs], values[base_run.run_id] if base_run else None, scenarios
     )
     for header, estimates in repaid:
         headers.append(f"break-even: {header}")
