@@ -200,3 +200,52 @@ def test_resource_cells_a_column_at_a_time_equal_a_cell_at_a_time(printed):
     expected = [_cell_at_a_time(v.get(key), column, 0.1, printed) for v in values]
     assert list(map(repr, cells)) == list(map(repr, expected))  # repr: NaN equals NaN, -0.0 differs from 0.0
     assert figures.metrics(PHASE_EVALUATE, "server") == {"latency"}
+
+
+def test_sections_metrics_and_notes_a_column_at_a_time_equal_a_pass_over_the_records():
+    """RunFigures.first_rows gives each section the candidate columns a pass over its records gives, and the notes
+    read the table's phases and methods as the records say them: null and empty phases, tasks and methods, training
+    steps, undeclared metrics first seen in any order."""
+    from effbench.store.results import to_table
+
+    rng = np.random.default_rng(3)
+    phases, scenarios = [None, "", PHASE_EVALUATE, "generate", "apply", "train"], [None, "", "server", "offline"]
+    runs, counts = [], []
+    for run in range(40):
+        rows = []
+        for _ in range(rng.integers(0, 30)):
+            extra = {
+                "phase": phases[rng.integers(len(phases))],
+                "scenario": scenarios[rng.integers(len(scenarios))],
+                "method": [None, "", "a", "b"][rng.integers(4)],
+                "step": None if rng.random() < 0.7 else int(rng.integers(3)),
+                "resource": ["memory", "energy"][rng.integers(2)],
+            }
+            task = [None, "", "task_a"][rng.integers(3)]
+            rows.append(_m(f"m{rng.integers(8)}", 1.0, task, run_id=f"r{run}", **extra))
+        runs.append(rows)
+        counts.append(len(rows))
+    every = [m for rows in runs for m in rows]
+    measured = to_table(every, MeasurementRow)
+    figures = report.RunFigures.of(measured, counts)
+    for section in report._sections(measured, report._scenarios(measured)):
+        phase, scenario = section.key
+        held = [m for m in every if m.task == "" and m.in_phase == phase]
+        held = [m for m in held if phase != PHASE_EVALUATE or m.in_scenario == scenario]
+        assert section.columns([], [every[i] for i in figures.first_rows(section)]) == section.columns([], held)
+    methods: dict[str, str] = {}
+    for m in every:
+        if m.method and not m.task:
+            methods.setdefault(m.metric, m.method)
+    by_method: dict[str, list[str]] = {}
+    for metric, how in sorted(methods.items()):
+        by_method.setdefault(how, []).append(metric)
+    notes = report._notes("here", measured, False, 0.1)
+    assert notes[3:] == [
+        *([report.GENERATION_NOTE] if any(m.in_phase == "generate" for m in every) else []),
+        *(n for n in notes if "(one-off)" in n),
+        *(f"{', '.join(metrics)}: {how}" for how, metrics in by_method.items()),
+    ]
+    assert [n.split(" ")[0] for n in notes if "(one-off)" in n] == sorted(
+        {m.in_phase for m in every} - {PHASE_EVALUATE, "generate"}
+    )

@@ -165,7 +165,7 @@ class Section:
 
     @property
     def key(self) -> tuple[str, str]:
-        """The run-level measurements it holds: of its phase and, when evaluating, of its scenario (``by_section``)."""
+        """The run-level rows it holds (``RunFigures.first_rows``): of its phase and, when evaluating, its scenario."""
         return (self.phase, self.scenario if self.phase == PHASE_EVALUATE else "")
 
     def columns(self, columns: list[Column], rows: list[MeasurementRow]) -> list[Column]:
@@ -323,13 +323,17 @@ FIGURE_FIELDS = ("value", "stderr", "ci_low", "ci_high", "cv")
 
 @dataclass(frozen=True)
 class RunFigures:
-    """Each run's run-level figures (no task, no training step) as columns, found a key at a time: a resource
-    column's cells are computed with numpy, not with a dict look-up and a record per run (1 M cells on 10 k runs)."""
+    """Each run's run-level rows (no task) as columns, found a key at a time: a resource column's cells are computed
+    with numpy, not with a dict look-up and a record per run (1 M cells on 10 k runs), and a section's metrics
+    without a pass over every record."""
 
     runs: int
+    row: np.ndarray  # each figure's row among the table's measurements
     run: np.ndarray  # each figure's run (its index among the table's runs)
+    cell: np.ndarray  # whether it is a table cell: not a training step's (the long-form details hold the curve)
+    parts: list[tuple[np.ndarray, list[str | None]]]  # each figure's phase, scenario and metric (``text_codes``)
     code: np.ndarray  # each figure's key, as its code in ``keys``
-    keys: dict[tuple[str, str, str], int]  # (phase, scenario, metric) of some figure -> its code
+    keys: dict[tuple[str, str, str], int]  # (phase, scenario, metric) of some cell -> its code
     numbers: dict[str, np.ndarray]  # FIGURE_FIELDS, NaN where null, then a missing figure's NaN
     null: dict[str, np.ndarray]  # where each of ``numbers`` is null (a missing figure's: True)
 
@@ -338,39 +342,57 @@ class RunFigures:
         """The figures among a table's measurements: its runs' rows one run after the other, ``counts`` each."""
         phase, _ = phases_of(measured)
         run_level = pc.fill_null(pc.equal(measured.column("task"), ""), False)
-        chosen = pc.and_(run_level, pc.is_null(measured.column("step")))
-        figures = measured.select(["scenario", "metric", *FIGURE_FIELDS]).filter(chosen)  # not a copy of all columns
-        run = np.repeat(np.arange(len(counts)), counts)[chosen.to_numpy(zero_copy_only=False)]
+        figures = measured.select(["scenario", "metric", "step", *FIGURE_FIELDS]).filter(run_level)  # not all columns
+        row = np.flatnonzero(run_level.to_numpy(zero_copy_only=False))
+        run = np.repeat(np.arange(len(counts)), counts)[row]
+        cell = figures.column("step").is_null().to_numpy(zero_copy_only=False)
         scenario = pc.fill_null(figures.column("scenario"), "")
-        parts = [text_codes(column) for column in (phase.filter(chosen), scenario, figures.column("metric"))]
+        parts = [text_codes(column) for column in (phase.filter(run_level), scenario, figures.column("metric"))]
         code = np.zeros(figures.num_rows, np.int64)
         for codes, distinct in parts:
             code = code * len(distinct) + codes
-        found, first = np.unique(code, return_index=True)
-        key_parts = [[distinct[i] for i in codes[first].tolist()] for codes, distinct in parts]
+        found, first = np.unique(code[cell], return_index=True)
+        key_parts = [[distinct[i] for i in codes[cell][first].tolist()] for codes, distinct in parts]
         keys = dict(zip(zip(*key_parts, strict=True), found.tolist(), strict=True))
         numbers, null = {}, {}
         for name in FIGURE_FIELDS:
             column = figures.column(name)
             numbers[name] = np.append(pc.fill_null(column, math.nan).to_numpy(), math.nan)
             null[name] = np.append(column.is_null().to_numpy(zero_copy_only=False), True)
-        return cls(len(counts), run, code, keys, numbers, null)
+        return cls(len(counts), row, run, cell, parts, code, keys, numbers, null)
 
     def metrics(self, phase: str, scenario: str) -> set[str]:
-        """The metrics some run has a figure of in this phase and scenario."""
+        """The metrics some run has a cell of in this phase and scenario."""
         return {metric for p, s, metric in self.keys if p == phase and s == scenario}
 
     def at(self, phase: str, scenario: str, metric: str) -> np.ndarray:
-        """Each run's figure of this key as its index in ``numbers`` (the last it stored; a missing one's: -1)."""
+        """Each run's cell of this key as its index in ``numbers`` (the last it stored; a missing one's: -1)."""
         found = np.full(self.runs, -1)
         code = self.keys.get((phase, scenario, metric))
         if code is None:
             return found
-        rows = np.flatnonzero(self.code == code)
+        rows = np.flatnonzero((self.code == code) & self.cell)
         run = self.run[rows]
         last = np.append(run[1:] != run[:-1], True)  # a run's figures are contiguous, in stored order
         found[run[last]] = rows[last]
         return found
+
+    def first_rows(self, section: Section) -> list[int]:
+        """Where each metric of the section's rows (``Section.key``, training steps too) first appears among the
+        table's measurements, in that order: the rows ``candidates`` reads (a metric's first)."""
+        phase, scenario = section.key
+        (phases, phase_names), (scenarios, scenario_names), (metrics, _) = self.parts
+        held = phases == _code(phase_names, phase)
+        if phase == PHASE_EVALUATE:
+            held &= scenarios == _code(scenario_names, scenario)
+        rows = np.flatnonzero(held)
+        _, first = np.unique(metrics[rows], return_index=True)
+        return self.row[rows[np.sort(first)]].tolist()
+
+
+def _code(distinct: list[str | None], value: str) -> int:
+    """A value's code among ``text_codes``' distinct values; -1, no row's, when none has it."""
+    return distinct.index(value) if value in distinct else -1
 
 
 def _listed(values: np.ndarray, null: np.ndarray) -> list[float | None]:
@@ -403,16 +425,6 @@ def _scenarios(measured: pa.Table) -> list[str]:
     return _first_seen(under_load(measured.select(["phase", "scenario"])).column("scenario"))
 
 
-def by_section(rows: list[MeasurementRow]) -> dict[tuple[str, str], list[MeasurementRow]]:
-    """Run-level measurements grouped by the section holding them (``Section.key``), each group in stored order."""
-    grouped: dict[tuple[str, str], list[MeasurementRow]] = {}
-    for m in rows:
-        if m.task == "":
-            phase = m.in_phase
-            grouped.setdefault((phase, m.in_scenario if phase == PHASE_EVALUATE else ""), []).append(m)
-    return grouped
-
-
 def _sections(measured: pa.Table, scenarios: list[str]) -> list[Section]:
     """The model section, one per load scenario (``_scenarios``), lm-eval's generation, then one per one-off phase, as
     first measured."""
@@ -426,7 +438,8 @@ def _sections(measured: pa.Table, scenarios: list[str]) -> list[Section]:
     ]
 
 
-def _notes(where: str, rows: list[MeasurementRow], unstable: bool, unstable_cv: float) -> list[str]:
+def _notes(where: str, measured: pa.Table, unstable: bool, unstable_cv: float) -> list[str]:
+    """The table's notes: where it was measured, how figures are shown, its phases, each metric's method."""
     notes = [
         where,
         "accuracy ± lm-eval's standard error (perplexity-type metrics, which have none: ± half a bootstrap 95 % "
@@ -438,18 +451,23 @@ def _notes(where: str, rows: list[MeasurementRow], unstable: bool, unstable_cv: 
         notes.append(
             f"{UNSTABLE_MARK} unstable: its repeats vary by more than {unstable_cv:.0%} (coefficient of variation)"
         )
-    phases = sorted({m.in_phase for m in rows} - {PHASE_EVALUATE, GENERATE})
-    if any(m.in_phase == GENERATE for m in rows):
+    measured_phases = set(_first_seen(phases_of(measured)[0]))
+    phases = sorted(measured_phases - {PHASE_EVALUATE, GENERATE})
+    if GENERATE in measured_phases:
         notes.append(GENERATION_NOTE)
     notes += [
         f"{phase} (one-off): the technique's own cost, measured once around its {phase} phase; "
         "every other section holds evaluate-phase figures only"
         for phase in phases
     ]
-    methods: dict[str, str] = {}
-    for m in rows:
-        if m.method and not m.task:
-            methods.setdefault(m.metric, m.method)
+    with_method = pc.invert(pc.fill_null(pc.equal(measured.column("method"), ""), True))  # a null one: none
+    run_level = pc.fill_null(pc.equal(measured.column("task"), ""), True)  # a null task: none
+    described = np.flatnonzero(pc.and_(with_method, run_level).to_numpy(zero_copy_only=False))
+    codes, metrics = text_codes(measured.column("metric"))
+    _, first = np.unique(codes[described], return_index=True)  # a metric's first method counts
+    rows = described[first]
+    first_methods = measured.column("method").take(rows).to_pylist()
+    methods = dict(zip([metrics[code] for code in codes[rows].tolist()], first_methods, strict=True))
     by_method: dict[str, list[str]] = {}
     for metric, how in sorted(methods.items()):
         by_method.setdefault(how, []).append(metric)
@@ -492,14 +510,13 @@ def _table(
         row += [cell for task in paired_tasks for cell in _paired_cells(paired[run.run_id][task])]
     unstable = False
     run_values = [values[run.run_id] for run in runs]
-    grouped = by_section(every_row)
     measured = results.measurement_table([run.run_id for run in runs])  # the same rows as columns
     counts = [len(rows_of[run.run_id]) for run in runs]
     figures = RunFigures.of(measured, counts)
     scenarios = _scenarios(measured)
     for section in _sections(measured, scenarios):
         printed = []
-        held = grouped.get(section.key, [])
+        held = [every_row[i] for i in figures.first_rows(section)]
         cell_metrics = figures.metrics(section.phase, section.scenario)
         for column in section.columns(columns, held):
             if column.name not in cell_metrics:
@@ -531,7 +548,7 @@ def _table(
     placement = runs[0].placement
     notes = _notes(
         "; ".join(filter(None, [f"model {model}", f"hardware fingerprint {hardware}", placement])),
-        every_row,
+        measured,
         unstable,
         unstable_cv,
     )
