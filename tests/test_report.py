@@ -249,3 +249,16 @@ def test_sections_metrics_and_notes_a_column_at_a_time_equal_a_pass_over_the_rec
     assert [n.split(" ")[0] for n in notes if "(one-off)" in n] == sorted(
         {m.in_phase for m in every} - {PHASE_EVALUATE, "generate"}
     )
+
+
+def test_a_baseline_without_task_metrics_still_decides_the_accuracy_columns(tmp_path):
+    """The accuracy columns are the baseline's tasks whenever it measured anything, even figures the table reads
+    as columns only (no record of them is made): none here, though another run has some."""
+    store = ResultsStore(tmp_path)
+    store.write_run(_run("a", "baseline"), [_m("weight_bytes", 4.0), _m("peak_memory", 3.0)])
+    store.write_run(_run("b", "dtype", {"dtype": "bf16"}), _measurements(0.795, 5.04, 2.0, 50.0))
+    (table,) = _build(store, ["a", "b"])
+    assert not [h for h in table.headers if h.startswith("task_")] and "Compression ×" in table.headers
+    store.write_run(_run("a", "baseline"), [])  # no measurement at all: the other runs' tasks
+    (table,) = _build(store, ["a", "b"])
+    assert table.headers[1:3] == ["task_a acc", "Δ task_a"]

@@ -45,6 +45,7 @@ REPAYMENTS = (
     Repayment("energy, counters", ("energy_direct",), J_PER_KWH, "energy_direct_per_request"),
     Repayment("energy", ("energy",), J_PER_KWH, "energy_per_request"),
 )
+METRICS = frozenset(metric for r in REPAYMENTS for metric in (*r.one_off, r.per_request))  # the figures estimates read
 
 
 @dataclass(frozen=True)

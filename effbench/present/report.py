@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,7 +35,7 @@ from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, check_files, replace_files
-from effbench.store.rows import text_codes
+from effbench.store.rows import records, text_codes
 
 UNSTABLE_MARK = "†"
 GENERATION_SECTION = "lm-eval generation"
@@ -377,7 +378,7 @@ class RunFigures:
         found[run[last]] = rows[last]
         return found
 
-    def first_rows(self, section: Section) -> list[int]:
+    def first_rows(self, section: Section) -> np.ndarray:
         """Where each metric of the section's rows (``Section.key``, training steps too) first appears among the
         table's measurements, in that order: the rows ``candidates`` reads (a metric's first)."""
         phase, scenario = section.key
@@ -387,7 +388,7 @@ class RunFigures:
             held &= scenarios == _code(scenario_names, scenario)
         rows = np.flatnonzero(held)
         _, first = np.unique(metrics[rows], return_index=True)
-        return self.row[rows[np.sort(first)]].tolist()
+        return self.row[rows[np.sort(first)]]
 
 
 def _code(distinct: list[str | None], value: str) -> int:
@@ -474,14 +475,29 @@ def _notes(where: str, measured: pa.Table, unstable: bool, unstable_cv: float) -
     return notes + [f"{', '.join(metrics)}: {how}" for how, metrics in by_method.items()]
 
 
+def _read_rows(measured: pa.Table, counts: list[int], metrics: set[str]) -> list[list[MeasurementRow]]:
+    """Each run's measurements read as records (its tasks' and those of ``metrics``), in stored order: the other
+    run-level figures are read as columns (``RunFigures``), and a record each would take seconds on 10 k runs."""
+    of_task = pc.fill_null(pc.not_equal(measured.column("task"), ""), False)
+    wanted = pc.or_(of_task, pc.is_in(measured.column("metric"), pa.array(sorted(metrics), pa.string())))
+    chosen = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
+    made = records(measured.take(chosen), MeasurementRow)
+    bounds = np.searchsorted(chosen, np.cumsum([0, *counts])).tolist()
+    return [made[start:stop] for start, stop in itertools.pairwise(bounds)]
+
+
 def _table(
     model: str, hardware: str, runs: list[RunRecord], results: Results, columns: list[Column], unstable_cv: float
 ) -> ComparisonTable:
-    rows_of = {run.run_id: results.measurements_of(run.run_id) for run in runs}
+    ids = [run.run_id for run in runs]
+    measured = results.measurement_table(ids)  # every measurement as columns; records of those read (_read_rows)
+    counts = results.measurement_counts(ids)
+    read = _read_rows(measured, counts, {c.name for c in columns if c.ratio} | breakeven.METRICS | {BUSY_METRIC})
+    rows_of = dict(zip(ids, read, strict=True))
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
     base_rows = rows_of[base_run.run_id] if base_run else []
-    every_row = [m for run in runs for m in rows_of[run.run_id]]
-    primary = primary_quality(base_rows or every_row)
+    every_row = [m for rows in read for m in rows]
+    primary = primary_quality(base_rows if base_run and counts[runs.index(base_run)] else every_row)
     base = {_key(m): m for m in base_rows}
     # a training step's value (a point of the loss curve) is no table cell: the long-form details hold the curve
     values = {run.run_id: {_key(m): m for m in rows_of[run.run_id] if m.step is None} for run in runs}
@@ -510,13 +526,11 @@ def _table(
         row += [cell for task in paired_tasks for cell in _paired_cells(paired[run.run_id][task])]
     unstable = False
     run_values = [values[run.run_id] for run in runs]
-    measured = results.measurement_table([run.run_id for run in runs])  # the same rows as columns
-    counts = [len(rows_of[run.run_id]) for run in runs]
     figures = RunFigures.of(measured, counts)
     scenarios = _scenarios(measured)
     for section in _sections(measured, scenarios):
         printed = []
-        held = [every_row[i] for i in figures.first_rows(section)]
+        held = records(measured.take(figures.first_rows(section)), MeasurementRow)
         cell_metrics = figures.metrics(section.phase, section.scenario)
         for column in section.columns(columns, held):
             if column.name not in cell_metrics:

@@ -88,6 +88,14 @@ class Results:
         chosen = [np.arange(start, stop) for start, stop in (spans[r] for r in run_ids if r in spans)]
         return rows.table.take(np.concatenate(chosen)) if chosen else rows.table.slice(0, 0)  # one chunk
 
+    def measurement_counts(self, run_ids: list[str]) -> list[int]:
+        """How many measurements each run has (its rows of ``measurement_table``), without making their records."""
+        rows = self.measurements
+        if not isinstance(rows, Rows):
+            return [len(self.measurements_of(run_id)) for run_id in run_ids]
+        spans = rows.spans()
+        return [stop - start for start, stop in (spans.get(run_id, (0, 0)) for run_id in run_ids)]
+
     def samples_of(self, run_id: str) -> list[SampleRow]:
         """A run's per-document outcomes, in the order lm-eval logged them (none for runs written before 1.4)."""
         return self._samples_by_run.get(run_id, [])
