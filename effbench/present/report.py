@@ -464,11 +464,11 @@ def _notes(where: str, measured: pa.Table, unstable: bool, unstable_cv: float) -
     with_method = pc.invert(pc.fill_null(pc.equal(measured.column("method"), ""), True))  # a null one: none
     run_level = pc.fill_null(pc.equal(measured.column("task"), ""), True)  # a null task: none
     described = np.flatnonzero(pc.and_(with_method, run_level).to_numpy(zero_copy_only=False))
-    codes, metrics = text_codes(measured.column("metric"))
+    codes, names = text_codes(measured.column("metric"))
     _, first = np.unique(codes[described], return_index=True)  # a metric's first method counts
     rows = described[first]
     first_methods = measured.column("method").take(rows).to_pylist()
-    methods = dict(zip([metrics[code] for code in codes[rows].tolist()], first_methods, strict=True))
+    methods = dict(zip([names[code] for code in codes[rows].tolist()], first_methods, strict=True))
     by_method: dict[str, list[str]] = {}
     for metric, how in sorted(methods.items()):
         by_method.setdefault(how, []).append(metric)
