@@ -163,9 +163,8 @@ def gathered(sharded_model: Any, skeleton: Any) -> Any:
         id(p): torch.nn.Parameter(whole[name], requires_grad=p.requires_grad) for name, p in skeleton.named_parameters()
     }
     for module in skeleton.modules():
-        for key, p in module._parameters.items():
-            if p is not None:
-                module._parameters[key] = replaced[id(p)]
+        for key, p in list(module.named_parameters(recurse=False, remove_duplicate=False)):
+            module.register_parameter(key, replaced[id(p)])
     buffers = dict(skeleton.named_buffers())
     for name, buffer in sharded_model.named_buffers():
         buffers[name].copy_(buffer)
