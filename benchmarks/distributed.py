@@ -4,9 +4,10 @@ A random-weight Llama (benchmarks/gpu_check.py's builder: micro-m's tokenizer, n
 2 gloo ranks (`training.ranks: 2`) with each exchange: plain all-reduce, ZeRO stage 1, FSDP2 with and without
 resharding after forward. Prints each run's stored train-phase figures side by side (bytes and memory are the
 largest or summed over ranks, as the README's "Distributed runs" says). Checks the effects on a model whose weights
-are a visible share of the process's memory: FSDP's and ZeRO's optimizer state is half of all-reduce's, FSDP's
-peak RSS is below all-reduce's, FSDP sends twice all-reduce's bytes per step (1.5 times without resharding), all
-within 2 %. Exits 1 when one fails.
+are a visible share of the process's memory (the default size; at --hidden 512 FSDP's peak RSS was above
+all-reduce's): FSDP's and ZeRO's optimizer state is half of all-reduce's, FSDP's peak RSS is below
+all-reduce's, FSDP sends twice all-reduce's bytes per step (1.5 times without resharding), all within 2 %.
+Exits 1 when one fails.
 Run: python benchmarks/distributed.py [--hidden 1024] [--layers 8] [--steps 3] [--batch-size 4]   (minutes, 2 cores)
 """
 
