@@ -152,7 +152,7 @@ class Results(loader.Results):
             parts = comparison.parts()
             for index, (section, headers, rows) in enumerate(parts):
                 notes = comparison.notes if index == len(parts) - 1 else []
-                tables.append(Table(f"{comparison.title} — {section}", headers, _texts(rows), notes))
+                tables.append(Table(f"{comparison.title} — {section}", headers, rows, notes))
         return View("\n".join(report.to_markdown(t) for t in built), tables, built)
 
     def leaderboard(self) -> View:
@@ -197,11 +197,6 @@ class Results(loader.Results):
         failures = "".join(f"<li>{html.escape(text)}</li>" for text in problems)
         report = self.report()._repr_html_() if self.runs else ""
         return f"<p>{html.escape(summary)}</p>" + (f"<ul>{failures}</ul>" if failures else "") + report
-
-
-def _texts(rows: list[list[Any]]) -> list[list[str]]:
-    """A comparison table's cells as the text it prints."""
-    return [[cell.text for cell in row] for row in rows]
 
 
 def load(

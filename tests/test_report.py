@@ -195,7 +195,8 @@ def test_resource_cells_a_column_at_a_time_equal_a_cell_at_a_time(printed):
         counts.append(len(rows))
     values = [{report._key(m): m for m in rows if m.step is None} for rows in runs]
     figures = report.RunFigures.of(to_table([m for rows in runs for m in rows], MeasurementRow), counts)
-    cells = report._resource_cells(section, column, values, {}, figures, 0.1, printed)
+    made = report._resource_cells(section, column, values, {}, figures, 0.1, printed)
+    cells = [made.cell(i) for i in range(len(values))]
     key = (PHASE_EVALUATE, "server", "", "latency")
     expected = [_cell_at_a_time(v.get(key), column, 0.1, printed) for v in values]
     assert list(map(repr, cells)) == list(map(repr, expected))  # repr: NaN equals NaN, -0.0 differs from 0.0

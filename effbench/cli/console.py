@@ -58,8 +58,7 @@ def print_tables(tables: list[ComparisonTable], full: str = "report.md") -> None
     ``SHOWN_TABLES`` only, and how many more ``full`` holds."""
     for table in tables[:SHOWN_TABLES]:
         for title, headers, rows in table.parts():
-            texts = [[c.text for c in row] for row in rows]
-            print_table(f"{table.title}: {title}", headers, texts, numeric=True, full=full)
+            print_table(f"{table.title}: {title}", headers, rows, numeric=True, full=full)
         for note in table.notes:
             console.print(f"  [dim]{escape(note)}[/dim]")
     if len(tables) > SHOWN_TABLES:

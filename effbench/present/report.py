@@ -12,10 +12,10 @@ import io
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, overload
 
@@ -30,7 +30,7 @@ from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval
 from effbench.measure.paired import Paired
 from effbench.plugins import registry
-from effbench.present import aside, breakeven
+from effbench.present import breakeven
 from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
@@ -87,6 +87,35 @@ class Cell:
     unstable: bool = False
 
 
+CELL_FIGURES = ("value", "stderr", "ci_low", "ci_high", "cv")  # a cell's numbers, as report.csv writes them
+
+
+@dataclass(frozen=True)
+class CellColumn:
+    """One column's cells as a column: each one's text, its figures as float64 arrays (null where it has none) and
+    whether it is flagged; a table of 10 k runs has 1.6 M cells, too many for an object each."""
+
+    text: list[str]
+    figures: dict[str, pa.Array]  # CELL_FIGURES
+    unstable: np.ndarray
+
+    @classmethod
+    def of(cls, cells: Sequence[Cell]) -> CellColumn:
+        """The column of cells made one at a time."""
+        figures = {name: pa.array([getattr(c, name) for c in cells], pa.float64()) for name in CELL_FIGURES}
+        return cls([c.text for c in cells], figures, np.array([c.unstable for c in cells], bool))
+
+    @classmethod
+    def texts(cls, texts: list[str]) -> CellColumn:
+        """A column of texts without figures (the technique, the status)."""
+        return cls(texts, dict.fromkeys(CELL_FIGURES, pa.nulls(len(texts), pa.float64())), np.zeros(len(texts), bool))
+
+    def cell(self, index: int) -> Cell:
+        """One of its cells."""
+        value, stderr, low, high, cv = (self.figures[name][index].as_py() for name in CELL_FIGURES)
+        return Cell(value, stderr, self.text[index], low, high, cv, bool(self.unstable[index]))
+
+
 DETAIL_FIELDS = tuple(MeasurementRow.schema().names)  # report-measurements.csv: every measurement, every column
 DETAIL_NAMES = ("technique", *DETAIL_FIELDS, "unstable")
 
@@ -130,16 +159,31 @@ class ComparisonTable:
 
     title: str
     headers: list[str]  # every column, long-form-only ones included, scenario-prefixed
-    rows: list[list[Cell]]
+    columns: list[CellColumn]  # each header's cells, one per run
     notes: list[str] = field(default_factory=list)
     sections: list[tuple[str, list[int]]] = field(default_factory=list)  # printed: title, column indexes
     details: Details = field(default_factory=Details)  # every measurement of the rows' runs, long form
     short_headers: list[str] = field(default_factory=list)  # each column's header within its section
 
-    def parts(self) -> list[tuple[str, list[str], list[list[Cell]]]]:
-        """Each printed section led by the technique column (narrow enough to read), with its short headers."""
+    @property
+    def runs(self) -> int:
+        """How many rows (runs) it has."""
+        return len(self.columns[0].text) if self.columns else 0
+
+    @property
+    def rows(self) -> list[list[Cell]]:
+        """Its cells row by row, made when asked (a run's row: its cells in header order)."""
+        return [[column.cell(i) for column in self.columns] for i in range(self.runs)]
+
+    def parts(self) -> list[tuple[str, list[str], list[list[str]]]]:
+        """Each printed section led by the technique column (narrow enough to read), with its short headers and the
+        texts of its cells, row by row."""
         return [
-            (title, [self.short_headers[i] for i in cols], [[row[i] for i in cols] for row in self.rows])
+            (
+                title,
+                [self.short_headers[i] for i in cols],
+                [list(row) for row in zip(*(self.columns[i].text for i in cols), strict=True)],
+            )
             for title, cols in self.sections
         ]
 
@@ -511,10 +555,6 @@ def _table(
     with_length = any(length is not None for length in lengths.values())
     headers += [f"{name} gate" for name in GATES] + [LENGTH_HEADER] * with_length + ["Status"]
     paired = paired_with_baseline(results, runs, base_run, primary)
-    rows = [
-        _accuracy_cells(run, values[run.run_id], base, primary, paired[run.run_id], lengths[run.run_id], with_length)
-        for run in runs
-    ]
     sections = [("accuracy", list(range(len(headers))))]
     paired_tasks = [task for task in primary if any(paired[run.run_id][task] for run in runs)]  # else no column
     paired_columns = [f"{name} {task}" for task in paired_tasks for name in ("p", "right→wrong", "wrong→right")]
@@ -522,8 +562,12 @@ def _table(
         sections.append((PAIRED_SECTION, [0, *range(len(headers), len(headers) + len(paired_columns))]))
     headers += paired_columns
     short_headers = list(headers)
-    for run, row in zip(runs, rows, strict=True):
-        row += [cell for task in paired_tasks for cell in _paired_cells(paired[run.run_id][task])]
+    rows = [
+        _accuracy_cells(run, values[run.run_id], base, primary, paired[run.run_id], lengths[run.run_id], with_length)
+        + [cell for task in paired_tasks for cell in _paired_cells(paired[run.run_id][task])]
+        for run in runs
+    ]
+    cell_columns = [CellColumn.of(cells) for cells in zip(*rows, strict=True)]
     unstable = False
     run_values = [values[run.run_id] for run in runs]
     figures = RunFigures.of(measured, counts)
@@ -537,15 +581,14 @@ def _table(
                 continue  # no run measured it (the cells would all be empty)
             printed_column = section.one_off or not column.quantity.detail  # else in the CSV only: no text
             cells = _resource_cells(section, column, run_values, base, figures, unstable_cv, printed_column)
-            if all(cell.value is None for cell in cells):
+            if cells.figures["value"].null_count == len(runs):
                 continue  # no run measured it
-            unstable = unstable or any(cell.unstable for cell in cells)
+            unstable = unstable or bool(cells.unstable.any())
             if printed_column:
                 printed.append(len(headers))
             headers.append(section.prefix + column.header)
             short_headers.append(column.header)
-            for row, cell in zip(rows, cells, strict=True):
-                row.append(cell)
+            cell_columns.append(cells)
         if printed:
             sections.append((section.title, [0, *printed]))
     repaid = breakeven.columns(
@@ -554,8 +597,7 @@ def _table(
     for header, estimates in repaid:
         headers.append(f"break-even: {header}")
         short_headers.append(header)
-        for row, e in zip(rows, estimates, strict=True):
-            row.append(Cell(e.value, None, e.text, e.low, e.high))
+        cell_columns.append(CellColumn.of([Cell(e.value, None, e.text, e.low, e.high) for e in estimates]))
     if repaid:
         sections.append((breakeven.SECTION, [0, *range(len(headers) - len(repaid), len(headers))]))
     details = Details(detail_table([run.label for run in runs], measured, counts, unstable_cv))
@@ -570,12 +612,12 @@ def _table(
     notes.insert(2, GATE_NOTE)
     if paired_columns:
         notes.insert(3, PAIRED_NOTE)
-    if any(cell.text.endswith(f" {NOT_SIGNIFICANT_MARK}") for row in rows for cell in row):
+    if any(text.endswith(f" {NOT_SIGNIFICANT_MARK}") for column in cell_columns for text in column.text):
         notes.append(NOT_SIGNIFICANT_NOTE)
     if repaid:
         notes.append(breakeven.NOTE)
     title = f"{model} ({hardware})" + (f" on {placement}" if placement else "")
-    return ComparisonTable(title, headers, rows, notes, sections, details, short_headers)
+    return ComparisonTable(title, headers, cell_columns, notes, sections, details, short_headers)
 
 
 def _accuracy_cells(
@@ -640,7 +682,7 @@ def _resource_cells(
     figures: RunFigures,
     unstable_cv: float,
     printed: bool,
-) -> list[Cell]:
+) -> CellColumn:
     """Each run's resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree;
     a ratio to the baseline's, flagged when either side is and marked when its interval includes 1. The text of a
     column no table prints (``printed`` False) is left empty: only its numbers are written. A ratio reads the runs'
@@ -648,8 +690,8 @@ def _resource_cells(
     key = (section.phase, section.scenario, "", column.name)
     b = base.get(key)
     mark, quiet_mark, missing = f" {UNSTABLE_MARK}", f" {NOT_SIGNIFICANT_MARK}", "–"
-    cells = []
     if column.ratio:  # a ratio is as unstable as either of its sides
+        cells = []
         base_figure, base_flagged = (interval(b), _unstable(b, unstable_cv)) if b is not None else (None, False)
         for run_values in values:
             m = run_values.get(key)
@@ -663,7 +705,7 @@ def _resource_cells(
             text = column.format(value) + mark * flagged + quiet_mark * quiet if printed else ""
             low, high = (change.low, change.high) if change else (None, None)
             cells.append(Cell(value, None, text, low, high, unstable=flagged))
-        return cells
+        return CellColumn.of(cells)
     found = figures.at(section.phase, section.scenario, column.name)
     numbers = {name: figures.numbers[name][found] for name in FIGURE_FIELDS}
     null = {name: figures.null[name][found] for name in FIGURE_FIELDS}
@@ -672,32 +714,66 @@ def _resource_cells(
     bounded = ~(null["ci_low"] | null["ci_high"])
     spread = np.where(bounded, (high - low) / 2, stderr)
     flagged = np.where(null["cv"], 0.0, numbers["cv"]) > unstable_cv  # a missing CV counts as 0, a NaN one never
-    shown = zip(
-        (found >= 0).tolist(),
-        value.tolist(),
-        _listed(stderr, null["stderr"]),
-        _listed(low, null["ci_low"]),
-        _listed(high, null["ci_high"]),
-        _listed(spread, ~bounded & null["stderr"]),
-        _listed(numbers["cv"], null["cv"]),
-        flagged.tolist(),
-        strict=True,
-    )
-    for present, v, se, lo, hi, half, cv, unstable in shown:
-        if not present:
-            cells.append(Cell(text=missing))
-            continue
-        text = column.format(v, half) + mark * unstable if printed else ""
-        cells.append(Cell(v, se, text, lo, hi, cv, unstable))
-    return cells
+    present = found >= 0
+    texts = [missing] * len(found)
+    at = np.flatnonzero(present)
+    halves = _listed(spread[at], ~bounded[at] & null["stderr"][at])
+    shown = zip(at.tolist(), value[at].tolist(), halves, flagged[at].tolist(), strict=True)
+    for run, v, half, unstable in shown:
+        texts[run] = column.format(v, half) + mark * unstable if printed else ""
+    cells = {
+        "value": pa.array(value, mask=~present),
+        "stderr": pa.array(stderr, mask=null["stderr"]),
+        "ci_low": pa.array(low, mask=null["ci_low"]),
+        "ci_high": pa.array(high, mask=null["ci_high"]),
+        "cv": pa.array(numbers["cv"], mask=null["cv"]),
+    }
+    return CellColumn(texts, cells, flagged & present)
 
 
-MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<|"})  # code, emphasis, links, HTML tags, cells
+MARKDOWN_SWAPS = {c: "\\" + c for c in "\\`*[]<|"}  # code, emphasis, links, HTML tags, cells; the backslash first
+MARKDOWN_SPECIAL = str.maketrans(MARKDOWN_SWAPS)
+JOIN = "\x00"  # what a column's texts are joined by to be escaped at once (a text holding it is escaped alone)
+OTHER_WHITESPACE = re.compile(r"[^\S ]")  # tabs, line breaks...: a scan for one class, faster than alternatives
 
 
 def md(text: object) -> str:
     """Text that Markdown shows as itself: stored names and errors must not become code, links, HTML or cells."""
     return " ".join(str(text).split()).translate(MARKDOWN_SPECIAL)
+
+
+def _each_at_once(
+    texts: list[str], escape: Callable[[str], str], slow: Callable[[str], bool], swaps: dict[str, str]
+) -> list[str]:
+    """``escape`` of each text, made on them all at once where it only swaps characters (``slow`` false for them
+    joined): each character of ``swaps`` present replaced in turn, which ``slow`` ensures is the same as all at once
+    (none is in what another becomes). A column of 10 k runs' numbers takes a few scans, not a call per text."""
+    joined = JOIN.join(texts)
+    if not slow(joined):
+        escaped_all = joined
+        for character in [c for c in swaps if c in joined]:  # those in the texts, not those a swap brought
+            escaped_all = escaped_all.replace(character, swaps[character])
+        escaped = escaped_all.split(JOIN)
+        if len(escaped) == len(texts):  # else some text held JOIN
+            return escaped
+    return [escape(text) for text in texts]
+
+
+def _respaced(joined: str) -> bool:
+    """Whether ``md`` changes the spacing of some text of these: a run of spaces, other whitespace, a space at an
+    end."""
+    ends = (JOIN + " ", " " + JOIN)
+    return (
+        bool(OTHER_WHITESPACE.search(joined))
+        or "  " in joined
+        or any(end in joined for end in ends)
+        or (joined.startswith(" ") or joined.endswith(" "))
+    )
+
+
+def md_column(texts: list[str]) -> list[str]:
+    """``md`` of each text."""
+    return _each_at_once(texts, md, _respaced, MARKDOWN_SWAPS)
 
 
 def md_code(text: object) -> str:
@@ -708,20 +784,35 @@ def md_code(text: object) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def _markdown_lines(titles: list[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table of escaped texts."""
+    lines = ["| " + " | ".join(map(md, titles)) + " |", "|" + "---|" * len(titles)]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)]) + "\n"
+
+
 def markdown_table(titles: list[str], rows: list[list[str]]) -> str:
     """A GitHub-flavoured Markdown table, every header and cell shown as itself (``md``)."""
+    columns = [md_column(list(column)) for column in zip(*rows, strict=True)]
+    return _markdown_lines(titles, zip(*columns, strict=True))
 
-    def line(values: list[str]) -> str:
-        return "| " + " | ".join(md(v) for v in values) + " |"
 
-    return "\n".join([line(titles), "|" + "---|" * len(titles), *(line(r) for r in rows)]) + "\n"
+def _escaped_parts(
+    table: ComparisonTable, escape: Callable[[list[str]], list[str]]
+) -> Iterator[tuple[str, list[str], Iterator[tuple[str, ...]]]]:
+    """``ComparisonTable.parts`` with each column's texts escaped, a column at a time (once, in every section)."""
+    escaped: dict[int, list[str]] = {}
+    for title, cols in table.sections:
+        for i in cols:
+            if i not in escaped:
+                escaped[i] = escape(table.columns[i].text)
+        yield title, [table.short_headers[i] for i in cols], zip(*(escaped[i] for i in cols), strict=True)
 
 
 def to_markdown(table: ComparisonTable) -> str:
     """GitHub-flavoured Markdown: one table per section, then the notes."""
     lines = [f"### {md(table.title)}"]
-    for title, headers, rows in table.parts():
-        lines += ["", f"**{md(title)}**", "", markdown_table(headers, [[c.text for c in row] for row in rows]).rstrip()]
+    for title, headers, rows in _escaped_parts(table, md_column):
+        lines += ["", f"**{md(title)}**", "", _markdown_lines(headers, rows).rstrip()]
     lines += [""] + [f"- {md(note)}" for note in table.notes]
     return "\n".join(lines) + "\n"
 
@@ -745,7 +836,8 @@ TEX = {
 TEX_SPECIAL = re.compile("|".join(map(re.escape, sorted(TEX, key=len, reverse=True))) + r"|\s+")
 
 
-TEX_CHARACTERS = str.maketrans({key: text for key, text in TEX.items() if len(key) == 1})
+TEX_SWAPS = {key: text for key, text in TEX.items() if len(key) == 1}
+TEX_CHARACTERS = str.maketrans(TEX_SWAPS)
 # what translating character by character cannot do: a longer key, a run of whitespace, whitespace other than a space
 TEX_SLOW = re.compile("|".join([*(re.escape(key) for key in TEX if len(key) > 1), r"\s\s", r"[^\S ]"]))
 
@@ -759,19 +851,34 @@ def _tex(s: str) -> str:
     return s.translate(TEX_CHARACTERS)
 
 
+TEX_BROUGHT = "\\{}$^"  # what swaps bring: texts holding them are escaped one by one, so swaps never compound
+TEX_LONGER = [key for key in TEX if len(key) > 1]
+
+
+def _not_swaps(joined: str) -> bool:
+    """Whether ``_tex`` of some text of these does more than swap characters, or swaps one another brings."""
+    spaced = bool(OTHER_WHITESPACE.search(joined)) or "  " in joined
+    return spaced or any(key in joined for key in TEX_LONGER) or any(c in joined for c in TEX_BROUGHT)
+
+
+def tex_column(texts: list[str]) -> list[str]:
+    """``_tex`` of each text."""
+    return _each_at_once(texts, _tex, _not_swaps, TEX_SWAPS)
+
+
 def to_latex(table: ComparisonTable) -> str:
     """booktabs LaTeX tables (one per section), ready to paste into a paper."""
     out = []
-    for title, headers, rows in table.parts():
+    for title, headers, rows in _escaped_parts(table, tex_column):
         lines = [
             r"\begin{table}[t]",
             r"\centering",
             r"\small",
             r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}",
             r"\toprule",
-            " & ".join(_tex(h) for h in headers) + r" \\",
+            " & ".join(map(_tex, headers)) + r" \\",
             r"\midrule",
-            *(" & ".join(_tex(c.text) for c in row) + r" \\" for row in rows),
+            *(" & ".join(row) + r" \\" for row in rows),
             r"\bottomrule",
             r"\end{tabular}",
             rf"\caption{{{_tex(table.title)}: {_tex(title)}. {_tex('; '.join(table.notes[1:]))}}}",
@@ -782,7 +889,6 @@ def to_latex(table: ComparisonTable) -> str:
 
 
 TEXT_COLUMNS = ("Technique", "Status")
-CELL_FIELDS = ("stderr", "ci_low", "ci_high", "cv")
 
 
 def to_csv(tables: list[ComparisonTable]) -> str:
@@ -790,20 +896,19 @@ def to_csv(tables: list[ComparisonTable]) -> str:
     own header line; written by Arrow's CSV writer, numbers in their shortest exact form."""
     sink = pa.BufferOutputStream()
     for table in tables:
-        names, columns = ["table"], [pa.array([table.title] * len(table.rows), pa.string())]
-        for at, name in enumerate(table.headers):
-            cells = [row[at] for row in table.rows]
+        names, columns = ["table"], [pa.array([table.title] * table.runs, pa.string())]
+        for name, cells in zip(table.headers, table.columns, strict=True):
             if name in TEXT_COLUMNS:
                 names.append(name)
-                columns.append(pa.array([cell.text for cell in cells], pa.string()))
+                columns.append(pa.array(cells.text, pa.string()))
                 continue
-            for figure in ("value", *CELL_FIELDS):
+            for figure in CELL_FIGURES:
                 names.append(name if figure == "value" else f"{name} {figure}")
-                columns.append(pa.array(list(map(attrgetter(figure), cells)), pa.float64()))
+                columns.append(cells.figures[figure])
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(names)  # quoted only where a name needs it
         sink.write(header.getvalue().encode())
-        if table.rows:
+        if table.runs:
             rows = pa.Table.from_arrays(columns, names=[str(i) for i in range(len(columns))])
             pa_csv.write_csv(rows, sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
     return sink.getvalue().to_pybytes().decode()
@@ -850,24 +955,30 @@ def check_writable(folder: Path) -> None:
 
 def write(tables: list[ComparisonTable], folder: Path, meanwhile: Callable[[], None] | None = None) -> dict[str, Path]:
     """Write report.md, .tex, .csv and report-measurements.csv atomically, never over a file effbench did not write;
-    ``meanwhile`` (what a command shows: its terminal tables) runs while the texts are made, before they are in
+    ``meanwhile`` (what a command shows: its terminal tables) runs while the CSVs are written, before they are in
     place."""
     check_writable(folder)  # before any work, the files named in their usual order
+    with ThreadPoolExecutor(2) as arrow:  # Arrow's CSV writer lets go of the GIL: the CSVs are made beside the texts
+        summary = arrow.submit(to_csv, tables)
 
-    def measurements_file(path: Path) -> None:  # streamed to the file: a store of 10 k runs gives 400 MB
-        with pa.OSFile(str(path), "wb") as sink:
-            write_details(tables, sink)
-        if meanwhile is not None:  # the texts are being made beside, on a large store
-            meanwhile()
+        def measurements_file(path: Path) -> None:  # streamed to the file: a store of 10 k runs gives 400 MB
+            written = arrow.submit(_write_details_file, tables, path)
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+            finally:
+                wait([written])  # never left writing into a staged folder being removed
+            written.result()
 
-    def texts() -> tuple[str, str]:  # beside; the CSVs too were slower there (a child copies each cell's memory page)
-        return "\n".join(to_markdown(t) for t in tables), "\n".join(to_latex(t) for t in tables)
+        contents: dict[str, str | Callable[[Path], None]] = {
+            "report-measurements.csv": measurements_file,
+            "report.csv": lambda path: path.write_text(summary.result(), encoding="utf-8"),
+            "report.md": lambda path: path.write_text("\n".join(map(to_markdown, tables)), encoding="utf-8"),
+            "report.tex": lambda path: path.write_text("\n".join(map(to_latex, tables)), encoding="utf-8"),
+        }
+        return replace_files(folder, REPORT, contents)
 
-    made = aside.later(texts, "making report.md and report.tex", sum(len(t.rows) for t in tables))
-    contents: dict[str, str | Callable[[Path], None]] = {  # the CSVs first: the texts are made meanwhile
-        "report-measurements.csv": measurements_file,
-        "report.csv": to_csv(tables),
-        "report.md": lambda path: path.write_text(made()[0], encoding="utf-8"),
-        "report.tex": lambda path: path.write_text(made()[1], encoding="utf-8"),
-    }
-    return replace_files(folder, REPORT, contents)
+
+def _write_details_file(tables: list[ComparisonTable], path: Path) -> None:
+    with pa.OSFile(str(path), "wb") as sink:
+        write_details(tables, sink)
