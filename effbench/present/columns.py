@@ -65,6 +65,20 @@ class Column:
             digits = min(MAX_DIGITS, 1 - math.floor(math.log10(abs(value))))
         return fmt(value, digits, spread)
 
+    def format_each(self, values: list[float], spreads: list[float | None]) -> list[str]:
+        """``format`` of each value with its spread, a column at a time: two format strings made once, ``format``
+        itself only for a small non-zero value."""
+        digits = RATIO_DIGITS if self.ratio else self.quantity.digits
+        alone, spread = f"{{:.{digits}f}}".format, f"{{:.{digits}f}} ± {{:.{digits}f}}".format
+        smallest = 0.5 * 10**-digits
+        return [
+            "–" if value != value  # NaN
+            else self.format(value, half) if value and abs(value) < smallest
+            else alone(value) if half is None
+            else spread(value, half)
+            for value, half in zip(values, spreads, strict=True)
+        ]  # fmt: skip
+
 
 def declared_quantities(reg: Registry) -> dict[str, tuple[Quantity, str]]:
     """Every quantity the registered metrics declare, with its metric's scope (the first declaration of a name)."""

@@ -100,15 +100,12 @@ class CellColumn:
     unstable: np.ndarray
 
     @classmethod
-    def of(cls, cells: Sequence[Cell]) -> CellColumn:
-        """The column of cells made one at a time."""
-        figures = {name: pa.array([getattr(c, name) for c in cells], pa.float64()) for name in CELL_FIGURES}
-        return cls([c.text for c in cells], figures, np.array([c.unstable for c in cells], bool))
-
-    @classmethod
-    def texts(cls, texts: list[str]) -> CellColumn:
-        """A column of texts without figures (the technique, the status)."""
-        return cls(texts, dict.fromkeys(CELL_FIGURES, pa.nulls(len(texts), pa.float64())), np.zeros(len(texts), bool))
+    def of(
+        cls, text: list[str], unstable: Sequence[bool] | None = None, **figures: Sequence[float | None]
+    ) -> CellColumn:
+        """A column from its texts and the lists of figures it has (``CELL_FIGURES``; None where a cell has none)."""
+        made = {name: pa.array(figures.get(name, [None] * len(text)), pa.float64()) for name in CELL_FIGURES}
+        return cls(text, made, np.array(unstable if unstable is not None else [False] * len(text), bool))
 
     def cell(self, index: int) -> Cell:
         """One of its cells."""
@@ -562,14 +559,11 @@ def _table(
         sections.append((PAIRED_SECTION, [0, *range(len(headers), len(headers) + len(paired_columns))]))
     headers += paired_columns
     short_headers = list(headers)
-    rows = [
-        _accuracy_cells(run, values[run.run_id], base, primary, paired[run.run_id], lengths[run.run_id], with_length)
-        + [cell for task in paired_tasks for cell in _paired_cells(paired[run.run_id][task])]
-        for run in runs
-    ]
-    cell_columns = [CellColumn.of(cells) for cells in zip(*rows, strict=True)]
-    unstable = False
     run_values = [values[run.run_id] for run in runs]
+    cell_columns = _accuracy_columns(runs, run_values, base, primary, paired, [lengths[run.run_id] for run in runs])
+    for task in paired_tasks:
+        cell_columns += _paired_columns([paired[run.run_id][task] for run in runs])
+    unstable = False
     figures = RunFigures.of(measured, counts)
     scenarios = _scenarios(measured)
     for section in _sections(measured, scenarios):
@@ -597,7 +591,9 @@ def _table(
     for header, estimates in repaid:
         headers.append(f"break-even: {header}")
         short_headers.append(header)
-        cell_columns.append(CellColumn.of([Cell(e.value, None, e.text, e.low, e.high) for e in estimates]))
+        texts, value = [e.text for e in estimates], [e.value for e in estimates]
+        low, high = [e.low for e in estimates], [e.high for e in estimates]
+        cell_columns.append(CellColumn.of(texts, value=value, ci_low=low, ci_high=high))
     if repaid:
         sections.append((breakeven.SECTION, [0, *range(len(headers) - len(repaid), len(headers))]))
     details = Details(detail_table([run.label for run in runs], measured, counts, unstable_cv))
@@ -620,54 +616,71 @@ def _table(
     return ComparisonTable(title, headers, cell_columns, notes, sections, details, short_headers)
 
 
-def _accuracy_cells(
-    run: RunRecord,
-    values: dict,
+def _accuracy_columns(
+    runs: list[RunRecord],
+    values: list[dict],
     base: dict,
     primary: dict[str, MeasurementRow],
-    paired: dict[str, Paired | None],
-    length_ratio: float | None,
-    with_length: bool,
-) -> list[Cell]:
-    cells = [Cell(text=run.label)]
-    kept: list[Interval | None] = []
+    paired: dict[str, dict[str, Paired | None]],
+    lengths: list[float | None],
+) -> list[CellColumn]:
+    """The accuracy section's columns: the technique; per task its figure and Δ vs the baseline; the MLPerf gates;
+    the output length (where some run has one); the status."""
+    columns = [CellColumn.of([run.label for run in runs])]
+    kept: list[list[Interval | None]] = [[] for _ in runs]
     for task, prow in primary.items():
-        m = values.get((PHASE_EVALUATE, "", task, prow.metric))
-        b = base.get((PHASE_EVALUATE, "", task, prow.metric))
-        value, stderr = (m.value, m.stderr) if m else (None, None)
-        low, high = (m.ci_low, m.ci_high) if m else (None, None)
-        spread = stderr if stderr is not None or low is None or high is None else (high - low) / 2
-        cells.append(Cell(value, stderr, fmt(value, 3, spread), low, high))
-        delta = value - b.value if m and b else None
-        cells.append(_delta_cell(delta, paired[task]))
-        kept.append(kept_share(m, b, paired[task], prow.higher_is_better) if m is not b else None)
-    cells += [Cell(text=verdict or "–") for verdict in quality_gates(kept, length_ratio).values()]
-    if with_length:
-        cells.append(Cell(length_ratio, None, fmt(length_ratio, 2)))
-    cells.append(Cell(text=status_text(run)))
-    return cells
+        key = (PHASE_EVALUATE, "", task, prow.metric)
+        b = base.get(key)
+        found = [run_values.get(key) for run_values in values]
+        pairs = [paired[run.run_id][task] for run in runs]
+        value = [m.value if m else None for m in found]
+        stderr = [m.stderr if m else None for m in found]
+        low, high = [m.ci_low if m else None for m in found], [m.ci_high if m else None for m in found]
+        spread = [
+            se if se is not None or lo is None or hi is None else (hi - lo) / 2
+            for se, lo, hi in zip(stderr, low, high, strict=True)
+        ]
+        texts = [fmt(v, 3, half) for v, half in zip(value, spread, strict=True)]
+        columns.append(CellColumn.of(texts, value=value, stderr=stderr, ci_low=low, ci_high=high))
+        deltas = [m.value - b.value if m and b else None for m in found]
+        columns.append(_delta_column(deltas, pairs))
+        for shares, m, pair in zip(kept, found, pairs, strict=True):
+            shares.append(kept_share(m, b, pair, prow.higher_is_better) if m is not b else None)
+    gates = [quality_gates(shares, length) for shares, length in zip(kept, lengths, strict=True)]
+    columns += [CellColumn.of([verdicts[name] or "–" for verdicts in gates]) for name in GATES]
+    if any(length is not None for length in lengths):
+        columns.append(CellColumn.of([fmt(length, 2) for length in lengths], value=lengths))
+    return [*columns, CellColumn.of([status_text(run) for run in runs])]
 
 
-def _delta_cell(delta: float | None, paired: Paired | None) -> Cell:
-    """Δ vs the baseline, with its paired bootstrap interval when both runs stored their documents' outcomes."""
-    if delta is None or paired is None:
-        return Cell(delta, None, fmt(delta, 3, sign=True))
-    bounds = f"[{fmt(paired.ci_low, 3, sign=True)}, {fmt(paired.ci_high, 3, sign=True)}]"
-    return Cell(delta, None, f"{fmt(delta, 3, sign=True)} {bounds}", paired.ci_low, paired.ci_high)
+def _delta_column(deltas: list[float | None], paired: list[Paired | None]) -> CellColumn:
+    """Δ vs the baseline, with its paired bootstrap interval where both runs stored their documents' outcomes."""
+    texts, low, high = [], [], []
+    for delta, pair in zip(deltas, paired, strict=True):
+        if delta is None or pair is None:
+            texts.append(fmt(delta, 3, sign=True))
+            low.append(None)
+            high.append(None)
+            continue
+        bounds = f"[{fmt(pair.ci_low, 3, sign=True)}, {fmt(pair.ci_high, 3, sign=True)}]"
+        texts.append(f"{fmt(delta, 3, sign=True)} {bounds}")
+        low.append(pair.ci_low)
+        high.append(pair.ci_high)
+    return CellColumn.of(texts, value=deltas, ci_low=low, ci_high=high)
 
 
 def _p_text(p: float | None) -> str:
     return "–" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _paired_cells(paired: Paired | None) -> list[Cell]:
+def _paired_columns(paired: list[Paired | None]) -> list[CellColumn]:
     """McNemar's p and the two kinds of flips (as percentages of the documents); dashes where not computed."""
-    if paired is None:
-        return [Cell(text="–") for _ in range(3)]
-    flips = [
-        Cell(f, None, "–" if f is None else f"{100 * f:.1f} %") for f in (paired.right_to_wrong, paired.wrong_to_right)
-    ]
-    return [Cell(paired.p_value, None, _p_text(paired.p_value)), *flips]
+    p = [pair.p_value if pair is not None else None for pair in paired]
+    columns = [CellColumn.of(list(map(_p_text, p)), value=p)]
+    for name in ("right_to_wrong", "wrong_to_right"):
+        flips = [getattr(pair, name) if pair is not None else None for pair in paired]
+        columns.append(CellColumn.of(["–" if f is None else f"{100 * f:.1f} %" for f in flips], value=flips))
+    return columns
 
 
 def _unstable(m: MeasurementRow | None, threshold: float) -> bool:
@@ -691,21 +704,27 @@ def _resource_cells(
     b = base.get(key)
     mark, quiet_mark, missing = f" {UNSTABLE_MARK}", f" {NOT_SIGNIFICANT_MARK}", "–"
     if column.ratio:  # a ratio is as unstable as either of its sides
-        cells = []
+        texts, ratios, lows, highs, flags = [], [], [], [], []
         base_figure, base_flagged = (interval(b), _unstable(b, unstable_cv)) if b is not None else (None, False)
         for run_values in values:
             m = run_values.get(key)
             value = _ratio(b.value if b else None, m.value if m else None)
             if value is None or m is None or b is None:
-                cells.append(Cell(text=missing))
+                texts.append(missing)
+                ratios.append(None)
+                lows.append(None)
+                highs.append(None)
+                flags.append(False)
                 continue
             flagged = _unstable(m, unstable_cv) or base_flagged
             change = decisions.ratio(base_figure, interval(m))  # type: ignore[arg-type]
             quiet = m is not b and change is not None and not decisions.significant(change)
-            text = column.format(value) + mark * flagged + quiet_mark * quiet if printed else ""
-            low, high = (change.low, change.high) if change else (None, None)
-            cells.append(Cell(value, None, text, low, high, unstable=flagged))
-        return CellColumn.of(cells)
+            texts.append(column.format(value) + mark * flagged + quiet_mark * quiet if printed else "")
+            ratios.append(value)
+            lows.append(change.low if change else None)
+            highs.append(change.high if change else None)
+            flags.append(flagged)
+        return CellColumn.of(texts, flags, value=ratios, ci_low=lows, ci_high=highs)
     found = figures.at(section.phase, section.scenario, column.name)
     numbers = {name: figures.numbers[name][found] for name in FIGURE_FIELDS}
     null = {name: figures.null[name][found] for name in FIGURE_FIELDS}
@@ -717,10 +736,14 @@ def _resource_cells(
     present = found >= 0
     texts = [missing] * len(found)
     at = np.flatnonzero(present)
-    halves = _listed(spread[at], ~bounded[at] & null["stderr"][at])
-    shown = zip(at.tolist(), value[at].tolist(), halves, flagged[at].tolist(), strict=True)
-    for run, v, half, unstable in shown:
-        texts[run] = column.format(v, half) + mark * unstable if printed else ""
+    if printed:
+        halves = _listed(spread[at], ~bounded[at] & null["stderr"][at])
+        shown = column.format_each(value[at].tolist(), halves)
+        for run, text, unstable in zip(at.tolist(), shown, flagged[at].tolist(), strict=True):
+            texts[run] = text + mark if unstable else text
+    else:
+        for run in at.tolist():
+            texts[run] = ""
     cells = {
         "value": pa.array(value, mask=~present),
         "stderr": pa.array(stderr, mask=null["stderr"]),
