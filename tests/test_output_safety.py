@@ -344,6 +344,33 @@ def test_the_quick_escapes_are_the_one_pass_ones():
                                                for t in texts]  # fmt: skip
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_column_escaped_at_once_equals_each_text_escaped_alone(seed, monkeypatch):
+    """md_column and tex_column give each text's own escape, on columns that may be swapped at once (numbers with
+    ±, dashes, daggers) and columns with what must be escaped text by text (spacing, JOIN, characters a swap
+    brings); the at-once path never escapes text by text."""
+    rng = random.Random(seed)
+    special = [*report.TEX, *"\\`*[]<|", "  ", " ", "\t", "\n", "\xa0", report.JOIN]
+    plain = [*"0123456789.=-(),_%&#~", " ± ", " † ", "–", "Δ", "→", "×", " n.s.", "a", "Q"]
+    columns = [
+        ["".join(rng.choice(plain + special * mixed) for _ in range(rng.randrange(12))) for _ in range(300)]
+        for mixed in (0, 1, 1, 1)
+    ]
+    for texts in [*columns, [], [""], [" x"], ["x "], ["a", " b"], ["a ", "b"]]:
+        assert report.md_column(texts) == [md(t) for t in texts]
+        assert report.tex_column(texts) == [report._tex(t) for t in texts]
+    swappable = [t for t in columns[0] if not t.startswith(" ") and not t.endswith(" ") and "  " not in t]
+    swappable = [t for t in swappable if not any(k in t for k in ("\\", "{", "}", "$", "^", ">="))]
+
+    def refused(text: str) -> str:
+        raise AssertionError(f"escaped alone: {text!r}")
+
+    expected_md, expected_tex = [md(t) for t in swappable], [report._tex(t) for t in swappable]
+    monkeypatch.setattr(report, "md", refused)
+    monkeypatch.setattr(report, "_tex", refused)
+    assert report.md_column(swappable) == expected_md and report.tex_column(swappable) == expected_tex
+
+
 def test_every_written_output_shows_the_names_as_they_are(markup, tmp_path):
     results = load(markup)
     tables = report.build(results, columns=COLUMNS)

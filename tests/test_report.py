@@ -263,3 +263,19 @@ def test_a_baseline_without_task_metrics_still_decides_the_accuracy_columns(tmp_
     store.write_run(_run("a", "baseline"), [])  # no measurement at all: the other runs' tasks
     (table,) = _build(store, ["a", "b"])
     assert table.headers[1:3] == ["task_a acc", "Δ task_a"]
+
+
+@pytest.mark.parametrize("ratio", [False, True])
+@pytest.mark.parametrize("digits", [0, 1, 3])
+def test_a_column_formatted_at_once_equals_each_value_formatted_alone(ratio, digits):
+    """Column.format_each gives ``format``'s text for NaN, infinities, signed zeros, small values that keep two
+    significant digits, and spreads that are missing, zero or NaN."""
+    from effbench.api.metric import Quantity
+    from effbench.present.columns import Column
+
+    column = Column(Quantity("latency", "ms", "computation", False, digits=digits), ratio=ratio)
+    values = [math.nan, math.inf, -math.inf, -0.0, 0.0, 1e-20, -3e-7, 0.004, 0.04, 0.4999, 0.5, 12.345, -7.5, 1e300]
+    spreads = [None, 0.0, math.nan, 1.5, 1e-9]
+    pairs = [(v, s) for v in values for s in spreads]
+    shown = column.format_each([v for v, _ in pairs], [s for _, s in pairs])
+    assert shown == [column.format(v, s) for v, s in pairs]

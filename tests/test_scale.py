@@ -5,7 +5,7 @@ paths give."""
 import gc
 import math
 import os
-import re
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from effbench.measure import decisions, paired
-from effbench.present import aside, leaderboard, report
+from effbench.present import leaderboard, report
 from effbench.records import MeasurementRow, SampleRow
 from effbench.store import comparisons, snapshot
 from effbench.store.load import Results, load
@@ -264,29 +264,41 @@ def test_a_comparisons_file_that_does_not_read_or_is_another_versions_is_ignored
     assert kept.is_dir() and not list(kept.parent.glob(f".{comparisons.FILE}.*"))  # no temporary file left
 
 
-def test_report_texts_made_beside_are_the_ones_made_in_turn(store, tmp_path, monkeypatch):
-    """Many rows: report.md and .tex are made in a forked process while the CSVs are written; the same files
-    result, and a failure there fails the write with its message and replaces nothing."""
+def test_report_csvs_are_written_on_threads_beside_what_the_command_shows(store, tmp_path, monkeypatch):
+    """The CSVs are written by Arrow on threads while the terminal tables are shown, before any file is in place; a
+    failure on a thread or in what is shown fails the write with its message, waits for the threads and replaces
+    nothing."""
     tables = report.build(load(store.root), columns=COLUMNS)
-    in_turn = report.write(tables, tmp_path / "in-turn")
-    monkeypatch.setattr(aside, "LARGE", 0)
-    forks, start = [], aside._start
-    monkeypatch.setattr(aside, "_start", lambda *a: forks.append(a[1]) or start(*a))
-    shown = []  # what the command shows meanwhile, before the files are in place
-    beside = report.write(
-        tables, tmp_path / "beside", lambda: shown.append((tmp_path / "beside" / "report.md").exists())
-    )
-    assert forks == ["making report.md and report.tex"] and shown == [False]
-    assert {n: p.read_bytes() for n, p in beside.items()} == {n: p.read_bytes() for n, p in in_turn.items()}
+    threads, write_details = [], report.write_details
 
-    def broken(table):
+    def on_a_thread(*args):
+        threads.append(threading.current_thread())
+        write_details(*args)
+
+    monkeypatch.setattr(report, "write_details", on_a_thread)
+    shown = []  # what the command shows meanwhile, before the files are in place
+    written = report.write(tables, tmp_path / "out", lambda: shown.append((tmp_path / "out" / "report.md").exists()))
+    assert shown == [False] and threads and threading.main_thread() not in threads
+    assert written["report.csv"].read_text().startswith("table,") and written["report.md"].read_text() == "\n".join(
+        map(report.to_markdown, tables)
+    )
+
+    def broken(tables):
         raise ValueError("no room")
 
-    monkeypatch.setattr(report, "to_latex", broken)
-    before = _listing(tmp_path / "beside")
-    with pytest.raises(RuntimeError, match=re.escape("making report.md and report.tex failed: ValueError: no room")):
-        report.write(tables, tmp_path / "beside")
-    assert _listing(tmp_path / "beside") == before
+    before = _listing(tmp_path / "out")
+    monkeypatch.setattr(report, "to_csv", broken)
+    with pytest.raises(ValueError, match="no room"):
+        report.write(tables, tmp_path / "out")
+    assert _listing(tmp_path / "out") == before
+    monkeypatch.undo()
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        report.write(tables, tmp_path / "out", meanwhile=interrupted)
+    assert _listing(tmp_path / "out") == before
 
 
 def test_the_terminal_shows_a_tables_first_rows_and_where_the_rest_are(tmp_path):
