@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from effbench.measure import decisions, paired
-from effbench.present import leaderboard, report
+from effbench.present import aside, leaderboard, report
 from effbench.records import MeasurementRow, SampleRow
 from effbench.store import comparisons, snapshot
 from effbench.store.load import Results, load
@@ -264,40 +264,50 @@ def test_a_comparisons_file_that_does_not_read_or_is_another_versions_is_ignored
     assert kept.is_dir() and not list(kept.parent.glob(f".{comparisons.FILE}.*"))  # no temporary file left
 
 
-def test_report_csvs_are_written_on_threads_beside_what_the_command_shows(store, tmp_path, monkeypatch):
-    """The CSVs are written by Arrow on threads while the terminal tables are shown, before any file is in place; a
-    failure on a thread or in what is shown fails the write with its message, waits for the threads and replaces
-    nothing."""
-    tables = report.build(load(store.root), columns=COLUMNS)
-    threads, write_details = [], report.write_details
+@pytest.mark.parametrize("large", [False, True])
+def test_the_report_is_written_as_its_tables_are_built(store, tmp_path, monkeypatch, large):
+    """Each table is written as it is built, its CSV lines on a thread; what the command shows is given the first
+    tables and how many there are, in a forked process on a large store, before any file is in place. The files
+    are those of the tables built at once; a failure on a thread, in what is shown or in building a table fails the
+    write with its message, waits for the rest and replaces nothing."""
+    if large:
+        monkeypatch.setattr(aside, "LARGE", 0)
+    results = load(store.root)
+    every = report.build(results, columns=COLUMNS)
+    at_once = {name: path.read_bytes() for name, path in report.write(every, tmp_path / "at-once").items()}
+    threads, write_part = [], report._write_details_part
 
     def on_a_thread(*args):
         threads.append(threading.current_thread())
-        write_details(*args)
+        write_part(*args)
 
-    monkeypatch.setattr(report, "write_details", on_a_thread)
-    shown = []  # what the command shows meanwhile, before the files are in place
-    written = report.write(tables, tmp_path / "out", lambda: shown.append((tmp_path / "out" / "report.md").exists()))
-    assert shown == [False] and threads and threading.main_thread() not in threads
-    assert written["report.csv"].read_text().startswith("table,") and written["report.md"].read_text() == "\n".join(
-        map(report.to_markdown, tables)
-    )
+    monkeypatch.setattr(report, "_write_details_part", on_a_thread)
+    forks, start = [], aside._start
+    monkeypatch.setattr(aside, "_start", lambda *a: forks.append(a[1]) or start(*a))
+    seen = tmp_path / "seen"
 
-    def broken(tables):
+    def show(first, total):  # what it was given, and whether a file was in place: in a file, as a fork's would be
+        seen.write_text(f"{[t.title for t in first]} {total} {(tmp_path / 'out' / 'report.md').exists()}")
+
+    lazily = report.Tables(results, None, report.UNSTABLE_CV, COLUMNS)
+    written = report.write(lazily, tmp_path / "out", show, 1)
+    assert {name: path.read_bytes() for name, path in written.items()} == at_once
+    assert seen.read_text() == f"{[every[0].title]} {len(every)} False"
+    assert len(threads) == len(every) and threading.main_thread() not in threads
+    assert forks == (["showing the report's tables"] if large else [])
+
+    def broken(*args):
         raise ValueError("no room")
 
     before = _listing(tmp_path / "out")
-    monkeypatch.setattr(report, "to_csv", broken)
-    with pytest.raises(ValueError, match="no room"):
-        report.write(tables, tmp_path / "out")
-    assert _listing(tmp_path / "out") == before
-    monkeypatch.undo()
-
-    def interrupted():
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        report.write(tables, tmp_path / "out", meanwhile=interrupted)
+    for name in ("_write_csv_part", "to_latex", "_table"):
+        with monkeypatch.context() as patched:
+            patched.setattr(report, name, broken)
+            with pytest.raises(ValueError, match="no room"):
+                report.write(report.Tables(results, None, report.UNSTABLE_CV, COLUMNS), tmp_path / "out", show, 1)
+        assert _listing(tmp_path / "out") == before
+    with pytest.raises(RuntimeError if large else ValueError, match="no room"):
+        report.write(every, tmp_path / "out", broken, 1)
     assert _listing(tmp_path / "out") == before
 
 

@@ -53,13 +53,14 @@ def print_table(
         console.print(f"  [dim]{escape(f'... and {total - SHOWN_ROWS} more rows in {full}')}[/dim]")
 
 
-def print_tables(tables: list[ComparisonTable], full: str = "report.md") -> None:
+def print_tables(tables: list[ComparisonTable], full: str = "report.md", total: int | None = None) -> None:
     """Each comparison table section by section (narrow enough to read), then its notes; the first
-    ``SHOWN_TABLES`` only, and how many more ``full`` holds."""
+    ``SHOWN_TABLES`` only, and how many more ``full`` holds (of ``total``, when only the first are given)."""
+    total = len(tables) if total is None else total
     for table in tables[:SHOWN_TABLES]:
         for title, headers, rows in table.parts():
             print_table(f"{table.title}: {title}", headers, rows, numeric=True, full=full)
         for note in table.notes:
             console.print(f"  [dim]{escape(note)}[/dim]")
-    if len(tables) > SHOWN_TABLES:
-        console.print(escape(f"... and {len(tables) - SHOWN_TABLES} more comparison tables in {full}"))
+    if total > SHOWN_TABLES:
+        console.print(escape(f"... and {total - SHOWN_TABLES} more comparison tables in {full}"))

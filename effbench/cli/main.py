@@ -19,14 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from effbench.api.executor import Outcome
-from effbench.cli.console import console, err_console, print_tables
+from effbench.cli.console import SHOWN_TABLES, console, err_console, print_tables
 from effbench.cli.store import bulk_reader
 from effbench.config.suite import UNSTABLE_CV
 from effbench.errors import EffbenchError
 from effbench.version import __version__
 
 if TYPE_CHECKING:
-    from effbench.present.report import ComparisonTable
+    from effbench.present.report import ComparisonTable, Tables
 
 
 def _positive(text: str) -> float:
@@ -123,8 +123,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             on_done=on_done,
             on_stored=exporter,
         )
-    tables = report.build(load_results(suite.output, "store"), result.run_ids, suite.unstable_cv)
-    paths = write_report(tables, suite.output)
+    paths = write_report(
+        report.Tables(load_results(suite.output, "store"), result.run_ids, suite.unstable_cv, None), suite.output
+    )
     summary = (
         f"{len(result.run_ids)} runs ({len(result.skipped)} already stored, {len(result.failed)} failed, "
         f"{len(result.not_applicable)} not applicable) "
@@ -151,16 +152,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from effbench.present.columns import registry_columns
 
     results = load_results(args.results)
-    tables = report.build(results, unstable_cv=args.unstable_cv, columns=registry_columns(registry()))
-    write_report(tables, args.results)
+    write_report(report.Tables(results, None, args.unstable_cv, registry_columns(registry())), args.results)
     return 0
 
 
-def write_report(tables: list[ComparisonTable], folder: Path) -> dict[str, Path]:
-    """Write the report files into ``folder``, showing its tables on the terminal while they are made."""
+def write_report(tables: Tables | list[ComparisonTable], folder: Path) -> dict[str, Path]:
+    """Write the report files into ``folder``, each table as it is built, showing the first ones on the terminal
+    meanwhile."""
     from effbench.present import report
 
-    return report.write(tables, folder, meanwhile=lambda: print_tables(tables, str(folder / "report.md")))
+    full = str(folder / "report.md")
+    return report.write(tables, folder, lambda first, total: print_tables(first, full, total), SHOWN_TABLES)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

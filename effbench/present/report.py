@@ -12,8 +12,8 @@ import io
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,11 +30,11 @@ from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval
 from effbench.measure.paired import Paired
 from effbench.plugins import registry
-from effbench.present import breakeven
+from effbench.present import aside, breakeven
 from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
-from effbench.store.ownership import Output, check_files, replace_files
+from effbench.store.ownership import Output, check_files, replaced_files
 from effbench.store.rows import records, text_codes
 
 UNSTABLE_MARK = "†"
@@ -299,26 +299,42 @@ def paired_with_baseline(
     return paired
 
 
+class Tables(Sized, Iterable["ComparisonTable"]):
+    """The comparison tables of a selection of runs, one per model, machine, device and dtype, baseline first: each
+    built as it is reached (written while the next is built), how many and of how many runs known before."""
+
+    def __init__(
+        self, results: Results, run_ids: list[str] | None, unstable_cv: float, columns: list[Column] | None
+    ) -> None:
+        if run_ids is None:
+            runs = sorted(results.runs, key=lambda r: (r.technique != "baseline", r.started_at or EPOCH))
+        else:
+            runs = [results.run(r) for r in run_ids if results.has_run(r)]
+        groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+        for run in runs:  # each device and dtype is compared with its own baseline
+            groups.setdefault((run.model, run.hardware_fingerprint, run.placement), []).append(run)
+        self.groups = [(model, hardware, group) for (model, hardware, _), group in groups.items()]
+        self.runs = len(runs)
+        self.results, self.unstable_cv = results, unstable_cv
+        self.columns = registry_columns(registry()) if columns is None else columns  # tests pass their own
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __iter__(self) -> Iterator[ComparisonTable]:
+        for model, hardware, group in self.groups:
+            yield _table(model, hardware, group, self.results, self.columns, self.unstable_cv)
+
+
 def build(
     results: Results,
     run_ids: list[str] | None = None,
     unstable_cv: float = UNSTABLE_CV,
     columns: list[Column] | None = None,
 ) -> list[ComparisonTable]:
-    """One table per model, machine, device and dtype among the selected runs, baseline first.
-
-    A figure whose CV across repeats is above ``unstable_cv`` is flagged.
-    """
-    if columns is None:  # the registered metrics' declared quantities; tests pass their own
-        columns = registry_columns(registry())
-    if run_ids is None:
-        runs = sorted(results.runs, key=lambda r: (r.technique != "baseline", r.started_at or EPOCH))
-    else:
-        runs = [results.run(r) for r in run_ids if results.has_run(r)]
-    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
-    for run in runs:  # each device and dtype is compared with its own baseline
-        groups.setdefault((run.model, run.hardware_fingerprint, run.placement), []).append(run)
-    return [_table(model, hw, group, results, columns, unstable_cv) for (model, hw, _), group in groups.items()]
+    """Every table of ``Tables``, built. A figure whose CV across repeats is above ``unstable_cv`` is flagged; columns
+    are the registered metrics' declared quantities unless given."""
+    return list(Tables(results, run_ids, unstable_cv, columns))
 
 
 def primary_quality(rows: list[MeasurementRow]) -> dict[str, MeasurementRow]:
@@ -919,40 +935,59 @@ def to_csv(tables: list[ComparisonTable]) -> str:
     own header line; written by Arrow's CSV writer, numbers in their shortest exact form."""
     sink = pa.BufferOutputStream()
     for table in tables:
-        names, columns = ["table"], [pa.array([table.title] * table.runs, pa.string())]
-        for name, cells in zip(table.headers, table.columns, strict=True):
-            if name in TEXT_COLUMNS:
-                names.append(name)
-                columns.append(pa.array(cells.text, pa.string()))
-                continue
-            for figure in CELL_FIGURES:
-                names.append(name if figure == "value" else f"{name} {figure}")
-                columns.append(cells.figures[figure])
-        header = io.StringIO()
-        csv.writer(header, lineterminator="\n").writerow(names)  # quoted only where a name needs it
-        sink.write(header.getvalue().encode())
-        if table.runs:
-            rows = pa.Table.from_arrays(columns, names=[str(i) for i in range(len(columns))])
-            pa_csv.write_csv(rows, sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+        _write_csv_part(table, sink)
     return sink.getvalue().to_pybytes().decode()
+
+
+def _write_csv_part(table: ComparisonTable, sink: pa.NativeFile) -> None:
+    """One table of report.csv: its header line, then a line per run."""
+    names, columns = ["table"], [pa.array([table.title] * table.runs, pa.string())]
+    for name, cells in zip(table.headers, table.columns, strict=True):
+        if name in TEXT_COLUMNS:
+            names.append(name)
+            columns.append(pa.array(cells.text, pa.string()))
+            continue
+        for figure in CELL_FIGURES:
+            names.append(name if figure == "value" else f"{name} {figure}")
+            columns.append(cells.figures[figure])
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(names)  # quoted only where a name needs it
+    sink.write(header.getvalue().encode())
+    if table.runs:
+        rows = pa.Table.from_arrays(columns, names=[str(i) for i in range(len(columns))])
+        pa_csv.write_csv(rows, sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+
+
+DETAILS_HEADER = (",".join(["table", *DETAIL_NAMES]) + "\n").encode()  # unquoted, as Python's csv writes them
 
 
 def write_details(tables: list[ComparisonTable], sink: pa.NativeFile) -> None:
     """Every measurement behind the tables, one per line, including those no column shows (percentiles, kWh...):
     streamed by Arrow's CSV writer (a million lines in a second), numbers in their shortest exact form."""
-    parts = [Details().table, *(t.details.table for t in tables)]  # the empty one: a header without tables
-    batches = [batch for part in parts for batch in part.to_batches() if batch.num_rows]  # an empty one is garbled
-    every = pa.Table.from_batches(batches, parts[0].schema)
-    titles = [np.full(len(t.details), i, np.int32) for i, t in enumerate(tables)]
-    named = pa.DictionaryArray.from_arrays(np.concatenate([np.zeros(0, np.int32), *titles]), [t.title for t in tables])
-    columns = {"table": named.cast(pa.string())}
+    sink.write(DETAILS_HEADER)
+    for table in tables:
+        _write_details_part(table, sink)
+
+
+def _write_details_part(table: ComparisonTable, sink: pa.NativeFile) -> None:
+    """One table's lines of report-measurements.csv."""
+    if not len(table.details):
+        return  # Arrow garbles an empty table's lines
+    rows = table.details.table
+    columns = {
+        "table": pa.DictionaryArray.from_arrays(np.zeros(rows.num_rows, np.int32), [table.title]).cast(pa.string())
+    }
     for name in DETAIL_NAMES:
-        column = every.column(name)
+        column = rows.column(name)
         if pa.types.is_boolean(column.type):  # as Python writes them
             column = pc.if_else(column, "True", "False")
         columns[name] = column
-    sink.write((",".join(columns) + "\n").encode())  # the names unquoted, as Python's csv writes them
     pa_csv.write_csv(pa.table(columns), sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+
+
+def _write_csv_parts(table: ComparisonTable, details: pa.NativeFile, summary: pa.NativeFile) -> None:
+    _write_details_part(table, details)
+    _write_csv_part(table, summary)
 
 
 REPORT = Output(
@@ -976,32 +1011,47 @@ def check_writable(folder: Path) -> None:
     check_files(folder, REPORT, REPORT_FILES)
 
 
-def write(tables: list[ComparisonTable], folder: Path, meanwhile: Callable[[], None] | None = None) -> dict[str, Path]:
-    """Write report.md, .tex, .csv and report-measurements.csv atomically, never over a file effbench did not write;
-    ``meanwhile`` (what a command shows: its terminal tables) runs while the CSVs are written, before they are in
-    place."""
+def write(
+    tables: Tables | Sequence[ComparisonTable],
+    folder: Path,
+    meanwhile: Callable[[list[ComparisonTable], int], None] | None = None,
+    shown: int = 0,
+) -> dict[str, Path]:
+    """Write report.md, .tex, .csv and report-measurements.csv atomically, never over a file effbench did not write.
+
+    Each table is written as soon as it is built (``Tables`` builds them as they are reached): its CSV lines by
+    Arrow's writer on a thread (it lets go of the GIL), its texts here. ``meanwhile`` (what a command shows: its
+    terminal tables) is given the first ``shown`` tables and how many there are; on a large store it runs in a
+    forked process as soon as they are built, beside the rest; in any case before a file is in place.
+    """
+    runs = tables.runs if isinstance(tables, Tables) else sum(table.runs for table in tables)
     check_writable(folder)  # before any work, the files named in their usual order
-    with ThreadPoolExecutor(2) as arrow:  # Arrow's CSV writer lets go of the GIL: the CSVs are made beside the texts
-        summary = arrow.submit(to_csv, tables)
+    with (
+        replaced_files(folder, REPORT, REPORT_FILES) as staged,
+        pa.OSFile(str(staged / "report-measurements.csv"), "wb") as details,
+        pa.OSFile(str(staged / "report.csv"), "wb") as summary,
+        ThreadPoolExecutor(1) as arrow,  # one thread: each file's tables in order
+    ):
+        details.write(DETAILS_HEADER)
+        remaining = iter(tables)
+        first = list(itertools.islice(remaining, shown)) if meanwhile is not None else []
+        markdown: list[str] = []
+        latex: list[str] = []
 
-        def measurements_file(path: Path) -> None:  # streamed to the file: a store of 10 k runs gives 400 MB
-            written = arrow.submit(_write_details_file, tables, path)
-            try:
-                if meanwhile is not None:
-                    meanwhile()
-            finally:
-                wait([written])  # never left writing into a staged folder being removed
-            written.result()
+        def every_table() -> None:  # the first ones' lines too: nothing ran on a thread when the process forked
+            written = []
+            for table in itertools.chain(first, remaining):
+                written.append(arrow.submit(_write_csv_parts, table, details, summary))
+                markdown.append(to_markdown(table))
+                latex.append(to_latex(table))
+            for done in written:
+                done.result()
 
-        contents: dict[str, str | Callable[[Path], None]] = {
-            "report-measurements.csv": measurements_file,
-            "report.csv": lambda path: path.write_text(summary.result(), encoding="utf-8"),
-            "report.md": lambda path: path.write_text("\n".join(map(to_markdown, tables)), encoding="utf-8"),
-            "report.tex": lambda path: path.write_text("\n".join(map(to_latex, tables)), encoding="utf-8"),
-        }
-        return replace_files(folder, REPORT, contents)
-
-
-def _write_details_file(tables: list[ComparisonTable], path: Path) -> None:
-    with pa.OSFile(str(path), "wb") as sink:
-        write_details(tables, sink)
+        if meanwhile is None:
+            every_table()
+        else:
+            total = len(tables)
+            aside.side_by_side(lambda: meanwhile(first, total), every_table, "showing the report's tables", runs)
+        (staged / "report.md").write_text("\n".join(markdown), encoding="utf-8")
+        (staged / "report.tex").write_text("\n".join(latex), encoding="utf-8")
+    return {name: folder / name for name in REPORT_FILES}

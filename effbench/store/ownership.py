@@ -17,8 +17,8 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -238,27 +238,22 @@ def check_files(folder: Path, output: Output, names: Iterable[str]) -> None:
             raise EffbenchError(f"{path} exists and effbench did not write it: move it away and run the command again")
 
 
-def replace_files(
-    folder: Path, output: Output, contents: Mapping[str, str | Callable[[Path], None]]
-) -> dict[str, Path]:
-    """Write text files into a folder that is not effbench's alone: staged beside them, each renamed into place.
-    A file's content is its text, or what a function writes to the path it is given (a file too large to hold)."""
+@contextmanager
+def replaced_files(folder: Path, output: Output, names: Sequence[str]) -> Iterator[Path]:
+    """A staging folder beside ``folder`` (which is not effbench's alone) to write the files ``names`` into; at the
+    end each is renamed into place, the manifest last (it never lists a file not yet in place). Refused before any
+    work where one of them is not effbench's; on an error nothing is replaced and the staging folder is removed."""
     staged = folder / f".effbench-{output.kind}.{uuid.uuid4().hex}.tmp"
     try:
-        check_files(folder, output, contents)
+        check_files(folder, output, names)
         folder.mkdir(parents=True, exist_ok=True)
         staged.mkdir()
-        for name, text in contents.items():
-            if callable(text):
-                text(staged / name)
-            else:
-                (staged / name).write_text(text, encoding="utf-8")
-        _write_manifest(staged, output, contents)
-        for name in (*contents, output.manifest):  # the manifest last: it never lists a file not yet in place
+        yield staged
+        _write_manifest(staged, output, names)
+        for name in (*names, output.manifest):
             os.replace(staged / name, folder / name)
     except OSError as err:
         raise EffbenchError(f"cannot write to {folder}: {err}") from None
     finally:
         if staged.is_dir() and not staged.is_symlink():
             shutil.rmtree(staged)
-    return {name: folder / name for name in contents}
