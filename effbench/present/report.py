@@ -35,7 +35,7 @@ from effbench.present.columns import Column, candidates, fmt, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, check_files, replaced_files
-from effbench.store.rows import records, text_codes
+from effbench.store.rows import python_values, records, text_codes
 
 UNSTABLE_MARK = "†"
 GENERATION_SECTION = "lm-eval generation"
@@ -532,15 +532,23 @@ def _notes(where: str, measured: pa.Table, unstable: bool, unstable_cv: float) -
     return notes + [f"{', '.join(metrics)}: {how}" for how, metrics in by_method.items()]
 
 
-def _read_rows(measured: pa.Table, counts: list[int], metrics: set[str]) -> list[list[MeasurementRow]]:
-    """Each run's measurements read as records (its tasks' and those of ``metrics``), in stored order: the other
-    run-level figures are read as columns (``RunFigures``), and a record each would take seconds on 10 k runs."""
+def _read_rows(
+    measured: pa.Table, counts: list[int], metrics: set[str]
+) -> tuple[list[list[MeasurementRow]], list[list[tuple]]]:
+    """Each run's measurements read as records (its tasks' and those of ``metrics``), in stored order, with each one's
+    key (``_key``, made a column at a time) and None for a training step's: the other run-level figures are read as
+    columns (``RunFigures``), and a record each would take seconds on 10 k runs."""
     of_task = pc.fill_null(pc.not_equal(measured.column("task"), ""), False)
     wanted = pc.or_(of_task, pc.is_in(measured.column("metric"), pa.array(sorted(metrics), pa.string())))
     chosen = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
-    made = records(measured.take(chosen), MeasurementRow)
-    bounds = np.searchsorted(chosen, np.cumsum([0, *counts])).tolist()
-    return [made[start:stop] for start, stop in itertools.pairwise(bounds)]
+    read = measured.take(chosen)
+    made = records(read, MeasurementRow)
+    parts = (phases_of(read)[0], pc.fill_null(read.column("scenario"), ""), read.column("task"), read.column("metric"))
+    keys = list(zip(*map(python_values, parts), strict=True))
+    for at in np.flatnonzero(read.column("step").is_valid().to_numpy(zero_copy_only=False)).tolist():
+        keys[at] = None
+    bounds = list(itertools.pairwise(np.searchsorted(chosen, np.cumsum([0, *counts])).tolist()))
+    return [made[start:stop] for start, stop in bounds], [keys[start:stop] for start, stop in bounds]
 
 
 def _table(
@@ -549,15 +557,19 @@ def _table(
     ids = [run.run_id for run in runs]
     measured = results.measurement_table(ids)  # every measurement as columns; records of those read (_read_rows)
     counts = results.measurement_counts(ids)
-    read = _read_rows(measured, counts, {c.name for c in columns if c.ratio} | breakeven.METRICS | {BUSY_METRIC})
+    read, keys = _read_rows(measured, counts, {c.name for c in columns if c.ratio} | breakeven.METRICS | {BUSY_METRIC})
     rows_of = dict(zip(ids, read, strict=True))
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
     base_rows = rows_of[base_run.run_id] if base_run else []
     every_row = [m for rows in read for m in rows]
     primary = primary_quality(base_rows if base_run and counts[runs.index(base_run)] else every_row)
     base = {_key(m): m for m in base_rows}
-    # a training step's value (a point of the loss curve) is no table cell: the long-form details hold the curve
-    values = {run.run_id: {_key(m): m for m in rows_of[run.run_id] if m.step is None} for run in runs}
+    # a training step's value (a point of the loss curve) is no table cell (its key None): the long-form details hold
+    # the curve
+    values = {}
+    for run, run_keys, rows in zip(runs, keys, read, strict=True):
+        values[run.run_id] = dict(zip(run_keys, rows, strict=True))
+        values[run.run_id].pop(None, None)
     headers = ["Technique"]
     for task, row in primary.items():
         headers += [f"{task} {row.metric}", f"Δ {task}"]

@@ -29,7 +29,7 @@ def text_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str
     return pc.fill_null(encoded.indices, len(distinct) - 1).to_numpy(zero_copy_only=False), distinct
 
 
-def _python_values(column: pa.ChunkedArray) -> list[Any]:
+def python_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
     """A column's values as Python objects, as ``to_pylist`` gives them, without its per-value cost for text
     (made once per distinct value) and numbers (through numpy)."""
     kind = column.type
@@ -48,7 +48,7 @@ def _python_values(column: pa.ChunkedArray) -> list[Any]:
 
 def records(table: pa.Table, kind: type[R]) -> list[R]:
     """Every row of a table in the record's schema as a record."""
-    columns = [_python_values(table.column(name)) for name in kind.schema().names]
+    columns = [python_values(table.column(name)) for name in kind.schema().names]
     return [kind(*values) for values in zip(*columns, strict=True)]
 
 
