@@ -195,12 +195,34 @@ def test_resource_cells_a_column_at_a_time_equal_a_cell_at_a_time(printed):
         counts.append(len(rows))
     values = [{report._key(m): m for m in rows if m.step is None} for rows in runs]
     figures = report.RunFigures.of(to_table([m for rows in runs for m in rows], MeasurementRow), counts)
-    made = report._resource_cells(section, column, values, {}, figures, 0.1, printed)
+    made = report._resource_cells(section, column, {}, None, figures, 0.1, printed)
     cells = [made.cell(i) for i in range(len(values))]
     key = (PHASE_EVALUATE, "server", "", "latency")
     expected = [_cell_at_a_time(v.get(key), column, 0.1, printed) for v in values]
     assert list(map(repr, cells)) == list(map(repr, expected))  # repr: NaN equals NaN, -0.0 differs from 0.0
     assert figures.metrics(PHASE_EVALUATE, "server") == {"latency"}
+    ratio = Column(Quantity("latency", "ms", "computation", False, ratio_header="Speed-up ×"), ratio=True)
+    for base_index in [i for i, v in enumerate(values) if key in v][:3]:  # its last row a step's or not
+        base = {report._key(m): m for m in runs[base_index]}  # as the table keys the baseline's records: steps too
+        made = report._resource_cells(section, ratio, base, base_index, figures, 0.1, printed)
+        expected = [_ratio_at_a_time(v.get(key), base.get(key), ratio, 0.1, printed) for v in values]
+        assert list(map(repr, (made.cell(i) for i in range(len(values))))) == list(map(repr, expected))
+
+
+def _ratio_at_a_time(m, b, column, unstable_cv, printed):
+    """A ratio cell from the records, as the report made each before it read the runs' figures as columns."""
+    from effbench.measure import decisions
+
+    value = report._ratio(b.value if b else None, m.value if m else None)
+    if value is None or m is None or b is None:
+        return report.Cell(text="–")
+    flagged = report._unstable(m, unstable_cv) or report._unstable(b, unstable_cv)
+    change = decisions.ratio(report.interval(b), report.interval(m))
+    quiet = m is not b and change is not None and not decisions.significant(change)
+    marks = f" {report.UNSTABLE_MARK}" * flagged + f" {report.NOT_SIGNIFICANT_MARK}" * quiet
+    text = column.format(value) + marks if printed else ""
+    low, high = (change.low, change.high) if change else (None, None)
+    return report.Cell(value, None, text, low, high, unstable=flagged)
 
 
 def test_sections_metrics_and_notes_a_column_at_a_time_equal_a_pass_over_the_records():

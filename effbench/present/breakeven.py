@@ -8,13 +8,14 @@ hardware part is $/h × time on both sides (it breaks even with time), its energ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from effbench.api.vocabulary import ONE_OFF_PHASES
 from effbench.default_plugins.metrics.energy import J_PER_KWH
 from effbench.measure import decisions
 from effbench.measure.decisions import Interval
-from effbench.records import PHASE_EVALUATE, MeasurementRow
+from effbench.records import PHASE_EVALUATE
 
 SECTION = "break-even (requests until the one-off cost is repaid)"
 NOTE = (
@@ -26,7 +27,8 @@ NOTE = (
     "with time (hardware $/h) and energy ($/kWh)"
 )
 
-Values = dict[tuple[str, str, str, str], MeasurementRow]  # a run's figures by (phase, scenario, task, metric)
+Figure = tuple[float, float | None, float | None, float | None, float | None]  # value, stderr, bounds, CV
+FiguresOf = Callable[[str, str, str], list[Figure | None]]  # (phase, scenario, metric) -> each run's figure, or None
 
 
 @dataclass(frozen=True)
@@ -58,27 +60,28 @@ class Estimate:
     high: float | None = None
 
 
-def one_off(values: Values, repayment: Repayment) -> Interval | None:
-    """The run's one-off cost of this resource in the per-request unit; None when no one-off phase measured it."""
-    found = [
-        Interval.of(m.value, m.stderr, m.ci_low, m.ci_high)
-        for phase in ONE_OFF_PHASES
-        for metric in repayment.one_off
-        if (m := values.get((phase, "", "", metric))) is not None
-    ]
-    if not found:
-        return None
+def one_off(figures: FiguresOf, repayment: Repayment) -> list[Interval | None]:
+    """Each run's one-off cost of this resource in the per-request unit; None where no one-off phase measured it."""
+    found = [figures(phase, "", metric) for phase in ONE_OFF_PHASES for metric in repayment.one_off]
+    costs: list[Interval | None] = []
     s = repayment.scale
-    return Interval(s * sum(i.value for i in found), s * sum(i.low for i in found), s * sum(i.high for i in found))
+    for run in zip(*found, strict=True):
+        parts = [Interval.of(*figure[:4]) for figure in run if figure is not None]
+        if not parts:
+            costs.append(None)
+            continue
+        costs.append(
+            Interval(s * sum(i.value for i in parts), s * sum(i.low for i in parts), s * sum(i.high for i in parts))
+        )
+    return costs
 
 
-def per_request(values: Values, scenario: str, repayment: Repayment) -> Interval | None:
-    """What a request of the scenario costs the run's model, with its interval."""
-    m = values.get((PHASE_EVALUATE, scenario, "", repayment.per_request))
-    if m is None or (repayment.rate and m.value <= 0):
+def per_request(figure: Figure | None, repayment: Repayment) -> Interval | None:
+    """What a request of a scenario costs a run's model (its ``repayment.per_request`` figure), with its interval."""
+    if figure is None or (repayment.rate and figure[0] <= 0):
         return None
-    figure = Interval.of(m.value, m.stderr, m.ci_low, m.ci_high)
-    return figure.inverse() if repayment.rate else figure
+    interval = Interval.of(*figure[:4])
+    return interval.inverse() if repayment.rate else interval
 
 
 def _requests(value: float) -> int:
@@ -86,11 +89,9 @@ def _requests(value: float) -> int:
     return math.ceil(round(value, 6))
 
 
-def estimate(values: Values, theirs: Interval | None, scenario: str, repayment: Repayment) -> Estimate:
-    """One run's break-even of one resource in one scenario, against the baseline's ``per_request`` figure (found
-    once per column, not per run)."""
-    cost = one_off(values, repayment) if theirs is not None else None
-    mine = per_request(values, scenario, repayment) if cost is not None else None
+def estimate(cost: Interval | None, mine: Interval | None, theirs: Interval | None) -> Estimate:
+    """One run's break-even of one resource in one scenario: its one-off cost, its per-request figure and the
+    baseline's."""
     if cost is None or mine is None or theirs is None:
         return Estimate("–")
     verdict = decisions.break_even(cost, decisions.difference(theirs, mine))
@@ -100,20 +101,22 @@ def estimate(values: Values, theirs: Interval | None, scenario: str, repayment: 
     return Estimate(text, verdict.value, verdict.low, verdict.high)
 
 
-def columns(runs: list[Values], base: Values | None, scenarios: list[str]) -> list[tuple[str, list[Estimate]]]:
-    """(header, one estimate per run) of every scenario and resource some run has a break-even or verdict for.
-
-    ``runs`` holds each run's figures, the baseline's included (its own cells are "–").
-    """
-    if base is None:
+def columns(figures: FiguresOf, base: int | None, scenarios: list[str]) -> list[tuple[str, list[Estimate]]]:
+    """(header, one estimate per run) of every scenario and resource some run has a break-even or verdict for;
+    ``figures`` gives each run's, ``base`` is the baseline run's index (its own cells are "–")."""
+    if base is None or not scenarios:
         return []
     out = []
+    costs = {repayment: one_off(figures, repayment) for repayment in REPAYMENTS}
     for scenario in scenarios:
         for repayment in REPAYMENTS:
-            theirs = per_request(base, scenario, repayment)
+            per_run = figures(PHASE_EVALUATE, scenario, repayment.per_request)
+            theirs = per_request(per_run[base], repayment)
             cells = [
-                Estimate("–") if values is base else estimate(values, theirs, scenario, repayment) for values in runs
-            ]
+                Estimate("–") if run == base or theirs is None or cost is None
+                else estimate(cost, per_request(figure, repayment), theirs)
+                for run, (cost, figure) in enumerate(zip(costs[repayment], per_run, strict=True))
+            ]  # fmt: skip
             if any(cell.text != "–" for cell in cells):
                 out.append((f"{scenario}: {repayment.label}", cells))
     return out

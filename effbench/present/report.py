@@ -351,13 +351,16 @@ def status_text(run: RunRecord) -> str:
     return run.status if run.status == STATUS_OK else f"{run.status.replace('-', ' ')}: {run.error}"
 
 
-def _run_notes(runs: list[RunRecord], values: dict[str, dict[tuple, MeasurementRow]]) -> list[str]:
+def _run_notes(runs: list[RunRecord], figures: RunFigures) -> list[str]:
     """Runs measured while other work kept the machine busy, and every warning a run raised, by technique."""
-    busy = []
-    for run in runs:
-        shares = [m.value for m in values[run.run_id].values() if m.metric == BUSY_METRIC and m.value is not None]
-        if shares and max(shares) > BUSY_SHARE:
-            busy.append(f"{run.label} ({max(shares):.0f} %)")
+    shares: list[list[float]] = [[] for _ in runs]  # each run's, in every window and scenario (NaN: not measured)
+    for phase, scenario, metric in figures.keys:
+        if metric == BUSY_METRIC:
+            for mine, figure in zip(shares, figures.listed(phase, scenario, metric), strict=True):
+                if figure is not None and figure[0] is not None and not math.isnan(figure[0]):
+                    mine.append(figure[0])
+    most = [(run, max(mine)) for run, mine in zip(runs, shares, strict=True) if mine]
+    busy = [f"{run.label} ({share:.0f} %)" for run, share in most if share > BUSY_SHARE]
     notes = []
     if busy:
         notes.append(
@@ -434,6 +437,14 @@ class RunFigures:
         last = np.append(run[1:] != run[:-1], True)  # a run's figures are contiguous, in stored order
         found[run[last]] = rows[last]
         return found
+
+    def listed(self, phase: str, scenario: str, metric: str) -> list[breakeven.Figure | None]:
+        """Each run's cell of this key as Python numbers (value, stderr, ci_low, ci_high, cv; None where null), None
+        where it has none."""
+        found = self.at(phase, scenario, metric)
+        numbers = [_listed(self.numbers[name][found], self.null[name][found]) for name in FIGURE_FIELDS]
+        figures = zip(*numbers, strict=True)
+        return [figure if has else None for figure, has in zip(figures, (found >= 0).tolist(), strict=True)]
 
     def first_rows(self, section: Section) -> np.ndarray:
         """Where each metric of the section's rows (``Section.key``, training steps too) first appears among the
@@ -533,13 +544,14 @@ def _notes(where: str, measured: pa.Table, unstable: bool, unstable_cv: float) -
 
 
 def _read_rows(
-    measured: pa.Table, counts: list[int], metrics: set[str]
+    measured: pa.Table, counts: list[int], metrics: set[str] | None
 ) -> tuple[list[list[MeasurementRow]], list[list[tuple]]]:
-    """Each run's measurements read as records (its tasks' and those of ``metrics``), in stored order, with each one's
-    key (``_key``, made a column at a time) and None for a training step's: the other run-level figures are read as
-    columns (``RunFigures``), and a record each would take seconds on 10 k runs."""
-    of_task = pc.fill_null(pc.not_equal(measured.column("task"), ""), False)
-    wanted = pc.or_(of_task, pc.is_in(measured.column("metric"), pa.array(sorted(metrics), pa.string())))
+    """Each run's task measurements (of ``metrics`` if given) read as records, in stored order, with each one's key
+    (``_key``, made a column at a time) and None for a training step's: run-level figures are read as columns
+    (``RunFigures``), and a record each would take seconds on 10 k runs."""
+    wanted = pc.fill_null(pc.not_equal(measured.column("task"), ""), False)
+    if metrics is not None:
+        wanted = pc.and_(wanted, pc.is_in(measured.column("metric"), pa.array(sorted(metrics), pa.string())))
     chosen = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
     read = measured.take(chosen)
     made = records(read, MeasurementRow)
@@ -557,12 +569,17 @@ def _table(
     ids = [run.run_id for run in runs]
     measured = results.measurement_table(ids)  # every measurement as columns; records of those read (_read_rows)
     counts = results.measurement_counts(ids)
-    read, keys = _read_rows(measured, counts, {c.name for c in columns if c.ratio} | breakeven.METRICS | {BUSY_METRIC})
-    rows_of = dict(zip(ids, read, strict=True))
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
-    base_rows = rows_of[base_run.run_id] if base_run else []
-    every_row = [m for rows in read for m in rows]
-    primary = primary_quality(base_rows if base_run and counts[runs.index(base_run)] else every_row)
+    base_index = runs.index(base_run) if base_run else None
+    base_rows: list[MeasurementRow] = []
+    if base_index is not None:  # every measurement of the baseline, as records
+        base_rows = records(measured.slice(sum(counts[:base_index]), counts[base_index]), MeasurementRow)
+    if base_rows:  # the records read: its primary task metrics
+        primary = primary_quality(base_rows)
+        read, keys = _read_rows(measured, counts, {row.metric for row in primary.values()})
+    else:
+        read, keys = _read_rows(measured, counts, None)
+        primary = primary_quality([m for rows in read for m in rows])
     base = {_key(m): m for m in base_rows}
     # a training step's value (a point of the loss curve) is no table cell (its key None): the long-form details hold
     # the curve
@@ -602,7 +619,7 @@ def _table(
             if column.name not in cell_metrics:
                 continue  # no run measured it (the cells would all be empty)
             printed_column = section.one_off or not column.quantity.detail  # else in the CSV only: no text
-            cells = _resource_cells(section, column, run_values, base, figures, unstable_cv, printed_column)
+            cells = _resource_cells(section, column, base, base_index, figures, unstable_cv, printed_column)
             if cells.figures["value"].null_count == len(runs):
                 continue  # no run measured it
             unstable = unstable or bool(cells.unstable.any())
@@ -613,9 +630,7 @@ def _table(
             cell_columns.append(cells)
         if printed:
             sections.append((section.title, [0, *printed]))
-    repaid = breakeven.columns(
-        [values[run.run_id] for run in runs], values[base_run.run_id] if base_run else None, scenarios
-    )
+    repaid = breakeven.columns(figures.listed, base_index, scenarios)
     for header, estimates in repaid:
         headers.append(f"break-even: {header}")
         short_headers.append(header)
@@ -632,7 +647,7 @@ def _table(
         unstable,
         unstable_cv,
     )
-    notes += _run_notes(runs, values)
+    notes += _run_notes(runs, figures)
     notes.insert(2, GATE_NOTE)
     if paired_columns:
         notes.insert(3, PAIRED_NOTE)
@@ -718,35 +733,35 @@ def _unstable(m: MeasurementRow | None, threshold: float) -> bool:
 def _resource_cells(
     section: Section,
     column: Column,
-    values: list[dict],
     base: dict,
+    base_index: int | None,
     figures: RunFigures,
     unstable_cv: float,
     printed: bool,
 ) -> CellColumn:
     """Each run's resource figure: value ± half its 95 % interval (or its stderr), flagged when its repeats disagree;
     a ratio to the baseline's, flagged when either side is and marked when its interval includes 1. The text of a
-    column no table prints (``printed`` False) is left empty: only its numbers are written. A ratio reads the runs'
-    ``values``, a figure ``figures`` (its numbers a column at a time)."""
+    column no table prints (``printed`` False) is left empty: only its numbers are written. The runs' figures come
+    from ``figures`` (a column at a time), the baseline's (the run at ``base_index``) from its records, ``base``."""
     key = (section.phase, section.scenario, "", column.name)
     b = base.get(key)
     mark, quiet_mark, missing = f" {UNSTABLE_MARK}", f" {NOT_SIGNIFICANT_MARK}", "–"
     if column.ratio:  # a ratio is as unstable as either of its sides
         texts, ratios, lows, highs, flags = [], [], [], [], []
         base_figure, base_flagged = (interval(b), _unstable(b, unstable_cv)) if b is not None else (None, False)
-        for run_values in values:
-            m = run_values.get(key)
-            value = _ratio(b.value if b else None, m.value if m else None)
-            if value is None or m is None or b is None:
+        own = base_index if b is not None and b.step is None else None  # the baseline's own cell: b itself
+        for run, figure in enumerate(figures.listed(section.phase, section.scenario, column.name)):
+            value = _ratio(b.value if b else None, figure[0] if figure else None)
+            if value is None or figure is None or b is None:
                 texts.append(missing)
                 ratios.append(None)
                 lows.append(None)
                 highs.append(None)
                 flags.append(False)
                 continue
-            flagged = _unstable(m, unstable_cv) or base_flagged
-            change = decisions.ratio(base_figure, interval(m))  # type: ignore[arg-type]
-            quiet = m is not b and change is not None and not decisions.significant(change)
+            flagged = (figure[4] or 0) > unstable_cv or base_flagged
+            change = decisions.ratio(base_figure, Interval.of(*figure[:4]))  # type: ignore[arg-type]
+            quiet = run != own and change is not None and not decisions.significant(change)
             texts.append(column.format(value) + mark * flagged + quiet_mark * quiet if printed else "")
             ratios.append(value)
             lows.append(change.low if change else None)
