@@ -14,9 +14,9 @@ import io
 import math
 import textwrap
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property, partial
 from operator import attrgetter
 from pathlib import Path
 
@@ -65,6 +65,33 @@ LEADERBOARDS = Output(
 )
 
 
+Verdicts = dict[str, dict[str, str | None]]  # run id -> MLPerf gate -> pass/fail/inconclusive vs baseline
+
+
+class Gates(Mapping[str, str | None]):
+    """A run's MLPerf gates, computed with its model and placement's other runs' when first read: ``write`` reads them
+    while the plots are drawn beside, so building the boards does not wait for the paired comparisons."""
+
+    def __init__(self, verdicts: Callable[[], Verdicts], run_id: str) -> None:
+        self._verdicts = verdicts  # cached: computed once for the whole group
+        self._run_id = run_id
+
+    def _mine(self) -> dict[str, str | None]:
+        return self._verdicts()[self._run_id]
+
+    def __getitem__(self, name: str) -> str | None:
+        return self._mine()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mine())
+
+    def __len__(self) -> int:
+        return len(self._mine())
+
+    def __repr__(self) -> str:
+        return repr(self._mine())
+
+
 @dataclass
 class Entry:
     """One successful run on a leaderboard: its primary task metrics, resource figures and accuracy score."""
@@ -73,7 +100,7 @@ class Entry:
     quality: dict[str, MeasurementRow]  # task -> the primary metric's measurement
     resources: dict[str, MeasurementRow]  # quantity -> evaluate-phase run-level measurement
     score: Interval | None = None  # mean of the scored tasks' figures, ± their combined standard error
-    gates: dict[str, str | None] = field(default_factory=dict)  # MLPerf gate -> pass/fail/inconclusive vs baseline
+    gates: Mapping[str, str | None] = field(default_factory=dict)  # MLPerf gate -> pass/fail/inconclusive vs baseline
     _intervals: dict[tuple[str, bool, float], Interval | None] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -246,12 +273,12 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
         for e in entries:
             e.score = score(e, scored)
         placed: dict[tuple[str, str], list[Entry]] = {}
-        for e in entries:  # each model and placement's runs against their baseline at once
+        for e in entries:  # each model and placement's runs against their baseline at once, when first read
             placed.setdefault((e.run.model, e.run.placement), []).append(e)
         for key, group in placed.items():
-            gates = run_gates(results, rows_of, [e.run for e in group], baselines.get(key))
+            verdicts = cache(partial(run_gates, results, rows_of, [e.run for e in group], baselines.get(key)))
             for e in group:
-                e.gates = gates[e.run.run_id]
+                e.gates = Gates(verdicts, e.run.run_id)
         measured = measured_columns(entries, columns)
         frontiers = {name: _frontier(names, measured, columns) for name, names in FRONTIERS.items()}
         latency = frontiers["latency"]
