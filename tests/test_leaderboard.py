@@ -5,18 +5,20 @@ import io
 import itertools
 import math
 import random
+from dataclasses import replace
 
 import pytest
 from PIL import Image
 
 from effbench.api.metric import Quantity
 from effbench.errors import EffbenchError
-from effbench.measure.decisions import Interval, pareto_front
+from effbench.measure.decisions import Interval, pareto_front, tie_ranks
 from effbench.present import aside, compare, leaderboard
-from effbench.present.columns import Column
+from effbench.present.columns import Column, candidates
 from effbench.present.report import run_gates
+from effbench.records import MeasurementRow
 from effbench.store.load import Results, load
-from effbench.store.results import ResultsStore
+from effbench.store.results import ResultsStore, to_table
 from tests.conftest import run_cli
 from tests.store_helpers import COLUMNS, TECHNIQUES, measurement, run_row, two_machine_store
 
@@ -215,24 +217,35 @@ def test_an_empty_set_of_published_runs_compares_yours_alone(two_machines):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_the_csvs_figures_computed_at_once_are_each_entrys_interval(seed):
-    """The CSV's resource bounds, computed a column at a time, are ``Entry.interval``'s: stored bounds (missing, NaN,
-    either side of the value), standard errors (missing, NaN, infinite), signed zeros, a scaled unit, no figure."""
+def test_the_figures_computed_at_once_are_each_entrys_interval(seed):
+    """A board's figures, computed a quantity at a time from the table's columns, are ``Entry.interval``'s from the
+    records, and the CSV's bounds ``_bounds``'s: stored bounds (missing, NaN, either side of the value), standard
+    errors (missing, NaN, infinite), signed zeros, a scaled unit, no figure, a quantity measured twice (the last
+    counts), entries in another order than their rows."""
     rng = random.Random(seed)
     odd = [None, math.nan, math.inf, -math.inf, -0.0, 0.0, 1.5, -2.25]
 
     def figure() -> float | None:
         return rng.choice([*odd, rng.uniform(-5, 5), rng.uniform(-5, 5)])
 
-    entries = []
+    runs, rows = [], []
     for i in range(300):
-        value = rng.choice([0.0, -0.0, 1.5, rng.uniform(-5, 5), rng.uniform(-5, 5)])
-        row = measurement("latency", value, "ms", "computation", stderr=figure(), ci_low=figure(), ci_high=figure())
-        entries.append(leaderboard.Entry(run_row(f"r{i}", "baseline", {}), {}, {"latency": row} if i % 7 else {}))
+        runs.append(run_row(f"r{i}", "baseline", {}))
+        for _ in range(rng.choice([0, 1, 1, 2, 3]) if i % 7 else 0):
+            value = rng.choice([0.0, -0.0, 1.5, math.nan, rng.uniform(-5, 5), rng.uniform(-5, 5)])
+            metric = rng.choice(["latency", "latency", "peak_memory"])
+            row = measurement(metric, value, "ms", "computation", stderr=figure(), ci_low=figure(), ci_high=figure())
+            rows.append(replace(row, run_id=f"r{i}"))
+    figures = leaderboard.Figures(to_table(rows, MeasurementRow), [r.run_id for r in runs])
+    board = [leaderboard.Entry(r, {}, leaderboard.Resources(figures, i)) for i, r in enumerate(runs)]
+    by_records = [leaderboard.entry(r, [m for m in rows if m.run_id == r.run_id], None) for r in runs]
+    assert repr([dict(e.resources) for e in board]) == repr([e.resources for e in by_records])  # made when read
+    order = rng.sample(range(len(runs)), len(runs))
     for scale in (1.0, 1e-3, 7.3):
         column = Column(Quantity("latency", "ms", "computation", False, scale=scale))
-        by_entry = [leaderboard._bounds(e.interval(column)) for e in entries]
-        at_once = list(zip(*leaderboard._column_bounds(entries, column), strict=True))
+        assert repr([board[i].interval(column) for i in order]) == repr([by_records[i].interval(column) for i in order])
+        by_entry = [leaderboard._bounds(by_records[i].interval(column)) for i in order]
+        at_once = list(zip(*figures.bounds(column, order), strict=True))
         assert repr(at_once) == repr(by_entry)  # NaN and -0.0 told apart
 
 
@@ -269,3 +282,63 @@ def test_entries_and_gates_from_the_rows_read_are_the_ones_from_every_measuremen
                 )
             base = next(r for r in runs if r.technique == "baseline")
             assert run_gates(results, read, runs, base) == run_gates(results, every, runs, base)
+            tasks = leaderboard.task_rows(results.measurement_table([run.run_id for run in runs]))
+            assert run_gates(results, tasks, runs, base) == run_gates(results, every, runs, base)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_boards_read_from_columns_are_the_ones_from_every_record(tmp_path, seed):
+    """``boards`` reads the resource figures as arrays and makes records of the task metrics only: its entries,
+    columns, ranks, fronts, gates and tables are the ones made from every measurement's record, whatever the
+    figures (missing, NaN, infinite, tied), repeated or undeclared quantities, phases and scenarios."""
+    rng = random.Random(seed)
+    store = two_machine_store(tmp_path / "store")
+    odd = [None, None, math.nan, math.inf, 0.0, 0.5, 0.5]
+    for i in range(8):
+        rows = [
+            measurement(
+                rng.choice(["latency", "latency", "peak_memory", "energy_per_token", "custom_thing", "exact_match"]),
+                rng.choice([0.0, -0.0, 1.0, 1.0, math.nan, math.inf, rng.uniform(0, 2)]),
+                rng.choice(["ms", "", "widgets"]),
+                rng.choice(["computation", "memory", "quality"]),
+                rng.choice(["", "", "", "micro_copy"]),
+                higher_is_better=rng.choice([None, True, False]),
+                stderr=rng.choice(odd),
+                ci_low=rng.choice(odd),
+                ci_high=rng.choice(odd),
+                scenario=rng.choice([None, "", "single-stream", "server"]),
+                phase=rng.choice([None, "", "evaluate", "apply"]),
+            )
+            for _ in range(30)
+        ]
+        technique, params = ("baseline", {}) if i == 0 else ("dtype", {"dtype": f"t{i}"})
+        store.write_run(run_row(f"hwC-{i}", technique, params, "hwC"), rows)
+    results = load(store.root)
+    for board in leaderboard.boards(results, COLUMNS):
+        by_records = {
+            r.run_id: leaderboard.entry(r, results.measurements_of(r.run_id), board.scenario)
+            for r in (e.run for e in board.entries)
+        }
+        entries = [by_records[e.run.run_id] for e in board.entries]
+        ok = [by_records[r.run_id] for r in results.hardware()[board.fingerprint] if r.status == "ok"]
+        assert board.columns == leaderboard.measured_columns(ok, COLUMNS)  # as first seen, before ranking
+        for e, mine in zip(board.entries, entries, strict=True):
+            assert repr((e.quality, dict(e.resources))) == repr((mine.quality, mine.resources))  # NaN: repr
+            for column in candidates(COLUMNS, mine.resources.values()):
+                assert repr((e.interval(column), e.value(column))) == repr((mine.interval(column), mine.value(column)))
+        latency, missing = board.frontiers["latency"], Interval(math.inf, math.inf, math.inf)
+        for e in ok:
+            e.score = leaderboard.score(e, board.scored)
+        ok.sort(key=lambda e: (e.score is None, -(e.score.value if e.score else 0.0), e.value(latency) or math.inf,
+                               e.label))  # fmt: skip
+        assert [e.run.run_id for e in ok] == [e.run.run_id for e in board.entries]  # NaN keys and all
+        negated = [Interval(-e.score.value, -e.score.high, -e.score.low) if e.score else missing for e in ok]
+        assert board.ranks == tie_ranks([(s, e.interval(latency) or missing) for s, e in zip(negated, ok, strict=True)])
+        for name, column in board.frontiers.items():
+            assert repr(board.points[name]) == repr(leaderboard._points(ok, column))
+        csv_rows = list(csv.reader(io.StringIO(leaderboard.to_csv(board))))
+        figures = [[leaderboard._bounds(e.interval(c)) for c in board.columns] for e in ok]
+        header = csv_rows[0].index(board.columns[0].header) if board.columns else 0
+        for row, mine in zip(csv_rows[1:], figures, strict=True):
+            shown = ["" if v is None else repr(v) for bounds in mine for v in bounds]
+            assert row[header : header + len(shown)] == shown

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property, partial
-from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from effbench.api.metric import Quantity
 from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval, Point
 from effbench.present import aside
-from effbench.present.columns import Column, candidates, fmt
+from effbench.present.columns import Column, candidates, fmt, stored_column
 from effbench.present.report import (
     GATE_NOTE,
     SEPARATE_COLUMNS_NOTE,
@@ -54,7 +53,6 @@ FRONTIERS = {
     "memory": ("peak_memory",),
 }
 TITLE = "# effbench leaderboards"
-FIGURE = attrgetter("value", "stderr", "ci_low", "ci_high")  # what a resource figure's interval is made of
 LABELLED_POINTS = 40  # a plot with more points labels only the Pareto-optimal ones
 PER_MACHINE = ("leaderboard.md", "leaderboard.csv", "pareto-*.png")
 LEADERBOARDS = Output(
@@ -92,13 +90,130 @@ class Gates(Mapping[str, str | None]):
         return repr(self._mine())
 
 
+def _column_key(column: Column) -> tuple[str, bool, float]:
+    """What a column's figures depend on (a column's hash would hash its whole quantity)."""
+    return column.name, column.ratio, column.quantity.scale
+
+
+class Figures:
+    """Every entry's resource figures on one machine as the measurement table's columns, computed a quantity at a time
+    for every entry: the ranking, the fronts, the tables and the CSV read hundreds of thousands of them, too many for
+    a record each (``Resources`` makes records only when they are read)."""
+
+    def __init__(self, rows: pa.Table, run_ids: list[str]) -> None:
+        self.rows = rows  # the entries' resource measurements (``resource_rows``), run after run
+        self.run_ids = run_ids  # the entries', in the arrays' order
+        self.spans = run_spans(rows.column("run_id"))
+        self._codes, names = text_codes(rows.column("metric"))  # numbered as first seen
+        self._names = [name for name in names if name is not None]  # a metric is never null
+        self.code = {name: code for code, name in enumerate(self._names)}
+        entry_of = {run_id: i for i, run_id in enumerate(run_ids)}
+        self._entries = np.repeat(
+            np.array([entry_of[run_id] for run_id in self.spans], np.int64),
+            [stop - start for start, stop in self.spans.values()],
+        )  # each row's entry
+        keys = self._entries * len(self._names) + self._codes
+        _, first = np.unique(keys[::-1], return_index=True)
+        last = len(keys) - 1 - first  # each entry's last row of a quantity: the one a dict of its rows keeps
+        self._at = np.full((len(run_ids), len(self._names)), -1, np.int64)  # entry, quantity -> row, -1: none
+        self._at[self._entries[last], self._codes[last]] = last
+        value, stderr, low, high = (rows.column(name) for name in ("value", "stderr", "ci_low", "ci_high"))
+        self._value, self._stderr, self._low, self._high = (
+            pc.fill_null(c, math.nan).to_numpy() for c in (value, stderr, low, high)
+        )  # a missing stderr or bound: NaN
+        self._bounded = pc.and_(low.is_valid(), high.is_valid()).to_numpy()  # both bounds stored (NaN ones too)
+        self._intervals: dict[tuple[str, bool, float], list[Interval | None]] = {}
+
+    def _shown(self, column: Column) -> tuple[np.ndarray, list[float], list[float], list[float]]:
+        """The entries with a figure of the column's quantity, and its value and interval bounds in the column's unit
+        (``Interval.of`` of the stored figure, for all of them at once)."""
+        code = self.code.get(column.name)
+        rows = self._at[:, code] if code is not None else np.full(len(self.run_ids), -1)
+        held = np.flatnonzero(rows >= 0)
+        at = rows[held]
+        value = self._value[at]
+        low, high = Interval.bounds_of(value, self._stderr[at], self._low[at], self._high[at], self._bounded[at])
+        shown = (column.shown(v) for v in (value, low, high))
+        return held, *(v.tolist() for v in shown)  # type: ignore[union-attr,return-value]
+
+    def intervals(self, column: Column) -> list[Interval | None]:
+        """Each entry's figure in the column's unit with its 95 % interval (``Entry.interval``), None without one."""
+        key = _column_key(column)
+        if key not in self._intervals:  # asked for by the ranking, the fronts, the tables and the page
+            held, value, low, high = self._shown(column)
+            out: list[Interval | None] = [None] * len(self.run_ids)
+            for i, v, lo, hi in zip(held.tolist(), value, low, high, strict=True):
+                out[i] = Interval(v, lo, hi)
+            self._intervals[key] = out
+        return self._intervals[key]
+
+    def bounds(self, column: Column, entries: list[int]) -> tuple[list[float | None], ...]:
+        """``_bounds`` of these entries' figures (indices into the arrays) as three CSV columns: value, low, high."""
+        held, value, low, high = self._shown(column)
+        where = np.full(len(self.run_ids), -1, np.int64)
+        where[held] = np.arange(len(held))
+        out: tuple[list[float | None], ...] = ([None] * len(entries), [None] * len(entries), [None] * len(entries))
+        for j, k in enumerate(where[entries].tolist()):
+            if k < 0:
+                continue
+            out[0][j] = value[k]
+            if low[k] != high[k]:  # an exact figure has no bounds in the CSV
+                out[1][j], out[2][j] = low[k], high[k]
+        return out
+
+    def measured(self, columns: list[Column]) -> list[Column]:
+        """``measured_columns`` of the entries, a record made only of each undeclared quantity's row that names it."""
+        declared = {c.name for c in columns}
+        _, first = np.unique(self._codes, return_index=True)  # each quantity's first row
+        undeclared = []
+        for code, name in enumerate(self._names):  # as first seen, as ``candidates`` sees them
+            if name not in declared:
+                row = int(self._at[self._entries[first[code]], code])  # the first entry's, as its dict keeps it
+                undeclared.append(stored_column(records(self.rows.slice(row, 1), MeasurementRow)[0]))
+        return [c for c in [*columns, *undeclared] if not c.ratio and c.name in self.code]
+
+    @cached_property
+    def _records(self) -> list[MeasurementRow]:
+        return records(self.rows, MeasurementRow)
+
+    def resources(self, index: int) -> dict[str, MeasurementRow]:
+        """An entry's resource measurements as ``entry`` gives them (quantity -> its last row)."""
+        start, stop = self.spans.get(self.run_ids[index], (0, 0))
+        return {m.metric: m for m in self._records[start:stop]}
+
+
+class Resources(Mapping[str, MeasurementRow]):
+    """A board entry's resource measurements, made records of when first read (every entry's of its machine at once):
+    the boards read the figures' arrays (``Figures``), only a page or a caller reads the records."""
+
+    def __init__(self, figures: Figures, index: int) -> None:
+        self.figures = figures
+        self.index = index  # the entry's in the figures' arrays
+
+    @cached_property
+    def _rows(self) -> dict[str, MeasurementRow]:
+        return self.figures.resources(self.index)
+
+    def __getitem__(self, name: str) -> MeasurementRow:
+        return self._rows[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return repr(self._rows)
+
+
 @dataclass
 class Entry:
     """One successful run on a leaderboard: its primary task metrics, resource figures and accuracy score."""
 
     run: RunRecord
     quality: dict[str, MeasurementRow]  # task -> the primary metric's measurement
-    resources: dict[str, MeasurementRow]  # quantity -> evaluate-phase run-level measurement
+    resources: Mapping[str, MeasurementRow]  # quantity -> evaluate-phase run-level measurement
     score: Interval | None = None  # mean of the scored tasks' figures, ± their combined standard error
     gates: Mapping[str, str | None] = field(default_factory=dict)  # MLPerf gate -> pass/fail/inconclusive vs baseline
     _intervals: dict[tuple[str, bool, float], Interval | None] = field(
@@ -112,13 +227,15 @@ class Entry:
 
     def value(self, column: Column) -> float | None:
         """A resource figure in the column's unit."""
-        row = self.resources.get(column.name)
-        return column.shown(row.value) if row else None
+        figure = self.interval(column)
+        return None if figure is None else figure.value
 
     def interval(self, column: Column) -> Interval | None:
         """A resource figure and its 95 % interval in the column's unit (low = high when none is known)."""
-        key = (column.name, column.ratio, column.quantity.scale)  # a column's hash would hash its whole quantity
-        if key in self._intervals:  # asked for by the ranking, the fronts, the tables and the page
+        if isinstance(self.resources, Resources):  # a board's entry: every entry's figure at once
+            return self.resources.figures.intervals(column)[self.resources.index]
+        key = _column_key(column)
+        if key in self._intervals:  # asked for by the tables
             return self._intervals[key]
         row = self.resources.get(column.name)
         figure = None if row is None else interval(row)
@@ -147,8 +264,27 @@ def evaluated_rows(table: pa.Table, scenario: str | None) -> dict[str, list[Meas
     task = table.column("task")
     shown = pc.is_in(pc.fill_null(table.column("scenario"), ""), pa.array(["", scenario or ""]))
     kept = table.filter(pc.and_(evaluated, pc.or_(pc.not_equal(task, ""), pc.and_(pc.equal(task, ""), shown))))
-    rows = records(kept, MeasurementRow)  # a null task is read by neither: left out with its row
+    return _by_run(kept)  # a null task is read by neither: left out with its row
+
+
+def _by_run(kept: pa.Table) -> dict[str, list[MeasurementRow]]:
+    """Each run's rows of a measurement table as records, in stored order."""
+    rows = records(kept, MeasurementRow)
     return {run_id: rows[start:stop] for run_id, (start, stop) in run_spans(kept.column("run_id")).items()}
+
+
+def task_rows(table: pa.Table) -> dict[str, list[MeasurementRow]]:
+    """Each run's evaluate-phase task metrics in a measurement table, in stored order: what an entry's quality and
+    its gates read (a few per run, made records of)."""
+    _, evaluated = phases_of(table)
+    return _by_run(table.filter(pc.and_(evaluated, pc.not_equal(table.column("task"), ""))))
+
+
+def resource_rows(table: pa.Table, scenario: str | None) -> pa.Table:
+    """The evaluate-phase model-level figures and ``scenario``'s in a measurement table: an entry's resources."""
+    _, evaluated = phases_of(table)
+    shown = pc.is_in(pc.fill_null(table.column("scenario"), ""), pa.array(["", scenario or ""]))
+    return table.filter(pc.and_(evaluated, pc.and_(pc.equal(table.column("task"), ""), shown)))
 
 
 def entry(run: RunRecord, rows: list[MeasurementRow], scenario: str | None) -> Entry:
@@ -209,6 +345,12 @@ class Board:
     points: dict[str, tuple[list[int], list[Point]]]  # frontier name -> entry indices, their (cost, score)
     fronts: dict[str, set[int]]  # frontier name -> indices into entries
     ranks: list[int]  # per entry; entries that cannot be told apart share one
+    figures: Figures  # the entries' resource figures as arrays
+
+    @cached_property
+    def _rows(self) -> list[int]:
+        """Each entry's index in ``figures``."""
+        return [e.resources.index for e in self.entries]  # type: ignore[attr-defined]  # Resources: built by boards
 
     def frontier_names(self, index: int) -> str:
         """Which frontiers an entry is on, with the members it is tied with, e.g. 'latency (tie: #1), memory'."""
@@ -266,8 +408,11 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
             continue
         measured = results.measurement_table([r.run_id for r in ok])
         scenario = shared_scenario(measured)
-        rows_of = evaluated_rows(measured, scenario)
-        entries = [entry(r, rows_of.get(r.run_id, []), scenario) for r in ok]
+        rows_of = task_rows(measured)
+        figures = Figures(resource_rows(measured, scenario), [r.run_id for r in ok])
+        entries = [
+            Entry(r, primary_quality(rows_of.get(r.run_id, [])), Resources(figures, i)) for i, r in enumerate(ok)
+        ]  # as ``entry`` makes them, the resources' records made when read
         scored = scored_tasks(entries)
         baselines = _baselines(ok)
         for e in entries:
@@ -279,7 +424,7 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
             verdicts = cache(partial(run_gates, results, rows_of, [e.run for e in group], baselines.get(key)))
             for e in group:
                 e.gates = Gates(verdicts, e.run.run_id)
-        measured = measured_columns(entries, columns)
+        measured = figures.measured(columns)
         frontiers = {name: _frontier(names, measured, columns) for name, names in FRONTIERS.items()}
         latency = frontiers["latency"]
         entries.sort(
@@ -295,7 +440,7 @@ def boards(results: Results, columns: list[Column]) -> list[Board]:
         out.append(
             Board(
                 fingerprint, runs[0].machine, entries, tasks, scored, scenario, measured, frontiers, points, fronts,
-                ranks,
+                ranks, figures,
             )
         )  # fmt: skip
     return out
@@ -408,7 +553,7 @@ def to_csv(board: Board) -> str:
             "pareto",
         ]
     )
-    shown = [bounds for c in board.columns for bounds in _column_bounds(board.entries, c)]
+    shown = [bounds for c in board.columns for bounds in board.figures.bounds(c, board._rows)]
     figures = list(zip(*shown, strict=True)) if shown else [()] * len(board.entries)  # per entry
     for i, e in enumerate(board.entries):
         quality = [e.quality.get(t) for t in board.tasks]
@@ -437,23 +582,6 @@ def _bounds(figure: Interval | None) -> tuple[float | None, float | None, float 
     if figure is None:
         return None, None, None
     return (figure.value, None, None) if figure.exact else (figure.value, figure.low, figure.high)
-
-
-def _column_bounds(entries: list[Entry], column: Column) -> tuple[list[float | None], ...]:
-    """``_bounds`` of every entry's ``interval(column)`` as three CSV columns (value, low, high), computed at once:
-    a CSV holds hundreds of thousands of them."""
-    rows = [e.resources.get(column.name) for e in entries]
-    found = [i for i, row in enumerate(rows) if row is not None]
-    stored = np.array([FIGURE(rows[i]) for i in found], object).reshape(-1, 4)  # value, stderr, ci_low, ci_high
-    figures = stored.astype(float)  # None: NaN
-    low, high = Interval.bounds_of(*figures.T, np.not_equal(stored[:, 2:], None).all(axis=1))
-    value, low, high = (column.shown(v) for v in (figures[:, 0], low, high))
-    out: tuple[list[float | None], ...] = ([None] * len(entries), [None] * len(entries), [None] * len(entries))
-    for i, v, lo, hi in zip(found, value.tolist(), low.tolist(), high.tolist(), strict=True):
-        out[0][i] = v
-        if lo != hi:  # an exact figure has no bounds in the CSV
-            out[1][i], out[2][i] = lo, hi
-    return out
 
 
 def plot(board: Board, name: str, path: Path) -> None:
