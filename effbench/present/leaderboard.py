@@ -247,7 +247,7 @@ class Entry:
 def shared_scenario(measured: pa.Table) -> str | None:
     """The load scenario most runs of a measurement table (``Results.measurement_table``) measured (the first seen on
     a tie): a table shows one scenario."""
-    table = under_load(measured)
+    table = under_load(measured.select(["run_id", "phase", "scenario"]))  # the columns read: not a copy of all
     if not table.num_rows:
         return None
     scenarios, names = text_codes(table.column("scenario"))  # numbered as first seen
