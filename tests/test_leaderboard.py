@@ -125,7 +125,7 @@ def test_plots_drawn_beside_the_tables_are_the_ones_drawn_in_turn(two_machines, 
     monkeypatch.setattr(aside, "_start", lambda *a: forks.append(a[1]) or start(*a))
     shown = []  # what the command shows meanwhile, before the files are in place
     beside = leaderboard.write(two_machines, boards, tmp_path / "beside", None, lambda: shown.append(1))
-    assert forks == ["drawing the leaderboard plots"] and shown == [1]
+    assert forks == ["drawing the leaderboard plots", "writing the leaderboard CSVs"] and shown == [1]
     names = [[p.relative_to(folder) for p in files] for folder, files in ((tmp_path / "in-turn", in_turn),
                                                                           (tmp_path / "beside", beside))]  # fmt: skip
     assert names[0] == names[1]

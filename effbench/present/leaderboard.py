@@ -643,6 +643,20 @@ def check_writable(out: Path) -> None:
     check_folder(target_folder(out), LEADERBOARDS)
 
 
+def _settle_gates(built: list[Board]) -> None:
+    """Compute every entry's gates (``Gates``) here, once: a table made in a forked process would compute them there
+    again, and every table reads them."""
+    for board in built:
+        for e in board.entries:
+            len(e.gates)
+
+
+def _write_csvs(built: list[Board], folder: Path) -> None:
+    """Every board's leaderboard.csv, into its machine's folder."""
+    for board in built:
+        (folder / board.fingerprint / "leaderboard.csv").write_text(to_csv(board), encoding="utf-8")
+
+
 def _draw(built: list[Board], folder: Path) -> None:
     """Every board's Pareto plots, into its machine's folder."""
     for board in built:
@@ -683,12 +697,16 @@ def write(
             (folder / board.fingerprint).mkdir()
         plotted = sum(len(kept) for board in built for kept, _ in board.points.values())
 
-        def tables() -> None:
+        def markdown() -> None:
             for board in built:
                 (folder / board.fingerprint / "leaderboard.md").write_text(to_markdown(board), encoding="utf-8")
-                (folder / board.fingerprint / "leaderboard.csv").write_text(to_csv(board), encoding="utf-8")
             if meanwhile is not None:
                 meanwhile()
+
+        def tables() -> None:  # while the plots are drawn: the gates, then the CSVs beside the Markdown
+            _settle_gates(built)
+            rows = sum(len(board.entries) for board in built)
+            aside.side_by_side(lambda: _write_csvs(built, folder), markdown, "writing the leaderboard CSVs", rows)
 
         aside.side_by_side(lambda: _draw(built, folder), tables, "drawing the leaderboard plots", plotted)
         (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
