@@ -5,6 +5,7 @@ import io
 import itertools
 import math
 import random
+import threading
 from dataclasses import replace
 
 import pytest
@@ -314,7 +315,10 @@ def test_boards_read_from_columns_are_the_ones_from_every_record(tmp_path, seed)
         technique, params = ("baseline", {}) if i == 0 else ("dtype", {"dtype": f"t{i}"})
         store.write_run(run_row(f"hwC-{i}", technique, params, "hwC"), rows)
     results = load(store.root)
-    for board in leaderboard.boards(results, COLUMNS):
+    threads = threading.active_count()
+    built = leaderboard.boards(results, COLUMNS)
+    assert threading.active_count() == threads  # the samples' indexing beside is over: write() may fork
+    for board in built:
         by_records = {
             r.run_id: leaderboard.entry(r, results.measurements_of(r.run_id), board.scenario)
             for r in (e.run for e in board.entries)
