@@ -164,7 +164,7 @@ class Figures:
         return out
 
     def measured(self, columns: list[Column]) -> list[Column]:
-        """``measured_columns`` of the entries, a record made only of each undeclared quantity's row that names it."""
+        """``measured_columns`` of the entries; a record made only of the row an undeclared quantity's column reads."""
         declared = {c.name for c in columns}
         _, first = np.unique(self._codes, return_index=True)  # each quantity's first row
         undeclared = []
@@ -350,9 +350,9 @@ class Board:
     figures: Figures  # the entries' resource figures as arrays
 
     @cached_property
-    def _rows(self) -> list[int]:
-        """Each entry's index in ``figures``."""
-        return [e.resources.index for e in self.entries]  # type: ignore[attr-defined]  # Resources: built by boards
+    def _in_figures(self) -> list[int]:
+        """Each entry's index in ``figures`` (its resources are ``Resources``: ``boards`` made them)."""
+        return [e.resources.index for e in self.entries]  # type: ignore[attr-defined]
 
     def frontier_names(self, index: int) -> str:
         """Which frontiers an entry is on, with the members it is tied with, e.g. 'latency (tie: #1), memory'."""
@@ -575,7 +575,7 @@ def to_csv(board: Board) -> str:
             "pareto",
         ]
     )
-    shown = [bounds for c in board.columns for bounds in board.figures.bounds(c, board._rows)]
+    shown = [bounds for c in board.columns for bounds in board.figures.bounds(c, board._in_figures)]
     figures = list(zip(*shown, strict=True)) if shown else [()] * len(board.entries)  # per entry
     for i, e in enumerate(board.entries):
         quality = [e.quality.get(t) for t in board.tasks]
