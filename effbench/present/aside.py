@@ -1,17 +1,15 @@
 """Work done beside: a large output's independent part made by a forked process on the machine's other core.
 
-A forked process shares the parent's objects as they are (a leaderboard's boards, a report's tables: nothing is
-pickled on the way there). Measured on 10 k runs: the leaderboard's files 2.6 s with its plots drawn there, 4.5 s for
-the same steps one after the other; the report's files and terminal tables 4.9 s with its Markdown and LaTeX made
-there, 7.0 s otherwise. It pays only for work that reads few objects: the child copies each memory page it touches
-(the report's CSV made there took 7.1 s). Only for a large output, on Linux's fork; elsewhere the same work runs in
-the process, in the same order. A failure there is raised in the parent, with its message.
+A forked process shares the parent's objects as they are (a leaderboard's boards, a report's first tables: nothing
+is pickled on the way there). It pays only for work that reads few objects, since the child copies each memory page
+it touches: the leaderboard's plots and its CSVs, the report's terminal tables (while the rest of the report is built
+and written). Only for a large output, on Linux's fork; elsewhere the same work runs in the process, one part after
+the other. A failure there is raised in the parent, with its message.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import multiprocessing
 import sys
 from collections.abc import Callable
@@ -23,12 +21,6 @@ LARGE = 2000  # rows (runs, points) from which an output's parts are made side b
 
 def _pays(size: int) -> bool:
     return size > LARGE and sys.platform == "linux"  # fork: Linux's safe default
-
-
-def later(work: Callable[[], T], what: str, size: int) -> Callable[[], T]:
-    """``work``'s result when asked for (once): started now in a forked process for an output of ``size`` rows, made
-    when asked otherwise; it must only compute (its result is sent back), never write where the parent cleans up."""
-    return functools.cache(_start(work, what) if _pays(size) else work)
 
 
 def side_by_side(beside: Callable[[], None], meanwhile: Callable[[], None], what: str, size: int) -> None:

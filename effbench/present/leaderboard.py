@@ -418,7 +418,7 @@ def _index_outcomes(results: Results) -> None:
     if not any(run.status == "ok" and run.technique == "baseline" for run in results.runs):
         return  # no gate compares outcomes
     with contextlib.suppress(Exception):
-        results.outcomes([], "", "")
+        results.index_samples()
 
 
 def _boards(results: Results, columns: list[Column]) -> list[Board]:
