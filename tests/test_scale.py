@@ -15,7 +15,7 @@ import pytest
 from effbench.measure import decisions, paired
 from effbench.present import aside, leaderboard, report
 from effbench.records import MeasurementRow, SampleRow
-from effbench.store import comparisons, snapshot
+from effbench.store import comparisons, outcomes, snapshot
 from effbench.store.load import Results, load
 from effbench.store.results import ResultsStore
 from effbench.store.rows import Rows
@@ -426,3 +426,24 @@ def test_commands_reading_a_whole_store_pause_the_cycle_collector_and_restore_it
     readers = (main.cmd_report, dataset.cmd_leaderboard, dataset.cmd_compare, dataset.cmd_dataset_build)
     assert all(reader.__wrapped__ and reader.__doc__ for reader in readers)  # wrapped, help text kept
     assert not hasattr(main.cmd_evaluate, "__wrapped__")  # a sweep keeps it: models and lm-eval hold cycles
+
+
+def test_tables_index_the_samples_beside_and_give_each_with_no_thread_running(store, monkeypatch):
+    """The samples are indexed on a thread while the kept comparisons are read, joined before the first table is
+    given (``write`` may fork then); a failure there is raised where the outcomes are read, as without it."""
+    results = load(store.root)
+    threads, seen = threading.active_count(), []
+    read = results.comparisons.read
+    monkeypatch.setattr(results.comparisons, "read", lambda: seen.append(threading.active_count()) or read())
+    for _ in report.Tables(results, None, report.UNSTABLE_CV, COLUMNS):
+        assert threading.active_count() == threads
+    assert seen[0] == threads + 1 and "_sample_index" in vars(results)  # made beside the comparisons' reading
+
+    broken = load(store.root)
+
+    def bad_index(*args):
+        raise ValueError("bad index")
+
+    monkeypatch.setattr(outcomes.SampleIndex, "__init__", bad_index)
+    with pytest.raises(ValueError, match="bad index"):
+        report.build(broken, columns=COLUMNS)

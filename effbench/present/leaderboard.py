@@ -9,7 +9,6 @@ is dominated only by one better beyond the intervals, and the plots draw the int
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -403,22 +402,12 @@ def _baselines(runs: list[RunRecord]) -> dict[tuple[str, str], RunRecord]:
 
 def boards(results: Results, columns: list[Column]) -> list[Board]:
     """One leaderboard per hardware fingerprint, entries ranked by score (then latency); ``columns`` as declared."""
-    indexing = threading.Thread(target=_index_outcomes, args=(results,), name="effbench: samples index")
+    indexing = threading.Thread(target=results.index_samples, name="effbench: samples index")
     indexing.start()
     try:
         return _boards(results, columns)
     finally:
         indexing.join()  # no thread runs when ``write`` forks
-
-
-def _index_outcomes(results: Results) -> None:
-    """Index the samples for the gates' paired comparisons (``Results.outcomes``) while the boards are built: on 10 k
-    runs a second of Arrow and numpy work that leaves the GIL, done on the other core, idle until the plots are
-    drawn; a failure is raised where the gates are read, as without it."""
-    if not any(run.status == "ok" and run.technique == "baseline" for run in results.runs):
-        return  # no gate compares outcomes
-    with contextlib.suppress(Exception):
-        results.index_samples()
 
 
 def _boards(results: Results, columns: list[Column]) -> list[Board]:

@@ -12,6 +12,7 @@ import io
 import itertools
 import math
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -322,6 +323,12 @@ class Tables(Sized, Iterable["ComparisonTable"]):
         return len(self.groups)
 
     def __iter__(self) -> Iterator[ComparisonTable]:
+        indexing = threading.Thread(target=self.results.index_samples, name="effbench: samples index")
+        indexing.start()  # a second of Arrow and numpy on 10 k runs, beside the kept comparisons' reading (Python)
+        try:
+            self.results.comparisons.read()
+        finally:
+            indexing.join()  # no thread runs when a table is given (``write`` may fork); a failure is raised below
         for model, hardware, group in self.groups:
             yield _table(model, hardware, group, self.results, self.columns, self.unstable_cv)
 

@@ -137,6 +137,11 @@ class Comparisons:
         self._kept = _Kept(folder)
         weakref.finalize(self, _save, self._kept)
 
+    def read(self) -> None:
+        """Read the comparisons kept before, if not yet read (when first compared, or earlier, beside other work)."""
+        if self._kept.known is None:
+            self._kept.known = _read(self._kept.folder) if self._kept.folder else {}
+
     def compare(self, techniques: list[Outcome | None], baseline: Outcome | None, metric: str) -> list[Paired | None]:
         """``paired.compare_outcomes``, the comparisons computed before looked up: the same figures (a run's are
         those it gets alone, whichever runs are computed beside it)."""
@@ -145,8 +150,7 @@ class Comparisons:
         if not chosen or baseline is None:
             return out
         kept = self._kept
-        if kept.known is None:
-            kept.known = _read(kept.folder) if kept.folder else {}
+        self.read()
         keys = _keys([techniques[i] for i in chosen], baseline, metric)  # type: ignore[misc]
         missing = [(i, key) for i, key in zip(chosen, keys, strict=True) if key not in kept.known]
         if missing:

@@ -11,6 +11,7 @@ dataset comes from elsewhere: one bad file rejects it whole.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -105,9 +106,12 @@ class Results:
         return self.outcomes([run_id], task, metric)[0]
 
     def index_samples(self) -> None:
-        """Index the per-document outcomes now (a second of Arrow and numpy on 10 k runs, which lets go of the GIL):
-        on a thread, beside work that reads no outcome yet."""
-        self._sample_index  # noqa: B018 (a cached property: made here)
+        """Index the per-document outcomes now, where a comparison with a baseline will read them: a second of Arrow
+        and numpy on 10 k runs, which lets go of the GIL, for a thread beside work that reads no outcome yet. A
+        failure is left to be raised where the outcomes are read."""
+        if any(run.status == "ok" and run.technique == "baseline" for run in self.runs):
+            with contextlib.suppress(Exception):
+                self._sample_index  # noqa: B018 (a cached property: made here)
 
     def outcomes(self, run_ids: list[str], task: str, metric: str) -> list[Outcome | None]:
         """``outcome`` of several runs, gathered at once."""
