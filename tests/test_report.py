@@ -293,7 +293,7 @@ def test_a_column_formatted_at_once_equals_each_value_formatted_alone(ratio, dig
     """Column.format_each gives ``format``'s text for NaN, infinities, signed zeros, small values that keep two
     significant digits, and spreads that are missing, zero or NaN."""
     from effbench.api.metric import Quantity
-    from effbench.present.columns import Column
+    from effbench.present.columns import Column, fmt, fmt_each
 
     column = Column(Quantity("latency", "ms", "computation", False, digits=digits), ratio=ratio)
     values = [math.nan, math.inf, -math.inf, -0.0, 0.0, 1e-20, -3e-7, 0.004, 0.04, 0.4999, 0.5, 12.345, -7.5, 1e300]
@@ -301,3 +301,7 @@ def test_a_column_formatted_at_once_equals_each_value_formatted_alone(ratio, dig
     pairs = [(v, s) for v in values for s in spreads]
     shown = column.format_each([v for v, _ in pairs], [s for _, s in pairs])
     assert shown == [column.format(v, s) for v, s in pairs]
+    for sign in (False, True):  # fmt_each, what it builds on (the accuracy and Δ columns use it directly)
+        each = fmt_each([v for v, _ in pairs], digits, [s for _, s in pairs], sign)
+        assert each == [fmt(v, digits, s, sign) for v, s in pairs]
+        assert fmt_each([*values, None], digits, sign=sign) == [fmt(v, digits, sign=sign) for v in [*values, None]]

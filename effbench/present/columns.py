@@ -7,7 +7,7 @@ in the data but declared by no installed metric gets a generic one from its stor
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from effbench.api.metric import Quantity
@@ -27,6 +27,21 @@ def fmt(value: float | None, digits: int, stderr: float | None = None, sign: boo
     if stderr is not None:
         text += f" ± {stderr:.{digits}f}"
     return text
+
+
+def fmt_each(
+    values: Sequence[float | None], digits: int, spreads: Sequence[float | None] | None = None, sign: bool = False
+) -> list[str]:
+    """``fmt`` of each value (with its spread): two format strings made once, not a call per value."""
+    number = f"{{:{'+' if sign else ''}.{digits}f}}"
+    alone, spread = number.format, f"{number} ± {{:.{digits}f}}".format
+    halves = [None] * len(values) if spreads is None else spreads
+    return [
+        "–" if value is None or value != value  # missing or NaN
+        else alone(value) if half is None
+        else spread(value, half)
+        for value, half in zip(values, halves, strict=True)
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,18 +81,15 @@ class Column:
         return fmt(value, digits, spread)
 
     def format_each(self, values: list[float], spreads: list[float | None]) -> list[str]:
-        """``format`` of each value with its spread, a column at a time: two format strings made once, ``format``
-        itself only for a small non-zero value."""
+        """``format`` of each value with its spread, a column at a time (``fmt_each``; ``format`` itself only for a
+        small non-zero value)."""
         digits = RATIO_DIGITS if self.ratio else self.quantity.digits
-        alone, spread = f"{{:.{digits}f}}".format, f"{{:.{digits}f}} ± {{:.{digits}f}}".format
         smallest = 0.5 * 10**-digits
+        shown = fmt_each(values, digits, spreads)
         return [
-            "–" if value != value  # NaN
-            else self.format(value, half) if value and abs(value) < smallest
-            else alone(value) if half is None
-            else spread(value, half)
-            for value, half in zip(values, spreads, strict=True)
-        ]  # fmt: skip
+            self.format(value, half) if value and abs(value) < smallest else text
+            for value, half, text in zip(values, spreads, shown, strict=True)
+        ]
 
 
 def declared_quantities(reg: Registry) -> dict[str, tuple[Quantity, str]]:

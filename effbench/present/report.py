@@ -32,7 +32,7 @@ from effbench.measure.decisions import GATES, Interval
 from effbench.measure.paired import Paired
 from effbench.plugins import registry
 from effbench.present import aside, breakeven
-from effbench.present.columns import Column, candidates, fmt, registry_columns
+from effbench.present.columns import Column, candidates, fmt, fmt_each, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, check_files, replaced_files
@@ -690,7 +690,7 @@ def _accuracy_columns(
             se if se is not None or lo is None or hi is None else (hi - lo) / 2
             for se, lo, hi in zip(stderr, low, high, strict=True)
         ]
-        texts = [fmt(v, 3, half) for v, half in zip(value, spread, strict=True)]
+        texts = fmt_each(value, 3, spread)
         columns.append(CellColumn.of(texts, value=value, stderr=stderr, ci_low=low, ci_high=high))
         deltas = [m.value - b.value if m and b else None for m in found]
         columns.append(_delta_column(deltas, pairs))
@@ -705,17 +705,12 @@ def _accuracy_columns(
 
 def _delta_column(deltas: list[float | None], paired: list[Paired | None]) -> CellColumn:
     """Δ vs the baseline, with its paired bootstrap interval where both runs stored their documents' outcomes."""
-    texts, low, high = [], [], []
-    for delta, pair in zip(deltas, paired, strict=True):
-        if delta is None or pair is None:
-            texts.append(fmt(delta, 3, sign=True))
-            low.append(None)
-            high.append(None)
-            continue
-        bounds = f"[{fmt(pair.ci_low, 3, sign=True)}, {fmt(pair.ci_high, 3, sign=True)}]"
-        texts.append(f"{fmt(delta, 3, sign=True)} {bounds}")
-        low.append(pair.ci_low)
-        high.append(pair.ci_high)
+    bounded = [pair if delta is not None else None for delta, pair in zip(deltas, paired, strict=True)]
+    low = [pair.ci_low if pair is not None else None for pair in bounded]
+    high = [pair.ci_high if pair is not None else None for pair in bounded]
+    signed = [fmt_each(figures, 3, sign=True) for figures in (deltas, low, high)]
+    shown = zip(*signed, bounded, strict=True)
+    texts = [delta if pair is None else f"{delta} [{lo}, {hi}]" for delta, lo, hi, pair in shown]
     return CellColumn.of(texts, value=deltas, ci_low=low, ci_high=high)
 
 
