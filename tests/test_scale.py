@@ -5,7 +5,9 @@ paths give."""
 import gc
 import math
 import os
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -108,11 +110,10 @@ def _from_records(results: Results) -> Results:
     )
 
 
-def _report_files(results: Results) -> list[str | bytes]:
-    tables = report.build(results, columns=COLUMNS)
-    measurements = pa.BufferOutputStream()
-    report.write_details(tables, measurements)
-    return [report.to_csv(tables), measurements.getvalue().to_pybytes(), *map(report.to_markdown, tables)]
+def _report_files(results: Results) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory() as folder:
+        written = report.write(report.build(results, columns=COLUMNS), Path(folder))
+        return {name: path.read_bytes() for name, path in written.items()}
 
 
 def _board_files(results: Results) -> list[str]:

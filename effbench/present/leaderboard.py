@@ -257,15 +257,20 @@ def shared_scenario(measured: pa.Table) -> str | None:
     return names[int(np.bincount(measured, minlength=len(names)).argmax())]  # the first of the most
 
 
+def _evaluated(table: pa.Table, scenario: str | None) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """Which rows of a measurement table are evaluate-phase task metrics, and which evaluate-phase model-level figures
+    or ``scenario``'s (a null task is neither)."""
+    _, evaluated = phases_of(table)
+    task = table.column("task")
+    shown = pc.is_in(pc.fill_null(table.column("scenario"), ""), pa.array(["", scenario or ""]))
+    return pc.and_(evaluated, pc.not_equal(task, "")), pc.and_(evaluated, pc.and_(pc.equal(task, ""), shown))
+
+
 def evaluated_rows(table: pa.Table, scenario: str | None) -> dict[str, list[MeasurementRow]]:
     """Each run's evaluate-phase task metrics, model-level figures and ``scenario``'s in a measurement table, in stored
     order: the rows entries and gates read, made records of without making one of every measurement (half of them
     are not read)."""
-    _, evaluated = phases_of(table)
-    task = table.column("task")
-    shown = pc.is_in(pc.fill_null(table.column("scenario"), ""), pa.array(["", scenario or ""]))
-    kept = table.filter(pc.and_(evaluated, pc.or_(pc.not_equal(task, ""), pc.and_(pc.equal(task, ""), shown))))
-    return _by_run(kept)  # a null task is read by neither: left out with its row
+    return _by_run(table.filter(pc.or_(*_evaluated(table, scenario))))
 
 
 def _by_run(kept: pa.Table) -> dict[str, list[MeasurementRow]]:
@@ -277,15 +282,12 @@ def _by_run(kept: pa.Table) -> dict[str, list[MeasurementRow]]:
 def task_rows(table: pa.Table) -> dict[str, list[MeasurementRow]]:
     """Each run's evaluate-phase task metrics in a measurement table, in stored order: what an entry's quality and
     its gates read (a few per run, made records of)."""
-    _, evaluated = phases_of(table)
-    return _by_run(table.filter(pc.and_(evaluated, pc.not_equal(table.column("task"), ""))))
+    return _by_run(table.filter(_evaluated(table, None)[0]))
 
 
 def resource_rows(table: pa.Table, scenario: str | None) -> pa.Table:
     """The evaluate-phase model-level figures and ``scenario``'s in a measurement table: an entry's resources."""
-    _, evaluated = phases_of(table)
-    shown = pc.is_in(pc.fill_null(table.column("scenario"), ""), pa.array(["", scenario or ""]))
-    return table.filter(pc.and_(evaluated, pc.and_(pc.equal(table.column("task"), ""), shown)))
+    return table.filter(_evaluated(table, scenario)[1])
 
 
 def entry(run: RunRecord, rows: list[MeasurementRow], scenario: str | None) -> Entry:

@@ -827,16 +827,15 @@ def _each_at_once(
     return [escape(text) for text in texts]
 
 
+def _spaced(joined: str) -> bool:
+    """Whether some text of these holds a run of spaces or whitespace other than a space (both escapes change it)."""
+    return bool(OTHER_WHITESPACE.search(joined)) or "  " in joined
+
+
 def _respaced(joined: str) -> bool:
-    """Whether ``md`` changes the spacing of some text of these: a run of spaces, other whitespace, a space at an
-    end."""
+    """Whether ``md`` changes the spacing of some text of these: ``_spaced``, or a space at an end."""
     ends = (JOIN + " ", " " + JOIN)
-    return (
-        bool(OTHER_WHITESPACE.search(joined))
-        or "  " in joined
-        or any(end in joined for end in ends)
-        or (joined.startswith(" ") or joined.endswith(" "))
-    )
+    return _spaced(joined) or any(end in joined for end in ends) or joined.startswith(" ") or joined.endswith(" ")
 
 
 def md_column(texts: list[str]) -> list[str]:
@@ -925,8 +924,7 @@ TEX_LONGER = [key for key in TEX if len(key) > 1]
 
 def _not_swaps(joined: str) -> bool:
     """Whether ``_tex`` of some text of these does more than swap characters, or swaps one another brings."""
-    spaced = bool(OTHER_WHITESPACE.search(joined)) or "  " in joined
-    return spaced or any(key in joined for key in TEX_LONGER) or any(c in joined for c in TEX_BROUGHT)
+    return _spaced(joined) or any(key in joined for key in TEX_LONGER) or any(c in joined for c in TEX_BROUGHT)
 
 
 def tex_column(texts: list[str]) -> list[str]:
@@ -990,14 +988,6 @@ def _write_csv_part(table: ComparisonTable, sink: pa.NativeFile) -> None:
 DETAILS_HEADER = (",".join(["table", *DETAIL_NAMES]) + "\n").encode()  # unquoted, as Python's csv writes them
 
 
-def write_details(tables: list[ComparisonTable], sink: pa.NativeFile) -> None:
-    """Every measurement behind the tables, one per line, including those no column shows (percentiles, kWh...):
-    streamed by Arrow's CSV writer (a million lines in a second), numbers in their shortest exact form."""
-    sink.write(DETAILS_HEADER)
-    for table in tables:
-        _write_details_part(table, sink)
-
-
 def _write_details_part(table: ComparisonTable, sink: pa.NativeFile) -> None:
     """One table's lines of report-measurements.csv."""
     if not len(table.details):
@@ -1054,9 +1044,8 @@ def write(
     forked process as soon as they are built, beside the rest; in any case before a file is in place.
     """
     runs = tables.runs if isinstance(tables, Tables) else sum(table.runs for table in tables)
-    check_writable(folder)  # before any work, the files named in their usual order
     with (
-        replaced_files(folder, REPORT, REPORT_FILES) as staged,
+        replaced_files(folder, REPORT, REPORT_FILES) as staged,  # refused before any work: check_writable's check
         pa.OSFile(str(staged / "report-measurements.csv"), "wb") as details,
         pa.OSFile(str(staged / "report.csv"), "wb") as summary,
         ThreadPoolExecutor(1) as arrow,  # one thread: each file's tables in order
