@@ -19,8 +19,8 @@ from effbench.present import aside, leaderboard, report
 from effbench.records import MeasurementRow, SampleRow
 from effbench.store import comparisons, outcomes, snapshot
 from effbench.store.load import Results, load
-from effbench.store.results import ResultsStore
-from effbench.store.rows import Rows
+from effbench.store.results import ResultsStore, to_table
+from effbench.store.rows import Rows, run_spans
 from tests.conftest import cli
 from tests.store_helpers import COLUMNS, measurement, measurements, run_row, samples, two_machine_store
 
@@ -103,6 +103,19 @@ def test_a_store_keeps_its_rows_in_tables_until_records_are_asked_for(store):
     assert results.samples == list(results.samples)
 
 
+def test_where_each_runs_rows_lie_is_known_from_its_file_and_kept_right_when_a_run_is_dropped(tmp_path, settled):
+    """The reader gives each table its runs' spans (a file holds one run's rows): the ones the rows say, also after a
+    run's damaged samples file drops its measurements from the middle of the table."""
+    store = two_machine_store(tmp_path / "store")
+    (store.root / "samples" / "hwA-1.parquet").write_bytes(b"PAR1 truncated")
+    for _ in range(2):  # every file read, then through the snapshot
+        results = load(store.root)
+        assert not results.has_run("hwA-1") and len(results.runs) == 7
+        for rows in (results.measurements, results.samples):
+            assert rows.spans() == run_spans(rows.table.column("run_id"))
+            assert list(rows.spans()) == [run.run_id for run in results.runs]
+
+
 def _from_records(results: Results) -> Results:
     """The same results as plain record lists: the paths of results built in memory (datasets, the Python API)."""
     return Results(
@@ -159,9 +172,18 @@ def test_outcomes_keep_the_first_filter_and_a_documents_last_row():
     assert Results(samples=rows).outcome("r", "t", "exact_match") is None
 
 
-def test_outcomes_gathered_for_many_runs_are_each_runs_alone():
+def _with_samples(rows: list[SampleRow], spans: bool) -> Results:
+    """Results of these samples (each run's together): as records, or as a store's table with its runs' spans."""
+    if not spans:
+        return Results(samples=rows)
+    table = to_table(rows, SampleRow)
+    return Results(samples=Rows(SampleRow, table, run_spans(table.column("run_id"))))
+
+
+@pytest.mark.parametrize("spans", [False, True])
+def test_outcomes_gathered_for_many_runs_are_each_runs_alone(spans):
     """Runs as lm-eval logs them are views; a second filter, a document logged twice or out of order take the
-    one-run path; a run without rows has none."""
+    one-run path; a run without rows has none. Found by run id, or where the reader says each run's rows lie."""
     logged = {
         "plain": [(0, "none", 1.0), (1, "none", 0.0), (2, "none", 1.0)],
         "filters": [(0, "none", 1.0), (1, "strict", 0.0), (1, "none", 1.0)],
@@ -173,7 +195,7 @@ def test_outcomes_gathered_for_many_runs_are_each_runs_alone():
             for run, outcomes in logged.items() for doc, kept, value in outcomes]  # fmt: skip
     rows.append(SampleRow("other-task", "u", 0, "acc", "none", 1.0))
     order = ["twice", "none", "plain", "unordered", "filters", "other-task", "one"]
-    together = Results(samples=rows).outcomes(order, "t", "acc")
+    together = _with_samples(rows, spans).outcomes(order, "t", "acc")
     for run, found in zip(order, together, strict=True):
         mine = logged.get(run, [])
         columns = [np.array(column) for column in zip(*[(d, v, d + 1.0, f) for d, f, v in mine], strict=True)]
@@ -183,7 +205,8 @@ def test_outcomes_gathered_for_many_runs_are_each_runs_alone():
             assert all(np.array_equal(getattr(found, a), getattr(alone, a)) for a in ("doc_ids", "values", "weights"))
 
 
-def test_length_ratios_of_many_runs_at_once_are_each_runs_alone():
+@pytest.mark.parametrize("spans", [False, True])
+def test_length_ratios_of_many_runs_at_once_are_each_runs_alone(spans):
     """Against the rule computed from the records, run by run: mean generated tokens over the documents both
     answered (a document logged with several metrics or twice: its last count), rows without a count left out, a
     run with none."""
@@ -195,7 +218,7 @@ def test_length_ratios_of_many_runs_at_once_are_each_runs_alone():
             tokens = None if rng.random() < 0.2 else int(rng.integers(0, 9))
             rows.append(SampleRow(run, task, doc, str(rng.choice(["exact_match", "acc"])), "none", 1.0,
                                   prediction_tokens=tokens))  # fmt: skip
-    results = Results(samples=rows)
+    results = _with_samples(rows, spans)
     runs = [f"r{i}" for i in range(30)] + ["nothing"]
 
     def generated(run: str) -> dict[tuple[str, int], int]:

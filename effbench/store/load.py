@@ -64,7 +64,9 @@ class Results:
     @cached_property
     def _sample_index(self) -> SampleIndex:
         samples = self.samples
-        return SampleIndex(samples.table if isinstance(samples, Rows) else to_table(list(samples), SampleRow))
+        if isinstance(samples, Rows):  # a store's: each run's rows together, where its file's were
+            return SampleIndex(samples.table, samples.spans())
+        return SampleIndex(to_table(list(samples), SampleRow))
 
     def run(self, run_id: str) -> RunRecord:
         """The run with this id."""

@@ -8,24 +8,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from effbench.measure.paired import Outcome, outcome
-from effbench.store.rows import equal_spans, text_codes
+from effbench.store.rows import text_codes
 
 MISSING = -1  # prediction_tokens of a row that has none (a token count is never negative)
 
 
-def _groups(keys: np.ndarray) -> tuple[np.ndarray, list[int], list[tuple[int, int]]]:
-    """Rows grouped by key, each group in stored order: the row order, each group's key and (start, stop)."""
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    spans = equal_spans(ordered)
-    return order, [int(ordered[start]) for start, _ in spans], spans
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """The row numbers of several (start, stop) ranges, one after the other."""
+    sizes = stops - starts
+    offsets = np.repeat(starts - np.cumsum(sizes) + sizes, sizes)
+    return offsets + np.arange(int(sizes.sum()))
+
+
+def _run_codes(table: pa.Table, spans: dict[str, tuple[int, int]] | None) -> tuple[np.ndarray, list[str | None]]:
+    """Each row's run as a code, and the run ids the codes stand for: from ``spans`` where they say where each run's
+    rows lie (a store's: contiguous, one run after the other), without reading a run id per row; else from them."""
+    if spans:
+        bounds = np.array(list(spans.values()), np.int64)
+        sizes = bounds[:, 1] - bounds[:, 0]
+        if bounds[0, 0] == 0 and (bounds[1:, 0] == bounds[:-1, 1]).all() and sizes.sum() == table.num_rows:
+            return np.repeat(np.arange(len(spans)), sizes), list(spans)
+    return text_codes(table.column("run_id"))
 
 
 class SampleIndex:
-    """A samples table's outcomes per (run, task, metric) and generated lengths per run, grouped once."""
+    """A samples table's outcomes per (run, task, metric) and generated lengths per run, grouped once.
 
-    def __init__(self, table: pa.Table) -> None:
-        runs, self._run_names = text_codes(table.column("run_id"))
+    ``spans``: where each run's rows lie, when they are contiguous (``Rows.spans``)."""
+
+    def __init__(self, table: pa.Table, spans: dict[str, tuple[int, int]] | None = None) -> None:
+        runs, run_names = _run_codes(table, spans)
         tasks, self._task_names = text_codes(table.column("task"))
         metrics, metric_names = text_codes(table.column("metric"))
         self._filters, _ = text_codes(table.column("filter"))
@@ -35,25 +47,35 @@ class SampleIndex:
         weights = pc.cast(table.column("weight"), pa.float64(), safe=False)  # an integer weight above 2**53: rounded
         self._weights = weights.to_numpy(zero_copy_only=False)  # null: NaN
         self._tokens = pc.fill_null(table.column("prediction_tokens"), MISSING).to_numpy()
-        per_task = len(metric_names) or 1
-        width = (len(self._task_names) or 1) * per_task
-        keys = runs.astype(np.int64) * width + tasks * per_task + metrics
-        self._order, group_keys, spans = _groups(keys)
-        self._outcomes = {
-            (self._run_names[k // width], self._task_names[k % width // per_task], metric_names[k % per_task]): span
-            for k, span in zip(group_keys, spans, strict=True)
-        }  # fmt: skip
-        self._run_order, run_keys, run_spans = _groups(runs.astype(np.int64))
-        self._runs = {self._run_names[k]: span for k, span in zip(run_keys, run_spans, strict=True)}
+        self._run_code = {name: code for code, name in enumerate(run_names)}
+        self._task_code = {name: code for code, name in enumerate(self._task_names)}
+        self._metric_code = {name: code for code, name in enumerate(metric_names)}
+        self._per_task = len(metric_names) or 1
+        self._width = (len(self._task_names) or 1) * self._per_task
+        keys = runs.astype(np.int64) * self._width + tasks * self._per_task + metrics
+        self._order = np.argsort(keys, kind="stable")  # each group's rows in stored order
+        self._keys, self._starts, self._stops = _groups(keys[self._order])
+        self._run_order = np.argsort(runs, kind="stable")
+        self._run_keys, self._run_starts, self._run_stops = _groups(runs[self._run_order].astype(np.int64))
+
+    def _spans(self, run_ids: list[str], task: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """Where each run's rows of one task and metric lie in ``_order`` (start, stop; empty where it has none)."""
+        task_code, metric_code = self._task_code.get(task), self._metric_code.get(metric)
+        if task_code is None or metric_code is None:
+            empty = np.zeros(len(run_ids), np.int64)
+            return empty, empty
+        runs = np.array([self._run_code.get(run_id, -1) for run_id in run_ids], np.int64)
+        wanted = runs * self._width + task_code * self._per_task + metric_code
+        return _found(self._keys, self._starts, self._stops, np.where(runs >= 0, wanted, -1))
 
     def outcomes(self, run_ids: list[str], task: str, metric: str) -> list[Outcome | None]:
         """Each run's value per document of one task and metric (None where it has none), gathered at once: a run
         whose rows are as lm-eval logs them (one filter, documents ascending) is a view of them."""
-        spans = [self._outcomes.get((run_id, task, metric), (0, 0)) for run_id in run_ids]
-        sizes = np.array([stop - start for start, stop in spans], np.int64)
+        first, last = self._spans(run_ids, task, metric)
+        sizes = last - first
         if not sizes.sum():
             return [None] * len(run_ids)
-        rows = self._order[np.concatenate([np.arange(start, stop) for start, stop in spans])]
+        rows = self._order[_ranges(first, last)]
         docs, values, weights, filters = (a[rows] for a in (self._docs, self._values, self._weights, self._filters))
         ends = np.cumsum(sizes)
         starts = ends - sizes
@@ -61,8 +83,8 @@ class SampleIndex:
         follows[1:] = (docs[1:] > docs[:-1]) & (filters[1:] == filters[:-1])
         follows[starts[sizes > 0]] = True  # a run's first row starts afresh
         breaks = np.cumsum(~follows)
-        last = np.maximum(ends - 1, 0)
-        as_logged = (breaks[last] == breaks[np.minimum(starts, last)]).tolist()  # no row of it breaks the order
+        last_row = np.maximum(ends - 1, 0)
+        as_logged = (breaks[last_row] == breaks[np.minimum(starts, last_row)]).tolist()  # no row of it breaks the order
         out: list[Outcome | None] = []
         for start, end, plain in zip(starts.tolist(), ends.tolist(), as_logged, strict=True):
             if start == end:
@@ -96,14 +118,33 @@ class SampleIndex:
     def _lengths(self, run_ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The generated lengths of these runs: position in ``run_ids``, task code, document, tokens; one row per
         (run, task, document), the last logged (as a dict keeps it)."""
-        spans = [self._runs.get(run_id, (0, 0)) for run_id in run_ids] or [(0, 0)]
-        rows = self._run_order[np.concatenate([np.arange(start, stop) for start, stop in spans])]
-        runs = np.repeat(np.arange(len(run_ids)), [stop - start for start, stop in spans])
+        codes = np.array([self._run_code.get(run_id, -1) for run_id in run_ids], np.int64)
+        first, last = _found(self._run_keys, self._run_starts, self._run_stops, codes)
+        rows = self._run_order[_ranges(first, last)]
+        runs = np.repeat(np.arange(len(run_ids)), last - first)
         counted = self._tokens[rows] != MISSING
         rows, runs = rows[counted], runs[counted]
         tasks, docs = self._tasks[rows], self._docs[rows]
         _, dense = np.unique(docs, return_inverse=True)
         keys = (runs.astype(np.int64) * (len(self._task_names) or 1) + tasks) * (int(dense.max(initial=0)) + 1) + dense
-        _, last = np.unique(keys[::-1], return_index=True)  # each key's last row
-        kept = np.sort(len(keys) - 1 - last)
+        _, last_reversed = np.unique(keys[::-1], return_index=True)  # each key's last row
+        kept = np.sort(len(keys) - 1 - last_reversed)
         return runs[kept], tasks[kept], docs[kept], self._tokens[rows][kept]
+
+
+def _groups(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stretches of equal values of a sorted array: each one's value, start and stop."""
+    bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    starts = np.concatenate([[0], bounds]) if len(ordered) else bounds
+    stops = np.append(bounds, len(ordered)) if len(ordered) else bounds
+    return ordered[starts], starts, stops
+
+
+def _found(keys: np.ndarray, starts: np.ndarray, stops: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The (start, stop) of each wanted group among ``_groups``' (sorted keys), (0, 0) where there is none."""
+    if not len(keys):
+        empty = np.zeros(len(wanted), np.int64)
+        return empty, empty
+    at = np.searchsorted(keys, wanted).clip(max=len(keys) - 1)
+    hit = keys[at] == wanted
+    return np.where(hit, starts[at], 0), np.where(hit, stops[at], 0)

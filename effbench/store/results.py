@@ -205,13 +205,8 @@ class ResultsStore:
             per_run[kind] = self._read_table(kind, set(runs), problems)
             for run_id in per_run[kind].bad:  # skipped with its run
                 del runs[run_id]
-        kept = {kind: _of_runs(read, set(runs)) for kind, read in per_run.items()}
-        return (
-            list(runs.values()),
-            Rows(kept[MeasurementRow], MeasurementRow),
-            Rows(kept[SampleRow], SampleRow),
-            problems,
-        )
+        kept = {kind: Rows(kind, *_of_runs(read, set(runs))) for kind, read in per_run.items()}
+        return list(runs.values()), kept[MeasurementRow], kept[SampleRow], problems  # type: ignore[return-value]
 
     def read(self) -> tuple[list[RunRecord], list[MeasurementRow], list[SampleRow], list[Problem]]:
         """``read_tables`` with every record made."""
@@ -279,9 +274,15 @@ class ResultsStore:
         return moved
 
 
-def _of_runs(read: Read, runs: set[str]) -> pa.Table:
-    """The rows of these runs only, in file order (a run skipped for another table's bad file loses its rows too)."""
+def _of_runs(read: Read, runs: set[str]) -> tuple[pa.Table, dict[str, tuple[int, int]]]:
+    """The rows of these runs only, in file order (a run skipped for another table's bad file loses its rows too), and
+    where each run's rows lie among them (its file holds its rows only)."""
     if all(stem in runs for stem in read.spans):
-        return read.table
-    keep = [np.arange(start, stop) for stem, (start, stop) in read.spans.items() if stem in runs]
-    return read.table.take(np.concatenate(keep)) if keep else read.table.slice(0, 0)
+        return read.table, read.spans
+    kept = {stem: span for stem, span in read.spans.items() if stem in runs}
+    spans, start = {}, 0
+    for stem, (first, stop) in kept.items():
+        spans[stem] = (start, start + stop - first)
+        start += stop - first
+    keep = [np.arange(first, stop) for first, stop in kept.values()]
+    return (read.table.take(np.concatenate(keep)) if keep else read.table.slice(0, 0)), spans

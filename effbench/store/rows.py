@@ -67,11 +67,11 @@ def run_spans(run_ids: pa.ChunkedArray | pa.Array) -> dict[str, tuple[int, int]]
 class Rows(Sequence[R]):
     """The records of a table whose runs' rows are contiguous (as the store reads them), made when first used."""
 
-    def __init__(self, table: pa.Table, kind: type[R]) -> None:
+    def __init__(self, kind: type[R], table: pa.Table, spans: dict[str, tuple[int, int]] | None = None) -> None:
         self.table = table
         self.kind = kind
         self._all: list[R] | None = None
-        self._spans: dict[str, tuple[int, int]] | None = None
+        self._spans = spans  # where each run's rows lie, when the reader knows (else found when first asked)
 
     def all(self) -> list[R]:
         """Every record (made once)."""
