@@ -203,6 +203,11 @@ def test_outcomes_gathered_for_many_runs_are_each_runs_alone(spans):
         assert (found is None) == (alone is None), run
         if alone is not None:
             assert all(np.array_equal(getattr(found, a), getattr(alone, a)) for a in ("doc_ids", "values", "weights"))
+    base = together[order.index("plain")]  # pairs with itself and, once put in order, the unordered run
+    at_once = _with_samples(rows, spans)._sample_index.aligned(order, "t", "acc", base)
+    one_by_one = paired.align(together, base, "acc")
+    assert at_once.count == one_by_one.count == len(order) and at_once.chosen == one_by_one.chosen == [2, 3]
+    assert all(np.array_equal(getattr(at_once, a), getattr(one_by_one, a)) for a in ("doc_ids", "values", "weights"))
 
 
 @pytest.mark.parametrize("spans", [False, True])
@@ -249,8 +254,10 @@ def test_comparisons_computed_once_are_looked_up_by_what_they_compare(store, mon
     kept = snapshot.snapshot_folder(store.root) / comparisons.FILE
     written = kept.stat().st_mtime_ns
     computed = []
-    original = comparisons.compare_outcomes
-    monkeypatch.setattr(comparisons, "compare_outcomes", lambda t, b, m: computed.append(len(t)) or original(t, b, m))
+    original = comparisons.compare_aligned
+    monkeypatch.setattr(
+        comparisons, "compare_aligned", lambda r, b, m: computed.append(len(r.chosen)) or original(r, b, m)
+    )
     second = load(store.root)
     assert _report_files(second) == fresh and computed == []
     del second

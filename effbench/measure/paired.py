@@ -293,31 +293,69 @@ def outcome(doc_ids: np.ndarray, values: np.ndarray, weights: np.ndarray, filter
     return Outcome(distinct, values[chosen][last], weights[chosen][last])
 
 
-def pairable(techniques: list[Outcome | None], baseline: Outcome | None, metric: str) -> list[int]:
-    """Which runs' outcomes can be paired with the baseline's: those that scored exactly the same documents (with
-    their words or bytes for a corpus-level metric), checked for every run at once."""
+@dataclass(frozen=True)
+class Aligned:
+    """The runs whose outcomes pair with a baseline's (exactly its documents, with their words or bytes where the
+    metric weighs them): their positions among the ``count`` runs asked for, and their arrays as (runs × documents)
+    matrices, each row in the baseline's order."""
+
+    count: int
+    chosen: list[int]
+    doc_ids: np.ndarray
+    values: np.ndarray
+    weights: np.ndarray
+
+    def rows(self, rows: list[int]) -> Aligned:
+        """Some of its runs only (their rows)."""
+        chosen = [self.chosen[row] for row in rows]
+        return Aligned(self.count, chosen, self.doc_ids[rows], self.values[rows], self.weights[rows])
+
+
+def aligned(
+    count: int,
+    positions: np.ndarray,
+    doc_ids: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    baseline: Outcome | None,
+    metric: str,
+) -> Aligned:
+    """The candidates (rows of these matrices: runs' outcomes of the baseline's length, at ``positions`` among
+    ``count`` runs) that pair with the baseline's outcome, checked for every run at once."""
+    n = 0 if baseline is None else len(baseline.doc_ids)
     weighted = aggregate_of(metric).weighted
-    if baseline is None or (weighted and np.isnan(baseline.weights).any()):
-        return []
-    sized = [i for i, mine in enumerate(techniques) if mine is not None and len(mine.doc_ids) == len(baseline.doc_ids)]
-    if not sized:
-        return []
-    same = (np.stack([techniques[i].doc_ids for i in sized]) == baseline.doc_ids).all(axis=1)  # type: ignore[union-attr]
+    if baseline is None or (weighted and np.isnan(baseline.weights).any()) or not len(positions):
+        empty = np.empty((0, n))
+        return Aligned(count, [], empty.astype(np.int64), empty, empty)
+    same = (doc_ids == baseline.doc_ids).all(axis=1)
     if weighted:
-        same &= ~np.isnan(np.stack([techniques[i].weights for i in sized])).any(axis=1)  # type: ignore[union-attr]
-    return [i for i, ok in zip(sized, same.tolist(), strict=True) if ok]
+        same &= ~np.isnan(weights).any(axis=1)
+    order = np.argsort(positions[same], kind="stable")  # the runs in the order asked for
+    rows = np.flatnonzero(same)[order]
+    return Aligned(count, positions[rows].tolist(), doc_ids[rows], values[rows], weights[rows])
+
+
+def align(techniques: list[Outcome | None], baseline: Outcome | None, metric: str) -> Aligned:
+    """``aligned`` of runs' outcomes given one by one."""
+    n = 0 if baseline is None else len(baseline.doc_ids)
+    sized = [i for i, mine in enumerate(techniques) if mine is not None and len(mine.doc_ids) == n]
+    stacked = [np.stack([getattr(techniques[i], name) for i in sized]) if sized else np.empty((0, n))
+               for name in ("doc_ids", "values", "weights")]  # fmt: skip
+    return aligned(len(techniques), np.array(sized, np.int64), *stacked, baseline, metric)
+
+
+def compare_aligned(runs: Aligned, baseline: Outcome | None, metric: str) -> list[Paired | None]:
+    """The paired comparison of each run with the baseline; None for a run that did not score the same documents."""
+    out: list[Paired | None] = [None] * runs.count
+    if not runs.chosen or baseline is None:
+        return out
+    weighted = aggregate_of(metric).weighted
+    weights = (runs.weights, baseline.weights) if weighted else (None, None)
+    for i, result in zip(runs.chosen, compare_many(runs.values, baseline.values, metric, *weights), strict=True):
+        out[i] = result
+    return out
 
 
 def compare_outcomes(techniques: list[Outcome | None], baseline: Outcome | None, metric: str) -> list[Paired | None]:
-    """The paired comparison of each run with the baseline; None for a run that did not score the same documents."""
-    chosen = pairable(techniques, baseline, metric)
-    out: list[Paired | None] = [None] * len(techniques)
-    if not chosen or baseline is None:
-        return out
-    weighted = aggregate_of(metric).weighted
-    values = np.stack([techniques[i].values for i in chosen])  # type: ignore[union-attr]
-    weights = np.stack([techniques[i].weights for i in chosen]) if weighted else None  # type: ignore[union-attr]
-    paired = compare_many(values, baseline.values, metric, weights, baseline.weights if weighted else None)
-    for i, result in zip(chosen, paired, strict=True):
-        out[i] = result
-    return out
+    """``compare_aligned`` of runs' outcomes given one by one."""
+    return compare_aligned(align(techniques, baseline, metric), baseline, metric)

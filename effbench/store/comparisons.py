@@ -27,10 +27,10 @@ from effbench.measure.paired import (
     BOOTSTRAP_ITERATIONS,
     BOOTSTRAP_SEED,
     CONFIDENCE,
+    Aligned,
     Outcome,
     Paired,
-    compare_outcomes,
-    pairable,
+    compare_aligned,
 )
 from effbench.version import __version__
 
@@ -61,18 +61,17 @@ def _hashed(digest: hashlib.blake2b, *arrays: np.ndarray) -> hashlib.blake2b:
     return digest
 
 
-def _keys(techniques: list[Outcome], baseline: Outcome, metric: str) -> list[bytes]:
-    """Each run's comparison key: the metric, the baseline's arrays, and the run's as the comparison stacks them."""
+def _keys(runs: Aligned, baseline: Outcome, metric: str) -> list[bytes]:
+    """Each run's comparison key: the metric, the baseline's arrays, and the run's (its rows of the matrices)."""
     compared = _hashed(hashlib.blake2b(metric.encode(), digest_size=KEY_BYTES), *_arrays(baseline))
-    stacked = [np.stack(column) for column in zip(*map(_arrays, techniques), strict=True)]
+    stacked = (runs.doc_ids, runs.values, runs.weights)
     for array in stacked:  # every run's row of the same shape and type: said once
         compared.update(f"|{array.dtype.str}{array.shape[1:]}|".encode())
-    rows = np.hstack([array.view(np.uint8).reshape(len(techniques), -1) for array in stacked]).tobytes()
-    size = len(rows) // len(techniques)
+    rows = np.hstack([np.ascontiguousarray(array).view(np.uint8).reshape(len(runs.chosen), -1) for array in stacked])
     keys = []
-    for start in range(0, len(rows), size):
+    for row in rows:
         digest = compared.copy()
-        digest.update(rows[start : start + size])
+        digest.update(row.tobytes())
         keys.append(digest.digest())
     return keys
 
@@ -142,22 +141,23 @@ class Comparisons:
         if self._kept.known is None:
             self._kept.known = _read(self._kept.folder) if self._kept.folder else {}
 
-    def compare(self, techniques: list[Outcome | None], baseline: Outcome | None, metric: str) -> list[Paired | None]:
-        """``paired.compare_outcomes``, the comparisons computed before looked up: the same figures (a run's are
+    def compare(self, runs: Aligned, baseline: Outcome | None, metric: str) -> list[Paired | None]:
+        """``paired.compare_aligned``, the comparisons computed before looked up: the same figures (a run's are
         those it gets alone, whichever runs are computed beside it)."""
-        out: list[Paired | None] = [None] * len(techniques)
-        chosen = pairable(techniques, baseline, metric)
-        if not chosen or baseline is None:
+        out: list[Paired | None] = [None] * runs.count
+        if not runs.chosen or baseline is None:
             return out
         kept = self._kept
         self.read()
-        keys = _keys([techniques[i] for i in chosen], baseline, metric)  # type: ignore[misc]
-        missing = [(i, key) for i, key in zip(chosen, keys, strict=True) if key not in kept.known]
+        keys = _keys(runs, baseline, metric)
+        missing = [row for row, key in enumerate(keys) if key not in kept.known]  # type: ignore[operator]
         if missing:
-            computed = compare_outcomes([techniques[i] for i, _ in missing], baseline, metric)
-            kept.known.update((key, figures) for (_, key), figures in zip(missing, computed, strict=True) if figures)
+            computed = compare_aligned(runs.rows(missing), baseline, metric)
+            for row in missing:
+                if computed[runs.chosen[row]] is not None:
+                    kept.known[keys[row]] = computed[runs.chosen[row]]  # type: ignore[index]
             kept.computed = True
-        for i, key in zip(chosen, keys, strict=True):
-            out[i] = kept.known[key]
+        for i, key in zip(runs.chosen, keys, strict=True):
+            out[i] = kept.known[key]  # type: ignore[index]
             kept.used.add(key)
         return out

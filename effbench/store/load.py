@@ -123,7 +123,7 @@ class Results:
         """Each run's paired comparison with the baseline run in one task and metric (None where the documents
         differ), computed once per pair of outcomes (``comparisons.py``)."""
         base = self.outcome(base_run_id, task, metric)
-        return self.comparisons.compare(self.outcomes(run_ids, task, metric), base, metric)
+        return self.comparisons.compare(self._sample_index.aligned(run_ids, task, metric, base), base, metric)
 
     def length_ratios(self, run_ids: list[str], base_run_id: str) -> list[float | None]:
         """Each run's mean generated tokens ÷ the baseline run's, over the generative documents both answered."""

@@ -3,11 +3,13 @@ without making a record of each of a million sample rows."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from effbench.measure.paired import Outcome, outcome
+from effbench.measure.paired import Aligned, Outcome, align, aligned, outcome
 from effbench.store.rows import text_codes
 
 MISSING = -1  # prediction_tokens of a row that has none (a token count is never negative)
@@ -29,6 +31,30 @@ def _run_codes(table: pa.Table, spans: dict[str, tuple[int, int]] | None) -> tup
         if bounds[0, 0] == 0 and (bounds[1:, 0] == bounds[:-1, 1]).all() and sizes.sum() == table.num_rows:
             return np.repeat(np.arange(len(spans)), sizes), list(spans)
     return text_codes(table.column("run_id"))
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Several runs' rows of one task and metric, one run after the other: each one's start and size, and whether
+    its rows are as lm-eval logs them (one filter, documents ascending)."""
+
+    docs: np.ndarray
+    values: np.ndarray
+    weights: np.ndarray
+    filters: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+    as_logged: np.ndarray
+
+    def outcome(self, i: int) -> Outcome | None:
+        """The i-th run's outcome: a view of its rows when as logged."""
+        start, stop = int(self.starts[i]), int(self.starts[i] + self.sizes[i])
+        if start == stop:
+            return None
+        if self.as_logged[i]:
+            return Outcome(self.docs[start:stop], self.values[start:stop], self.weights[start:stop])
+        rows = slice(start, stop)
+        return outcome(self.docs[rows], self.values[rows], self.weights[rows], self.filters[rows])
 
 
 class SampleIndex:
@@ -68,13 +94,12 @@ class SampleIndex:
         wanted = runs * self._width + task_code * self._per_task + metric_code
         return _found(self._keys, self._starts, self._stops, np.where(runs >= 0, wanted, -1))
 
-    def outcomes(self, run_ids: list[str], task: str, metric: str) -> list[Outcome | None]:
-        """Each run's value per document of one task and metric (None where it has none), gathered at once: a run
-        whose rows are as lm-eval logs them (one filter, documents ascending) is a view of them."""
+    def _gathered(self, run_ids: list[str], task: str, metric: str) -> Gathered | None:
+        """The rows of these runs in one task and metric, gathered at once (None where no run has one)."""
         first, last = self._spans(run_ids, task, metric)
         sizes = last - first
         if not sizes.sum():
-            return [None] * len(run_ids)
+            return None
         rows = self._order[_ranges(first, last)]
         docs, values, weights, filters = (a[rows] for a in (self._docs, self._values, self._weights, self._filters))
         ends = np.cumsum(sizes)
@@ -84,16 +109,34 @@ class SampleIndex:
         follows[starts[sizes > 0]] = True  # a run's first row starts afresh
         breaks = np.cumsum(~follows)
         last_row = np.maximum(ends - 1, 0)
-        as_logged = (breaks[last_row] == breaks[np.minimum(starts, last_row)]).tolist()  # no row of it breaks the order
-        out: list[Outcome | None] = []
-        for start, end, plain in zip(starts.tolist(), ends.tolist(), as_logged, strict=True):
-            if start == end:
-                out.append(None)
-            elif plain:
-                out.append(Outcome(docs[start:end], values[start:end], weights[start:end]))
-            else:
-                out.append(outcome(docs[start:end], values[start:end], weights[start:end], filters[start:end]))
-        return out
+        as_logged = (sizes > 0) & (breaks[last_row] == breaks[np.minimum(starts, last_row)])  # no row breaks the order
+        return Gathered(docs, values, weights, filters, starts, sizes, as_logged)
+
+    def outcomes(self, run_ids: list[str], task: str, metric: str) -> list[Outcome | None]:
+        """Each run's value per document of one task and metric (None where it has none), gathered at once: a run
+        whose rows are as lm-eval logs them (one filter, documents ascending) is a view of them."""
+        found = self._gathered(run_ids, task, metric)
+        if found is None:
+            return [None] * len(run_ids)
+        return [found.outcome(i) for i in range(len(run_ids))]
+
+    def aligned(self, run_ids: list[str], task: str, metric: str, baseline: Outcome | None) -> Aligned:
+        """``paired.align`` of these runs' outcomes: those as lm-eval logs them, of the baseline's length, taken as
+        matrices straight from the rows gathered (no outcome made per run); the others made one by one."""
+        n = 0 if baseline is None else len(baseline.doc_ids)
+        found = self._gathered(run_ids, task, metric) if baseline is not None else None
+        if found is None:
+            return align([None] * len(run_ids), baseline, metric)
+        whole = np.flatnonzero(found.as_logged & (found.sizes == n))
+        at = found.starts[whole][:, None] + np.arange(n)
+        matrices = [found.docs[at], found.values[at], found.weights[at]]
+        others = [(i, found.outcome(i)) for i in np.flatnonzero(~found.as_logged & (found.sizes > 0)).tolist()]
+        others = [(i, made) for i, made in others if made is not None and len(made.doc_ids) == n]
+        if others:
+            whole = np.append(whole, [i for i, _ in others])
+            for k, name in enumerate(("doc_ids", "values", "weights")):
+                matrices[k] = np.vstack([matrices[k], *(getattr(made, name)[None] for _, made in others)])
+        return aligned(len(run_ids), whole, *matrices, baseline, metric)
 
     def length_ratios(self, run_ids: list[str], base_run_id: str) -> list[float | None]:
         """``paired.length_ratio`` of each run against the baseline run, every run at once."""
