@@ -51,24 +51,19 @@ def test_the_delta_method_ratio_matches_a_simulation():
     assert decisions.ratio(Interval.of(3.0), Interval.of(0.0)) is None
 
 
-@pytest.mark.parametrize(
-    ("kept", "verdict"),
-    [
-        (Interval(0.995, 0.991, 0.999), PASS),
-        (Interval(0.980, 0.970, 0.989), FAIL),
-        (Interval(0.992, 0.985, 0.999), INCONCLUSIVE),  # the interval straddles 0.99
-        (None, None),
-    ],
-)
-def test_a_gate_is_three_valued(kept, verdict):
-    assert decisions.gate(kept, 0.99) == verdict
+def test_a_gate_is_three_valued():
+    kept = [Interval(0.995, 0.991, 0.999), Interval(0.980, 0.970, 0.989), Interval(0.992, 0.985, 0.999)]
+    low, high = (np.array([getattr(k, bound) for k in kept] + [np.nan]) for bound in ("low", "high"))
+    defined = np.array([True, True, True, False])  # the last has no interval
+    verdicts = decisions.gate(defined, low, high, 0.99).tolist()
+    assert verdicts == [PASS, FAIL, INCONCLUSIVE, None]  # the third straddles 0.99
 
 
 def test_verdicts_over_tasks():
-    assert decisions.combine([PASS, PASS]) == PASS
-    assert decisions.combine([PASS, INCONCLUSIVE]) == INCONCLUSIVE
-    assert decisions.combine([INCONCLUSIVE, FAIL, None]) == FAIL  # one failed task fails the run
-    assert decisions.combine([PASS, None]) is None and decisions.combine([]) is None
+    runs = [[PASS, PASS, PASS], [PASS, INCONCLUSIVE, PASS], [INCONCLUSIVE, FAIL, None], [PASS, None, PASS]]
+    tasks = np.array(runs, object).T  # tasks × runs
+    assert decisions.combine(tasks).tolist() == [PASS, INCONCLUSIVE, FAIL, None]  # one failed task fails a run
+    assert decisions.combine(np.empty((0, 2), object)).tolist() == [None, None]  # no task: unknown
 
 
 def test_significance_and_ties():

@@ -7,6 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from effbench.measure import decisions
+from effbench.measure.decisions import Interval
+from effbench.measure.paired import Paired
 from effbench.present import report
 from effbench.records import PHASE_EVALUATE, MeasurementRow
 from effbench.store.load import load
@@ -87,6 +90,63 @@ def test_gates_are_lower_is_better_for_perplexity_and_three_valued(tmp_path, ppl
     (table,) = _build(store, ["a", "b"])
     assert [table.rows[1][table.headers.index(f"{g} gate")].text for g in ("99%", "99.9%")] == gates
     assert any("MLPerf" in note for note in table.notes)
+
+
+def test_the_baseline_has_no_gate_against_itself(tmp_path):
+    """Every task with an interval: the baseline's row still shows no gate (it keeps all of itself), as on boards."""
+    store = ResultsStore(tmp_path)
+    store.write_run(_run("a", "baseline"), _gated(0.8, 5.0))
+    store.write_run(_run("b", "x"), _gated(0.8, 5.2))
+    (table,) = _build(store, ["a", "b"])
+    gates = [[row[table.headers.index(f"{g} gate")].text for g in ("99%", "99.9%")] for row in table.rows]
+    assert gates == [["–", "–"], ["fail", "fail"]]
+
+
+def _kept_share_alone(m, b, pair, higher_is_better) -> tuple | None:
+    """The rule for one run, with the scalar intervals: the paired bootstrap's ratio bounds, else both figures'."""
+    if m is None or b is None or b.value <= 0:
+        return None
+    if pair is not None and pair.ratio_low is not None and pair.ratio_high is not None:
+        change = Interval(m.value / b.value, pair.ratio_low, pair.ratio_high)
+    elif not (report._uncertain(m) and report._uncertain(b)):
+        return None
+    else:
+        change = decisions.ratio(report.interval(m), report.interval(b))
+    if change is None or (not higher_is_better and change.value <= 0):
+        return None
+    change = change if higher_is_better else change.inverse()
+    return (change.value, change.low, change.high)
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_kept_shares_of_every_run_at_once_are_each_runs_alone(higher_is_better):
+    """Missing figures, none or NaN standard errors, stored bounds, negative figures, paired ratio bounds or none,
+    and baselines without an interval or not positive: the same shares, bit for bit."""
+    rng = np.random.default_rng(5)
+
+    def figure(value: float) -> MeasurementRow | None:
+        if rng.random() < 0.1:
+            return None
+        kind = rng.integers(0, 4)
+        stderr = [None, float(rng.uniform(0, 0.05)), math.nan, None][kind]
+        bounds = (value - float(rng.uniform(0, 0.1)), value + float(rng.uniform(0, 0.1))) if kind == 3 else (None,) * 2
+        return _m("acc", value, "t", stderr, "quality", higher_is_better, ci_low=bounds[0], ci_high=bounds[1])
+
+    def pair() -> Paired | None:
+        if rng.random() < 0.5:
+            return None
+        low = None if rng.random() < 0.2 else float(rng.uniform(0.5, 1.0))
+        return Paired(50, 0.0, -0.1, 0.1, low, float(rng.uniform(1.0, 1.5)))
+
+    for base_value in (0.8, 0.0, -0.2):
+        for _ in range(20):
+            base = figure(base_value)
+            found = [figure(float(rng.choice([rng.uniform(-0.1, 1.0), 0.0]))) for _ in range(40)]
+            pairs = [pair() for _ in found]
+            defined, *shares = report.kept_shares(found, base, pairs, higher_is_better)
+            at_once = [tuple(float(s[i]) for s in shares) if defined[i] else None for i in range(len(found))]
+            alone = [_kept_share_alone(m, base, p, higher_is_better) for m, p in zip(found, pairs, strict=True)]
+            assert repr(at_once) == repr(alone)
 
 
 def test_every_format_is_written(tmp_path):

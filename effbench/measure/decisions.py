@@ -109,24 +109,24 @@ def significant(change: Interval) -> bool:
     return not change.low <= 1.0 <= change.high
 
 
-def gate(kept: Interval | None, threshold: float) -> str | None:
-    """pass when the kept share's whole interval reaches the threshold, fail when none of it does, else inconclusive."""
-    if kept is None:
-        return None
-    if kept.low >= threshold:
-        return PASS
-    if kept.high < threshold:
-        return FAIL
-    return INCONCLUSIVE
+def gate(defined: np.ndarray, low: np.ndarray, high: np.ndarray, threshold: float) -> np.ndarray:
+    """Each kept share's verdict (an object array): pass when its whole interval reaches the threshold, fail when none
+    of it does, else inconclusive; None where ``defined`` says it has no interval."""
+    verdicts = np.full(len(low), INCONCLUSIVE, object)
+    verdicts[high < threshold] = FAIL
+    verdicts[low >= threshold] = PASS
+    verdicts[~defined] = None
+    return verdicts
 
 
-def combine(verdicts: Sequence[str | None]) -> str | None:
-    """One verdict over several tasks: any fail fails; all must pass to pass; unknown (None) if any is unknown."""
-    if FAIL in verdicts:
-        return FAIL
-    if not verdicts or None in verdicts:
-        return None
-    return INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
+def combine(verdicts: np.ndarray) -> np.ndarray:
+    """One verdict per run over its tasks' (tasks × runs): any fail fails; all must pass to pass; unknown (None) if
+    any is unknown or there is no task."""
+    combined = np.full(verdicts.shape[1], PASS, object)
+    combined[(verdicts == INCONCLUSIVE).any(axis=0)] = INCONCLUSIVE
+    combined[np.equal(verdicts, None).any(axis=0) | (len(verdicts) == 0)] = None
+    combined[(verdicts == FAIL).any(axis=0)] = FAIL
+    return combined
 
 
 def output_length_ok(length_ratio: float | None) -> bool | None:

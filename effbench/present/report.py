@@ -28,7 +28,7 @@ import pyarrow.csv as pa_csv
 from effbench.api.vocabulary import GENERATE, QUALITY
 from effbench.config.suite import UNSTABLE_CV
 from effbench.measure import decisions
-from effbench.measure.decisions import GATES, Interval
+from effbench.measure.decisions import GATES, Z95, Interval
 from effbench.measure.paired import Paired
 from effbench.plugins import registry
 from effbench.present import aside, breakeven
@@ -230,21 +230,42 @@ def interval(m: MeasurementRow) -> Interval:
     return Interval.of(m.value, m.stderr, m.ci_low, m.ci_high)
 
 
-def kept_share(
-    m: MeasurementRow | None, b: MeasurementRow | None, paired: Paired | None, higher_is_better: bool
-) -> Interval | None:
-    """The share of the baseline's figure a run keeps, with its interval; None when no interval can be had."""
-    if m is None or b is None or b.value <= 0:
-        return None
-    if paired is not None and paired.ratio_low is not None and paired.ratio_high is not None:
-        change: Interval | None = Interval(m.value / b.value, paired.ratio_low, paired.ratio_high)
-    elif not (_uncertain(m) and _uncertain(b)):
-        return None
-    else:
-        change = decisions.ratio(interval(m), interval(b))
-    if change is None or (not higher_is_better and change.value <= 0):
-        return None
-    return change if higher_is_better else change.inverse()
+KeptShares = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # each run's: whether it has one, value, bounds
+
+
+def kept_shares(
+    found: list[MeasurementRow | None], b: MeasurementRow | None, pairs: list[Paired | None], higher_is_better: bool
+) -> KeptShares:
+    """The share of the baseline's figure each run keeps, with its interval, every run at once: from the paired
+    bootstrap's ratio bounds where there are some, else from both figures' intervals (delta method); none where a
+    figure is missing or says nothing of its uncertainty, or the baseline's is not positive."""
+    none = np.full(len(found), np.nan)
+    if b is None or b.value <= 0:
+        return np.zeros(len(found), bool), none, none, none
+    present = np.array([m is not None for m in found], bool)
+    figures = {name: [getattr(m, name) if m is not None else None for m in found] for name in FIGURE_FIELDS[:4]}
+    null = {name: np.array([v is None for v in values], bool) for name, values in figures.items()}
+    value, stderr, ci_low, ci_high = (np.array(v, float) for v in figures.values())  # None: NaN
+    bounded = ~null["ci_low"] & ~null["ci_high"]
+    low, high = Interval.bounds_of(value, stderr, ci_low, ci_high, bounded)
+    base = interval(b)
+    share = value / b.value
+    se = np.array(list(map(math.hypot, ((high - low) / (2 * Z95) / b.value).tolist(),
+                           (share * ((base.high - base.low) / (2 * Z95)) / b.value).tolist())))  # fmt: skip
+    from_pair = np.array([p is not None and p.ratio_low is not None and p.ratio_high is not None for p in pairs])
+    pair_low, pair_high = ([getattr(p, name) if ok else np.nan for p, ok in zip(pairs, from_pair, strict=True)]
+                           for name in ("ratio_low", "ratio_high"))  # fmt: skip
+    both_uncertain = (~null["stderr"] | bounded) & _uncertain(b)
+    from_intervals = ~from_pair & both_uncertain & ~(value < 0)  # decisions.ratio: no ratio of a negative figure
+    delta_low = share - Z95 * se
+    kept_low = np.where(from_pair, pair_low, np.where(delta_low > 0.0, delta_low, 0.0))  # max(0.0, ...)
+    kept_high = np.where(from_pair, pair_high, share + Z95 * se)
+    defined = present & (from_pair | from_intervals)
+    if higher_is_better:
+        return defined, share, kept_low, kept_high
+    defined &= ~(share <= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # Interval.inverse: 1 / the figure, bounds swapped
+        return defined, 1 / share, 1 / kept_high, np.where(kept_low > 0, 1 / kept_low, math.inf)
 
 
 def _uncertain(m: MeasurementRow) -> bool:
@@ -252,11 +273,17 @@ def _uncertain(m: MeasurementRow) -> bool:
     return m.stderr is not None or (m.ci_low is not None and m.ci_high is not None)
 
 
-def quality_gates(kept: list[Interval | None], length_ratio: float | None) -> dict[str, str | None]:
-    """Each MLPerf gate over the run's tasks, failed outright by an output length outside ±10 % of the baseline's."""
-    if decisions.output_length_ok(length_ratio) is False:
-        return dict.fromkeys(GATES, decisions.FAIL)
-    return {name: decisions.combine([decisions.gate(k, share) for k in kept]) for name, share in GATES.items()}
+def quality_gates(shares: list[KeptShares], lengths: list[float | None]) -> dict[str, list[str | None]]:
+    """Each MLPerf gate of every run over its tasks (``shares``, one per task), failed outright by an output length
+    outside ±10 % of the baseline's."""
+    too_long = np.array([decisions.output_length_ok(length) is False for length in lengths], bool)
+    gates = {}
+    for name, threshold in GATES.items():
+        verdicts = [decisions.gate(defined, low, high, threshold) for defined, _, low, high in shares]
+        combined = decisions.combine(np.array(verdicts, object).reshape(len(shares), len(lengths)))
+        combined[too_long] = decisions.FAIL
+        gates[name] = combined.tolist()
+    return gates
 
 
 def run_gates(
@@ -271,15 +298,16 @@ def run_gates(
     base = {_key(m): m for m in rows_of.get(base_run.run_id, [])}
     primary = primary_quality(list(base.values()))
     paired = paired_with_baseline(results, others, base_run, primary)
-    ids = [run.run_id for run in others]
-    lengths = dict(zip(ids, results.length_ratios(ids, base_run.run_id), strict=True))
-    for run in others:
-        mine = {_key(m): m for m in rows_of.get(run.run_id, []) if m.task}  # the keys read: task metrics
-        kept = []
-        for task, row in primary.items():
-            key = (PHASE_EVALUATE, "", task, row.metric)
-            kept.append(kept_share(mine.get(key), base.get(key), paired[run.run_id][task], row.higher_is_better))
-        gates[run.run_id] = quality_gates(kept, lengths[run.run_id])
+    lengths = results.length_ratios([run.run_id for run in others], base_run.run_id)
+    mine = [{_key(m): m for m in rows_of.get(run.run_id, []) if m.task} for run in others]  # the keys read: task ones
+    shares = []
+    for task, row in primary.items():
+        key = (PHASE_EVALUATE, "", task, row.metric)
+        pairs = [paired[run.run_id][task] for run in others]
+        shares.append(kept_shares([rows.get(key) for rows in mine], base.get(key), pairs, row.higher_is_better))
+    verdicts = quality_gates(shares, lengths)
+    for i, run in enumerate(others):
+        gates[run.run_id] = {name: verdicts[name][i] for name in GATES}
     return gates
 
 
@@ -612,7 +640,8 @@ def _table(
     headers += paired_columns
     short_headers = list(headers)
     run_values = [values[run.run_id] for run in runs]
-    cell_columns = _accuracy_columns(runs, run_values, base, primary, paired, [lengths[run.run_id] for run in runs])
+    run_lengths = [lengths[run.run_id] for run in runs]
+    cell_columns = _accuracy_columns(runs, run_values, base, primary, paired, run_lengths, base_index)
     for task in paired_tasks:
         cell_columns += _paired_columns([paired[run.run_id][task] for run in runs])
     unstable = False
@@ -673,11 +702,12 @@ def _accuracy_columns(
     primary: dict[str, MeasurementRow],
     paired: dict[str, dict[str, Paired | None]],
     lengths: list[float | None],
+    base_index: int | None,
 ) -> list[CellColumn]:
     """The accuracy section's columns: the technique; per task its figure and Δ vs the baseline; the MLPerf gates;
     the output length (where some run has one); the status."""
     columns = [CellColumn.of([run.label for run in runs])]
-    kept: list[list[Interval | None]] = [[] for _ in runs]
+    shares = []
     for task, prow in primary.items():
         key = (PHASE_EVALUATE, "", task, prow.metric)
         b = base.get(key)
@@ -694,10 +724,12 @@ def _accuracy_columns(
         columns.append(CellColumn.of(texts, value=value, stderr=stderr, ci_low=low, ci_high=high))
         deltas = [m.value - b.value if m and b else None for m in found]
         columns.append(_delta_column(deltas, pairs))
-        for shares, m, pair in zip(kept, found, pairs, strict=True):
-            shares.append(kept_share(m, b, pair, prow.higher_is_better) if m is not b else None)
-    gates = [quality_gates(shares, length) for shares, length in zip(kept, lengths, strict=True)]
-    columns += [CellColumn.of([verdicts[name] or "–" for verdicts in gates]) for name in GATES]
+        defined, *share = kept_shares(found, b, pairs, prow.higher_is_better)
+        if base_index is not None:
+            defined[base_index] = False  # the baseline keeps all of itself: no gate
+        shares.append((defined, *share))
+    gates = quality_gates(shares, lengths)
+    columns += [CellColumn.of([verdict or "–" for verdict in gates[name]]) for name in GATES]
     if any(length is not None for length in lengths):
         columns.append(CellColumn.of([fmt(length, 2) for length in lengths], value=lengths))
     return [*columns, CellColumn.of([status_text(run) for run in runs])]
