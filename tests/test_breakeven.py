@@ -1,14 +1,19 @@
 """Amortisation: the requests after which a technique's one-off cost is repaid, on a store written by the store's
 own writers with figures whose break-even is known by hand."""
 
+import math
+
+import numpy as np
 import pytest
 
+from effbench.api.vocabulary import ONE_OFF_PHASES
 from effbench.default_plugins.metrics.energy import J_PER_KWH
 from effbench.measure import decisions
 from effbench.measure.decisions import NEVER, NOT_SIGNIFICANT, Z95, Interval
 from effbench.present import breakeven, report
+from effbench.records import PHASE_EVALUATE, MeasurementRow
 from effbench.store.load import load
-from effbench.store.results import ResultsStore
+from effbench.store.results import ResultsStore, to_table
 from tests.store_helpers import COLUMNS, measurement, run_row
 
 SCENARIO = "single-stream"
@@ -78,3 +83,107 @@ def test_no_break_even_without_a_baseline(tmp_path):
     store.write_run(run_row("b", "quick", {}), _one_off("apply", "apply_time", 30.0) + _scenario(20.0, 1.0))
     (built,) = report.build(load(tmp_path), ["b"], columns=COLUMNS)
     assert breakeven.SECTION not in dict(built.sections) and breakeven.NOTE not in built.notes
+
+
+REPAYMENTS = breakeven.REPAYMENTS
+RUNS = 1000  # besides the baseline: enough that where numpy's hypot differs from math's (1 in 500) shows
+ONE_OFF_SIZES = {"apply_time": 30.0, "train_time": 300.0, "energy_direct": 1e-3, "energy": 1e-3}  # s, kWh
+
+
+def _figure(rng: np.random.Generator, value: float) -> dict:
+    """A figure's value with a stderr (none, NaN, infinite, 0 or some) and 95 % bounds (none, one, both; both may
+    leave out the value)."""
+    stderr = [None, math.nan, math.inf, 0.0, abs(value) * rng.random()][rng.integers(5)]
+    low, high = value * rng.uniform(0.5, 1.1), value * rng.uniform(0.9, 1.5)
+    ci_low, ci_high = [(None, None), (low, None), (None, high), (low, high)][rng.integers(4)]
+    return {"value": value, "stderr": stderr, "ci_low": ci_low, "ci_high": ci_high}
+
+
+def _one_offs(rng: np.random.Generator) -> dict[tuple[str, str, str], dict]:
+    """A run's one-off figures: each phase's and metric's often missing, nil, negative or some."""
+    figures = {}
+    for phase in ONE_OFF_PHASES:
+        for metric, size in ONE_OFF_SIZES.items():
+            if rng.random() < 0.5:
+                figures[phase, "", metric] = _figure(rng, [0.0, -size, size * rng.random()][rng.integers(3)])
+    return figures
+
+
+def _runs(rng: np.random.Generator, scenarios: list[str]) -> list[dict[tuple[str, str, str], dict]]:
+    """Each run's figures by (phase, scenario, metric): the first run, the baseline, has every per-request one (with
+    a standard error) but a rate of 0 in the last scenario; the others' are often missing, the baseline's, 0 or
+    negative, or near it."""
+    base = _one_offs(rng)
+    for scenario in scenarios:
+        for repayment in REPAYMENTS:
+            value = rng.uniform(1, 10)
+            base[PHASE_EVALUATE, scenario, repayment.per_request] = _figure(rng, value) | {"stderr": value / 50}
+    base[PHASE_EVALUATE, scenarios[-1], "request_rate"] = _figure(rng, 0.0)
+    runs = [base]
+    for _ in range(RUNS):
+        figures = _one_offs(rng)
+        for key in base:
+            if key[0] == PHASE_EVALUATE and rng.random() < 0.8:
+                theirs = base[key]["value"]
+                figures[key] = _figure(rng, [theirs, 0.0, -1.0, theirs * rng.uniform(0.5, 2)][rng.integers(4)])
+        runs.append(figures)
+    return runs
+
+
+def _interval(figure: dict) -> Interval:
+    """The figure's interval as the report reads one stored figure."""
+    return Interval.of(figure["value"], figure["stderr"], figure["ci_low"], figure["ci_high"])
+
+
+def _cell_at_a_time(figures: dict, base: dict, scenario: str, repayment: breakeven.Repayment) -> report.Cell:
+    """A break-even cell as decisions' rules give it for one run and one resource at a time."""
+    parts = [_interval(figures[p, "", metric]) for p in ONE_OFF_PHASES for metric in repayment.one_off
+             if (p, "", metric) in figures]  # fmt: skip
+    key = (PHASE_EVALUATE, scenario, repayment.per_request)
+    mine, theirs = figures.get(key), base.get(key)
+    if not parts or mine is None or theirs is None or (repayment.rate and min(mine["value"], theirs["value"]) <= 0):
+        return report.Cell(text="–")
+    s = repayment.scale
+    cost = Interval(*(s * sum(getattr(i, bound) for i in parts) for bound in ("value", "low", "high")))
+    mine_per_request, theirs_per_request = _interval(mine), _interval(theirs)
+    if repayment.rate:
+        mine_per_request, theirs_per_request = mine_per_request.inverse(), theirs_per_request.inverse()
+    verdict = decisions.break_even(cost, decisions.difference(theirs_per_request, mine_per_request))
+    if isinstance(verdict, str):
+        return report.Cell(text=verdict)
+    requests, fewest, most = (math.ceil(round(v, 6)) for v in (verdict.value, verdict.low, verdict.high))
+    text = f"{requests:,} [{fewest:,}, {most:,}]"
+    return report.Cell(verdict.value, text=text, ci_low=verdict.low, ci_high=verdict.high)
+
+
+@pytest.mark.filterwarnings("error")  # numpy warns of what the rules never compute: a column computes none of it
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_break_even_a_column_at_a_time_equals_one_run_at_a_time(seed):
+    """The columns computed with arrays give the cells decisions' rules give one run at a time, the same floats and
+    texts, on runs with missing figures, zero and negative savings, rates of 0 or less, NaN or infinite stderrs,
+    bounds stored or not, one-off costs of one or several phases; a column of "–" only (no baseline rate) is left
+    out."""
+    rng = np.random.default_rng(seed)
+    scenarios = ["single-stream", "server"]
+    runs = _runs(rng, scenarios)
+    rows = [
+        measurement(metric, unit="", resource="computation", phase=phase, scenario=scenario, run_id=f"r{run}", **figure)
+        for run, figures in enumerate(runs)
+        for (phase, scenario, metric), figure in figures.items()
+    ]
+    counts = [len(figures) for figures in runs]
+    figures = report.RunFigures.of(to_table(rows, MeasurementRow), counts)
+    made = breakeven.columns(figures.intervals, 0, scenarios)
+    expected = []
+    for scenario in scenarios:
+        for repayment in REPAYMENTS:
+            cells = [report.Cell(text="–")] + [_cell_at_a_time(f, runs[0], scenario, repayment) for f in runs[1:]]
+            if any(cell.text != "–" for cell in cells):
+                expected.append((f"{scenario}: {repayment.label}", cells))
+    assert [header for header, _ in made] == [header for header, _ in expected]
+    assert "server: time" not in dict(made)
+    for (_, estimates), (_, cells) in zip(made, expected, strict=True):
+        column = report._break_even_cells(estimates)
+        assert list(map(repr, map(column.cell, range(len(runs))))) == list(map(repr, cells))  # repr: every bit
+    texts = {text.split(" ")[0] for _, estimates in made for text in estimates.text}
+    assert {"–", NEVER, NOT_SIGNIFICANT} < texts and len(texts) > 10  # every kind of cell, numbers too

@@ -2,7 +2,8 @@
 
 The one-off cost is the sum of the run's one-off phases (applying, training); the saving is the baseline's
 per-request figure minus the technique's in the same load scenario. Money needs no column of its own: its
-hardware part is $/h × time on both sides (it breaks even with time), its energy part $/kWh × energy.
+hardware part is $/h × time on both sides (it breaks even with time), its energy part $/kWh × energy. A column is
+computed for all its runs at once, with numpy: the same floats as ``decisions``' rules give one run at a time.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from effbench.api.vocabulary import ONE_OFF_PHASES
 from effbench.default_plugins.metrics.energy import J_PER_KWH
 from effbench.measure import decisions
-from effbench.measure.decisions import Interval
+from effbench.measure.decisions import Z95
 from effbench.records import PHASE_EVALUATE
 
 SECTION = "break-even (requests until the one-off cost is repaid)"
@@ -26,9 +29,21 @@ NOTE = (
     f"(beyond the interval); {decisions.NOT_SIGNIFICANT}: the saving's interval includes 0; money breaks even "
     "with time (hardware $/h) and energy ($/kWh)"
 )
+MISSING = "–"  # a cell without a break-even: the baseline's own, or a figure it needs is missing
 
-Figure = tuple[float, float | None, float | None, float | None, float | None]  # value, stderr, bounds, CV
-FiguresOf = Callable[[str, str, str], list[Figure | None]]  # (phase, scenario, metric) -> each run's figure, or None
+
+@dataclass(frozen=True)
+class Intervals:
+    """Each run's figure with its 95 % interval (``Interval.of``'s) as arrays, so that a column of hundreds of runs
+    is computed at once; ``measured`` says which runs have one (the others' numbers mean nothing)."""
+
+    value: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    measured: np.ndarray
+
+
+FiguresOf = Callable[[str, str, str], Intervals]  # (phase, scenario, metric) -> every run's figure
 
 
 @dataclass(frozen=True)
@@ -51,37 +66,41 @@ METRICS = frozenset(metric for r in REPAYMENTS for metric in (*r.one_off, r.per_
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """A break-even cell: requests with 95 % bounds, or a verdict (never, n.s.) or "–" in ``text``."""
+class Estimates:
+    """A column of break-even cells: each run's text (requests with 95 % bounds, a verdict or "–") and, where the
+    cost is repaid (``repaid``), the requests and their bounds (NaN elsewhere)."""
 
-    text: str
-    value: float | None = None
-    low: float | None = None
-    high: float | None = None
+    text: list[str]
+    value: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    repaid: np.ndarray
 
 
-def one_off(figures: FiguresOf, repayment: Repayment) -> list[Interval | None]:
-    """Each run's one-off cost of this resource in the per-request unit; None where no one-off phase measured it."""
-    found = [figures(phase, "", metric) for phase in ONE_OFF_PHASES for metric in repayment.one_off]
-    costs: list[Interval | None] = []
+def one_off(figures: FiguresOf, repayment: Repayment) -> Intervals:
+    """Each run's one-off cost of this resource in the per-request unit, measured where some one-off phase measured
+    it; its figures are added in the phases' and metrics' order, as Python's ``sum`` of one run's would."""
+    parts = [figures(phase, "", metric) for phase in ONE_OFF_PHASES for metric in repayment.one_off]
+    value, low, high = (np.zeros(len(parts[0].value)) for _ in range(3))
+    measured = np.zeros(len(value), bool)
+    for part in parts:
+        value = np.where(part.measured, value + part.value, value)
+        low = np.where(part.measured, low + part.low, low)
+        high = np.where(part.measured, high + part.high, high)
+        measured |= part.measured
     s = repayment.scale
-    for run in zip(*found, strict=True):
-        parts = [Interval.of(*figure[:4]) for figure in run if figure is not None]
-        if not parts:
-            costs.append(None)
-            continue
-        costs.append(
-            Interval(s * sum(i.value for i in parts), s * sum(i.low for i in parts), s * sum(i.high for i in parts))
-        )
-    return costs
+    return Intervals(s * value, s * low, s * high, measured)
 
 
-def per_request(figure: Figure | None, repayment: Repayment) -> Interval | None:
-    """What a request of a scenario costs a run's model (its ``repayment.per_request`` figure), with its interval."""
-    if figure is None or (repayment.rate and figure[0] <= 0):
-        return None
-    interval = Interval.of(*figure[:4])
-    return interval.inverse() if repayment.rate else interval
+def per_request(figures: Intervals, repayment: Repayment) -> Intervals:
+    """What a request of a scenario costs each run's model (its ``repayment.per_request`` figures), with its
+    interval: a rate is inverted (``Interval.inverse``), and one that is not positive measures nothing."""
+    if not repayment.rate:
+        return figures
+    with np.errstate(divide="ignore"):  # a rate of 0 measures nothing; a low bound of 0 (or less): no high bound
+        value, low = 1 / figures.value, 1 / figures.high
+        high = np.where(figures.low > 0, 1 / figures.low, math.inf)
+    return Intervals(value, low, high, figures.measured & ~(figures.value <= 0))
 
 
 def _requests(value: float) -> int:
@@ -89,20 +108,46 @@ def _requests(value: float) -> int:
     return math.ceil(round(value, 6))
 
 
-def estimate(cost: Interval | None, mine: Interval | None, theirs: Interval | None) -> Estimate:
-    """One run's break-even of one resource in one scenario: its one-off cost, its per-request figure and the
-    baseline's."""
-    if cost is None or mine is None or theirs is None:
-        return Estimate("–")
-    verdict = decisions.break_even(cost, decisions.difference(theirs, mine))
-    if isinstance(verdict, str):
-        return Estimate(verdict)
-    text = f"{_requests(verdict.value):,} [{_requests(verdict.low):,}, {_requests(verdict.high):,}]"
-    return Estimate(text, verdict.value, verdict.low, verdict.high)
+def _standard_error(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The standard errors 95 % intervals imply (``decisions._se``'s)."""
+    return (high - low) / (2 * Z95)
 
 
-def columns(figures: FiguresOf, base: int | None, scenarios: list[str]) -> list[tuple[str, list[Estimate]]]:
-    """(header, one estimate per run) of every scenario and resource some run has a break-even or verdict for;
+def estimates(cost: Intervals, mine: Intervals, base: int) -> Estimates:
+    """Each run's break-even of one resource in one scenario (``decisions.break_even`` of its one-off cost and the
+    ``decisions.difference`` of the baseline's per-request figure, at ``base``, and its own)."""
+    runs = len(cost.value)
+    text = [MISSING] * runs
+    value, low, high = (np.full(runs, math.nan) for _ in range(3))
+    if not mine.measured[base]:
+        return Estimates(text, value, low, high, np.zeros(runs, bool))  # no saving without the baseline's figure
+    usable = cost.measured & mine.measured
+    usable[base] = False  # the baseline's own
+    at = np.flatnonzero(usable)
+    saving = mine.value[base] - mine.value[at]
+    theirs = float(_standard_error(mine.low[base], mine.high[base]))
+    errors = _standard_error(mine.low[at], mine.high[at]).tolist()
+    spread = Z95 * np.array([math.hypot(theirs, se) for se in errors])  # math's, as decisions.difference: not np's
+    saving_low, saving_high = saving - spread, saving + spread
+    never = saving_high <= 0
+    not_significant = ~never & (saving_low <= 0)
+    repaid = np.zeros(runs, bool)
+    repaid[at] = ~(never | not_significant)
+    gaining = repaid[at]
+    value[repaid] = cost.value[repaid] / saving[gaining]
+    low[repaid] = cost.low[repaid] / saving_high[gaining]
+    high[repaid] = cost.high[repaid] / saving_low[gaining]
+    for verdict, where in ((decisions.NEVER, never), (decisions.NOT_SIGNIFICANT, not_significant)):
+        for run in at[where].tolist():
+            text[run] = verdict
+    shown = zip(np.flatnonzero(repaid).tolist(), *(v[repaid].tolist() for v in (value, low, high)), strict=True)
+    for run, requests, fewest, most in shown:
+        text[run] = f"{_requests(requests):,} [{_requests(fewest):,}, {_requests(most):,}]"
+    return Estimates(text, value, low, high, repaid)
+
+
+def columns(figures: FiguresOf, base: int | None, scenarios: list[str]) -> list[tuple[str, Estimates]]:
+    """(header, the runs' estimates) of every scenario and resource some run has a break-even or verdict for;
     ``figures`` gives each run's, ``base`` is the baseline run's index (its own cells are "–")."""
     if base is None or not scenarios:
         return []
@@ -110,13 +155,8 @@ def columns(figures: FiguresOf, base: int | None, scenarios: list[str]) -> list[
     costs = {repayment: one_off(figures, repayment) for repayment in REPAYMENTS}
     for scenario in scenarios:
         for repayment in REPAYMENTS:
-            per_run = figures(PHASE_EVALUATE, scenario, repayment.per_request)
-            theirs = per_request(per_run[base], repayment)
-            cells = [
-                Estimate("–") if run == base or theirs is None or cost is None
-                else estimate(cost, per_request(figure, repayment), theirs)
-                for run, (cost, figure) in enumerate(zip(costs[repayment], per_run, strict=True))
-            ]  # fmt: skip
-            if any(cell.text != "–" for cell in cells):
-                out.append((f"{scenario}: {repayment.label}", cells))
+            mine = per_request(figures(PHASE_EVALUATE, scenario, repayment.per_request), repayment)
+            column = estimates(costs[repayment], mine, base)
+            if any(text != MISSING for text in column.text):
+                out.append((f"{scenario}: {repayment.label}", column))
     return out

@@ -415,6 +415,7 @@ def _key(m: MeasurementRow) -> tuple[str, str, str, str]:
 
 
 FIGURE_FIELDS = ("value", "stderr", "ci_low", "ci_high", "cv")
+Figure = tuple[float, float | None, float | None, float | None, float | None]  # FIGURE_FIELDS of a run's cell
 
 
 @dataclass(frozen=True)
@@ -473,13 +474,22 @@ class RunFigures:
         found[run[last]] = rows[last]
         return found
 
-    def listed(self, phase: str, scenario: str, metric: str) -> list[breakeven.Figure | None]:
+    def listed(self, phase: str, scenario: str, metric: str) -> list[Figure | None]:
         """Each run's cell of this key as Python numbers (value, stderr, ci_low, ci_high, cv; None where null), None
         where it has none."""
         found = self.at(phase, scenario, metric)
         numbers = [_listed(self.numbers[name][found], self.null[name][found]) for name in FIGURE_FIELDS]
         figures = zip(*numbers, strict=True)
         return [figure if has else None for figure, has in zip(figures, (found >= 0).tolist(), strict=True)]
+
+    def intervals(self, phase: str, scenario: str, metric: str) -> breakeven.Intervals:
+        """Each run's cell of this key with its 95 % interval (``Interval.of``'s) as arrays: break-even's figures,
+        a column at a time."""
+        found = self.at(phase, scenario, metric)
+        value, stderr, ci_low, ci_high = (self.numbers[name][found] for name in FIGURE_FIELDS[:4])
+        bounded = ~(self.null["ci_low"][found] | self.null["ci_high"][found])  # both stored (NaN ones too)
+        low, high = Interval.bounds_of(value, stderr, ci_low, ci_high, bounded)
+        return breakeven.Intervals(value, low, high, found >= 0)
 
     def first_rows(self, section: Section) -> np.ndarray:
         """Where each metric of the section's rows (``Section.key``, training steps too) first appears among the
@@ -666,13 +676,11 @@ def _table(
             cell_columns.append(cells)
         if printed:
             sections.append((section.title, [0, *printed]))
-    repaid = breakeven.columns(figures.listed, base_index, scenarios)
+    repaid = breakeven.columns(figures.intervals, base_index, scenarios)
     for header, estimates in repaid:
         headers.append(f"break-even: {header}")
         short_headers.append(header)
-        texts, value = [e.text for e in estimates], [e.value for e in estimates]
-        low, high = [e.low for e in estimates], [e.high for e in estimates]
-        cell_columns.append(CellColumn.of(texts, value=value, ci_low=low, ci_high=high))
+        cell_columns.append(_break_even_cells(estimates))
     if repaid:
         sections.append((breakeven.SECTION, [0, *range(len(headers) - len(repaid), len(headers))]))
     details = Details(detail_table([run.label for run in runs], measured, counts, unstable_cv))
@@ -693,6 +701,15 @@ def _table(
         notes.append(breakeven.NOTE)
     title = f"{model} ({hardware})" + (f" on {placement}" if placement else "")
     return ComparisonTable(title, headers, cell_columns, notes, sections, details, short_headers)
+
+
+def _break_even_cells(estimates: breakeven.Estimates) -> CellColumn:
+    """A break-even column's cells: the requests and their bounds where the cost is repaid, else only a text."""
+    unrepaid = ~estimates.repaid
+    figures = {name: pa.nulls(len(estimates.text), pa.float64()) for name in CELL_FIGURES}
+    for name, numbers in (("value", estimates.value), ("ci_low", estimates.low), ("ci_high", estimates.high)):
+        figures[name] = pa.array(numbers, mask=unrepaid)
+    return CellColumn(estimates.text, figures, np.zeros(len(estimates.text), bool))
 
 
 def _accuracy_columns(
