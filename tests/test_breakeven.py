@@ -8,7 +8,6 @@ import pytest
 
 from effbench.api.vocabulary import ONE_OFF_PHASES
 from effbench.default_plugins.metrics.energy import J_PER_KWH
-from effbench.measure import decisions
 from effbench.measure.decisions import NEVER, NOT_SIGNIFICANT, Z95, Interval
 from effbench.present import breakeven, report
 from effbench.records import PHASE_EVALUATE, MeasurementRow
@@ -19,13 +18,39 @@ from tests.store_helpers import COLUMNS, measurement, run_row
 SCENARIO = "single-stream"
 
 
-def test_a_difference_and_a_break_even_with_their_intervals():
-    assert decisions.difference(Interval(3, 3 - Z95, 3 + Z95), Interval(1, 1, 1)) == Interval(2, 2 - Z95, 2 + Z95)
-    assert decisions.break_even(Interval(10, 10, 10), Interval(2, 1, 4)) == Interval(5, 2.5, 10)
-    assert decisions.break_even(Interval(10, 8, 12), Interval(2, 1, 4)) == Interval(5, 2, 12)
-    assert decisions.break_even(Interval(10, 10, 10), Interval(0, 0, 0)) == NEVER  # saves nothing
-    assert decisions.break_even(Interval(10, 10, 10), Interval(-1, -2, -0.5)) == NEVER  # costs more per request
-    assert decisions.break_even(Interval(10, 10, 10), Interval(0.5, -0.1, 1.1)) == NOT_SIGNIFICANT
+def test_a_break_even_with_its_interval_never_and_not_significant():
+    """Cost ÷ (the baseline's per-request figure − the run's), bounds from the saving's opposite bounds (both
+    figures' standard errors): never where it saves nothing or costs more, n.s. where the saving's interval holds 0."""
+    runs = [(3.0, 1.0), (1.0, 0.0), (6.0, 0.0), (3.0, 0.0), (1.0, 3.0)]  # value, stderr: the baseline's, the runs'
+    value, se = (np.array(column) for column in zip(*runs, strict=True))
+    cost = breakeven.Intervals(*(np.full(len(runs), 10.0) for _ in range(3)), np.ones(len(runs), bool))
+    mine = breakeven.Intervals(value, value - Z95 * se, value + Z95 * se, np.ones(len(runs), bool))
+    cells = breakeven.estimates(cost, mine, 0)
+    saving, spread = 2.0, Z95 * math.hypot(1.0, 0.0)
+    assert cells.text[:2] == ["–", "5 [3, 250]"]
+    repaid = (10 / saving, 10 / (saving + spread), 10 / (saving - spread))
+    assert (cells.value[1], cells.low[1], cells.high[1]) == repaid
+    assert cells.text[2:] == [NEVER, NOT_SIGNIFICANT, NOT_SIGNIFICANT]  # saves -3 ± 1.96, 0 ± 1.96, 2 ± 6.2
+
+
+def _difference(a: Interval, b: Interval) -> Interval:
+    """a − b (independent figures) with a 95 % interval from both figures' standard errors."""
+    value, se = a.value - b.value, math.hypot((a.high - a.low) / (2 * Z95), (b.high - b.low) / (2 * Z95))
+    return Interval(value, value - Z95 * se, value + Z95 * se)
+
+
+def _break_even(one_off: Interval, saving: Interval) -> Interval | str:
+    """Requests after which a one-off cost is repaid by a per-request saving, one run at a time."""
+    if saving.high <= 0:
+        return NEVER
+    if saving.low <= 0:
+        return NOT_SIGNIFICANT
+    return Interval(one_off.value / saving.value, one_off.low / saving.high, one_off.high / saving.low)
+
+
+def _inverse(figure: Interval) -> Interval:
+    """1 / a positive figure, bounds swapped."""
+    return Interval(1 / figure.value, 1 / figure.high, 1 / figure.low if figure.low > 0 else math.inf)
 
 
 def _scenario(rate: float, joules: float | None) -> list:
@@ -147,8 +172,8 @@ def _cell_at_a_time(figures: dict, base: dict, scenario: str, repayment: breakev
     cost = Interval(*(s * sum(getattr(i, bound) for i in parts) for bound in ("value", "low", "high")))
     mine_per_request, theirs_per_request = _interval(mine), _interval(theirs)
     if repayment.rate:
-        mine_per_request, theirs_per_request = mine_per_request.inverse(), theirs_per_request.inverse()
-    verdict = decisions.break_even(cost, decisions.difference(theirs_per_request, mine_per_request))
+        mine_per_request, theirs_per_request = _inverse(mine_per_request), _inverse(theirs_per_request)
+    verdict = _break_even(cost, _difference(theirs_per_request, mine_per_request))
     if isinstance(verdict, str):
         return report.Cell(text=verdict)
     requests, fewest, most = (math.ceil(round(v, 6)) for v in (verdict.value, verdict.low, verdict.high))

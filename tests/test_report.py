@@ -114,8 +114,9 @@ def _kept_share_alone(m, b, pair, higher_is_better) -> tuple | None:
         change = decisions.ratio(report.interval(m), report.interval(b))
     if change is None or (not higher_is_better and change.value <= 0):
         return None
-    change = change if higher_is_better else change.inverse()
-    return (change.value, change.low, change.high)
+    if higher_is_better:
+        return (change.value, change.low, change.high)
+    return (1 / change.value, 1 / change.high, 1 / change.low if change.low > 0 else math.inf)  # bounds swapped
 
 
 @pytest.mark.parametrize("higher_is_better", [True, False])

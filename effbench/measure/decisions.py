@@ -65,10 +65,6 @@ class Interval:
         """Whether the two intervals share a point: the figures cannot be told apart."""
         return self.low <= other.high and other.low <= self.high
 
-    def inverse(self) -> Interval:
-        """1 / the figure (a positive one), bounds swapped."""
-        return Interval(1 / self.value, 1 / self.high, 1 / self.low if self.low > 0 else math.inf)
-
 
 def ratio(numerator: Interval, denominator: Interval) -> Interval | None:
     """numerator ÷ denominator (independent figures, a positive denominator) with a delta-method 95 % interval."""
@@ -82,26 +78,6 @@ def ratio(numerator: Interval, denominator: Interval) -> Interval | None:
 def _se(figure: Interval) -> float:
     """The standard error a 95 % interval implies."""
     return (figure.high - figure.low) / (2 * Z95)
-
-
-def difference(a: Interval, b: Interval) -> Interval:
-    """a − b (independent figures) with a 95 % interval from both figures' standard errors."""
-    value = a.value - b.value
-    se = math.hypot(_se(a), _se(b))
-    return Interval(value, value - Z95 * se, value + Z95 * se)
-
-
-def break_even(one_off: Interval, saving: Interval) -> Interval | str:
-    """Requests after which a one-off cost is repaid by a per-request saving, with its interval.
-
-    ``never`` when the saving is zero or negative beyond its interval, not significant (``n.s.``) when its
-    interval includes 0; the bounds divide the one-off cost's bounds by the saving's opposite bounds.
-    """
-    if saving.high <= 0:
-        return NEVER
-    if saving.low <= 0:
-        return NOT_SIGNIFICANT
-    return Interval(one_off.value / saving.value, one_off.low / saving.high, one_off.high / saving.low)
 
 
 def significant(change: Interval) -> bool:
