@@ -92,6 +92,15 @@ def test_gates_are_lower_is_better_for_perplexity_and_three_valued(tmp_path, ppl
     assert any("MLPerf" in note for note in table.notes)
 
 
+def test_runs_without_a_baseline_show_each_tasks_first_metric_and_no_change(tmp_path):
+    (table,) = _build(_store(tmp_path), ["b", "c"])
+    assert table.headers[:5] == ["Technique", "task_a acc", "Δ task_a", "task_b word_perplexity", "Δ task_b"]
+    assert [[cell.text for cell in row[1:7]] for row in table.rows] == [
+        ["0.795 ± 0.020", "–", "5.040", "–", "–", "–"],
+        ["0.700 ± 0.020", "–", "5.000", "–", "–", "–"],
+    ]
+
+
 def test_the_baseline_has_no_gate_against_itself(tmp_path):
     """Every task with an interval: the baseline's row still shows no gate (it keeps all of itself), as on boards."""
     store = ResultsStore(tmp_path)
@@ -144,7 +153,7 @@ def test_kept_shares_of_every_run_at_once_are_each_runs_alone(higher_is_better):
             base = figure(base_value)
             found = [figure(float(rng.choice([rng.uniform(-0.1, 1.0), 0.0]))) for _ in range(40)]
             pairs = [pair() for _ in found]
-            defined, *shares = report.kept_shares(found, base, pairs, higher_is_better)
+            defined, *shares = report.kept_shares(report.KeyFigures.of_rows(found), base, pairs, higher_is_better)
             at_once = [tuple(float(s[i]) for s in shares) if defined[i] else None for i in range(len(found))]
             alone = [_kept_share_alone(m, base, p, higher_is_better) for m, p in zip(found, pairs, strict=True)]
             assert repr(at_once) == repr(alone)

@@ -36,7 +36,7 @@ from effbench.present.columns import Column, candidates, fmt, fmt_each, registry
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results
 from effbench.store.ownership import Output, check_files, replaced_files
-from effbench.store.rows import python_values, records, text_codes
+from effbench.store.rows import records, text_codes
 
 UNSTABLE_MARK = "†"
 GENERATION_SECTION = "lm-eval generation"
@@ -234,18 +234,16 @@ KeptShares = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # each run's
 
 
 def kept_shares(
-    found: list[MeasurementRow | None], b: MeasurementRow | None, pairs: list[Paired | None], higher_is_better: bool
+    found: KeyFigures, b: MeasurementRow | None, pairs: list[Paired | None], higher_is_better: bool
 ) -> KeptShares:
     """The share of the baseline's figure each run keeps, with its interval, every run at once: from the paired
     bootstrap's ratio bounds where there are some, else from both figures' intervals (delta method); none where a
     figure is missing or says nothing of its uncertainty, or the baseline's is not positive."""
-    none = np.full(len(found), np.nan)
+    none = np.full(len(pairs), np.nan)
     if b is None or b.value <= 0:
-        return np.zeros(len(found), bool), none, none, none
-    present = np.array([m is not None for m in found], bool)
-    figures = {name: [getattr(m, name) if m is not None else None for m in found] for name in FIGURE_FIELDS[:4]}
-    null = {name: np.array([v is None for v in values], bool) for name, values in figures.items()}
-    value, stderr, ci_low, ci_high = (np.array(v, float) for v in figures.values())  # None: NaN
+        return np.zeros(len(pairs), bool), none, none, none
+    null = found.null
+    value, stderr, ci_low, ci_high = (found.numbers[name] for name in FIGURE_FIELDS[:4])
     bounded = ~null["ci_low"] & ~null["ci_high"]
     low, high = Interval.bounds_of(value, stderr, ci_low, ci_high, bounded)
     base = interval(b)
@@ -260,7 +258,7 @@ def kept_shares(
     delta_low = share - Z95 * se
     kept_low = np.where(from_pair, pair_low, np.where(delta_low > 0.0, delta_low, 0.0))  # max(0.0, ...)
     kept_high = np.where(from_pair, pair_high, share + Z95 * se)
-    defined = present & (from_pair | from_intervals)
+    defined = found.present & (from_pair | from_intervals)
     if higher_is_better:
         return defined, share, kept_low, kept_high
     defined &= ~(share <= 0)
@@ -304,7 +302,8 @@ def run_gates(
     for task, row in primary.items():
         key = (PHASE_EVALUATE, "", task, row.metric)
         pairs = [paired[run.run_id][task] for run in others]
-        shares.append(kept_shares([rows.get(key) for rows in mine], base.get(key), pairs, row.higher_is_better))
+        found = KeyFigures.of_rows([rows.get(key) for rows in mine])
+        shares.append(kept_shares(found, base.get(key), pairs, row.higher_is_better))
     verdicts = quality_gates(shares, lengths)
     for i, run in enumerate(others):
         gates[run.run_id] = {name: verdicts[name][i] for name in GATES}
@@ -389,8 +388,8 @@ def status_text(run: RunRecord) -> str:
 def _run_notes(runs: list[RunRecord], figures: RunFigures) -> list[str]:
     """Runs measured while other work kept the machine busy, and every warning a run raised, by technique."""
     shares: list[list[float]] = [[] for _ in runs]  # each run's, in every window and scenario (NaN: not measured)
-    for phase, scenario, metric in figures.keys:
-        if metric == BUSY_METRIC:
+    for phase, scenario, task, metric in figures.keys:
+        if metric == BUSY_METRIC and task == "":
             for mine, figure in zip(shares, figures.listed(phase, scenario, metric), strict=True):
                 if figure is not None and figure[0] is not None and not math.isnan(figure[0]):
                     mine.append(figure[0])
@@ -419,18 +418,43 @@ Figure = tuple[float, float | None, float | None, float | None, float | None]  #
 
 
 @dataclass(frozen=True)
+class KeyFigures:
+    """Each run's figure of one key as arrays: ``FIGURE_FIELDS``, NaN where null, and where each is null (a run
+    without the figure: every one)."""
+
+    numbers: dict[str, np.ndarray]
+    null: dict[str, np.ndarray]
+
+    @classmethod
+    def of_rows(cls, rows: list[MeasurementRow | None]) -> KeyFigures:
+        """The figures of each run's row of the key (None where it has none)."""
+        figures = {name: [getattr(m, name) if m is not None else None for m in rows] for name in FIGURE_FIELDS}
+        null = {name: np.array([v is None for v in values], bool) for name, values in figures.items()}
+        return cls({name: np.array(values, float) for name, values in figures.items()}, null)  # None: NaN
+
+    @property
+    def present(self) -> np.ndarray:
+        """Which runs have the figure (a stored value is never null)."""
+        return ~self.null["value"]
+
+    def listed(self, name: str) -> list[float | None]:
+        """One of its figures as Python numbers, None where null."""
+        return _listed(self.numbers[name], self.null[name])
+
+
+@dataclass(frozen=True)
 class RunFigures:
-    """Each run's run-level rows (no task) as columns, found a key at a time: a resource column's cells are computed
-    with numpy, not with a dict look-up and a record per run (1 M cells on 10 k runs), and a section's metrics
-    without a pass over every record."""
+    """Each run's rows as columns, found a key at a time: a column's cells are computed with numpy, not with a dict
+    look-up and a record per run (1 M cells on 10 k runs), and a section's metrics without a pass over every
+    record."""
 
     runs: int
-    row: np.ndarray  # each figure's row among the table's measurements
-    run: np.ndarray  # each figure's run (its index among the table's runs)
+    run: np.ndarray  # each row's run (its index among the table's runs)
     cell: np.ndarray  # whether it is a table cell: not a training step's (the long-form details hold the curve)
-    parts: list[tuple[np.ndarray, list[str | None]]]  # each figure's phase, scenario and metric (``text_codes``)
-    code: np.ndarray  # each figure's key, as its code in ``keys``
-    keys: dict[tuple[str, str, str], int]  # (phase, scenario, metric) of some cell -> its code
+    run_level: np.ndarray  # whether it is a run-level row (no task): a resource's, not a task's
+    parts: list[tuple[np.ndarray, list[str | None]]]  # each row's phase, scenario, task, metric (``text_codes``)
+    code: np.ndarray  # each row's key, as its code in ``keys``
+    keys: dict[tuple[str, str, str | None, str], int]  # (phase, scenario, task, metric) of some cell -> its code
     numbers: dict[str, np.ndarray]  # FIGURE_FIELDS, NaN where null, then a missing figure's NaN
     null: dict[str, np.ndarray]  # where each of ``numbers`` is null (a missing figure's: True)
 
@@ -438,14 +462,12 @@ class RunFigures:
     def of(cls, measured: pa.Table, counts: list[int]) -> RunFigures:
         """The figures among a table's measurements: its runs' rows one run after the other, ``counts`` each."""
         phase, _ = phases_of(measured)
-        run_level = pc.fill_null(pc.equal(measured.column("task"), ""), False)
-        figures = measured.select(["scenario", "metric", "step", *FIGURE_FIELDS]).filter(run_level)  # not all columns
-        row = np.flatnonzero(run_level.to_numpy(zero_copy_only=False))
-        run = np.repeat(np.arange(len(counts)), counts)[row]
-        cell = figures.column("step").is_null().to_numpy(zero_copy_only=False)
-        scenario = pc.fill_null(figures.column("scenario"), "")
-        parts = [text_codes(column) for column in (phase.filter(run_level), scenario, figures.column("metric"))]
-        code = np.zeros(figures.num_rows, np.int64)
+        run = np.repeat(np.arange(len(counts)), counts)
+        cell = measured.column("step").is_null().to_numpy(zero_copy_only=False)
+        run_level = pc.fill_null(pc.equal(measured.column("task"), ""), False).to_numpy(zero_copy_only=False)
+        scenario = pc.fill_null(measured.column("scenario"), "")
+        parts = [text_codes(column) for column in (phase, scenario, measured.column("task"), measured.column("metric"))]
+        code = np.zeros(measured.num_rows, np.int64)
         for codes, distinct in parts:
             code = code * len(distinct) + codes
         found, first = np.unique(code[cell], return_index=True)
@@ -453,19 +475,20 @@ class RunFigures:
         keys = dict(zip(zip(*key_parts, strict=True), found.tolist(), strict=True))
         numbers, null = {}, {}
         for name in FIGURE_FIELDS:
-            column = figures.column(name)
+            column = measured.column(name)
             numbers[name] = np.append(pc.fill_null(column, math.nan).to_numpy(), math.nan)
             null[name] = np.append(column.is_null().to_numpy(zero_copy_only=False), True)
-        return cls(len(counts), row, run, cell, parts, code, keys, numbers, null)
+        return cls(len(counts), run, cell, run_level, parts, code, keys, numbers, null)  # type: ignore[arg-type]
 
     def metrics(self, phase: str, scenario: str) -> set[str]:
-        """The metrics some run has a cell of in this phase and scenario."""
-        return {metric for p, s, metric in self.keys if p == phase and s == scenario}
+        """The metrics some run has a run-level cell of in this phase and scenario."""
+        return {metric for p, s, task, metric in self.keys if p == phase and s == scenario and task == ""}
 
-    def at(self, phase: str, scenario: str, metric: str) -> np.ndarray:
-        """Each run's cell of this key as its index in ``numbers`` (the last it stored; a missing one's: -1)."""
+    def at(self, phase: str, scenario: str, metric: str, task: str = "") -> np.ndarray:
+        """Each run's cell of this key (run-level unless a task is given) as its index in ``numbers`` (the last it
+        stored; a missing one's: -1)."""
         found = np.full(self.runs, -1)
-        code = self.keys.get((phase, scenario, metric))
+        code = self.keys.get((phase, scenario, task, metric))
         if code is None:
             return found
         rows = np.flatnonzero((self.code == code) & self.cell)
@@ -473,6 +496,14 @@ class RunFigures:
         last = np.append(run[1:] != run[:-1], True)  # a run's figures are contiguous, in stored order
         found[run[last]] = rows[last]
         return found
+
+    def of_key(self, phase: str, scenario: str, metric: str, task: str = "") -> KeyFigures:
+        """Each run's figures of this key (``at``) as arrays."""
+        found = self.at(phase, scenario, metric, task)
+        return KeyFigures(
+            {name: self.numbers[name][found] for name in FIGURE_FIELDS},
+            {name: self.null[name][found] for name in FIGURE_FIELDS},
+        )
 
     def listed(self, phase: str, scenario: str, metric: str) -> list[Figure | None]:
         """Each run's cell of this key as Python numbers (value, stderr, ci_low, ci_high, cv; None where null), None
@@ -495,13 +526,13 @@ class RunFigures:
         """Where each metric of the section's rows (``Section.key``, training steps too) first appears among the
         table's measurements, in that order: the rows ``candidates`` reads (a metric's first)."""
         phase, scenario = section.key
-        (phases, phase_names), (scenarios, scenario_names), (metrics, _) = self.parts
-        held = phases == _code(phase_names, phase)
+        (phases, phase_names), (scenarios, scenario_names), _, (metrics, _) = self.parts
+        held = self.run_level & (phases == _code(phase_names, phase))
         if phase == PHASE_EVALUATE:
             held &= scenarios == _code(scenario_names, scenario)
         rows = np.flatnonzero(held)
         _, first = np.unique(metrics[rows], return_index=True)
-        return self.row[rows[np.sort(first)]]
+        return rows[np.sort(first)]
 
 
 def _code(distinct: list[str | None], value: str) -> int:
@@ -588,50 +619,28 @@ def _notes(where: str, measured: pa.Table, unstable: bool, unstable_cv: float) -
     return notes + [f"{', '.join(metrics)}: {how}" for how, metrics in by_method.items()]
 
 
-def _read_rows(
-    measured: pa.Table, counts: list[int], metrics: set[str] | None
-) -> tuple[list[list[MeasurementRow]], list[list[tuple]]]:
-    """Each run's task measurements (of ``metrics`` if given) read as records, in stored order, with each one's key
-    (``_key``, made a column at a time) and None for a training step's: run-level figures are read as columns
-    (``RunFigures``), and a record each would take seconds on 10 k runs."""
-    wanted = pc.fill_null(pc.not_equal(measured.column("task"), ""), False)
-    if metrics is not None:
-        wanted = pc.and_(wanted, pc.is_in(measured.column("metric"), pa.array(sorted(metrics), pa.string())))
-    chosen = np.flatnonzero(wanted.to_numpy(zero_copy_only=False))
-    read = measured.take(chosen)
-    made = records(read, MeasurementRow)
-    parts = (phases_of(read)[0], pc.fill_null(read.column("scenario"), ""), read.column("task"), read.column("metric"))
-    keys = list(zip(*map(python_values, parts), strict=True))
-    for at in np.flatnonzero(read.column("step").is_valid().to_numpy(zero_copy_only=False)).tolist():
-        keys[at] = None
-    bounds = list(itertools.pairwise(np.searchsorted(chosen, np.cumsum([0, *counts])).tolist()))
-    return [made[start:stop] for start, stop in bounds], [keys[start:stop] for start, stop in bounds]
+def _task_quality_rows(measured: pa.Table) -> list[MeasurementRow]:
+    """The tasks' quality rows among a table's measurements, as records: where no baseline says which metric each
+    task shows, ``primary_quality`` reads them."""
+    task = pc.fill_null(pc.not_equal(measured.column("task"), ""), False)
+    quality = pc.fill_null(pc.equal(measured.column("resource"), QUALITY), False)
+    return records(measured.filter(pc.and_(task, quality)), MeasurementRow)
 
 
 def _table(
     model: str, hardware: str, runs: list[RunRecord], results: Results, columns: list[Column], unstable_cv: float
 ) -> ComparisonTable:
     ids = [run.run_id for run in runs]
-    measured = results.measurement_table(ids)  # every measurement as columns; records of those read (_read_rows)
+    measured = results.measurement_table(ids)  # every measurement as columns
     counts = results.measurement_counts(ids)
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
     base_index = runs.index(base_run) if base_run else None
     base_rows: list[MeasurementRow] = []
     if base_index is not None:  # every measurement of the baseline, as records
         base_rows = records(measured.slice(sum(counts[:base_index]), counts[base_index]), MeasurementRow)
-    if base_rows:  # the records read: its primary task metrics
-        primary = primary_quality(base_rows)
-        read, keys = _read_rows(measured, counts, {row.metric for row in primary.values()})
-    else:
-        read, keys = _read_rows(measured, counts, None)
-        primary = primary_quality([m for rows in read for m in rows])
+    primary = primary_quality(base_rows or _task_quality_rows(measured))  # without a baseline: any run's
     base = {_key(m): m for m in base_rows}
-    # a training step's value (a point of the loss curve) is no table cell (its key None): the long-form details hold
-    # the curve
-    values = {}
-    for run, run_keys, rows in zip(runs, keys, read, strict=True):
-        values[run.run_id] = dict(zip(run_keys, rows, strict=True))
-        values[run.run_id].pop(None, None)
+    figures = RunFigures.of(measured, counts)  # every run's figures as columns: no record per run
     headers = ["Technique"]
     for task, row in primary.items():
         headers += [f"{task} {row.metric}", f"Δ {task}"]
@@ -649,13 +658,11 @@ def _table(
         sections.append((PAIRED_SECTION, [0, *range(len(headers), len(headers) + len(paired_columns))]))
     headers += paired_columns
     short_headers = list(headers)
-    run_values = [values[run.run_id] for run in runs]
     run_lengths = [lengths[run.run_id] for run in runs]
-    cell_columns = _accuracy_columns(runs, run_values, base, primary, paired, run_lengths, base_index)
+    cell_columns = _accuracy_columns(runs, figures, base, primary, paired, run_lengths, base_index)
     for task in paired_tasks:
         cell_columns += _paired_columns([paired[run.run_id][task] for run in runs])
     unstable = False
-    figures = RunFigures.of(measured, counts)
     scenarios = _scenarios(measured)
     for section in _sections(measured, scenarios):
         printed = []
@@ -714,7 +721,7 @@ def _break_even_cells(estimates: breakeven.Estimates) -> CellColumn:
 
 def _accuracy_columns(
     runs: list[RunRecord],
-    values: list[dict],
+    figures: RunFigures,
     base: dict,
     primary: dict[str, MeasurementRow],
     paired: dict[str, dict[str, Paired | None]],
@@ -726,20 +733,17 @@ def _accuracy_columns(
     columns = [CellColumn.of([run.label for run in runs])]
     shares = []
     for task, prow in primary.items():
-        key = (PHASE_EVALUATE, "", task, prow.metric)
-        b = base.get(key)
-        found = [run_values.get(key) for run_values in values]
+        b = base.get((PHASE_EVALUATE, "", task, prow.metric))
+        found = figures.of_key(PHASE_EVALUATE, "", prow.metric, task)
         pairs = [paired[run.run_id][task] for run in runs]
-        value = [m.value if m else None for m in found]
-        stderr = [m.stderr if m else None for m in found]
-        low, high = [m.ci_low if m else None for m in found], [m.ci_high if m else None for m in found]
-        spread = [
-            se if se is not None or lo is None or hi is None else (hi - lo) / 2
-            for se, lo, hi in zip(stderr, low, high, strict=True)
-        ]
-        texts = fmt_each(value, 3, spread)
-        columns.append(CellColumn.of(texts, value=value, stderr=stderr, ci_low=low, ci_high=high))
-        deltas = [m.value - b.value if m and b else None for m in found]
+        numbers, null = found.numbers, found.null
+        bounded = ~null["ci_low"] & ~null["ci_high"]
+        spread = np.where(null["stderr"], (numbers["ci_high"] - numbers["ci_low"]) / 2, numbers["stderr"])
+        texts = fmt_each(found.listed("value"), 3, _listed(spread, null["stderr"] & ~bounded))
+        cells = {name: pa.array(numbers[name], mask=null[name]) for name in CELL_FIGURES[:4]}
+        cells["cv"] = pa.nulls(len(runs), pa.float64())
+        columns.append(CellColumn(texts, cells, np.zeros(len(runs), bool)))
+        deltas = _listed(numbers["value"] - (b.value if b else math.nan), null["value"] | (b is None))
         columns.append(_delta_column(deltas, pairs))
         defined, *share = kept_shares(found, b, pairs, prow.higher_is_better)
         if base_index is not None:
@@ -819,16 +823,15 @@ def _resource_cells(
             highs.append(change.high if change else None)
             flags.append(flagged)
         return CellColumn.of(texts, flags, value=ratios, ci_low=lows, ci_high=highs)
-    found = figures.at(section.phase, section.scenario, column.name)
-    numbers = {name: figures.numbers[name][found] for name in FIGURE_FIELDS}
-    null = {name: figures.null[name][found] for name in FIGURE_FIELDS}
+    found = figures.of_key(section.phase, section.scenario, column.name)
+    numbers, null = found.numbers, found.null
     scale = column.quantity.scale  # Column.shown: the header's unit
     value, stderr, low, high = (numbers[name] * scale for name in ("value", "stderr", "ci_low", "ci_high"))
     bounded = ~(null["ci_low"] | null["ci_high"])
     spread = np.where(bounded, (high - low) / 2, stderr)
     flagged = np.where(null["cv"], 0.0, numbers["cv"]) > unstable_cv  # a missing CV counts as 0, a NaN one never
-    present = found >= 0
-    texts = [missing] * len(found)
+    present = found.present
+    texts = [missing] * len(present)
     at = np.flatnonzero(present)
     if printed:
         halves = _listed(spread[at], ~bounded[at] & null["stderr"][at])
