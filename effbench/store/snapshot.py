@@ -2,8 +2,9 @@
 few files (and those written since) rather than 30 k.
 
 The per-run files stay the store, and a read never writes into it. The snapshot is a cache in effbench's cache
-folder (``snapshots/<store key>/<table>.arrow``, Arrow's IPC format with LZ4: read several times faster than
-Parquet, which it was before format 2): the rows of every valid file in file order, and in its
+folder (``snapshots/<store key>/<table>.arrow``, Arrow's IPC format uncompressed and memory-mapped when read, as
+``datasets`` keeps its cache: the rows are used where the page cache holds them, with no copy or decompression and
+no fresh memory to zero; LZ4 in format 2, Parquet in format 1): the rows of every valid file in file order, and in its
 metadata each file's name, size, modification time and inode as they were before it was read. A file whose stat
 differs (rewritten, replaced, new) is read and checked by itself, one that is gone is dropped; a bad file is never
 in it (it is read, and reported, every time). A snapshot of another effbench or schema version, or one that does
@@ -34,9 +35,8 @@ from effbench.version import __version__
 SNAPSHOTS = "snapshots"
 KEPT = 16  # stores whose snapshots are kept: the ones read most recently
 METADATA_KEY = b"effbench.snapshot"
-FORMAT = 2
+FORMAT = 3
 SUFFIX = ".arrow"
-COMPRESSION = pa.ipc.IpcWriteOptions(compression="lz4")
 ABANDONED_S = 600.0  # a temporary snapshot file this old was left by a killed reader
 
 Stat = tuple[int, int, int, int]  # size, modification and change times (ns), inode
@@ -80,7 +80,7 @@ def load_snapshot(folder: Path, kind: type[Record]) -> Snapshot | None:
     """The table's snapshot, or None when there is none usable (missing, unreadable, another version's)."""
     path = folder / f"{kind.table}{SUFFIX}"
     try:
-        with pa.OSFile(str(path)) as source:
+        with pa.memory_map(str(path)) as source:  # the table's buffers stay mapped: replaced files, never rewritten
             table = pa.ipc.open_file(source).read_all()
         meta = json.loads((table.schema.metadata or {})[METADATA_KEY])
     except (OSError, pa.ArrowException, KeyError, ValueError):
@@ -112,7 +112,7 @@ def save_snapshot(folder: Path, kind: type[Record], table: pa.Table, files: dict
             if time.time() - old.stat().st_mtime > ABANDONED_S:
                 old.unlink(missing_ok=True)
         stamped = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
-        with pa.ipc.new_file(str(tmp), stamped.schema, options=COMPRESSION) as writer:
+        with pa.ipc.new_file(str(tmp), stamped.schema) as writer:
             writer.write_table(stamped)
         os.replace(tmp, path)
         (folder / f"{kind.table}.parquet").unlink(missing_ok=True)  # format 1's, of an earlier effbench
