@@ -321,7 +321,12 @@ def test_sections_metrics_and_notes_a_column_at_a_time_equal_a_pass_over_the_rec
     every = [m for rows in runs for m in rows]
     measured = to_table(every, MeasurementRow)
     figures = report.RunFigures.of(measured, counts)
-    for section in report._sections(measured, report._scenarios(measured)):
+    scenarios, sections = report._sections(figures)
+    under_load = [m.in_scenario for m in every if m.in_phase == PHASE_EVALUATE and m.in_scenario]
+    assert scenarios == list(dict.fromkeys(under_load))  # as first measured
+    one_off = list(dict.fromkeys(m.in_phase for m in every if m.in_phase not in (PHASE_EVALUATE, "generate")))
+    assert [section.phase for section in sections if section.one_off] == one_off
+    for section in sections:
         phase, scenario = section.key
         held = [m for m in every if m.task == "" and m.in_phase == phase]
         held = [m for m in held if phase != PHASE_EVALUATE or m.in_scenario == scenario]
@@ -333,7 +338,7 @@ def test_sections_metrics_and_notes_a_column_at_a_time_equal_a_pass_over_the_rec
     by_method: dict[str, list[str]] = {}
     for metric, how in sorted(methods.items()):
         by_method.setdefault(how, []).append(metric)
-    notes = report._notes("here", measured, False, 0.1)
+    notes = report._notes("here", measured, figures, False, 0.1)
     assert notes[3:] == [
         *([report.GENERATION_NOTE] if any(m.in_phase == "generate" for m in every) else []),
         *(n for n in notes if "(one-off)" in n),

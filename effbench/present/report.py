@@ -414,6 +414,7 @@ def _key(m: MeasurementRow) -> tuple[str, str, str, str]:
 
 
 FIGURE_FIELDS = ("value", "stderr", "ci_low", "ci_high", "cv")
+PHASE, SCENARIO, TASK, METRIC = range(4)  # the parts of a figure's key (``RunFigures.parts``)
 Figure = tuple[float, float | None, float | None, float | None, float | None]  # FIGURE_FIELDS of a run's cell
 
 
@@ -480,6 +481,21 @@ class RunFigures:
             null[name] = np.append(column.is_null().to_numpy(zero_copy_only=False), True)
         return cls(len(counts), run, cell, run_level, parts, code, keys, numbers, null)  # type: ignore[arg-type]
 
+    def has(self, part: int, value: str) -> np.ndarray:
+        """Which rows hold this value of one of their key's parts (``PHASE``, ``SCENARIO``, ``TASK``, ``METRIC``)."""
+        codes, distinct = self.parts[part]
+        return codes == _code(distinct, value)
+
+    def in_phase(self, phase: str) -> np.ndarray:
+        """Which rows are of this phase (``MeasurementRow.in_phase``)."""
+        return self.has(PHASE, phase)
+
+    def first_seen(self, part: int, rows: np.ndarray) -> list[str]:
+        """The distinct values of one of the key's parts among these rows (a mask), as first seen, without nulls."""
+        codes, distinct = self.parts[part]
+        found, first = np.unique(codes[rows], return_index=True)
+        return [v for v in (distinct[code] for code in found[np.argsort(first)].tolist()) if v is not None]
+
     def metrics(self, phase: str, scenario: str) -> set[str]:
         """The metrics some run has a run-level cell of in this phase and scenario."""
         return {metric for p, s, task, metric in self.keys if p == phase and s == scenario and task == ""}
@@ -526,12 +542,11 @@ class RunFigures:
         """Where each metric of the section's rows (``Section.key``, training steps too) first appears among the
         table's measurements, in that order: the rows ``candidates`` reads (a metric's first)."""
         phase, scenario = section.key
-        (phases, phase_names), (scenarios, scenario_names), _, (metrics, _) = self.parts
-        held = self.run_level & (phases == _code(phase_names, phase))
+        held = self.run_level & self.in_phase(phase)
         if phase == PHASE_EVALUATE:
-            held &= scenarios == _code(scenario_names, scenario)
+            held &= self.has(SCENARIO, scenario)
         rows = np.flatnonzero(held)
-        _, first = np.unique(metrics[rows], return_index=True)
+        _, first = np.unique(self.parts[METRIC][0][rows], return_index=True)
         return rows[np.sort(first)]
 
 
@@ -547,11 +562,6 @@ def _listed(values: np.ndarray, null: np.ndarray) -> list[float | None]:
     return out.tolist()
 
 
-def _first_seen(column: pa.ChunkedArray | pa.Array) -> list[str]:
-    """A text column's distinct values in the order they first appear, without nulls."""
-    return [value for value in text_codes(column)[1] if value is not None]
-
-
 def phases_of(measured: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """Each row's phase as ``MeasurementRow.in_phase`` reads it, and whether it is the evaluated model's."""
     stored = pc.fill_null(measured.column("phase"), "")
@@ -565,17 +575,13 @@ def under_load(measured: pa.Table) -> pa.Table:
     return measured.filter(pc.and_(evaluated, pc.not_equal(pc.fill_null(measured.column("scenario"), ""), "")))
 
 
-def _scenarios(measured: pa.Table) -> list[str]:
-    """The load scenarios of the evaluated models, as first measured (the two columns read: not a copy of all)."""
-    return _first_seen(under_load(measured.select(["phase", "scenario"])).column("scenario"))
-
-
-def _sections(measured: pa.Table, scenarios: list[str]) -> list[Section]:
-    """The model section, one per load scenario (``_scenarios``), lm-eval's generation, then one per one-off phase, as
-    first measured."""
-    phase, evaluated = phases_of(measured)
-    phases = _first_seen(phase.filter(pc.invert(evaluated)))
-    return [
+def _sections(figures: RunFigures) -> tuple[list[str], list[Section]]:
+    """The load scenarios of the evaluated models, as first measured, and the sections: the model's, one per load
+    scenario, lm-eval's generation, then one per one-off phase, as first measured."""
+    evaluated = figures.in_phase(PHASE_EVALUATE)
+    scenarios = figures.first_seen(SCENARIO, evaluated & ~figures.has(SCENARIO, ""))
+    phases = figures.first_seen(PHASE, ~evaluated)
+    return scenarios, [
         Section("model"),
         *(Section(s, scenario=s) for s in scenarios),
         *(Section(GENERATION_SECTION, p) for p in phases if p == GENERATE),
@@ -583,7 +589,7 @@ def _sections(measured: pa.Table, scenarios: list[str]) -> list[Section]:
     ]
 
 
-def _notes(where: str, measured: pa.Table, unstable: bool, unstable_cv: float) -> list[str]:
+def _notes(where: str, measured: pa.Table, figures: RunFigures, unstable: bool, unstable_cv: float) -> list[str]:
     """The table's notes: where it was measured, how figures are shown, its phases, each metric's method."""
     notes = [
         where,
@@ -596,7 +602,7 @@ def _notes(where: str, measured: pa.Table, unstable: bool, unstable_cv: float) -
         notes.append(
             f"{UNSTABLE_MARK} unstable: its repeats vary by more than {unstable_cv:.0%} (coefficient of variation)"
         )
-    measured_phases = set(_first_seen(phases_of(measured)[0]))
+    measured_phases = set(figures.first_seen(PHASE, np.ones(len(figures.code), bool)))
     phases = sorted(measured_phases - {PHASE_EVALUATE, GENERATE})
     if GENERATE in measured_phases:
         notes.append(GENERATION_NOTE)
@@ -608,7 +614,7 @@ def _notes(where: str, measured: pa.Table, unstable: bool, unstable_cv: float) -
     with_method = pc.invert(pc.fill_null(pc.equal(measured.column("method"), ""), True))  # a null one: none
     run_level = pc.fill_null(pc.equal(measured.column("task"), ""), True)  # a null task: none
     described = np.flatnonzero(pc.and_(with_method, run_level).to_numpy(zero_copy_only=False))
-    codes, names = text_codes(measured.column("metric"))
+    codes, names = figures.parts[METRIC]
     _, first = np.unique(codes[described], return_index=True)  # a metric's first method counts
     rows = described[first]
     first_methods = measured.column("method").take(rows).to_pylist()
@@ -663,8 +669,8 @@ def _table(
     for task in paired_tasks:
         cell_columns += _paired_columns([paired[run.run_id][task] for run in runs])
     unstable = False
-    scenarios = _scenarios(measured)
-    for section in _sections(measured, scenarios):
+    scenarios, sections_measured = _sections(figures)
+    for section in sections_measured:
         printed = []
         held = records(measured.take(figures.first_rows(section)), MeasurementRow)
         cell_metrics = figures.metrics(section.phase, section.scenario)
@@ -695,6 +701,7 @@ def _table(
     notes = _notes(
         "; ".join(filter(None, [f"model {model}", f"hardware fingerprint {hardware}", placement])),
         measured,
+        figures,
         unstable,
         unstable_cv,
     )
