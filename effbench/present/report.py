@@ -387,14 +387,12 @@ def status_text(run: RunRecord) -> str:
 
 def _run_notes(runs: list[RunRecord], figures: RunFigures) -> list[str]:
     """Runs measured while other work kept the machine busy, and every warning a run raised, by technique."""
-    shares: list[list[float]] = [[] for _ in runs]  # each run's, in every window and scenario (NaN: not measured)
+    most = np.full(len(runs), -math.inf)  # each run's largest share, in every window and scenario (NaN: not measured)
     for phase, scenario, task, metric in figures.keys:
         if metric == BUSY_METRIC and task == "":
-            for mine, figure in zip(shares, figures.listed(phase, scenario, metric), strict=True):
-                if figure is not None and figure[0] is not None and not math.isnan(figure[0]):
-                    mine.append(figure[0])
-    most = [(run, max(mine)) for run, mine in zip(runs, shares, strict=True) if mine]
-    busy = [f"{run.label} ({share:.0f} %)" for run, share in most if share > BUSY_SHARE]
+            shares = figures.of_key(phase, scenario, metric).numbers["value"]  # a run without one: NaN
+            most = np.where(shares > most, shares, most)
+    busy = [f"{runs[i].label} ({most[i]:.0f} %)" for i in np.flatnonzero(most > BUSY_SHARE).tolist()]
     notes = []
     if busy:
         notes.append(
