@@ -41,14 +41,15 @@ def test_a_baseline_scoring_zero_has_no_ratio():
 
 def test_the_delta_method_ratio_matches_a_simulation():
     numerator, denominator = Interval.of(50.0, 1.5), Interval.of(100.0, 2.0)
-    change = decisions.ratio(numerator, denominator)
+    defined, value, low, high = decisions.ratios(*((i.value, i.low, i.high) for i in (numerator, denominator)))
     rng = np.random.default_rng(0)
     simulated = rng.normal(50.0, 1.5, 200_000) / rng.normal(100.0, 2.0, 200_000)
-    low, high = np.percentile(simulated, [2.5, 97.5])
-    assert change.value == 0.5
-    assert change.low == pytest.approx(low, abs=0.002) and change.high == pytest.approx(high, abs=0.002)
-    assert decisions.ratio(Interval.of(3.0), Interval.of(2.0)) == Interval(1.5, 1.5, 1.5)  # exact ÷ exact
-    assert decisions.ratio(Interval.of(3.0), Interval.of(0.0)) is None
+    expected_low, expected_high = np.percentile(simulated, [2.5, 97.5])
+    assert defined and value == 0.5
+    assert low == pytest.approx(expected_low, abs=0.002) and high == pytest.approx(expected_high, abs=0.002)
+    top = np.array([3.0, 3.0, -1.0])  # exact ÷ exact; ÷ 0; a negative numerator
+    defined, value, low, high = decisions.ratios((top, top, top), (np.array([2.0, 0.0, 2.0]),) * 3)
+    assert defined.tolist() == [True, False, False] and (value[0], low[0], high[0]) == (1.5, 1.5, 1.5)
 
 
 def test_a_gate_is_three_valued():
@@ -67,8 +68,11 @@ def test_verdicts_over_tasks():
 
 
 def test_significance_and_ties():
-    assert not decisions.significant(Interval(1.02, 0.97, 1.07))
-    assert decisions.significant(Interval(1.30, 1.10, 1.50))
+    assert decisions.significant(np.array([0.97, 1.10, 1.0]), np.array([1.07, 1.50, 1.2])).tolist() == [
+        False,
+        True,
+        False,
+    ]
     a, b = Interval(75.8, 75.0, 76.6), Interval(75.9, 75.1, 76.7)
     score = Interval(0.9, 0.88, 0.92)
     assert decisions.tied((a, score), (b, score))

@@ -120,7 +120,7 @@ def _kept_share_alone(m, b, pair, higher_is_better) -> tuple | None:
     elif not (report._uncertain(m) and report._uncertain(b)):
         return None
     else:
-        change = decisions.ratio(report.interval(m), report.interval(b))
+        change = _delta_ratio(report.interval(m), report.interval(b))
     if change is None or (not higher_is_better and change.value <= 0):
         return None
     if higher_is_better:
@@ -279,16 +279,24 @@ def test_resource_cells_a_column_at_a_time_equal_a_cell_at_a_time(printed):
         assert list(map(repr, (made.cell(i) for i in range(len(values))))) == list(map(repr, expected))
 
 
+def _delta_ratio(numerator: Interval, denominator: Interval) -> Interval | None:
+    """numerator ÷ denominator with a delta-method 95 % interval, one figure at a time."""
+    if numerator.value < 0 or denominator.value <= 0:
+        return None
+    value = numerator.value / denominator.value
+    spreads = [(i.high - i.low) / (2 * decisions.Z95) for i in (numerator, denominator)]
+    se = math.hypot(spreads[0] / denominator.value, value * spreads[1] / denominator.value)
+    return Interval(value, max(0.0, value - decisions.Z95 * se), value + decisions.Z95 * se)
+
+
 def _ratio_at_a_time(m, b, column, unstable_cv, printed):
     """A ratio cell from the records, as the report made each before it read the runs' figures as columns."""
-    from effbench.measure import decisions
-
-    value = report._ratio(b.value if b else None, m.value if m else None)
-    if value is None or m is None or b is None:
+    if m is None or b is None or not b.value or not m.value:
         return report.Cell(text="–")
+    value = b.value / m.value
     flagged = report._unstable(m, unstable_cv) or report._unstable(b, unstable_cv)
-    change = decisions.ratio(report.interval(b), report.interval(m))
-    quiet = m is not b and change is not None and not decisions.significant(change)
+    change = _delta_ratio(report.interval(b), report.interval(m))
+    quiet = m is not b and change is not None and change.low <= 1.0 <= change.high
     marks = f" {report.UNSTABLE_MARK}" * flagged + f" {report.NOT_SIGNIFICANT_MARK}" * quiet
     text = column.format(value) + marks if printed else ""
     low, high = (change.low, change.high) if change else (None, None)

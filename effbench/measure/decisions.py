@@ -66,23 +66,29 @@ class Interval:
         return self.low <= other.high and other.low <= self.high
 
 
-def ratio(numerator: Interval, denominator: Interval) -> Interval | None:
-    """numerator ÷ denominator (independent figures, a positive denominator) with a delta-method 95 % interval."""
-    if numerator.value < 0 or denominator.value <= 0:
-        return None
-    value = numerator.value / denominator.value
-    se = math.hypot(_se(numerator) / denominator.value, value * _se(denominator) / denominator.value)
-    return Interval(value, max(0.0, value - Z95 * se), value + Z95 * se)
+Bounded = tuple[np.ndarray | float, np.ndarray | float, np.ndarray | float]  # figures' values, low and high bounds
 
 
-def _se(figure: Interval) -> float:
-    """The standard error a 95 % interval implies."""
-    return (figure.high - figure.low) / (2 * Z95)
+def ratios(numerator: Bounded, denominator: Bounded) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """numerator ÷ denominator of many independent figures (arrays, or one figure's floats on a side) with their
+    delta-method 95 % intervals: whether each has one (a numerator not negative, a positive denominator), its value,
+    low and high bounds."""
+    (top, top_low, top_high), (bottom, bottom_low, bottom_high) = numerator, denominator
+    with np.errstate(divide="ignore", invalid="ignore"):  # where there is no ratio, or infinite figures
+        value = np.divide(top, bottom)
+        spreads = np.broadcast_arrays(
+            (np.subtract(top_high, top_low) / (2 * Z95)) / bottom,
+            (value * (np.subtract(bottom_high, bottom_low) / (2 * Z95))) / bottom,
+        )
+        se = np.array(list(map(math.hypot, *(spread.ravel().tolist() for spread in spreads)))).reshape(value.shape)
+        low, high = value - Z95 * se, value + Z95 * se
+    defined = ~(np.less(top, 0) | np.less_equal(bottom, 0))
+    return np.array(np.broadcast_to(defined, value.shape)), value, np.where(low > 0.0, low, 0.0), high
 
 
-def significant(change: Interval) -> bool:
-    """Whether a ratio to the baseline differs from 1 beyond its interval."""
-    return not change.low <= 1.0 <= change.high
+def significant(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Which ratios to the baseline differ from 1 beyond their intervals."""
+    return ~((low <= 1.0) & (high >= 1.0))
 
 
 def gate(defined: np.ndarray, low: np.ndarray, high: np.ndarray, threshold: float) -> np.ndarray:

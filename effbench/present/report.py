@@ -28,7 +28,7 @@ import pyarrow.csv as pa_csv
 from effbench.api.vocabulary import GENERATE, QUALITY
 from effbench.config.suite import UNSTABLE_CV
 from effbench.measure import decisions
-from effbench.measure.decisions import GATES, Z95, Interval
+from effbench.measure.decisions import GATES, Interval
 from effbench.measure.paired import Paired
 from effbench.plugins import registry
 from effbench.present import aside, breakeven
@@ -219,12 +219,6 @@ class Section:
         return sorted(shown, key=lambda c: c.per_scenario != bool(self.scenario))
 
 
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if not numerator or not denominator:
-        return None
-    return numerator / denominator
-
-
 def interval(m: MeasurementRow) -> Interval:
     """A stored figure with its 95 % interval (from its bounds, else its standard error; else exact)."""
     return Interval.of(m.value, m.stderr, m.ci_low, m.ci_high)
@@ -243,21 +237,17 @@ def kept_shares(
     if b is None or b.value <= 0:
         return np.zeros(len(pairs), bool), none, none, none
     null = found.null
-    value, stderr, ci_low, ci_high = (found.numbers[name] for name in FIGURE_FIELDS[:4])
     bounded = ~null["ci_low"] & ~null["ci_high"]
-    low, high = Interval.bounds_of(value, stderr, ci_low, ci_high, bounded)
+    value, low, high = found.intervals()
     base = interval(b)
-    share = value / b.value
-    se = np.array(list(map(math.hypot, ((high - low) / (2 * Z95) / b.value).tolist(),
-                           (share * ((base.high - base.low) / (2 * Z95)) / b.value).tolist())))  # fmt: skip
+    positive, share, delta_low, delta_high = decisions.ratios((value, low, high), (b.value, base.low, base.high))
     from_pair = np.array([p is not None and p.ratio_low is not None and p.ratio_high is not None for p in pairs])
     pair_low, pair_high = ([getattr(p, name) if ok else np.nan for p, ok in zip(pairs, from_pair, strict=True)]
                            for name in ("ratio_low", "ratio_high"))  # fmt: skip
     both_uncertain = (~null["stderr"] | bounded) & _uncertain(b)
-    from_intervals = ~from_pair & both_uncertain & ~(value < 0)  # decisions.ratio: no ratio of a negative figure
-    delta_low = share - Z95 * se
-    kept_low = np.where(from_pair, pair_low, np.where(delta_low > 0.0, delta_low, 0.0))  # max(0.0, ...)
-    kept_high = np.where(from_pair, pair_high, share + Z95 * se)
+    from_intervals = ~from_pair & both_uncertain & positive
+    kept_low = np.where(from_pair, pair_low, delta_low)
+    kept_high = np.where(from_pair, pair_high, delta_high)
     defined = found.present & (from_pair | from_intervals)
     if higher_is_better:
         return defined, share, kept_low, kept_high
@@ -440,6 +430,13 @@ class KeyFigures:
         """One of its figures as Python numbers, None where null."""
         return _listed(self.numbers[name], self.null[name])
 
+    def intervals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each figure with its 95 % interval (``Interval.of``'s): value, low and high bounds."""
+        value, stderr, ci_low, ci_high = (self.numbers[name] for name in FIGURE_FIELDS[:4])
+        bounded = ~(self.null["ci_low"] | self.null["ci_high"])  # both stored (NaN ones too)
+        with np.errstate(invalid="ignore"):  # an infinite figure ± its spread: a bound bounds_of leaves out
+            return (value, *Interval.bounds_of(value, stderr, ci_low, ci_high, bounded))
+
 
 @dataclass(frozen=True)
 class RunFigures:
@@ -528,13 +525,9 @@ class RunFigures:
         return [figure if has else None for figure, has in zip(figures, (found >= 0).tolist(), strict=True)]
 
     def intervals(self, phase: str, scenario: str, metric: str) -> breakeven.Intervals:
-        """Each run's cell of this key with its 95 % interval (``Interval.of``'s) as arrays: break-even's figures,
-        a column at a time."""
-        found = self.at(phase, scenario, metric)
-        value, stderr, ci_low, ci_high = (self.numbers[name][found] for name in FIGURE_FIELDS[:4])
-        bounded = ~(self.null["ci_low"][found] | self.null["ci_high"][found])  # both stored (NaN ones too)
-        low, high = Interval.bounds_of(value, stderr, ci_low, ci_high, bounded)
-        return breakeven.Intervals(value, low, high, found >= 0)
+        """Each run's cell of this key with its 95 % interval as arrays: break-even's figures, a column at a time."""
+        found = self.of_key(phase, scenario, metric)
+        return breakeven.Intervals(*found.intervals(), found.present)
 
     def first_rows(self, section: Section) -> np.ndarray:
         """Where each metric of the section's rows (``Section.key``, training steps too) first appears among the
@@ -806,29 +799,31 @@ def _resource_cells(
     key = (section.phase, section.scenario, "", column.name)
     b = base.get(key)
     mark, quiet_mark, missing = f" {UNSTABLE_MARK}", f" {NOT_SIGNIFICANT_MARK}", "–"
-    if column.ratio:  # a ratio is as unstable as either of its sides
-        texts, ratios, lows, highs, flags = [], [], [], [], []
-        base_figure, base_flagged = (interval(b), _unstable(b, unstable_cv)) if b is not None else (None, False)
-        own = base_index if b is not None and b.step is None else None  # the baseline's own cell: b itself
-        for run, figure in enumerate(figures.listed(section.phase, section.scenario, column.name)):
-            value = _ratio(b.value if b else None, figure[0] if figure else None)
-            if value is None or figure is None or b is None:
-                texts.append(missing)
-                ratios.append(None)
-                lows.append(None)
-                highs.append(None)
-                flags.append(False)
-                continue
-            flagged = (figure[4] or 0) > unstable_cv or base_flagged
-            change = decisions.ratio(base_figure, Interval.of(*figure[:4]))  # type: ignore[arg-type]
-            quiet = run != own and change is not None and not decisions.significant(change)
-            texts.append(column.format(value) + mark * flagged + quiet_mark * quiet if printed else "")
-            ratios.append(value)
-            lows.append(change.low if change else None)
-            highs.append(change.high if change else None)
-            flags.append(flagged)
-        return CellColumn.of(texts, flags, value=ratios, ci_low=lows, ci_high=highs)
     found = figures.of_key(section.phase, section.scenario, column.name)
+    if column.ratio:  # a ratio is as unstable as either of its sides
+        runs = len(found.present)
+        if b is None:
+            return CellColumn.of([missing] * runs)
+        base = interval(b)
+        exact, value, low, high = decisions.ratios((b.value, base.low, base.high), found.intervals())
+        mine = found.numbers["value"]
+        shown = found.present & (b.value != 0) & (mine != 0)  # a ratio of a missing or zero figure: none
+        exact &= shown
+        own_cv = np.where(found.null["cv"], 0.0, found.numbers["cv"])  # a missing CV counts as 0, a NaN one never
+        flagged = shown & ((own_cv > unstable_cv) | _unstable(b, unstable_cv))
+        quiet = exact & ~decisions.significant(low, high)
+        if b.step is None and base_index is not None:
+            quiet[base_index] = False  # the baseline's own cell: b itself
+        texts = [missing] * runs
+        at = np.flatnonzero(shown)
+        numbers = column.format_each(value[at].tolist(), [None] * len(at)) if printed else [""] * len(at)
+        marks = zip(at.tolist(), numbers, flagged[at].tolist(), quiet[at].tolist(), strict=True)
+        for run, text, unstable, not_significant in marks:
+            texts[run] = text + mark * unstable + quiet_mark * not_significant if printed else ""
+        cells = {name: pa.nulls(runs, pa.float64()) for name in CELL_FIGURES}
+        cells |= {"value": pa.array(value, mask=~shown), "ci_low": pa.array(low, mask=~exact)}
+        cells["ci_high"] = pa.array(high, mask=~exact)
+        return CellColumn(texts, cells, flagged)
     numbers, null = found.numbers, found.null
     scale = column.quantity.scale  # Column.shown: the header's unit
     value, stderr, low, high = (numbers[name] * scale for name in ("value", "stderr", "ci_low", "ci_high"))
