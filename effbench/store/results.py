@@ -45,9 +45,19 @@ RUN_TABLES = (RunRecord, MeasurementRow, SampleRow)  # one file per run in each
 PER_RUN = (MeasurementRow, SampleRow)  # a run's rows, read only with its runs row
 
 
+def parquet_names(folder: Path) -> list[str]:
+    """The names of the committed Parquet files in ``folder``, sorted (temporary files start with a dot and are never
+    listed)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.name.endswith(".parquet") and not e.name.startswith("."))
+    except OSError:  # no such folder (or not one to read): no file, as a glob finds none
+        return []
+
+
 def parquet_files(folder: Path) -> list[Path]:
-    """The committed Parquet files in ``folder`` (temporary files start with a dot and are never listed)."""
-    return sorted(folder.glob("[!.]*.parquet"), key=lambda path: path.name) if folder.is_dir() else []  # by name: fast
+    """The committed Parquet files in ``folder``, sorted by name."""
+    return [folder / name for name in parquet_names(folder)]
 
 
 def to_table(records: list[Record], kind: type[Record]) -> pa.Table:
@@ -188,8 +198,9 @@ class ResultsStore:
 
     def _read_table(self, kind: type[Record], runs: set[str] | None, problems: list[Problem]) -> Read:
         """A table's valid files (of ``runs`` only, when given), through the store's snapshot (``snapshot.py``)."""
-        files = [path for path in self.files(kind.table) if runs is None or path.stem in runs]
-        return read_files(self.root, kind, files, lambda path: self._read_run_file(path, kind, problems))
+        folder = self.root / kind.table
+        names = [name for name in parquet_names(folder) if runs is None or name.rsplit(".", 1)[0] in runs]
+        return read_files(self.root, kind, folder, names, lambda path: self._read_run_file(path, kind, problems))
 
     def read_tables(self) -> tuple[list[RunRecord], Rows[MeasurementRow], Rows[SampleRow], list[Problem]]:
         """The valid runs with their measurements and samples (records made when used), and one problem per bad file,

@@ -51,15 +51,21 @@ class Snapshot:
     """A table's snapshot: its rows, and per file name the stat it was read at and where its rows lie."""
 
     table: pa.Table
-    files: dict[str, tuple[Stat, int, int]]  # name -> (stat, first row, rows)
+    files: list[tuple[str, Stat, int, int]]  # (name, stat, first row, rows), in file order
 
 
-def _stat(path: Path) -> Stat | None:
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+def _stats(folder: Path, names: list[str]) -> list[Stat | None]:
+    """Each file's stat (None for one that is gone), a system call each and no path object."""
+    stats: list[Stat | None] = []
+    prefix = os.path.join(folder, "")
+    for name in names:
+        try:
+            info = os.stat(prefix + name)
+        except OSError:
+            stats.append(None)
+            continue
+        stats.append((info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino))
+    return stats
 
 
 def _stamp() -> dict[str, object]:
@@ -91,19 +97,16 @@ def load_snapshot(folder: Path, kind: type[Record]) -> Snapshot | None:
     if table.schema != kind.schema():
         return None
     try:
-        files = {name: (tuple(stat), start, rows) for name, stat, start, rows in meta["files"]}
+        files = [(name, tuple(stat), start, rows) for name, stat, start, rows in meta["files"]]
     except (KeyError, TypeError, ValueError):
         return None
     return Snapshot(table, files)  # type: ignore[arg-type]
 
 
-def save_snapshot(folder: Path, kind: type[Record], table: pa.Table, files: dict[str, tuple[Stat, int, int]]) -> None:
+def save_snapshot(folder: Path, kind: type[Record], table: pa.Table, files: list[tuple[str, Stat, int, int]]) -> None:
     """Write the table's snapshot atomically (a reader sees the old one or the new one), and drop the snapshots of
     the stores read least recently; silently nothing where the cache cannot be written."""
-    meta = {
-        "stamp": _stamp(),
-        "files": [[name, list(stat), start, rows] for name, (stat, start, rows) in files.items()],
-    }
+    meta = {"stamp": _stamp(), "files": [[name, list(stat), start, rows] for name, stat, start, rows in files]}
     path = folder / f"{kind.table}{SUFFIX}"
     tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
@@ -133,44 +136,58 @@ class Read:
     bad: set[str]  # stems of the files read_one refused
 
 
-def read_files(root: Path, kind: type[Record], files: list[Path], read_one: Callable[[Path], pa.Table | None]) -> Read:
-    """The rows of ``files`` (one table's of the store ``root``, sorted): from its snapshot where a file is unchanged
-    since, else through ``read_one`` (None for a bad file, left out); the snapshot is rewritten when that changed."""
-    folder = snapshot_folder(root) if files else None
-    snapshot = load_snapshot(folder, kind) if folder else None
-    if folder and snapshot:
+def read_files(
+    root: Path, kind: type[Record], folder: Path, names: list[str], read_one: Callable[[Path], pa.Table | None]
+) -> Read:
+    """The rows of the files ``names`` in ``folder`` (one table's of the store ``root``, sorted): from its snapshot
+    where a file is unchanged since, else through ``read_one`` (None for a bad file, left out); the snapshot is
+    rewritten when that changed. When no file changed (their names and stats as the snapshot holds them), the
+    snapshot is used as it is, without a look at each file's entry."""
+    cache = snapshot_folder(root) if names else None
+    snapshot = load_snapshot(cache, kind) if cache else None
+    if cache and snapshot:
         with contextlib.suppress(OSError):
-            os.utime(folder)  # read recently: kept
-    known = snapshot.files if snapshot else {}
+            os.utime(cache)  # read recently: kept
+    stats = _stats(folder, names)  # before reading: a file replaced meanwhile is read again next time
+    known = snapshot.files if snapshot else []
+    if snapshot is not None and [n for n, *_ in known] == names and [stat for _, stat, *_ in known] == stats:
+        return Read(snapshot.table, _spans(known), set())
+    entries = {name: (stat, start, rows) for name, stat, start, rows in known}
     parts: list[pa.Table] = [snapshot.table] if snapshot else []
     offset = snapshot.table.num_rows if snapshot else 0
-    located: dict[str, tuple[Stat, int, int]] = {}  # name -> (stat, first row in the parts, rows)
+    located: list[tuple[str, Stat, int, int]] = []  # (name, stat, first row in the parts, rows)
     bad = set()
-    for path in files:
-        stat = _stat(path)  # before reading: a file replaced meanwhile is read again next time
-        entry = known.get(path.name)
+    for name, stat in zip(names, stats, strict=True):
+        entry = entries.get(name)
         if stat is not None and entry is not None and entry[0] == stat:
-            located[path.name] = entry
+            located.append((name, *entry))
             continue
-        table = read_one(path)
+        table = read_one(folder / name)
         if table is None:
-            bad.add(path.stem)
+            bad.add(_stem(name))
             continue
         parts.append(table)
         trusted = stat is not None and time.time_ns() - max(stat[1], stat[2]) > RACY_NS
-        located[path.name] = (stat if trusted else UNSEEN, offset, table.num_rows)  # type: ignore[assignment]
+        located.append((name, stat if trusted else UNSEEN, offset, table.num_rows))
         offset += table.num_rows
     combined = pa.concat_tables(parts) if parts else kind.schema().empty_table()
-    unchanged = snapshot is not None and list(located.items()) == list(known.items())
-    if not unchanged:
-        order = [np.arange(start, start + rows) for _, start, rows in located.values()]
+    if located != known:
+        order = [np.arange(start, start + rows) for _, _, start, rows in located]
         combined = combined.take(np.concatenate(order)) if order else kind.schema().empty_table()
-        placed, start = {}, 0
-        for name, (stat, _, rows) in located.items():
-            placed[name] = (stat, start, rows)
+        placed, start = [], 0
+        for name, stat, _, rows in located:
+            placed.append((name, stat, start, rows))
             start += rows
         located = placed
-        if folder:
-            save_snapshot(folder, kind, combined, located)
-    spans = {Path(name).stem: (start, start + rows) for name, (_, start, rows) in located.items()}
-    return Read(combined, spans, bad)
+        if cache:
+            save_snapshot(cache, kind, combined, located)
+    return Read(combined, _spans(located), bad)
+
+
+def _stem(name: str) -> str:
+    """A file's run id: its name without the suffix."""
+    return name.rsplit(".", 1)[0]
+
+
+def _spans(files: list[tuple[str, Stat, int, int]]) -> dict[str, tuple[int, int]]:
+    return {_stem(name): (start, start + rows) for name, _, start, rows in files}
