@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 LARGE = 2000  # rows (runs, points) from which an output's parts are made side by side
+BESIDE_NICENESS = 10  # the forked process yields the CPU to its parent when both want it
 
 
 def _pays(size: int) -> bool:
@@ -47,6 +49,8 @@ def _start(work: Callable[[], T], what: str) -> Callable[[], T]:
     receive, send = multiprocessing.Pipe(duplex=False)
 
     def child() -> None:
+        with contextlib.suppress(OSError):
+            os.nice(BESIDE_NICENESS)  # the work in the parent is what the command waits for: it goes first
         try:
             result: Any = work()
         except BaseException as err:  # everything reaches the parent, which raises it
