@@ -22,15 +22,15 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return offsets + np.arange(int(sizes.sum()))
 
 
-def _run_codes(table: pa.Table, spans: dict[str, tuple[int, int]] | None) -> tuple[np.ndarray, list[str | None]]:
-    """Each row's run as a code, and the run ids the codes stand for: from ``spans`` where they say where each run's
-    rows lie (a store's: contiguous, one run after the other), without reading a run id per row; else from them."""
-    if spans:
-        bounds = np.array(list(spans.values()), np.int64)
-        sizes = bounds[:, 1] - bounds[:, 0]
-        if bounds[0, 0] == 0 and (bounds[1:, 0] == bounds[:-1, 1]).all() and sizes.sum() == table.num_rows:
-            return np.repeat(np.arange(len(spans)), sizes), list(spans)
-    return text_codes(table.column("run_id"))
+def _contiguous(table: pa.Table, spans: dict[str, tuple[int, int]] | None) -> np.ndarray | None:
+    """Each run's (start, stop) where ``spans`` say the runs' rows lie one run after the other (a store's), else
+    None."""
+    if not spans:
+        return None
+    bounds = np.array(list(spans.values()), np.int64)
+    if bounds[0, 0] == 0 and (bounds[1:, 0] == bounds[:-1, 1]).all() and bounds[-1, 1] == table.num_rows:
+        return bounds
+    return None
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,12 @@ class SampleIndex:
     ``spans``: where each run's rows lie, when they are contiguous (``Rows.spans``)."""
 
     def __init__(self, table: pa.Table, spans: dict[str, tuple[int, int]] | None = None) -> None:
-        runs, run_names = _run_codes(table, spans)
+        bounds = _contiguous(table, spans)
+        if bounds is not None:  # each run's rows known without reading a run id per row, and already grouped
+            run_names: list[str | None] = list(spans)  # type: ignore[arg-type]
+            runs = np.repeat(np.arange(len(run_names)), bounds[:, 1] - bounds[:, 0])
+        else:
+            runs, run_names = text_codes(table.column("run_id"))
         tasks, self._task_names = text_codes(table.column("task"))
         metrics, metric_names = text_codes(table.column("metric"))
         self._filters, _ = text_codes(table.column("filter"))
@@ -81,8 +86,12 @@ class SampleIndex:
         keys = runs.astype(np.int64) * self._width + tasks * self._per_task + metrics
         self._order = np.argsort(keys, kind="stable")  # each group's rows in stored order
         self._keys, self._starts, self._stops = _groups(keys[self._order])
-        self._run_order = np.argsort(runs, kind="stable")
-        self._run_keys, self._run_starts, self._run_stops = _groups(runs[self._run_order].astype(np.int64))
+        if bounds is not None:
+            self._run_order: np.ndarray | None = None  # the rows are in run order
+            self._run_keys, self._run_starts, self._run_stops = np.arange(len(bounds)), bounds[:, 0], bounds[:, 1]
+        else:
+            self._run_order = np.argsort(runs, kind="stable")
+            self._run_keys, self._run_starts, self._run_stops = _groups(runs[self._run_order].astype(np.int64))
 
     def _spans(self, run_ids: list[str], task: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """Where each run's rows of one task and metric lie in ``_order`` (start, stop; empty where it has none)."""
@@ -163,7 +172,9 @@ class SampleIndex:
         (run, task, document), the last logged (as a dict keeps it)."""
         codes = np.array([self._run_code.get(run_id, -1) for run_id in run_ids], np.int64)
         first, last = _found(self._run_keys, self._run_starts, self._run_stops, codes)
-        rows = self._run_order[_ranges(first, last)]
+        rows = _ranges(first, last)
+        if self._run_order is not None:
+            rows = self._run_order[rows]
         runs = np.repeat(np.arange(len(run_ids)), last - first)
         counted = self._tokens[rows] != MISSING
         rows, runs = rows[counted], runs[counted]
