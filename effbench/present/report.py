@@ -130,12 +130,20 @@ def detail_table(labels: list[str], measurements: pa.Table, counts: list[int], u
     return pa.table({name: columns[name] for name in DETAIL_NAMES})
 
 
-@dataclass(frozen=True)
 class Details(Sequence[dict[str, Any]]):
-    """Every measurement of a table's runs in long form (``detail_table``), one dict per measurement made when
-    read."""
+    """Every measurement of a table's runs in long form (``detail_table``), made when first read (a report's by its
+    writer's thread, beside the next table's build), one dict per measurement made when read."""
 
-    table: pa.Table = field(default_factory=lambda: detail_table([], MeasurementRow.schema().empty_table(), [], 0))
+    def __init__(self, make: Callable[[], pa.Table] | None = None) -> None:
+        self._make = make
+        self._table: pa.Table | None = None
+
+    @property
+    def table(self) -> pa.Table:
+        """The measurements as one Arrow table (``DETAIL_NAMES``)."""
+        if self._table is None:
+            self._table = self._make() if self._make else detail_table([], MeasurementRow.schema().empty_table(), [], 0)
+        return self._table
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.table.to_pylist())
@@ -402,6 +410,7 @@ def _key(m: MeasurementRow) -> tuple[str, str, str, str]:
 
 
 FIGURE_FIELDS = ("value", "stderr", "ci_low", "ci_high", "cv")
+TABLE_FIELDS = ("phase", "scenario", "task", "metric", "step", "method", *FIGURE_FIELDS)  # what a table's build reads
 PHASE, SCENARIO, TASK, METRIC = range(4)  # the parts of a figure's key (``RunFigures.parts``)
 Figure = tuple[float, float | None, float | None, float | None, float | None]  # FIGURE_FIELDS of a run's cell
 
@@ -628,14 +637,14 @@ def _table(
     model: str, hardware: str, runs: list[RunRecord], results: Results, columns: list[Column], unstable_cv: float
 ) -> ComparisonTable:
     ids = [run.run_id for run in runs]
-    measured = results.measurement_table(ids)  # every measurement as columns
+    measured = results.measurement_table(ids, TABLE_FIELDS)  # the columns read: all only in the details
     counts = results.measurement_counts(ids)
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
     base_index = runs.index(base_run) if base_run else None
     base_rows: list[MeasurementRow] = []
     if base_index is not None:  # every measurement of the baseline, as records
-        base_rows = records(measured.slice(sum(counts[:base_index]), counts[base_index]), MeasurementRow)
-    primary = primary_quality(base_rows or _task_quality_rows(measured))  # without a baseline: any run's
+        base_rows = records(results.measurement_table([ids[base_index]]), MeasurementRow)
+    primary = primary_quality(base_rows or _task_quality_rows(results.measurement_table(ids)))  # else any run's
     base = {_key(m): m for m in base_rows}
     figures = RunFigures.of(measured, counts)  # every run's figures as columns: no record per run
     headers = ["Technique"]
@@ -663,7 +672,7 @@ def _table(
     scenarios, sections_measured = _sections(figures)
     for section in sections_measured:
         printed = []
-        held = records(measured.take(figures.first_rows(section)), MeasurementRow)
+        held = results.measurement_records(ids, figures.first_rows(section))
         cell_metrics = figures.metrics(section.phase, section.scenario)
         for column in section.columns(columns, held):
             if column.name not in cell_metrics:
@@ -687,7 +696,8 @@ def _table(
         cell_columns.append(_break_even_cells(estimates))
     if repaid:
         sections.append((breakeven.SECTION, [0, *range(len(headers) - len(repaid), len(headers))]))
-    details = Details(detail_table([run.label for run in runs], measured, counts, unstable_cv))
+    labels = [run.label for run in runs]
+    details = Details(lambda: detail_table(labels, results.measurement_table(ids), counts, unstable_cv))
     placement = runs[0].placement
     notes = _notes(
         "; ".join(filter(None, [f"model {model}", f"hardware fingerprint {hardware}", placement])),

@@ -29,7 +29,7 @@ from effbench.records import MeasurementRow, Record, RunRecord, SampleRow, Taxon
 from effbench.store.comparisons import Comparisons
 from effbench.store.outcomes import SampleIndex
 from effbench.store.results import ResultsStore, parquet_files, to_table
-from effbench.store.rows import Rows
+from effbench.store.rows import Rows, records
 from effbench.store.snapshot import snapshot_folder as kept_in
 from effbench.store.validate import Problem, raise_if, read_records
 
@@ -82,14 +82,29 @@ class Results:
         """A run's measurements, in the order it reported them."""
         return self._measurements_by_run.get(run_id, [])
 
-    def measurement_table(self, run_ids: list[str]) -> pa.Table:
-        """The measurements of these runs as one Arrow table, run after run, each in the order it reported them."""
+    def measurement_table(self, run_ids: list[str], columns: Sequence[str] | None = None) -> pa.Table:
+        """The measurements of these runs as one Arrow table (of these ``columns`` only, if given), run after run, each
+        in the order it reported them."""
         rows = self.measurements
         if not isinstance(rows, Rows):
-            return to_table([m for run_id in run_ids for m in self.measurements_of(run_id)], MeasurementRow)
-        spans = rows.spans()
+            table = to_table([m for run_id in run_ids for m in self.measurements_of(run_id)], MeasurementRow)
+            return table.select(list(columns)) if columns is not None else table
+        stored = rows.table.select(list(columns)) if columns is not None else rows.table  # only those copied
+        return stored.take(self._measurement_positions(run_ids))  # one chunk
+
+    def measurement_records(self, run_ids: list[str], at: np.ndarray) -> list[MeasurementRow]:
+        """The records of the rows at these positions of ``measurement_table(run_ids)``, made from every column."""
+        rows = self.measurements
+        if not isinstance(rows, Rows):
+            every = [m for run_id in run_ids for m in self.measurements_of(run_id)]
+            return [every[i] for i in at.tolist()]
+        return records(rows.table.take(self._measurement_positions(run_ids)[at]), MeasurementRow)
+
+    def _measurement_positions(self, run_ids: list[str]) -> np.ndarray:
+        """Where these runs' measurements lie in the store's table, run after run."""
+        spans = self.measurements.spans()  # type: ignore[attr-defined]
         chosen = [np.arange(start, stop) for start, stop in (spans[r] for r in run_ids if r in spans)]
-        return rows.table.take(np.concatenate(chosen)) if chosen else rows.table.slice(0, 0)  # one chunk
+        return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
 
     def measurement_counts(self, run_ids: list[str]) -> list[int]:
         """How many measurements each run has (its rows of ``measurement_table``), without making their records."""
