@@ -458,7 +458,8 @@ class RunFigures:
     cell: np.ndarray  # whether it is a table cell: not a training step's (the long-form details hold the curve)
     run_level: np.ndarray  # whether it is a run-level row (no task): a resource's, not a task's
     parts: list[tuple[np.ndarray, list[str | None]]]  # each row's phase, scenario, task, metric (``text_codes``)
-    code: np.ndarray  # each row's key, as its code in ``keys``
+    by_key: np.ndarray  # the cells' rows, by key (their codes in ``keys``), each key's in stored order
+    key_codes: np.ndarray  # their keys' codes, ascending
     keys: dict[tuple[str, str, str | None, str], int]  # (phase, scenario, task, metric) of some cell -> its code
     numbers: dict[str, np.ndarray]  # FIGURE_FIELDS, NaN where null, then a missing figure's NaN
     null: dict[str, np.ndarray]  # where each of ``numbers`` is null (a missing figure's: True)
@@ -478,12 +479,14 @@ class RunFigures:
         found, first = np.unique(code[cell], return_index=True)
         key_parts = [[distinct[i] for i in codes[cell][first].tolist()] for codes, distinct in parts]
         keys = dict(zip(zip(*key_parts, strict=True), found.tolist(), strict=True))
+        cells = np.flatnonzero(cell)
+        by_key = cells[np.argsort(code[cells], kind="stable")]
         numbers, null = {}, {}
         for name in FIGURE_FIELDS:
             column = measured.column(name)
             numbers[name] = np.append(pc.fill_null(column, math.nan).to_numpy(), math.nan)
             null[name] = np.append(column.is_null().to_numpy(zero_copy_only=False), True)
-        return cls(len(counts), run, cell, run_level, parts, code, keys, numbers, null)  # type: ignore[arg-type]
+        return cls(len(counts), run, cell, run_level, parts, by_key, code[by_key], keys, numbers, null)  # type: ignore[arg-type]
 
     def has(self, part: int, value: str) -> np.ndarray:
         """Which rows hold this value of one of their key's parts (``PHASE``, ``SCENARIO``, ``TASK``, ``METRIC``)."""
@@ -511,7 +514,7 @@ class RunFigures:
         code = self.keys.get((phase, scenario, task, metric))
         if code is None:
             return found
-        rows = np.flatnonzero((self.code == code) & self.cell)
+        rows = self.by_key[np.searchsorted(self.key_codes, code) : np.searchsorted(self.key_codes, code, "right")]
         run = self.run[rows]
         last = np.append(run[1:] != run[:-1], True)  # a run's figures are contiguous, in stored order
         found[run[last]] = rows[last]
@@ -602,7 +605,7 @@ def _notes(where: str, measured: pa.Table, figures: RunFigures, unstable: bool, 
         notes.append(
             f"{UNSTABLE_MARK} unstable: its repeats vary by more than {unstable_cv:.0%} (coefficient of variation)"
         )
-    measured_phases = set(figures.first_seen(PHASE, np.ones(len(figures.code), bool)))
+    measured_phases = set(figures.first_seen(PHASE, np.ones(len(figures.run), bool)))
     phases = sorted(measured_phases - {PHASE_EVALUATE, GENERATE})
     if GENERATE in measured_phases:
         notes.append(GENERATION_NOTE)
