@@ -1000,6 +1000,7 @@ def tex_column(texts: list[str]) -> list[str]:
 def to_latex(table: ComparisonTable) -> str:
     """booktabs LaTeX tables (one per section), ready to paste into a paper."""
     out = []
+    named, notes = _tex(table.title), _tex("; ".join(table.notes[1:]))  # the notes: long, escaped once
     for title, headers, rows in _escaped_parts(table, tex_column):
         lines = [
             r"\begin{table}[t]",
@@ -1012,7 +1013,7 @@ def to_latex(table: ComparisonTable) -> str:
             *(" & ".join(row) + r" \\" for row in rows),
             r"\bottomrule",
             r"\end{tabular}",
-            rf"\caption{{{_tex(table.title)}: {_tex(title)}. {_tex('; '.join(table.notes[1:]))}}}",
+            rf"\caption{{{named}: {_tex(title)}. {notes}}}",
             r"\end{table}",
         ]
         out.append("\n".join(lines) + "\n")
