@@ -460,15 +460,17 @@ def test_commands_reading_a_whole_store_pause_the_cycle_collector_and_restore_it
 
 
 def test_tables_index_the_samples_beside_and_give_each_with_no_thread_running(store, monkeypatch):
-    """The samples are indexed on a thread while the kept comparisons are read, joined before the first table is
-    given (``write`` may fork then); a failure there is raised where the outcomes are read, as without it."""
+    """The samples are indexed on a thread while the kept comparisons are read, and each next table's figures made
+    on one while a table is built, each joined before a table is given (``write`` may fork then); a failure there is
+    raised where it is read, as without them."""
     results = load(store.root)
     threads, seen = threading.active_count(), []
     read = results.comparisons.read
-    monkeypatch.setattr(results.comparisons, "read", lambda: seen.append(threading.active_count()) or read())
+    running = lambda: seen.append({thread.name for thread in threading.enumerate()}) or read()  # noqa: E731
+    monkeypatch.setattr(results.comparisons, "read", running)
     for _ in report.Tables(results, None, report.UNSTABLE_CV, COLUMNS):
         assert threading.active_count() == threads
-    assert seen[0] == threads + 1 and "_sample_index" in vars(results)  # made beside the comparisons' reading
+    assert "effbench: samples index" in seen[0] and "_sample_index" in vars(results)  # beside the comparisons'
 
     broken = load(store.root)
 
@@ -478,3 +480,11 @@ def test_tables_index_the_samples_beside_and_give_each_with_no_thread_running(st
     monkeypatch.setattr(outcomes.SampleIndex, "__init__", bad_index)
     with pytest.raises(ValueError, match="bad index"):
         report.build(broken, columns=COLUMNS)
+
+    def bad_figures(*args):
+        raise ValueError("bad figures")
+
+    monkeypatch.setattr(report.RunFigures, "of", bad_figures)  # made on the thread beside the build
+    with pytest.raises(ValueError, match="bad figures"):
+        report.build(load(store.root), columns=COLUMNS)
+    assert threading.active_count() == threads

@@ -348,14 +348,44 @@ class Tables(Sized, Iterable["ComparisonTable"]):
         return len(self.groups)
 
     def __iter__(self) -> Iterator[ComparisonTable]:
+        ahead = [_Ahead(self.results, group) for _, _, group in self.groups[:1]]
         indexing = threading.Thread(target=self.results.index_samples, name="effbench: samples index")
         indexing.start()  # a second of Arrow and numpy on 10 k runs, beside the kept comparisons' reading (Python)
         try:
             self.results.comparisons.read()
         finally:
             indexing.join()  # no thread runs when a table is given (``write`` may fork); a failure is raised below
-        for model, hardware, group in self.groups:
-            yield _table(model, hardware, group, self.results, self.columns, self.unstable_cv)
+        for i, (model, hardware, group) in enumerate(self.groups):
+            measured, figures = ahead.pop().result()
+            ahead += [_Ahead(self.results, runs) for _, _, runs in self.groups[i + 1 : i + 2]]  # beside this build
+            table = _table(model, hardware, group, self.results, self.columns, self.unstable_cv, measured, figures)
+            for thread in ahead:
+                thread.join()  # no thread runs when a table is given (``write`` may fork)
+            yield table
+
+
+class _Ahead(threading.Thread):
+    """A table's measurements and figures (``_measured``) made on a thread while the table before is built."""
+
+    def __init__(self, results: Results, runs: list[RunRecord]) -> None:
+        super().__init__(name="effbench: next table")
+        self.results, self.runs = results, runs
+        self.made: tuple[pa.Table, RunFigures] | None = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.made = _measured(self.results, self.runs)
+        except BaseException as err:  # raised where the table is built
+            self.error = err
+
+    def result(self) -> tuple[pa.Table, RunFigures]:
+        """What it made, once done; what it raised is raised."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.made  # type: ignore[return-value]
 
 
 def build(
@@ -636,11 +666,25 @@ def _task_quality_rows(measured: pa.Table) -> list[MeasurementRow]:
     return records(measured.filter(pc.and_(task, quality)), MeasurementRow)
 
 
+def _measured(results: Results, runs: list[RunRecord]) -> tuple[pa.Table, RunFigures]:
+    """A table's measurements (the columns its build reads; all only in the details) and its runs' figures as
+    columns: Arrow and numpy, which let go of the GIL, for a thread beside the build of the table before."""
+    ids = [run.run_id for run in runs]
+    measured = results.measurement_table(ids, TABLE_FIELDS)
+    return measured, RunFigures.of(measured, results.measurement_counts(ids))
+
+
 def _table(
-    model: str, hardware: str, runs: list[RunRecord], results: Results, columns: list[Column], unstable_cv: float
+    model: str,
+    hardware: str,
+    runs: list[RunRecord],
+    results: Results,
+    columns: list[Column],
+    unstable_cv: float,
+    measured: pa.Table,
+    figures: RunFigures,
 ) -> ComparisonTable:
     ids = [run.run_id for run in runs]
-    measured = results.measurement_table(ids, TABLE_FIELDS)  # the columns read: all only in the details
     counts = results.measurement_counts(ids)
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
     base_index = runs.index(base_run) if base_run else None
@@ -649,7 +693,6 @@ def _table(
         base_rows = records(results.measurement_table([ids[base_index]]), MeasurementRow)
     primary = primary_quality(base_rows or _task_quality_rows(results.measurement_table(ids)))  # else any run's
     base = {_key(m): m for m in base_rows}
-    figures = RunFigures.of(measured, counts)  # every run's figures as columns: no record per run
     headers = ["Technique"]
     for task, row in primary.items():
         headers += [f"{task} {row.metric}", f"Δ {task}"]
