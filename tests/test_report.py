@@ -148,6 +148,9 @@ def test_kept_shares_of_every_run_at_once_are_each_runs_alone(higher_is_better):
         low = None if rng.random() < 0.2 else float(rng.uniform(0.5, 1.0))
         return Paired(50, 0.0, -0.1, 0.1, low, float(rng.uniform(1.0, 1.5)))
 
+    base = _m("acc", 0.8, "t", 0.02, "quality", higher_is_better)
+    nobody = report.kept_shares(report.KeyFigures.of_rows([]), base, [], higher_is_better)
+    assert [len(a) for a in nobody] == [0] * 4  # a baseline alone: no run to compare
     for base_value in (0.8, 0.0, -0.2):
         for _ in range(20):
             base = figure(base_value)

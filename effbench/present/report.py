@@ -249,7 +249,7 @@ def kept_shares(
     value, low, high = found.intervals()
     base = interval(b)
     positive, share, delta_low, delta_high = decisions.ratios((value, low, high), (b.value, base.low, base.high))
-    from_pair = np.array([p is not None and p.ratio_low is not None and p.ratio_high is not None for p in pairs])
+    from_pair = np.array([p is not None and p.ratio_low is not None and p.ratio_high is not None for p in pairs], bool)
     pair_low, pair_high = ([getattr(p, name) if ok else np.nan for p, ok in zip(pairs, from_pair, strict=True)]
                            for name in ("ratio_low", "ratio_high"))  # fmt: skip
     both_uncertain = (~null["stderr"] | bounded) & _uncertain(b)
