@@ -10,7 +10,9 @@ in its nine tasks (15 sample rows per document), the quality figures computed fr
 the two commands as a user runs them: a subprocess of the CLI (`python -m effbench.cli`, imports and plugin loading
 included, stdout to a file), twice each: the first read of the store builds its snapshot (README, "Results store
 and resume"), the second reads through it.
-Run: python benchmarks/scale.py [--runs 10000] [--docs 20] [--keep DIR [--write-only]]
+With --against COMMIT, both commands of this code and of that commit (a git worktree of it, each with its own snapshot
+cache) are alternated --repeat times after a first read each, and their medians compared.
+Run: python benchmarks/scale.py [--runs 10000] [--docs 20] [--keep DIR [--write-only]] [--against COMMIT [--repeat 3]]
 """
 
 import argparse
@@ -19,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -261,15 +264,47 @@ def write_store(root: Path, runs: list[RunRecord], measurements: pa.Table, sampl
             offsets[kind] += rows[kind]
 
 
-def timed(argv: list[str], log: Path) -> float:
-    """Wall-clock seconds of one command, as a user runs it (its output to a file)."""
+def timed(argv: list[str], log: Path, code: Path | None = None) -> float:
+    """Wall-clock seconds of one command, as a user runs it (its output to a file); ``code``: another checkout's
+    effbench to run instead of this one."""
+    env = os.environ if code is None else {**os.environ, "PYTHONPATH": str(code)}
     started = time.perf_counter()
     with log.open("w") as out:
-        done = subprocess.run([sys.executable, "-m", "effbench.cli", *argv], stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run([sys.executable, "-m", "effbench.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
+                              env=env, cwd=code)  # fmt: skip
     seconds = time.perf_counter() - started
     if done.returncode:
         sys.exit(f"`effbench {' '.join(argv)}` failed (exit {done.returncode}); its output: {log}")
     return seconds
+
+
+def side_by_side(root: Path, folder: Path, against: str, repeat: int) -> None:
+    """Both commands of this code and of the commit ``against`` (a worktree of it, its own snapshot cache),
+    alternated ``repeat`` times after a first read each: the machine's speed drifts, so only figures measured side
+    by side compare."""
+    repo = Path(__file__).resolve().parents[1]
+    other = folder / "against"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(other), against], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        sides = {"this": (None, folder / "cache"), against: (other, folder / "cache-against")}
+        times: dict[tuple[str, str], list[float]] = {}
+        for attempt in range(repeat + 1):  # the first builds each side's snapshot
+            for name, (code, cache) in sides.items():
+                os.environ["EFFBENCH_CACHE"] = str(cache)
+                for command in ("report", "leaderboard"):
+                    out = ["--out", str(folder / f"boards-{attempt}")] if command == "leaderboard" else []
+                    seconds = timed([command, "--results", str(root), *out], folder / f"{command}.log", code)
+                    if attempt:
+                        times.setdefault((name, command), []).append(seconds)
+        for command in ("report", "leaderboard"):
+            mine, theirs = (sorted(times[(name, command)]) for name in sides)
+            middle, theirs_middle = statistics.median(mine), statistics.median(theirs)
+            listed = [", ".join(f"{t:.2f}" for t in seconds) for seconds in (mine, theirs)]
+            print(f"effbench {command}: this code {listed[0]} s, {against} {listed[1]} s; medians {middle:.2f} s "
+                  f"against {theirs_middle:.2f} s (× {middle / theirs_middle:.2f})")  # fmt: skip
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(other)], check=False)
 
 
 def main() -> int:
@@ -278,6 +313,8 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=20, help="documents per task")
     parser.add_argument("--keep", type=Path, help="write the store here (kept; timed again if it is there already)")
     parser.add_argument("--write-only", action="store_true", help="write the store (with --keep), time nothing")
+    parser.add_argument("--against", metavar="COMMIT", help="also time this commit's code, side by side")
+    parser.add_argument("--repeat", type=int, default=3, help="side-by-side rounds (with --against)")
     args = parser.parse_args()
     per_group = args.runs // (len(MACHINES) * len(MODELS))
     stacks = configurations()
@@ -300,6 +337,9 @@ def main() -> int:
                 f"written in {time.perf_counter() - started:.1f} s"
             )
         if args.write_only:
+            return 0
+        if args.against:
+            side_by_side(root, Path(folder), args.against, args.repeat)
             return 0
         os.environ["EFFBENCH_CACHE"] = str(Path(folder) / "cache")  # no snapshot of an earlier run
         startup = timed(["--version"], Path(folder) / "version.log")
