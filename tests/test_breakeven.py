@@ -161,7 +161,7 @@ def _interval(figure: dict) -> Interval:
 
 
 def _cell_at_a_time(figures: dict, base: dict, scenario: str, repayment: breakeven.Repayment) -> report.Cell:
-    """A break-even cell as decisions' rules give it for one run and one resource at a time."""
+    """A break-even cell as the one-run rules above give it for one run and one resource at a time."""
     parts = [_interval(figures[p, "", metric]) for p in ONE_OFF_PHASES for metric in repayment.one_off
              if (p, "", metric) in figures]  # fmt: skip
     key = (PHASE_EVALUATE, scenario, repayment.per_request)
@@ -184,7 +184,7 @@ def _cell_at_a_time(figures: dict, base: dict, scenario: str, repayment: breakev
 @pytest.mark.filterwarnings("error")  # numpy warns of what the rules never compute: a column computes none of it
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_break_even_a_column_at_a_time_equals_one_run_at_a_time(seed):
-    """The columns computed with arrays give the cells decisions' rules give one run at a time, the same floats and
+    """The columns computed with arrays give the cells the one-run rules above give, the same floats and
     texts, on runs with missing figures, zero and negative savings, rates of 0 or less, NaN or infinite stderrs,
     bounds stored or not, one-off costs of one or several phases; a column of "–" only (no baseline rate) is left
     out."""

@@ -72,6 +72,24 @@ def test_a_read_through_the_snapshot_gives_what_reading_every_file_gives(store, 
     assert len(rows) == 8 * 7 and len(outcomes) == 8 * 150 and {m.run_id for m in rows} == {r.run_id for r in runs}
 
 
+def test_an_unchanged_store_is_read_from_its_snapshot_alone_and_a_change_after_is_seen(tmp_path, settled, monkeypatch):
+    """Every name and stat as the snapshot holds them: no file opened, the same rows; then a rewritten file is read."""
+    store = two_machine_store(tmp_path / "store")
+    expected = _read(store.root)
+    opened = []
+    read_one = ResultsStore._read_run_file
+    monkeypatch.setattr(ResultsStore, "_read_run_file", lambda *a: opened.append(a[1].name) or read_one(*a))
+    assert _read(store.root) == expected and opened == []
+    store.write_run(run_row("hwB-2", "dtype", {"dtype": "bf16"}), [measurement("latency", 7.0, "ms", "computation")])
+    _, rows, _, _ = _read(store.root)
+    assert sorted(opened) == ["hwB-2.parquet"] * 3 and [m.value for m in rows if m.run_id == "hwB-2"] == [7.0]
+
+
+def test_a_process_beside_yields_the_cpu_to_its_parent():
+    niceness = aside._start(lambda: os.nice(0), "a test")()  # the forked process's own niceness
+    assert niceness == min(os.nice(0) + aside.BESIDE_NICENESS, 19)
+
+
 def test_a_file_rewritten_replaced_or_removed_since_is_read_again(store):
     _read(store.root)
     store.write_run(run_row("hwA-1", "dtype", {"dtype": "bf16"}), [measurement("latency", 42.0, "ms", "computation")])
@@ -460,17 +478,22 @@ def test_commands_reading_a_whole_store_pause_the_cycle_collector_and_restore_it
 
 
 def test_tables_index_the_samples_beside_and_give_each_with_no_thread_running(store, monkeypatch):
-    """The samples are indexed on a thread while the kept comparisons are read, and each next table's figures made
-    on one while a table is built, each joined before a table is given (``write`` may fork then); a failure there is
-    raised where it is read, as without them."""
+    """The samples are indexed on a thread while the kept comparisons are read, joined before the first table is
+    given (``write`` may fork then); a failure there is raised where the outcomes are read, as without it."""
     results = load(store.root)
-    threads, seen = threading.active_count(), []
-    read = results.comparisons.read
-    running = lambda: seen.append({thread.name for thread in threading.enumerate()}) or read()  # noqa: E731
-    monkeypatch.setattr(results.comparisons, "read", running)
+    threads, seen, reading = threading.active_count(), [], threading.Event()
+    index, read = Results.index_samples, results.comparisons.read
+
+    def indexing(self: Results) -> None:  # waits until the comparisons are being read: it runs beside them, or fails
+        seen.append((threading.current_thread() is not threading.main_thread(), reading.wait(10)))
+        index(self)
+
+    monkeypatch.setattr(Results, "index_samples", indexing)
+    monkeypatch.setattr(results.comparisons, "read", lambda: reading.set() or read())
     for _ in report.Tables(results, None, report.UNSTABLE_CV, COLUMNS):
         assert threading.active_count() == threads
-    assert "effbench: samples index" in seen[0] and "_sample_index" in vars(results)  # beside the comparisons'
+    assert seen == [(True, True)] and "_sample_index" in vars(results)  # made beside the comparisons' reading
+    monkeypatch.undo()
 
     broken = load(store.root)
 
@@ -480,11 +503,3 @@ def test_tables_index_the_samples_beside_and_give_each_with_no_thread_running(st
     monkeypatch.setattr(outcomes.SampleIndex, "__init__", bad_index)
     with pytest.raises(ValueError, match="bad index"):
         report.build(broken, columns=COLUMNS)
-
-    def bad_figures(*args):
-        raise ValueError("bad figures")
-
-    monkeypatch.setattr(report.RunFigures, "of", bad_figures)  # made on the thread beside the build
-    with pytest.raises(ValueError, match="bad figures"):
-        report.build(load(store.root), columns=COLUMNS)
-    assert threading.active_count() == threads

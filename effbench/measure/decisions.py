@@ -66,6 +66,11 @@ class Interval:
         return self.low <= other.high and other.low <= self.high
 
 
+def standard_error(low: np.ndarray | float, high: np.ndarray | float) -> np.ndarray:
+    """The standard errors 95 % intervals imply."""
+    return np.subtract(high, low) / (2 * Z95)
+
+
 Bounded = tuple[np.ndarray | float, np.ndarray | float, np.ndarray | float]  # figures' values, low and high bounds
 
 
@@ -77,8 +82,8 @@ def ratios(numerator: Bounded, denominator: Bounded) -> tuple[np.ndarray, np.nda
     with np.errstate(divide="ignore", invalid="ignore"):  # where there is no ratio, or infinite figures
         value = np.divide(top, bottom)
         spreads = np.broadcast_arrays(
-            (np.subtract(top_high, top_low) / (2 * Z95)) / bottom,
-            (value * (np.subtract(bottom_high, bottom_low) / (2 * Z95))) / bottom,
+            standard_error(top_low, top_high) / bottom,
+            (value * standard_error(bottom_low, bottom_high)) / bottom,
         )
         se = np.array(list(map(math.hypot, *(spread.ravel().tolist() for spread in spreads)))).reshape(value.shape)
         low, high = value - Z95 * se, value + Z95 * se

@@ -3,7 +3,7 @@
 The one-off cost is the sum of the run's one-off phases (applying, training); the saving is the baseline's
 per-request figure minus the technique's in the same load scenario. Money needs no column of its own: its
 hardware part is $/h × time on both sides (it breaks even with time), its energy part $/kWh × energy. A column is
-computed for all its runs at once, with numpy: the same floats as ``decisions``' rules give one run at a time.
+computed for all its runs at once, with numpy: the same floats as the rules give one run at a time.
 """
 
 from __future__ import annotations
@@ -108,14 +108,10 @@ def _requests(value: float) -> int:
     return math.ceil(round(value, 6))
 
 
-def _standard_error(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """The standard errors 95 % intervals imply (``decisions._se``'s)."""
-    return (high - low) / (2 * Z95)
-
-
 def estimates(cost: Intervals, mine: Intervals, base: int) -> Estimates:
-    """Each run's break-even of one resource in one scenario (``decisions.break_even`` of its one-off cost and the
-    ``decisions.difference`` of the baseline's per-request figure, at ``base``, and its own)."""
+    """Each run's break-even of one resource in one scenario: its one-off cost ÷ its saving per request (the
+    baseline's figure, at ``base``, − its own, with both standard errors): never where the saving's interval lies at
+    or below 0, not significant where it holds 0, else the cost's bounds ÷ the saving's opposite bounds."""
     runs = len(cost.value)
     text = [MISSING] * runs
     value, low, high = (np.full(runs, math.nan) for _ in range(3))
@@ -125,9 +121,9 @@ def estimates(cost: Intervals, mine: Intervals, base: int) -> Estimates:
     usable[base] = False  # the baseline's own
     at = np.flatnonzero(usable)
     saving = mine.value[base] - mine.value[at]
-    theirs = float(_standard_error(mine.low[base], mine.high[base]))
-    errors = _standard_error(mine.low[at], mine.high[at]).tolist()
-    spread = Z95 * np.array([math.hypot(theirs, se) for se in errors])  # math's, as decisions.difference: not np's
+    theirs = float(decisions.standard_error(mine.low[base], mine.high[base]))
+    errors = decisions.standard_error(mine.low[at], mine.high[at]).tolist()
+    spread = Z95 * np.array([math.hypot(theirs, se) for se in errors])  # math's hypot: np's differs in the last bit
     saving_low, saving_high = saving - spread, saving + spread
     never = saving_high <= 0
     not_significant = ~never & (saving_low <= 0)

@@ -348,44 +348,14 @@ class Tables(Sized, Iterable["ComparisonTable"]):
         return len(self.groups)
 
     def __iter__(self) -> Iterator[ComparisonTable]:
-        ahead = [_Ahead(self.results, group) for _, _, group in self.groups[:1]]
         indexing = threading.Thread(target=self.results.index_samples, name="effbench: samples index")
         indexing.start()  # a second of Arrow and numpy on 10 k runs, beside the kept comparisons' reading (Python)
         try:
             self.results.comparisons.read()
         finally:
             indexing.join()  # no thread runs when a table is given (``write`` may fork); a failure is raised below
-        for i, (model, hardware, group) in enumerate(self.groups):
-            measured, figures = ahead.pop().result()
-            ahead += [_Ahead(self.results, runs) for _, _, runs in self.groups[i + 1 : i + 2]]  # beside this build
-            table = _table(model, hardware, group, self.results, self.columns, self.unstable_cv, measured, figures)
-            for thread in ahead:
-                thread.join()  # no thread runs when a table is given (``write`` may fork)
-            yield table
-
-
-class _Ahead(threading.Thread):
-    """A table's measurements and figures (``_measured``) made on a thread while the table before is built."""
-
-    def __init__(self, results: Results, runs: list[RunRecord]) -> None:
-        super().__init__(name="effbench: next table")
-        self.results, self.runs = results, runs
-        self.made: tuple[pa.Table, RunFigures] | None = None
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.made = _measured(self.results, self.runs)
-        except BaseException as err:  # raised where the table is built
-            self.error = err
-
-    def result(self) -> tuple[pa.Table, RunFigures]:
-        """What it made, once done; what it raised is raised."""
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.made  # type: ignore[return-value]
+        for model, hardware, group in self.groups:
+            yield _table(model, hardware, group, self.results, self.columns, self.unstable_cv)
 
 
 def build(
@@ -442,7 +412,6 @@ def _key(m: MeasurementRow) -> tuple[str, str, str, str]:
 FIGURE_FIELDS = ("value", "stderr", "ci_low", "ci_high", "cv")
 TABLE_FIELDS = ("phase", "scenario", "task", "metric", "step", "method", *FIGURE_FIELDS)  # what a table's build reads
 PHASE, SCENARIO, TASK, METRIC = range(4)  # the parts of a figure's key (``RunFigures.parts``)
-Figure = tuple[float, float | None, float | None, float | None, float | None]  # FIGURE_FIELDS of a run's cell
 
 
 @dataclass(frozen=True)
@@ -485,7 +454,6 @@ class RunFigures:
 
     runs: int
     run: np.ndarray  # each row's run (its index among the table's runs)
-    cell: np.ndarray  # whether it is a table cell: not a training step's (the long-form details hold the curve)
     run_level: np.ndarray  # whether it is a run-level row (no task): a resource's, not a task's
     parts: list[tuple[np.ndarray, list[str | None]]]  # each row's phase, scenario, task, metric (``text_codes``)
     by_key: np.ndarray  # the cells' rows, by key (their codes in ``keys``), each key's in stored order
@@ -499,7 +467,7 @@ class RunFigures:
         """The figures among a table's measurements: its runs' rows one run after the other, ``counts`` each."""
         phase, _ = phases_of(measured)
         run = np.repeat(np.arange(len(counts)), counts)
-        cell = measured.column("step").is_null().to_numpy(zero_copy_only=False)
+        cell = measured.column("step").is_null().to_numpy(zero_copy_only=False)  # a training step's is no cell
         run_level = pc.fill_null(pc.equal(measured.column("task"), ""), False).to_numpy(zero_copy_only=False)
         scenario = pc.fill_null(measured.column("scenario"), "")
         parts = [text_codes(column) for column in (phase, scenario, measured.column("task"), measured.column("metric"))]
@@ -516,7 +484,7 @@ class RunFigures:
             column = measured.column(name)
             numbers[name] = np.append(pc.fill_null(column, math.nan).to_numpy(), math.nan)
             null[name] = np.append(column.is_null().to_numpy(zero_copy_only=False), True)
-        return cls(len(counts), run, cell, run_level, parts, by_key, code[by_key], keys, numbers, null)  # type: ignore[arg-type]
+        return cls(len(counts), run, run_level, parts, by_key, code[by_key], keys, numbers, null)  # type: ignore[arg-type]
 
     def has(self, part: int, value: str) -> np.ndarray:
         """Which rows hold this value of one of their key's parts (``PHASE``, ``SCENARIO``, ``TASK``, ``METRIC``)."""
@@ -557,14 +525,6 @@ class RunFigures:
             {name: self.numbers[name][found] for name in FIGURE_FIELDS},
             {name: self.null[name][found] for name in FIGURE_FIELDS},
         )
-
-    def listed(self, phase: str, scenario: str, metric: str) -> list[Figure | None]:
-        """Each run's cell of this key as Python numbers (value, stderr, ci_low, ci_high, cv; None where null), None
-        where it has none."""
-        found = self.at(phase, scenario, metric)
-        numbers = [_listed(self.numbers[name][found], self.null[name][found]) for name in FIGURE_FIELDS]
-        figures = zip(*numbers, strict=True)
-        return [figure if has else None for figure, has in zip(figures, (found >= 0).tolist(), strict=True)]
 
     def intervals(self, phase: str, scenario: str, metric: str) -> breakeven.Intervals:
         """Each run's cell of this key with its 95 % interval as arrays: break-even's figures, a column at a time."""
@@ -666,25 +626,11 @@ def _task_quality_rows(measured: pa.Table) -> list[MeasurementRow]:
     return records(measured.filter(pc.and_(task, quality)), MeasurementRow)
 
 
-def _measured(results: Results, runs: list[RunRecord]) -> tuple[pa.Table, RunFigures]:
-    """A table's measurements (the columns its build reads; all only in the details) and its runs' figures as
-    columns: Arrow and numpy, which let go of the GIL, for a thread beside the build of the table before."""
-    ids = [run.run_id for run in runs]
-    measured = results.measurement_table(ids, TABLE_FIELDS)
-    return measured, RunFigures.of(measured, results.measurement_counts(ids))
-
-
 def _table(
-    model: str,
-    hardware: str,
-    runs: list[RunRecord],
-    results: Results,
-    columns: list[Column],
-    unstable_cv: float,
-    measured: pa.Table,
-    figures: RunFigures,
+    model: str, hardware: str, runs: list[RunRecord], results: Results, columns: list[Column], unstable_cv: float
 ) -> ComparisonTable:
     ids = [run.run_id for run in runs]
+    measured = results.measurement_table(ids, TABLE_FIELDS)  # the columns read: all only in the details
     counts = results.measurement_counts(ids)
     base_run = next((r for r in runs if r.technique == "baseline" and r.status == "ok"), None)
     base_index = runs.index(base_run) if base_run else None
@@ -693,6 +639,7 @@ def _table(
         base_rows = records(results.measurement_table([ids[base_index]]), MeasurementRow)
     primary = primary_quality(base_rows or _task_quality_rows(results.measurement_table(ids)))  # else any run's
     base = {_key(m): m for m in base_rows}
+    figures = RunFigures.of(measured, counts)  # every run's figures as columns: no record per run
     headers = ["Technique"]
     for task, row in primary.items():
         headers += [f"{task} {row.metric}", f"Δ {task}"]
@@ -872,10 +819,10 @@ def _resource_cells(
             quiet[base_index] = False  # the baseline's own cell: b itself
         texts = [missing] * runs
         at = np.flatnonzero(shown)
-        numbers = column.format_each(value[at].tolist(), [None] * len(at)) if printed else [""] * len(at)
-        marks = zip(at.tolist(), numbers, flagged[at].tolist(), quiet[at].tolist(), strict=True)
+        shown_texts = column.format_each(value[at].tolist(), [None] * len(at)) if printed else [""] * len(at)
+        marks = zip(at.tolist(), shown_texts, flagged[at].tolist(), quiet[at].tolist(), strict=True)
         for run, text, unstable, not_significant in marks:
-            texts[run] = text + mark * unstable + quiet_mark * not_significant if printed else ""
+            texts[run] = text + (mark * unstable + quiet_mark * not_significant) * printed
         cells = {name: pa.nulls(runs, pa.float64()) for name in CELL_FIGURES}
         cells |= {"value": pa.array(value, mask=~shown), "ci_low": pa.array(low, mask=~exact)}
         cells["ci_high"] = pa.array(high, mask=~exact)

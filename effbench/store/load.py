@@ -29,7 +29,7 @@ from effbench.records import MeasurementRow, Record, RunRecord, SampleRow, Taxon
 from effbench.store.comparisons import Comparisons
 from effbench.store.outcomes import SampleIndex
 from effbench.store.results import ResultsStore, parquet_files, to_table
-from effbench.store.rows import Rows, records
+from effbench.store.rows import Rows, ranges, records
 from effbench.store.snapshot import snapshot_folder as kept_in
 from effbench.store.validate import Problem, raise_if, read_records
 
@@ -103,8 +103,8 @@ class Results:
     def _measurement_positions(self, run_ids: list[str]) -> np.ndarray:
         """Where these runs' measurements lie in the store's table, run after run."""
         spans = self.measurements.spans()  # type: ignore[attr-defined]
-        chosen = [np.arange(start, stop) for start, stop in (spans[r] for r in run_ids if r in spans)]
-        return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+        bounds = np.array([spans[r] for r in run_ids if r in spans], np.int64).reshape(-1, 2)
+        return ranges(bounds[:, 0], bounds[:, 1])
 
     def measurement_counts(self, run_ids: list[str]) -> list[int]:
         """How many measurements each run has (its rows of ``measurement_table``), without making their records."""

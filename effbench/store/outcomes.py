@@ -10,16 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from effbench.measure.paired import Aligned, Outcome, align, aligned, outcome
-from effbench.store.rows import text_codes
+from effbench.store.rows import ranges, text_codes
 
 MISSING = -1  # prediction_tokens of a row that has none (a token count is never negative)
-
-
-def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """The row numbers of several (start, stop) ranges, one after the other."""
-    sizes = stops - starts
-    offsets = np.repeat(starts - np.cumsum(sizes) + sizes, sizes)
-    return offsets + np.arange(int(sizes.sum()))
 
 
 def _contiguous(table: pa.Table, spans: dict[str, tuple[int, int]] | None) -> np.ndarray | None:
@@ -109,7 +102,7 @@ class SampleIndex:
         sizes = last - first
         if not sizes.sum():
             return None
-        rows = self._order[_ranges(first, last)]
+        rows = self._order[ranges(first, last)]
         docs, values, weights, filters = (a[rows] for a in (self._docs, self._values, self._weights, self._filters))
         ends = np.cumsum(sizes)
         starts = ends - sizes
@@ -172,7 +165,7 @@ class SampleIndex:
         (run, task, document), the last logged (as a dict keeps it)."""
         codes = np.array([self._run_code.get(run_id, -1) for run_id in run_ids], np.int64)
         first, last = _found(self._run_keys, self._run_starts, self._run_stops, codes)
-        rows = _ranges(first, last)
+        rows = ranges(first, last)
         if self._run_order is not None:
             rows = self._run_order[rows]
         runs = np.repeat(np.arange(len(run_ids)), last - first)

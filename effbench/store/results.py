@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from effbench.errors import EffbenchError
 from effbench.records import SCHEMA_VERSION, MeasurementRow, Record, RunRecord, SampleRow
 from effbench.store.rows import Rows, records
-from effbench.store.snapshot import Read, read_files
+from effbench.store.snapshot import Read, read_files, run_of
 from effbench.store.validate import Problem, check_table, first_of_file, read_conformed
 from effbench.version import __version__
 
@@ -199,7 +199,7 @@ class ResultsStore:
     def _read_table(self, kind: type[Record], runs: set[str] | None, problems: list[Problem]) -> Read:
         """A table's valid files (of ``runs`` only, when given), through the store's snapshot (``snapshot.py``)."""
         folder = self.root / kind.table
-        names = [name for name in parquet_names(folder) if runs is None or name.rsplit(".", 1)[0] in runs]
+        names = [name for name in parquet_names(folder) if runs is None or run_of(name) in runs]
         return read_files(self.root, kind, folder, names, lambda path: self._read_run_file(path, kind, problems))
 
     def read_tables(self) -> tuple[list[RunRecord], Rows[MeasurementRow], Rows[SampleRow], list[Problem]]:

@@ -58,6 +58,13 @@ def equal_spans(codes: np.ndarray) -> list[tuple[int, int]]:
     return list(itertools.pairwise([0, *starts, len(codes)])) if len(codes) else []
 
 
+def ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """The row numbers of several (start, stop) ranges, one after the other, made at once."""
+    sizes = np.asarray(stops, np.int64) - starts
+    offsets = np.repeat(np.asarray(starts, np.int64) - np.cumsum(sizes) + sizes, sizes)
+    return offsets + np.arange(int(sizes.sum()))
+
+
 def run_spans(run_ids: pa.ChunkedArray | pa.Array) -> dict[str, tuple[int, int]]:
     """Where each run's rows lie, (start, stop), in a table whose runs' rows are contiguous."""
     codes, names = text_codes(run_ids)

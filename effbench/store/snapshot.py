@@ -164,7 +164,7 @@ def read_files(
             continue
         table = read_one(folder / name)
         if table is None:
-            bad.add(_stem(name))
+            bad.add(run_of(name))
             continue
         parts.append(table)
         trusted = stat is not None and time.time_ns() - max(stat[1], stat[2]) > RACY_NS
@@ -184,10 +184,10 @@ def read_files(
     return Read(combined, _spans(located), bad)
 
 
-def _stem(name: str) -> str:
+def run_of(name: str) -> str:
     """A file's run id: its name without the suffix."""
     return name.rsplit(".", 1)[0]
 
 
 def _spans(files: list[tuple[str, Stat, int, int]]) -> dict[str, tuple[int, int]]:
-    return {_stem(name): (start, start + rows) for name, _, start, rows in files}
+    return {run_of(name): (start, start + rows) for name, _, start, rows in files}
