@@ -73,6 +73,18 @@ def open_page(driver, path: Path) -> None:
     wait_points(driver)
 
 
+def downloaded(target: Path) -> str:
+    """The text of a download once Chromium has finished it: it reserves the name with an empty file first and
+    writes into ``<name>.crdownload``, renamed over it at the end."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        partial = list(target.parent.glob("*.crdownload")) if target.parent.exists() else []
+        if target.exists() and target.stat().st_size and not partial:
+            return target.read_text(encoding="utf-8")
+        time.sleep(0.1)
+    raise AssertionError(f"{target.name} was not downloaded within 30 s")
+
+
 def wait_points(driver, expected: int | None = None) -> int:
     """The number of points once the chart is drawn (and, if given, shows ``expected`` of them)."""
     deadline = time.monotonic() + 20
@@ -184,11 +196,7 @@ def test_the_table_sorts_and_the_download_holds_the_rows_shown(browser, hostile_
     toggle(browser, "technique", "dtype")
     wait_points(browser, 7)
     browser.find_element("css selector", "#download").click()
-    target = tmp_path / "downloads" / "leaderboard.csv"
-    deadline = time.monotonic() + 10
-    while not target.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(downloaded(tmp_path / "downloads" / "leaderboard.csv"))))
     assert [float(r["Latency (ms)"]) for r in rows] == pytest.approx(latencies(), abs=0.051)  # the order shown
     assert len(rows) == 7 and "dtype(dtype=bf16)" not in {r["Technique"] for r in rows}
     hostile = next(r for r in rows if r["Run"] == "hostile")

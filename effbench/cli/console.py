@@ -10,9 +10,11 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions
 from rich.markup import escape
-from rich.table import Table
+from rich.measure import Measurement
+from rich.table import Column, Table
 
 if TYPE_CHECKING:
     from effbench.present.report import ComparisonTable
@@ -25,6 +27,38 @@ err_console = Console(stderr=True, emoji=False, soft_wrap=not sys.stderr.isatty(
 # Rows a terminal table shows: a store of thousands of runs is read in the files written, not on a terminal.
 SHOWN_ROWS = 50
 SHOWN_TABLES = 3  # comparison tables (one per model, machine and placement)
+
+
+class PlainTable(Table):
+    """A rich table of plain texts whose columns are measured once, from their texts' lengths.
+
+    Rich measures every cell through its renderables, twice when the table is wider than the terminal: most of the
+    time a large report's terminal tables take. Each text measures as rich measures it (its longest word at least,
+    its longest line at most, padding included), so rich lays the table out just the same.
+    """
+
+    def __init__(self, title: str, headers: list[str], rows: list[list[str]], justify: list[str]) -> None:
+        super().__init__(title=escape(title))
+        self.spans: list[tuple[int, int]] = []  # per column: the longest word and the longest line of its texts
+        for index, header in enumerate(headers):
+            self.add_column(escape(header), justify=justify[index])  # type: ignore[arg-type]
+            texts = [header, *(row[index] for row in rows)]
+            lines = [max(map(cell_len, text.splitlines()), default=0) for text in texts]
+            words = [max(map(cell_len, text.split()), default=line) for text, line in zip(texts, lines, strict=True)]
+            self.spans.append((max(words), max(lines)))
+        for row in rows:
+            self.add_row(*map(escape, row))
+
+    def _measure_column(self, console: Console, options: ConsoleOptions, column: Column) -> Measurement:
+        """The column's width range within ``options.max_width``, as ``Table._measure_column`` finds it."""
+        width = options.max_width
+        padding = self._get_padding_width(column._index)
+        if width < 1:
+            return Measurement(0, 0)
+        if width - padding < 1:  # a padded cell wider than the room measures as the room
+            return Measurement(width, width)
+        shortest, longest = self.spans[column._index]
+        return Measurement(min(shortest + padding, width), min(longest + padding, width))
 
 
 def print_table(
@@ -42,12 +76,8 @@ def print_table(
     """
     from effbench.present.report import TEXT_COLUMNS
 
-    view = Table(title=escape(title))
-    for header in headers:
-        view.add_column(escape(header), justify="right" if numeric and header not in TEXT_COLUMNS else "left")
-    for row in rows[:SHOWN_ROWS]:
-        view.add_row(*map(escape, row))
-    console.print(view)
+    justify = ["right" if numeric and header not in TEXT_COLUMNS else "left" for header in headers]
+    console.print(PlainTable(title, headers, rows[:SHOWN_ROWS], justify))
     total = len(rows) if total is None else total
     if total > SHOWN_ROWS:
         console.print(f"  [dim]{escape(f'... and {total - SHOWN_ROWS} more rows in {full}')}[/dim]")
