@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from effbench.api.vocabulary import PHASES, QUALITY, RESOURCES, STAGES
 from effbench.errors import EffbenchError
+from effbench.present import leaderboard
 from effbench.records import PHASE_EVALUATE, MeasurementRow, Record, RunRecord, SampleRow, TaxonomyRow
 from effbench.store.load import Results, load
 from effbench.store.ownership import MANIFEST
@@ -487,9 +488,9 @@ def damaged_store(data: st.DataObject, pristine: Path, folder: Path) -> tuple[Pa
     return root, damage(data, root, STORE_TABLES)
 
 
-def no_plot(board: object, name: str, path: Path) -> None:
+def no_plot(plot: leaderboard.Plot) -> None:
     """A stand-in for the Pareto plot (matplotlib takes 0.1 s a figure): the plots are fuzzed in their own test."""
-    path.write_bytes(b"")
+    plot.path.write_bytes(b"")
 
 
 @fuzz_stores(170)
@@ -508,7 +509,7 @@ def test_damaged_stores_read_their_valid_runs_and_every_command_ends_cleanly(scr
             one_line(str(err))
 
         warned = len(stored.problems) + bool(stored.problems)  # a line per bad file, then how to quarantine them
-        with mock.patch("effbench.present.leaderboard.plot", no_plot):
+        with mock.patch("effbench.present.leaderboard.draw", no_plot):
             for command in (["report"], ["leaderboard", "--out", str(folder / "boards")]):
                 run = cli(*command, "--results", str(root))
                 exit_line(run, (0 if stored.runs else 2,))
@@ -548,7 +549,7 @@ def test_odd_but_valid_rows_are_shown_built_and_compared(scratch, pristine_store
             "dataset build": ["--out", str(folder / "dataset")],
             "compare": ["--against", str(pristine_store)],
         }
-        with mock.patch("effbench.present.leaderboard.plot", no_plot):
+        with mock.patch("effbench.present.leaderboard.draw", no_plot):
             for command, args in commands.items():
                 run = cli(*command.split(), "--results", str(root), *args)
                 exit_line(run, (0 if stored.runs else 2,))

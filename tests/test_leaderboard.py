@@ -132,14 +132,54 @@ def test_plots_drawn_beside_the_tables_are_the_ones_drawn_in_turn(two_machines, 
     assert names[0] == names[1]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(in_turn, beside, strict=True))
 
-    def broken(board, name, path):
-        raise ValueError(f"no room for {name}")
+    def broken(plot: leaderboard.Plot) -> None:
+        raise ValueError(f"no room for {plot.path.stem}")
 
-    monkeypatch.setattr(leaderboard, "plot", broken)
+    monkeypatch.setattr(leaderboard, "draw", broken)
     before = {p: p.read_bytes() for p in beside}
-    with pytest.raises(RuntimeError, match="drawing the leaderboard plots failed: ValueError: no room for latency"):
+    failed = "drawing the leaderboard plots failed: ValueError: no room for pareto-latency"
+    with pytest.raises(RuntimeError, match=failed):
         leaderboard.write(two_machines, boards, tmp_path / "beside")
     assert {p: p.read_bytes() for p in beside} == before
+
+
+def test_the_command_forks_the_plots_process_before_the_boards_and_gives_it_their_plots(two_machines, tmp_path,
+                                                                                        monkeypatch):  # fmt: skip
+    """A large store: matplotlib is imported in a process forked before the boards are made; the plots drawn there
+    are the ones drawn in turn."""
+    from tests.conftest import cli
+
+    monkeypatch.setattr(aside, "LARGE", 0)
+    steps, start, make = [], aside._start, leaderboard.boards
+    monkeypatch.setattr(aside, "_start", lambda *a: steps.append(a[1]) or start(*a))
+    monkeypatch.setattr(leaderboard, "boards", lambda *a: steps.append("boards") or make(*a))
+    assert cli("leaderboard", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "lb")).returncode == 0
+    assert steps == ["drawing the leaderboard plots", "boards", "writing the leaderboard CSVs"]
+    monkeypatch.setattr(aside, "LARGE", 10**9)
+    in_turn = leaderboard.write(two_machines, make(two_machines, COLUMNS), tmp_path / "in-turn")
+    for path in (p for p in in_turn if p.suffix == ".png"):
+        assert (tmp_path / "lb" / path.relative_to(tmp_path / "in-turn")).read_bytes() == path.read_bytes()
+
+
+def test_a_prepared_process_does_its_work_or_ends_when_given_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(aside, "LARGE", 0)
+    done = tmp_path / "done"
+    with aside.Prepared(lambda: None, done.write_text, "writing a test file", 1) as prepared:
+        prepared.alongside("given", lambda: None)
+    assert done.read_text() == "given"
+    with aside.Prepared(lambda: None, done.write_text, "writing a test file", 1) as never:
+        pass  # this process failed first: the prepared one is told and waited for
+    assert never.send.closed and done.read_text() == "given"
+
+    def missing() -> None:
+        raise ImportError("no module named plots")
+
+    shown = []
+    failed = "a failed: ImportError: no module named plots"
+    with pytest.raises(RuntimeError, match=failed), aside.Prepared(missing, done.write_text, "a", 1) as broken:
+        broken.alongside("again", lambda: shown.append(1))
+    assert shown == [1] and done.read_text() == "given"  # what runs here ran; its preparing's error is raised
+    assert not [p for p in aside.multiprocessing.active_children() if p.name.startswith("Fork")]
 
 
 def test_leaderboard_command_reads_a_store_and_keeps_foreign_folders(two_machines, tmp_path):

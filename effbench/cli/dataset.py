@@ -123,17 +123,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     html_page.check_axis(axis)  # before any work
     leaderboard.check_writable(args.out)
     results = load(args.results)
-    boards = leaderboard.boards(results, registry_columns(registry()))
-    page = html_page.page(results, boards, args.results, axis) if args.html else None
+    with leaderboard.plotter(len(results.runs)) as drawing:  # matplotlib imported beside the boards
+        boards = leaderboard.boards(results, registry_columns(registry()))
+        page = html_page.page(results, boards, args.results, axis) if args.html else None
 
-    def show() -> None:  # while the plots are drawn
-        for board in boards:
-            rows = [leaderboard.cells(board, i) for i in range(min(len(board.entries), SHOWN_ROWS))]  # the ones shown
-            title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
-            full = str(args.out / board.fingerprint / "leaderboard.md")
-            print_table(title, leaderboard.headers(board), rows, full=full, total=len(board.entries))
+        def show() -> None:  # while the plots are drawn
+            for board in boards:
+                shown = range(min(len(board.entries), SHOWN_ROWS))
+                rows = [leaderboard.cells(board, i) for i in shown]
+                title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
+                full = str(args.out / board.fingerprint / "leaderboard.md")
+                print_table(title, leaderboard.headers(board), rows, full=full, total=len(board.entries))
 
-    files = leaderboard.write(results, boards, args.out, page, meanwhile=show)
+        files = leaderboard.write(results, boards, args.out, page, show, drawing)
     console.print(escape(f"{len(files)} files written to {args.out}"))
     return 0
 

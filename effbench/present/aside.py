@@ -14,9 +14,10 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+A = TypeVar("A")
 LARGE = 2000  # rows (runs, points) from which an output's parts are made side by side
 BESIDE_NICENESS = 10  # the forked process yields the CPU to its parent when both want it
 
@@ -33,7 +34,60 @@ def side_by_side(beside: Callable[[], None], meanwhile: Callable[[], None], what
         meanwhile()
         beside()
         return
-    wait = _start(beside, what)
+    _together(_start(beside, what), meanwhile)
+
+
+class Prepared(Generic[A]):
+    """``work`` done beside, in a process forked now that readies itself (``prepare``: its imports) while this one
+    goes on, then waits for what to work on: ``alongside`` gives it. Where it does not pay, nothing is forked and
+    ``alongside`` does the work here. A context: leaving it, a process never given work is told so and waited for."""
+
+    def __init__(self, prepare: Callable[[], None], work: Callable[[A], None], what: str, size: int) -> None:
+        self.work = work
+        self.wait: Callable[[], None] | None = None
+        if not _pays(size):
+            return
+        receive, send = multiprocessing.Pipe(duplex=False)
+
+        def child() -> None:
+            send.close()  # this process's copy: the parent's is the only one, so its end is an end of file here
+            prepare()
+            try:
+                given = receive.recv()
+            except EOFError:
+                return  # never given work
+            work(given)
+
+        self.wait, self.send = _start(child, what), send
+        receive.close()
+
+    def alongside(self, given: A, meanwhile: Callable[[], None]) -> None:
+        """``work(given)`` in the prepared process while ``meanwhile`` runs here, as ``side_by_side`` does."""
+        if self.wait is None:
+            meanwhile()
+            self.work(given)
+            return
+        try:
+            self.send.send(given)
+        except OSError:
+            pass  # the process has ended (its preparing failed): waiting for it says why
+        finally:
+            self.send.close()
+        _together(self.wait, meanwhile)
+
+    def __enter__(self) -> Prepared[A]:
+        return self
+
+    def __exit__(self, *raised: object) -> None:
+        if self.wait is not None and not self.send.closed:
+            self.send.close()
+            with contextlib.suppress(Exception):  # what this process raised is what is shown
+                self.wait()
+
+
+def _together(wait: Callable[[], Any], meanwhile: Callable[[], None]) -> None:
+    """``meanwhile``, then ``wait`` for the forked process in any case, raising what it raised unless ``meanwhile``
+    raised first."""
     try:
         meanwhile()
     except BaseException:

@@ -598,58 +598,114 @@ def _bounds(figure: Interval | None) -> tuple[float | None, float | None, float 
     return (figure.value, None, None) if figure.exact else (figure.value, figure.low, figure.high)
 
 
-def plot(board: Board, name: str, path: Path) -> None:
+@dataclass(frozen=True)
+class Plot:
+    """One Pareto plot as it is drawn: made of a board here, drawn where matplotlib is ready (it pickles)."""
+
+    path: Path
+    cost: np.ndarray  # (value, low, high) × points: the resource, 95 % interval
+    score: np.ndarray  # (value, low, high) × points
+    optimal: np.ndarray  # per point, on the Pareto front
+    labels: dict[int, str]  # point -> its label, for the points labelled, in order
+    crowded: bool  # labels and error bars for the Pareto-optimal points only
+    x_label: str
+    y_label: str
+    title: str
+    empty: str  # what the plot says when no run has both figures
+
+
+def plots(board: Board, folder: Path) -> list[Plot]:
+    """The board's Pareto plots, one per frontier, into its machine's folder under ``folder``."""
+    return [_plot(board, name, folder / board.fingerprint / f"pareto-{name}.png") for name in FRONTIERS]
+
+
+def _plot(board: Board, name: str, path: Path) -> Plot:
     """Accuracy score against one resource with 95 % error bars, the Pareto-optimal runs in red."""
+    column = board.frontiers[name]
+    kept, points = board.points[name]
+    front = board.fronts[name]
+    crowded = len(points) > LABELLED_POINTS  # thousands of labels and error bars hide each other
+    one_model = len({e.run.model for e in board.entries}) == 1
+    labels = {
+        at: board.entries[i].run.label if one_model else board.entries[i].label
+        for at, i in enumerate(kept)
+        if not crowded or i in front
+    }
+    score = ", ".join(f"{t} {m}" for t, m in board.scored) or "no shared task"
+    better = "higher" if column.quantity.higher_is_better else "lower"
+    model = f"{board.entries[0].run.model} · " if one_model else ""
+    crowd = " (labels and error bars: Pareto-optimal runs)" * crowded
+    return Plot(
+        path=path,
+        cost=np.array([(c.value, c.low, c.high) for c, _ in points], dtype=float).reshape(-1, 3).T,
+        score=np.array([(s.value, s.low, s.high) for _, s in points], dtype=float).reshape(-1, 3).T,
+        optimal=np.array([i in front for i in kept], dtype=bool),
+        labels=labels,
+        crowded=crowded,
+        x_label=f"{column.header}  ({better} is better; {board.scenario or 'no scenario'})",
+        y_label=textwrap.fill(f"score: mean of {score} (higher is better)", 60),
+        title=f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}{crowd}",
+        empty=f"no run has both a score and {column.name}",
+    )
+
+
+def _import_matplotlib() -> None:
+    """matplotlib with its file-only backend: what a process drawing plots does first."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot  # its import is most of the first plot's time
+
+
+def draw(plot: Plot) -> None:
+    """The plot as a PNG at its path."""
+    _import_matplotlib()
     import matplotlib.pyplot as plt
 
     with plt.rc_context({"text.parse_math": False}):  # a '$' in a model or machine name is text, not math
-        column = board.frontiers[name]
-        kept, points = board.points[name]
         fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
-        front = board.fronts[name]
-        xs = [cost.value for cost, _ in points]
-        middle = (min(xs) + max(xs)) / 2 if points else 0.0
-        crowded = len(points) > LABELLED_POINTS  # thousands of labels and error bars hide each other
+        xs = plot.cost[0]
+        middle = (xs.min() + xs.max()) / 2 if xs.size else 0.0
         for on, color, legend in ((True, "tab:red", "Pareto-optimal"), (False, "tab:gray", "dominated")):
-            chosen = [p for i, p in zip(kept, points, strict=True) if (i in front) == on]
-            if chosen and crowded and not on:  # a cloud of points: its intervals are in leaderboard.csv
-                ax.plot([c.value for c, _ in chosen], [s.value for _, s in chosen], "o", markersize=5, color=color,
-                        markeredgecolor="black", markeredgewidth=0.3, alpha=0.6, zorder=2, label=legend)  # fmt: skip
-            elif chosen:
+            chosen = plot.optimal == on
+            cost, score = plot.cost[:, chosen], plot.score[:, chosen]
+            if chosen.any() and plot.crowded and not on:  # a cloud of points: its intervals are in leaderboard.csv
+                ax.plot(cost[0], score[0], "o", markersize=5, color=color, markeredgecolor="black",
+                        markeredgewidth=0.3, alpha=0.6, zorder=2, label=legend)  # fmt: skip
+            elif chosen.any():
                 ax.errorbar(
-                    [c.value for c, _ in chosen], [s.value for _, s in chosen],
-                    xerr=[[c.value - c.low for c, _ in chosen], [c.high - c.value for c, _ in chosen]],
-                    yerr=[[s.value - s.low for _, s in chosen], [s.high - s.value for _, s in chosen]],
+                    cost[0], score[0], xerr=[cost[0] - cost[1], cost[2] - cost[0]],
+                    yerr=[score[0] - score[1], score[2] - score[0]],
                     fmt="o", markersize=8, color=color, markeredgecolor="black", markeredgewidth=0.5,
                     ecolor=color, elinewidth=1, capsize=3, zorder=3, label=f"{legend} (95 % intervals)",
                 )  # fmt: skip
-        one_model = len({e.run.model for e in board.entries}) == 1
-        for i, (cost, figure) in zip(kept, points, strict=True):
-            if crowded and i not in front:
-                continue
-            right = cost.value <= middle  # labels point inwards so they stay inside the figure
-            text = board.entries[i].run.label if one_model else board.entries[i].label
-            ax.annotate(text, (cost.value, figure.value), textcoords="offset points", xytext=(6 if right else -6, 6),
+        for at, text in plot.labels.items():
+            right = xs[at] <= middle  # labels point inwards so they stay inside the figure
+            ax.annotate(text, (xs[at], plot.score[0, at]), textcoords="offset points", xytext=(6 if right else -6, 6),
                         ha="left" if right else "right", fontsize=8)  # fmt: skip
-        if points:
+        if xs.size:
             ax.legend(loc="best")
         else:
-            ax.text(0.5, 0.5, f"no run has both a score and {column.name}", ha="center", transform=ax.transAxes)
-        score = ", ".join(f"{t} {m}" for t, m in board.scored) or "no shared task"
-        better = "higher" if column.quantity.higher_is_better else "lower"
-        ax.set_xlabel(f"{column.header}  ({better} is better; {board.scenario or 'no scenario'})")
-        ax.set_ylabel(textwrap.fill(f"score: mean of {score} (higher is better)", 60), fontsize=9)
-        model = f"{board.entries[0].run.model} · " if one_model else ""
-        labels = " (labels and error bars: Pareto-optimal runs)" * crowded
-        ax.set_title(f"{model}accuracy vs {name} — {board.machine}\nhardware {board.fingerprint}{labels}", fontsize=10)
+            ax.text(0.5, 0.5, plot.empty, ha="center", transform=ax.transAxes)
+        ax.set_xlabel(plot.x_label)
+        ax.set_ylabel(plot.y_label, fontsize=9)
+        ax.set_title(plot.title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.margins(0.15)
         fig.tight_layout()
-        fig.savefig(path, pil_kwargs={"compress_level": PNG_COMPRESSION})
+        fig.savefig(plot.path, pil_kwargs={"compress_level": PNG_COMPRESSION})
         plt.close(fig)
+
+
+def plotter(runs: int) -> aside.Prepared[list[Plot]]:
+    """What draws a leaderboard's plots: for a store of ``runs`` runs, a process forked now that imports matplotlib
+    while the boards are made (``aside.Prepared``)."""
+    return aside.Prepared(_import_matplotlib, _draw_all, "drawing the leaderboard plots", runs * len(FRONTIERS))
+
+
+def _draw_all(every: list[Plot]) -> None:
+    for plot in every:
+        draw(plot)
 
 
 def check_writable(out: Path) -> None:
@@ -671,23 +727,18 @@ def _write_csvs(built: list[Board], folder: Path) -> None:
         (folder / board.fingerprint / "leaderboard.csv").write_text(to_csv(board), encoding="utf-8")
 
 
-def _draw(built: list[Board], folder: Path) -> None:
-    """Every board's Pareto plots, into its machine's folder."""
-    for board in built:
-        for name in FRONTIERS:
-            plot(board, name, folder / board.fingerprint / f"pareto-{name}.png")
-
-
 def write(
     results: Results,
     built: list[Board],
     out: Path,
     page: str | None = None,
     meanwhile: Callable[[], None] | None = None,
+    drawing: aside.Prepared[list[Plot]] | None = None,
 ) -> list[Path]:
     """Write the README.md index, per machine leaderboard.md/.csv and Pareto PNGs, and the interactive page when
     given (``html_page.page``), as one folder; returns them. ``meanwhile`` (what a command shows: its terminal
-    tables) runs while the plots are drawn, before the files are in place."""
+    tables) runs while the plots are drawn (by ``drawing``, made before the boards, else ``plotter`` now), before
+    the files are in place."""
     suites = ", ".join(sorted({r.suite or "?" for r in results.runs}))
     lines = [
         TITLE,
@@ -709,7 +760,6 @@ def write(
     def render(folder: Path) -> None:
         for board in built:
             (folder / board.fingerprint).mkdir()
-        plotted = sum(len(kept) for board in built for kept, _ in board.points.values())
 
         def markdown() -> None:
             for board in built:
@@ -722,7 +772,8 @@ def write(
             rows = sum(len(board.entries) for board in built)
             aside.side_by_side(lambda: _write_csvs(built, folder), markdown, "writing the leaderboard CSVs", rows)
 
-        aside.side_by_side(lambda: _draw(built, folder), tables, "drawing the leaderboard plots", plotted)
+        every = [plot for board in built for plot in plots(board, folder)]
+        (drawing or plotter(len(results.runs))).alongside(every, tables)
         (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         if page is not None:
             (folder / "leaderboard.html").write_text(page, encoding="utf-8")
