@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TextIO, overload
 
 import numpy as np
 import pyarrow as pa
@@ -1060,9 +1060,14 @@ def _write_details_part(table: ComparisonTable, sink: pa.NativeFile) -> None:
     pa_csv.write_csv(pa.table(columns), sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
 
 
-def _write_csv_parts(table: ComparisonTable, details: pa.NativeFile, summary: pa.NativeFile) -> None:
+def _write_parts(
+    table: ComparisonTable, details: pa.NativeFile, summary: pa.NativeFile, texts: dict[TextIO, str], before: str
+) -> None:
+    """A table's part of each file: its CSV lines, then its texts (after ``before``, the separator)."""
     _write_details_part(table, details)
     _write_csv_part(table, summary)
+    for file, text in texts.items():
+        file.write(before + text)
 
 
 REPORT = Output(
@@ -1094,30 +1099,29 @@ def write(
 ) -> dict[str, Path]:
     """Write report.md, .tex, .csv and report-measurements.csv atomically, never over a file effbench did not write.
 
-    Each table is written as soon as it is built (``Tables`` builds them as they are reached): its CSV lines by
-    Arrow's writer on a thread (it lets go of the GIL), its texts here. ``meanwhile`` (what a command shows: its
-    terminal tables) is given the first ``shown`` tables and how many there are; on a large store it runs in a
-    forked process as soon as they are built, beside the rest; in any case before a file is in place.
+    Each table is written as soon as it is built (``Tables`` builds them as they are reached), on a thread: its CSV
+    lines by Arrow's writer, its Markdown and LaTeX made here (the writes let go of the GIL). ``meanwhile`` (what a
+    command shows: its terminal tables) is given the first ``shown`` tables and how many there are; on a large store
+    it runs in a forked process as soon as they are built, beside the rest; in any case before a file is in place.
     """
     runs = tables.runs if isinstance(tables, Tables) else sum(table.runs for table in tables)
     with (
         replaced_files(folder, REPORT, REPORT_FILES) as staged,  # refused before any work: check_writable's check
         pa.OSFile(str(staged / "report-measurements.csv"), "wb") as details,
         pa.OSFile(str(staged / "report.csv"), "wb") as summary,
-        ThreadPoolExecutor(1) as arrow,  # one thread: each file's tables in order
+        (staged / "report.md").open("w", encoding="utf-8") as markdown,
+        (staged / "report.tex").open("w", encoding="utf-8") as latex,
+        ThreadPoolExecutor(1) as writer,  # one thread: each file's tables in order
     ):
         details.write(DETAILS_HEADER)
         remaining = iter(tables)
         first = list(itertools.islice(remaining, shown)) if meanwhile is not None else []
-        markdown: list[str] = []
-        latex: list[str] = []
 
         def every_table() -> None:  # the first ones' lines too: nothing ran on a thread when the process forked
             written = []
-            for table in itertools.chain(first, remaining):
-                written.append(arrow.submit(_write_csv_parts, table, details, summary))
-                markdown.append(to_markdown(table))
-                latex.append(to_latex(table))
+            for index, table in enumerate(itertools.chain(first, remaining)):
+                texts = {markdown: to_markdown(table), latex: to_latex(table)}
+                written.append(writer.submit(_write_parts, table, details, summary, texts, "\n" * (index > 0)))
             for done in written:
                 done.result()
 
@@ -1126,6 +1130,4 @@ def write(
         else:
             total = len(tables)
             aside.side_by_side(lambda: meanwhile(first, total), every_table, "showing the report's tables", runs)
-        (staged / "report.md").write_text("\n".join(markdown), encoding="utf-8")
-        (staged / "report.tex").write_text("\n".join(latex), encoding="utf-8")
     return {name: folder / name for name in REPORT_FILES}
