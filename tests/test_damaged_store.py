@@ -68,6 +68,16 @@ def _named_once(output: str) -> None:
         assert reason in next(line for line in output.splitlines() if name in line)
 
 
+def test_a_column_given_twice_is_named_and_its_run_skipped(tmp_path):
+    root = synthetic_store(tmp_path / "store").root
+    path = root / "measurements" / "hwA-1.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.append_column(pa.field("value", pa.float64()), table.column("value")), path)
+    results = load(root)
+    assert [str(p) for p in results.problems] == ["measurements/hwA-1.parquet: column 'value' given more than once"]
+    assert "hwA-1" not in {run.run_id for run in results.runs} and len(results.runs) == 3
+
+
 def test_load_returns_the_valid_runs_and_one_problem_per_bad_file(damaged):
     results = load(damaged)
     assert sorted(run.run_id for run in results.runs) == sorted(VALID)
