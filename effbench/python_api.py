@@ -166,7 +166,7 @@ class Results(loader.Results):
             Table(
                 f"{b.machine} ({b.fingerprint}; {b.scenario or 'no scenario'})",
                 leaderboard.headers(b),
-                [leaderboard.cells(b, i) for i in range(len(b.entries))],
+                leaderboard.rows(b),
                 [leaderboard.scenario_note(b.scenario)],
             )
             for b in boards

@@ -129,8 +129,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
         def show() -> None:  # while the plots are drawn
             for board in boards:
-                shown = range(min(len(board.entries), SHOWN_ROWS))
-                rows = [leaderboard.cells(board, i) for i in shown]
+                rows = leaderboard.rows(board, SHOWN_ROWS)
                 title = f"{board.machine} ({board.fingerprint}; {board.scenario or 'no scenario'})"
                 full = str(args.out / board.fingerprint / "leaderboard.md")
                 print_table(title, leaderboard.headers(board), rows, full=full, total=len(board.entries))

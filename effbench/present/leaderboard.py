@@ -28,7 +28,7 @@ from effbench.api.metric import Quantity
 from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval, Point
 from effbench.present import aside
-from effbench.present.columns import Column, candidates, fmt, stored_column
+from effbench.present.columns import Column, candidates, fmt_each, stored_column
 from effbench.present.report import (
     GATE_NOTE,
     SEPARATE_COLUMNS_NOTE,
@@ -480,20 +480,30 @@ def headers(board: Board) -> list[str]:
     ]
 
 
-def cells(board: Board, index: int) -> list[str]:
-    """One leaderboard row as text."""
-    e = board.entries[index]
-    quality = [e.quality.get(t) for t in board.tasks]
-    return [
-        board.rank_text(index),
-        e.label,
-        *(fmt(q.value, 3, q.stderr) if q else "–" for q in quality),
-        _score_text(e.score),
-        *(e.gates.get(name) or "–" for name in GATES),
-        *(_figure_text(c, e.interval(c)) for c in headline(board.columns)),
-        board.frontier_names(index) or "–",
-        e.run.run_id,
-    ]
+def rows(board: Board, count: int | None = None) -> list[list[str]]:
+    """The board's first ``count`` rows as text (every row by default), made a column at a time."""
+    shown = board.entries[:count]
+    columns = [[board.rank_text(i) for i in range(len(shown))], [e.label for e in shown]]
+    for task in board.tasks:
+        quality = [e.quality.get(task) for e in shown]
+        columns.append(fmt_each([q and q.value for q in quality], 3, [q and q.stderr for q in quality]))
+    columns.append(_scores_text([e.score for e in shown]))
+    columns += [[e.gates.get(name) or "–" for e in shown] for name in GATES]
+    columns += [_intervals_text([e.interval(c) for e in shown], c.format_each) for c in headline(board.columns)]
+    columns.append([board.frontier_names(i) or "–" for i in range(len(shown))])
+    columns.append([e.run.run_id for e in shown])
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def _intervals_text(figures: list[Interval | None], formatted: Callable[..., list[str]]) -> list[str]:
+    """Figures with half their 95 % interval (none where exact), "–" where missing: ``formatted`` of the lot."""
+    values = [None if f is None else f.value for f in figures]
+    return formatted(values, spreads=[None if f is None or f.exact else (f.high - f.low) / 2 for f in figures])
+
+
+def _scores_text(scores: list[Interval | None]) -> list[str]:
+    """Scores with half their 95 % interval."""
+    return _intervals_text(scores, partial(fmt_each, digits=3))
 
 
 RANK_NOTE = (
@@ -502,20 +512,6 @@ RANK_NOTE = (
     "another is better beyond the intervals on one axis and not worse beyond them on the other, and optimal runs "
     "whose intervals overlap on both axes are ties (`tie: #k`)."
 )
-
-
-def _score_text(figure: Interval | None) -> str:
-    """The score with half its 95 % interval."""
-    if figure is None:
-        return "–"
-    return fmt(figure.value, 3, None if figure.exact else (figure.high - figure.low) / 2)
-
-
-def _figure_text(column: Column, figure: Interval | None) -> str:
-    """A resource figure with half its 95 % interval, as the report shows it."""
-    if figure is None:
-        return "–"
-    return column.format(figure.value, None if figure.exact else (figure.high - figure.low) / 2)
 
 
 def scenario_note(scenario: str | None) -> str:
@@ -538,7 +534,7 @@ def to_markdown(board: Board) -> str:
         "",
         f"{RANK_NOTE} {GATE_NOTE}.",
         "",
-        markdown_table(headers(board), [cells(board, i) for i in range(len(board.entries))]),
+        markdown_table(headers(board), rows(board)),
     ]
     lines += [f"![accuracy vs {name}](pareto-{name}.png)" for name in FRONTIERS]
     return "\n".join(lines) + "\n"
@@ -755,7 +751,7 @@ def write(
         best = board.entries[0]
         lines.append(
             f"- [{md(board.machine)}]({board.fingerprint}/leaderboard.md) ({md_code(board.fingerprint)}): "
-            f"{len(board.entries)} runs; top score {_score_text(best.score)} by {md(best.label)}"
+            f"{len(board.entries)} runs; top score {_scores_text([best.score])[0]} by {md(best.label)}"
         )
 
     def render(folder: Path) -> None:
