@@ -703,7 +703,8 @@ def _table(
     notes.insert(2, GATE_NOTE)
     if paired_columns:
         notes.insert(3, PAIRED_NOTE)
-    if any(text.endswith(f" {NOT_SIGNIFICANT_MARK}") for column in cell_columns for text in column.text):
+    quiet = itertools.repeat(f" {NOT_SIGNIFICANT_MARK}")
+    if any(any(map(str.endswith, column.text, quiet)) for column in cell_columns):  # map: no Python call per text
         notes.append(NOT_SIGNIFICANT_NOTE)
     if repaid:
         notes.append(breakeven.NOTE)
