@@ -818,12 +818,13 @@ def _resource_cells(
         quiet = exact & ~decisions.significant(low, high)
         if b.step is None and base_index is not None:
             quiet[base_index] = False  # the baseline's own cell: b itself
-        texts = [missing] * runs
         at = np.flatnonzero(shown)
         shown_texts = column.format_each(value[at].tolist(), [None] * len(at)) if printed else [""] * len(at)
-        marks = zip(at.tolist(), shown_texts, flagged[at].tolist(), quiet[at].tolist(), strict=True)
-        for run, text, unstable, not_significant in marks:
-            texts[run] = text + (mark * unstable + quiet_mark * not_significant) * printed
+        if printed and (flagged[at].any() or quiet[at].any()):
+            marks = zip(shown_texts, flagged[at].tolist(), quiet[at].tolist(), strict=True)
+            shown_texts = [text + mark * unstable + quiet_mark * not_significant for text, unstable, not_significant
+                           in marks]  # fmt: skip
+        texts = _placed(shown_texts, at, runs, missing)
         cells = {name: pa.nulls(runs, pa.float64()) for name in CELL_FIGURES}
         cells |= {"value": pa.array(value, mask=~shown), "ci_low": pa.array(low, mask=~exact)}
         cells["ci_high"] = pa.array(high, mask=~exact)
@@ -835,16 +836,16 @@ def _resource_cells(
     spread = np.where(bounded, (high - low) / 2, stderr)
     flagged = np.where(null["cv"], 0.0, numbers["cv"]) > unstable_cv  # a missing CV counts as 0, a NaN one never
     present = found.present
-    texts = [missing] * len(present)
     at = np.flatnonzero(present)
     if printed:
         halves = _listed(spread[at], ~bounded[at] & null["stderr"][at])
         shown = column.format_each(value[at].tolist(), halves)
-        for run, text, unstable in zip(at.tolist(), shown, flagged[at].tolist(), strict=True):
-            texts[run] = text + mark if unstable else text
+        if flagged[at].any():
+            marked = zip(shown, flagged[at].tolist(), strict=True)
+            shown = [text + mark if unstable else text for text, unstable in marked]
     else:
-        for run in at.tolist():
-            texts[run] = ""
+        shown = [""] * len(at)
+    texts = _placed(shown, at, len(present), missing)
     cells = {
         "value": pa.array(value, mask=~present),
         "stderr": pa.array(stderr, mask=null["stderr"]),
@@ -853,6 +854,15 @@ def _resource_cells(
         "cv": pa.array(numbers["cv"], mask=null["cv"]),
     }
     return CellColumn(texts, cells, flagged & present)
+
+
+def _placed(texts: list[str], at: np.ndarray, count: int, missing: str) -> list[str]:
+    """``count`` texts: ``texts`` at the positions ``at`` (increasing), ``missing`` elsewhere."""
+    if len(at) == count:
+        return texts
+    out = np.full(count, missing, dtype=object)
+    out[at] = texts
+    return out.tolist()
 
 
 MARKDOWN_SWAPS = {c: "\\" + c for c in "\\`*[]<|"}  # code, emphasis, links, HTML tags, cells; the backslash first
