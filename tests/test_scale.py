@@ -20,7 +20,7 @@ from effbench.records import MeasurementRow, SampleRow
 from effbench.store import comparisons, outcomes, snapshot
 from effbench.store.load import Results, load
 from effbench.store.results import ResultsStore, to_table
-from effbench.store.rows import Rows, run_spans
+from effbench.store.rows import SHORT, Rows, python_values, run_spans
 from tests.conftest import cli
 from tests.store_helpers import COLUMNS, measurement, measurements, run_row, samples, two_machine_store
 
@@ -83,6 +83,25 @@ def test_an_unchanged_store_is_read_from_its_snapshot_alone_and_a_change_after_i
     store.write_run(run_row("hwB-2", "dtype", {"dtype": "bf16"}), [measurement("latency", 7.0, "ms", "computation")])
     _, rows, _, _ = _read(store.root)
     assert sorted(opened) == ["hwB-2.parquet"] * 3 and [m.value for m in rows if m.run_id == "hwB-2"] == [7.0]
+
+
+@pytest.mark.parametrize("length", [0, 1, SHORT - 1, SHORT, 3 * SHORT])
+def test_python_values_are_to_pylists_short_or_long(length):
+    rng = np.random.default_rng(length)
+    nulls = rng.random(length) < 0.3
+    floats = rng.normal(size=length)
+    floats[rng.random(length) < 0.1] = np.nan
+    columns = [
+        pa.array(rng.choice(["a", "b", "é", ""], length).tolist(), mask=nulls),
+        pa.array(floats, mask=nulls),
+        pa.array(rng.integers(-5, 5, length), mask=nulls),
+        pa.array(rng.random(length) < 0.5, mask=nulls),
+        pa.chunked_array([pa.array(floats[: length // 2]), pa.array(floats[length // 2 :])], pa.float64()),
+    ]
+    for column in columns:
+        values, expected = python_values(column), column.to_pylist()
+        assert [type(v) for v in values] == [type(v) for v in expected]
+        assert [repr(v) for v in values] == [repr(v) for v in expected]  # NaN as NaN, None as None
 
 
 def test_a_process_beside_yields_the_cpu_to_its_parent():

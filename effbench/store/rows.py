@@ -29,18 +29,24 @@ def text_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str
     return pc.fill_null(encoded.indices, len(distinct) - 1).to_numpy(zero_copy_only=False), distinct
 
 
+SHORT = 64  # values below which a column's ``to_pylist`` is quicker than the conversions' fixed cost (a run's row)
+
+
 def python_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
     """A column's values as Python objects, as ``to_pylist`` gives them, without its per-value cost for text
     (made once per distinct value) and numbers (through numpy)."""
+    if len(column) < SHORT:
+        return column.to_pylist()
     kind = column.type
     if pa.types.is_string(kind):
         codes, distinct = text_codes(column)
         return np.array(distinct, dtype=object)[codes].tolist()  # one object per distinct value, shared
     if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         filled = pc.fill_null(column, pa.scalar(0 if not pa.types.is_boolean(kind) else False, kind))
+        numbers = filled.to_numpy(zero_copy_only=False)  # an array of booleans is bits: copied
         if not column.null_count:
-            return filled.to_numpy().tolist()
-        values = filled.to_numpy().astype(object)  # Python numbers, as tolist makes them
+            return numbers.tolist()
+        values = numbers.astype(object)  # Python numbers, as tolist makes them
         values[column.is_null().to_numpy(zero_copy_only=False)] = None
         return values.tolist()
     return column.to_pylist()
