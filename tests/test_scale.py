@@ -5,6 +5,7 @@ paths give."""
 import gc
 import math
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -70,6 +71,36 @@ def test_a_read_through_the_snapshot_gives_what_reading_every_file_gives(store, 
     assert sorted(r.run_id for r in runs) == [f"hw{m}-{i}" for m in "AB" for i in range(4)]
     assert problems == ["measurements/bad.parquet: truncated Parquet file (its footer is missing)"]
     assert len(rows) == 8 * 7 and len(outcomes) == 8 * 150 and {m.run_id for m in rows} == {r.run_id for r in runs}
+
+
+def test_many_files_are_read_half_by_a_forked_process_with_the_same_rows_and_problems(store, monkeypatch):
+    """A first read of many files: the second half of each table's by a forked process (where no other thread runs),
+    the same runs, rows and problems in the same order as read here, a bad file in either half."""
+    (store.root / "samples" / "hwB-3.parquet").write_bytes(b"")  # the first half has bad.parquet
+    monkeypatch.setattr(aside, "LARGE", 10**9)
+    here = _read(store.root)
+    assert here[3] == [
+        "measurements/bad.parquet: truncated Parquet file (its footer is missing)",
+        "samples/hwB-3.parquet: empty file",
+    ]
+    monkeypatch.setattr(aside, "LARGE", 0)
+    forks, start = [], aside._start
+    monkeypatch.setattr(aside, "_start", lambda *a: forks.append(a[1]) or start(*a))
+    for other_thread in (False, True):
+        shutil.rmtree(snapshot.snapshot_folder(store.root))  # every file read again
+        forks.clear()
+        busy = threading.Event()
+        thread = threading.Thread(target=busy.wait)
+        if other_thread:
+            thread.start()
+        forked = threading.active_count() == 1  # a fork copies no thread, nor what one holds: read here then
+        try:
+            assert _read(store.root) == here
+        finally:
+            busy.set()
+            if other_thread:
+                thread.join()
+        assert forks == ["reading the store's files"] * 3 * forked  # runs, measurements, samples
 
 
 def test_an_unchanged_store_is_read_from_its_snapshot_alone_and_a_change_after_is_seen(tmp_path, settled, monkeypatch):

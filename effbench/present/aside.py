@@ -15,10 +15,12 @@ import contextlib
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 A = TypeVar("A")
 LARGE = 2000  # rows (runs, points) from which an output's parts are made side by side
 BESIDE_NICENESS = 10  # the forked process yields the CPU to its parent when both want it
@@ -87,16 +89,28 @@ class Prepared(Generic[A]):
                 self.wait()
 
 
-def _together(wait: Callable[[], Any], meanwhile: Callable[[], None]) -> None:
-    """``meanwhile``, then ``wait`` for the forked process in any case, raising what it raised unless ``meanwhile``
-    raised first."""
+def in_halves(work: Callable[[Sequence[T]], U], items: Sequence[T], what: str) -> list[U]:
+    """``work`` of each half of ``items``, in order: the second half's by a forked process on the other core while
+    this one does the first, where there are many items and this process runs no other thread (a fork copies none,
+    nor what they hold), else both here."""
+    half = len(items) // 2
+    if not _pays(len(items)) or threading.active_count() > 1:
+        return [work(items[:half]), work(items[half:])]
+    first: list[U] = []
+    second = _together(_start(lambda: work(items[half:]), what), lambda: first.append(work(items[:half])))
+    return [*first, second]
+
+
+def _together(wait: Callable[[], T], meanwhile: Callable[[], None]) -> T:
+    """``meanwhile``, then ``wait`` for the forked process in any case: what it returned, or what it raised unless
+    ``meanwhile`` raised first."""
     try:
         meanwhile()
     except BaseException:
         with contextlib.suppress(Exception):
             wait()
         raise
-    wait()
+    return wait()
 
 
 def _start(work: Callable[[], T], what: str) -> Callable[[], T]:

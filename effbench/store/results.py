@@ -177,8 +177,8 @@ class ResultsStore:
         self._claim()
         _write_atomic(data, self.reference_path(key))
 
-    def _read_run_file(self, path: Path, kind: type[Record], problems: list[Problem]) -> pa.Table | None:
-        """The rows of one run's file, or None (its one problem added) when it is bad or holds another run's rows."""
+    def _read_run_file(self, path: Path, kind: type[Record]) -> pa.Table | Problem:
+        """The rows of one run's file, or its one problem when it is bad or holds another run's rows."""
         found: list[Problem] = []
         where = path.relative_to(self.root).as_posix()
         table = read_conformed(path, kind, self.root, found)
@@ -192,15 +192,16 @@ class ResultsStore:
         elif not found and kind is RunRecord and rows != 1:
             found.append(Problem(where, f"holds {rows} runs rows, expected one"))
         if found:
-            problems.append(first_of_file(found))
-            return None
+            return first_of_file(found)
         return table
 
     def _read_table(self, kind: type[Record], runs: set[str] | None, problems: list[Problem]) -> Read:
         """A table's valid files (of ``runs`` only, when given), through the store's snapshot (``snapshot.py``)."""
         folder = self.root / kind.table
         names = [name for name in parquet_names(folder) if runs is None or run_of(name) in runs]
-        return read_files(self.root, kind, folder, names, lambda path: self._read_run_file(path, kind, problems))
+        read = read_files(self.root, kind, folder, names, lambda path: self._read_run_file(path, kind))
+        problems += read.problems
+        return read
 
     def read_tables(self) -> tuple[list[RunRecord], Rows[MeasurementRow], Rows[SampleRow], list[Problem]]:
         """The valid runs with their measurements and samples (records made when used), and one problem per bad file,

@@ -6,10 +6,10 @@ folder (``snapshots/<store key>/<table>.arrow``, Arrow's IPC format uncompressed
 ``datasets`` keeps its cache: the rows are used where the page cache holds them, with no copy or decompression and
 no fresh memory to zero; LZ4 in format 2, Parquet in format 1): the rows of every valid file in file order, and in its
 metadata each file's name, size, modification time and inode as they were before it was read. A file whose stat
-differs (rewritten, replaced, new) is read and checked by itself, one that is gone is dropped; a bad file is never
-in it (it is read, and reported, every time). A snapshot of another effbench or schema version, or one that does
-not read, is ignored and rebuilt; the stores read most recently keep theirs. Writing it is best effort: where the
-cache cannot be written, the store is read file by file.
+differs (rewritten, replaced, new) is read and checked by itself (many, half by a forked process), one that is gone
+is dropped; a bad file is never in it (it is read, and reported, every time). A snapshot of another effbench or
+schema version, or one that does not read, is ignored and rebuilt; the stores read most recently keep theirs.
+Writing it is best effort: where the cache cannot be written, the store is read file by file.
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from effbench.measure.accuracy import cache_folder
+from effbench.present import aside
 from effbench.records import SCHEMA_VERSION, Record
+from effbench.store.validate import Problem
 from effbench.version import __version__
 
 SNAPSHOTS = "snapshots"
@@ -129,20 +132,22 @@ def save_snapshot(folder: Path, kind: type[Record], table: pa.Table, files: list
 
 @dataclass(frozen=True)
 class Read:
-    """The valid rows of a table's files, in file order, and where each file's rows lie."""
+    """The valid rows of a table's files, in file order, where each file's rows lie, and the bad files."""
 
     table: pa.Table
     spans: dict[str, tuple[int, int]]  # file stem -> (start, stop)
     bad: set[str]  # stems of the files read_one refused
+    problems: list[Problem]  # why, in file order
 
 
-def read_files(
-    root: Path, kind: type[Record], folder: Path, names: list[str], read_one: Callable[[Path], pa.Table | None]
-) -> Read:
+ReadOne = Callable[[Path], "pa.Table | Problem"]  # a file's rows, or why it is bad
+
+
+def read_files(root: Path, kind: type[Record], folder: Path, names: list[str], read_one: ReadOne) -> Read:
     """The rows of the files ``names`` in ``folder`` (one table's of the store ``root``, sorted): from its snapshot
-    where a file is unchanged since, else through ``read_one`` (None for a bad file, left out); the snapshot is
-    rewritten when that changed. When no file changed (their names and stats as the snapshot holds them), the
-    snapshot is used as it is, without a look at each file's entry."""
+    where a file is unchanged since, else through ``read_one`` (a bad file's problem, its file left out); the
+    snapshot is rewritten when that changed. When no file changed (their names and stats as the snapshot holds them),
+    the snapshot is used as it is, without a look at each file's entry."""
     cache = snapshot_folder(root) if names else None
     snapshot = load_snapshot(cache, kind) if cache else None
     if cache and snapshot:
@@ -151,20 +156,23 @@ def read_files(
     stats = _stats(folder, names)  # before reading: a file replaced meanwhile is read again next time
     known = snapshot.files if snapshot else []
     if snapshot is not None and [n for n, *_ in known] == names and [stat for _, stat, *_ in known] == stats:
-        return Read(snapshot.table, _spans(known), set())
+        return Read(snapshot.table, _spans(known), set(), [])
     entries = {name: (stat, start, rows) for name, stat, start, rows in known}
+    unchanged = {name for name, stat in zip(names, stats, strict=True) if stat and entries.get(name, [None])[0] == stat}
+    changed = [name for name in names if name not in unchanged]
+    read = dict(zip(changed, _read_each(folder, changed, read_one), strict=True))
     parts: list[pa.Table] = [snapshot.table] if snapshot else []
     offset = snapshot.table.num_rows if snapshot else 0
     located: list[tuple[str, Stat, int, int]] = []  # (name, stat, first row in the parts, rows)
-    bad = set()
+    bad, problems = set(), []
     for name, stat in zip(names, stats, strict=True):
-        entry = entries.get(name)
-        if stat is not None and entry is not None and entry[0] == stat:
-            located.append((name, *entry))
+        if name in unchanged:
+            located.append((name, *entries[name]))
             continue
-        table = read_one(folder / name)
-        if table is None:
+        table = read[name]
+        if isinstance(table, Problem):
             bad.add(run_of(name))
+            problems.append(table)
             continue
         parts.append(table)
         trusted = stat is not None and time.time_ns() - max(stat[1], stat[2]) > RACY_NS
@@ -181,7 +189,33 @@ def read_files(
         located = placed
         if cache:
             save_snapshot(cache, kind, combined, located)
-    return Read(combined, _spans(located), bad)
+    return Read(combined, _spans(located), bad, problems)
+
+
+def _read_each(folder: Path, names: list[str], read_one: ReadOne) -> list[pa.Table | Problem]:
+    """``read_one`` of each file, in order: many (a store read for the first time) half here and half by a forked
+    process on the other core (``aside.in_halves``: the checks are Python's, a thread would wait for this one)."""
+    halves = aside.in_halves(partial(_packed, folder, read_one=read_one), names, "reading the store's files")
+    return [read for table, counts in halves for read in _unpacked(table, counts)]
+
+
+def _packed(folder: Path, names: Sequence[str], read_one: ReadOne) -> tuple[pa.Table | None, list[int | Problem]]:
+    """The files' rows as one table (one object to send back from a process), and each file's rows or problem."""
+    read = [read_one(folder / name) for name in names]
+    tables = [table for table in read if not isinstance(table, Problem)]
+    counts = [table if isinstance(table, Problem) else table.num_rows for table in read]
+    return (pa.concat_tables(tables).combine_chunks() if tables else None), counts
+
+
+def _unpacked(table: pa.Table | None, counts: list[int | Problem]) -> Iterator[pa.Table | Problem]:
+    """Each file's rows (a slice of ``table``) or problem, as ``_packed`` packed them."""
+    start = 0
+    for count in counts:
+        if isinstance(count, Problem):
+            yield count
+            continue
+        yield table.slice(start, count)  # type: ignore[union-attr]
+        start += count
 
 
 def run_of(name: str) -> str:
