@@ -14,7 +14,7 @@ LAYERS = (
     ("reference",),  # the offline micro world: corpus, tasks, reference models
     ("measure",),  # accuracy, load scenarios, statistics, energy counters, windows
     ("train",),  # training data and the bounded training loop of a run's train phase
-    ("store",),  # the results store and its one loader
+    ("store", "aside"),  # the results store and its one loader; work done beside, in a forked process
     ("plugins", "modeling"),  # the plugin host; public helpers for technique authors
     ("run",),  # plans, the pipeline of a run, the sweep, the forkserver
     ("default_plugins",),  # first-party techniques, metrics, probes, tasks, executors

@@ -11,10 +11,11 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
+from effbench import aside
 from effbench.api.metric import Quantity
 from effbench.errors import EffbenchError
 from effbench.measure.decisions import Interval, pareto_front, tie_ranks
-from effbench.present import aside, compare, leaderboard
+from effbench.present import compare, leaderboard
 from effbench.present.columns import Column, candidates
 from effbench.present.report import run_gates
 from effbench.records import MeasurementRow

@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from effbench import aside
 from effbench.measure import decisions, paired
-from effbench.present import aside, leaderboard, report
+from effbench.present import leaderboard, report
 from effbench.records import MeasurementRow, SampleRow
 from effbench.store import comparisons, outcomes, snapshot
 from effbench.store.load import Results, load

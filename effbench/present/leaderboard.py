@@ -24,10 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from effbench import aside
 from effbench.api.metric import Quantity
 from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval, Point
-from effbench.present import aside
 from effbench.present.columns import Column, candidates, fmt_each, stored_column
 from effbench.present.report import (
     GATE_NOTE,

@@ -25,13 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from effbench import aside
 from effbench.api.vocabulary import GENERATE, QUALITY
 from effbench.config.suite import UNSTABLE_CV
 from effbench.measure import decisions
 from effbench.measure.decisions import GATES, Interval
 from effbench.measure.paired import Paired
 from effbench.plugins import registry
-from effbench.present import aside, breakeven
+from effbench.present import breakeven
 from effbench.present.columns import Column, candidates, fmt, fmt_each, registry_columns
 from effbench.records import PHASE_EVALUATE, STATUS_OK, MeasurementRow, RunRecord
 from effbench.store.load import Results

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from effbench import aside
 from effbench.measure.accuracy import cache_folder
-from effbench.present import aside
 from effbench.records import SCHEMA_VERSION, Record
 from effbench.store.validate import Problem
 from effbench.version import __version__

@@ -4,9 +4,10 @@ A forked process shares the parent's objects as they are (a leaderboard's boards
 is pickled on the way there). It pays only for work that reads few objects, since the child copies each memory page
 it touches: the leaderboard's plots and its CSVs, the report's terminal tables (while the rest of the report is built
 and written). A process can also be forked before the work it is given exists (``Prepared``: the leaderboard's plots,
-whose process imports matplotlib while the boards are made), which is then pickled to it. Only for a large output,
-on Linux's fork; elsewhere the same work runs in the process, one part after the other. A failure there is raised
-in the parent, with its message.
+whose process imports matplotlib while the boards are made), which is then pickled to it, and a list's second half
+can be worked on there (``in_halves``: a store's files read for the first time), its results pickled back. Only for
+a large output, on Linux's fork; elsewhere the same work runs in the process, one part after the other. A failure
+there is raised in the parent, with its message.
 """
 
 from __future__ import annotations
