@@ -163,6 +163,22 @@ def test_the_command_forks_the_plots_process_before_the_boards_and_gives_it_thei
         assert (tmp_path / "lb" / path.relative_to(tmp_path / "in-turn")).read_bytes() == path.read_bytes()
 
 
+def test_drawing_leaves_the_callers_matplotlib_as_it_was(two_machines, tmp_path):
+    """The plots are figures of their own: a notebook's open figures and its backend stay."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("svg")  # a backend of the caller's, not the plots' Agg
+    mine = plt.figure()
+    try:
+        files = leaderboard.write(two_machines, leaderboard.boards(two_machines, COLUMNS), tmp_path / "lb")
+        assert plt.fignum_exists(mine.number) and matplotlib.get_backend() == "svg"
+        assert all(Image.open(p).format == "PNG" for p in files if p.suffix == ".png")
+    finally:
+        plt.close(mine)
+        matplotlib.use("Agg")
+
+
 def test_a_prepared_process_does_its_work_or_ends_when_given_none(tmp_path, monkeypatch):
     monkeypatch.setattr(aside, "LARGE", 0)
     done = tmp_path / "done"

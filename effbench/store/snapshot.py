@@ -158,7 +158,8 @@ def read_files(root: Path, kind: type[Record], folder: Path, names: list[str], r
     if snapshot is not None and [n for n, *_ in known] == names and [stat for _, stat, *_ in known] == stats:
         return Read(snapshot.table, _spans(known), set(), [])
     entries = {name: (stat, start, rows) for name, stat, start, rows in known}
-    unchanged = {name for name, stat in zip(names, stats, strict=True) if stat and entries.get(name, [None])[0] == stat}
+    was = {name: stat for name, (stat, _, _) in entries.items()}  # each file's stat when the snapshot read it
+    unchanged = {name for name, stat in zip(names, stats, strict=True) if stat is not None and was.get(name) == stat}
     changed = [name for name in names if name not in unchanged]
     read = dict(zip(changed, _read_each(folder, changed, read_one), strict=True))
     parts: list[pa.Table] = [snapshot.table] if snapshot else []
